@@ -1,0 +1,59 @@
+//! The rule compiler: a pure function from the topology to one host's flows.
+//!
+//! Pipeline (tables):
+//! - 0 classify: traffic from a local port with its own MAC and IP (ARP too)
+//!   records its network (reg0) and mapping key (reg1); uplink traffic goes
+//!   to ingress; anything else is dropped (anti-spoofing).
+//! - 10 egress: by destination IP within the network: local delivery
+//!   unmodified, or destination rewritten to the remote host's MAC and key;
+//!   broadcast becomes local copies plus one unicast copy per remote host.
+//! - 11 egress source: source rewritten to this host's MAC and the port's key
+//!   (VM sources only: router traffic is rewritten on the VM side only).
+//! - 20 ARP: requests answered in OvS from the topology.
+//! - 30 ingress: destination key (or broadcast key) restored; notes network
+//!   and output port.
+//! - 31 ingress source: (host MAC, key) of a port of the same network
+//!   restored; anything else dropped.
+//! - 32 deliver: output, or every local member for broadcast.
+
+pub mod flow;
+mod tables;
+
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
+
+use crate::model::Topology;
+pub use flow::{Action, Flow, Match, PortRef};
+
+pub const T_CLASSIFY: u8 = 0;
+pub const T_EGRESS: u8 = 10;
+pub const T_EGRESS_SRC: u8 = 11;
+pub const T_ARP: u8 = 20;
+pub const T_INGRESS: u8 = 30;
+pub const T_INGRESS_SRC: u8 = 31;
+pub const T_DELIVER: u8 = 32;
+
+/// Network id of the packet.
+pub const REG_NET: u8 = 0;
+/// Mapping key of the sending local port.
+pub const REG_KEY: u8 = 1;
+/// 1 when the sender is a router port.
+pub const REG_ROUTER: u8 = 2;
+/// OvS port number to deliver to on ingress.
+pub const REG_OUT: u8 = 3;
+/// 1 when an ingress packet is a broadcast.
+pub const REG_BCAST: u8 = 4;
+
+/// Every flow `host` needs, sorted, without duplicates. Empty for an unknown host.
+pub fn compile_host(topo: &Topology, host: &str) -> Vec<Flow> {
+    let Some(h) = topo.hosts.get(host) else {
+        return Vec::new();
+    };
+    let ctx = tables::Ctx::new(topo, h);
+    let mut flows = ctx.all();
+    flows.sort();
+    flows.dedup();
+    flows
+}

@@ -1,0 +1,275 @@
+//! Properties of the compiler, checked by running the compiled tables.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use proptest::prelude::*;
+
+use super::sim::{Body, Delivery, Packet, Sim};
+use super::*;
+use crate::addr::Mac;
+use crate::keys::KeyRange;
+use crate::model::{PortKind, Topology};
+use crate::mutate::{self, PortSpec};
+
+/// One port to create: (tenant, network index, host index, last IP octet, router).
+type PortPlan = (u8, u8, u8, u8, bool);
+
+fn build(hosts: u8, plan: &[PortPlan]) -> Topology {
+    let mut topo = Topology::default();
+    let keys = KeyRange("100.64.0.0/16".parse().unwrap());
+    let apply = |topo: &mut Topology, ops: Vec<crate::record::Op>| ops.iter().for_each(|op| topo.apply(op));
+    for h in 0..hosts {
+        let ops =
+            mutate::put_host(&topo, &format!("h{h}"), "up0", &format!("0a:00:00:00:00:{h:02x}")).unwrap();
+        apply(&mut topo, ops);
+    }
+    let mut next_id = 1;
+    for (i, &(tenant, net, host, octet, router)) in plan.iter().enumerate() {
+        let (t, n) = (format!("t{tenant}"), format!("n{net}"));
+        if !topo.tenants.contains_key(&t) {
+            let ops = mutate::create_tenant(&topo, &t).unwrap();
+            apply(&mut topo, ops);
+        }
+        if topo.network_by_name(&t, &n).is_none() {
+            // Every tenant uses the same address blocks: overlap across tenants.
+            let ops = mutate::create_network(&topo, &t, &n, &format!("10.0.{net}.0/24"), next_id).unwrap();
+            next_id += 1;
+            apply(&mut topo, ops);
+        }
+        let spec = PortSpec {
+            name: &format!("p{i}"),
+            tenant: &t,
+            network: &n,
+            host: &format!("h{}", host % hosts),
+            mac: &format!("02:00:00:00:{tenant:02x}:{octet:02x}"),
+            ip: &format!("10.0.{net}.{octet}"),
+            kind: if router { PortKind::Router } else { PortKind::Vm },
+        };
+        // Duplicates within a network are refused; the plan just skips them.
+        if let Ok(ops) = mutate::create_port(&topo, &keys, &spec) {
+            apply(&mut topo, ops);
+        }
+    }
+    topo
+}
+
+fn plan() -> impl Strategy<Value = (u8, Vec<PortPlan>)> {
+    let port = (0u8..3, 0u8..2, 0u8..4, 1u8..6, prop::bool::weighted(0.15));
+    (1u8..5, prop::collection::vec(port, 0..14))
+}
+
+fn ip_packet(topo: &Topology, from: &str, dst: Ipv4Addr) -> Packet {
+    let p = &topo.ports[from];
+    Packet {
+        eth_src: p.mac,
+        eth_dst: Mac([2, 0xee, 0, 0, 0, 1]),
+        body: Body::Ip { src: p.ip, dst },
+    }
+}
+
+fn names(deliveries: &[Delivery]) -> BTreeSet<String> {
+    deliveries.iter().map(|d| d.port.clone()).collect()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn unicast_reaches_exactly_the_same_network_owner((hosts, plan) in plan()) {
+        let topo = build(hosts, &plan);
+        let mut sim = Sim::new(&topo);
+        for p in topo.ports.values() {
+            let targets: BTreeSet<Ipv4Addr> = topo.ports.values().map(|q| q.ip).collect();
+            for dst in targets {
+                let got = sim.send(&p.name, ip_packet(&topo, &p.name, dst));
+                let want: BTreeSet<String> = topo.ports_of_net(p.net)
+                    .filter(|q| q.ip == dst && q.name != p.name)
+                    .map(|q| q.name.clone()).collect();
+                prop_assert_eq!(names(&got), want, "{} -> {}", p.name, dst);
+                for d in &got {
+                    let q = &topo.ports[&d.port];
+                    prop_assert_eq!(&d.packet.body, &Body::Ip { src: p.ip, dst: q.ip });
+                    prop_assert_eq!(d.packet.eth_src, p.mac);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn spoofed_sources_reach_nobody((hosts, plan) in plan()) {
+        let topo = build(hosts, &plan);
+        let mut sim = Sim::new(&topo);
+        for p in topo.ports.values() {
+            for q in topo.ports.values() {
+                let mut forged_mac = ip_packet(&topo, &p.name, q.ip);
+                forged_mac.eth_src = Mac([2, 0xbb, 0, 0, 0, 9]);
+                prop_assert!(sim.send(&p.name, forged_mac).is_empty());
+                if p.kind == PortKind::Vm {
+                    let mut forged_ip = ip_packet(&topo, &p.name, q.ip);
+                    forged_ip.body = Body::Ip { src: Ipv4Addr::new(10, 0, 0, 250), dst: q.ip };
+                    prop_assert!(sim.send(&p.name, forged_ip).is_empty());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn arp_is_answered_locally_from_the_topology((hosts, plan) in plan()) {
+        let topo = build(hosts, &plan);
+        let mut sim = Sim::new(&topo);
+        for p in topo.ports.values() {
+            for tpa in (1..7).map(|o| Ipv4Addr::new(10, 0, 0, o)).chain((1..7).map(|o| Ipv4Addr::new(10, 0, 1, o))) {
+                let request = Packet {
+                    eth_src: p.mac,
+                    eth_dst: Mac([0xff; 6]),
+                    body: Body::Arp { op: 1, sha: p.mac, spa: p.ip, tha: Mac([0; 6]), tpa },
+                };
+                let got = sim.send(&p.name, request);
+                let owner = topo.ports_of_net(p.net).find(|q| q.ip == tpa);
+                match owner {
+                    Some(q) => {
+                        prop_assert_eq!(got.len(), 1);
+                        prop_assert_eq!(&got[0].port, &p.name);
+                        prop_assert_eq!(got[0].packet.eth_src, q.mac);
+                        let is_reply = matches!(got[0].packet.body, Body::Arp { op: 2, sha, spa, .. } if sha == q.mac && spa == tpa);
+                        prop_assert!(is_reply);
+                    }
+                    None => prop_assert!(got.is_empty()),
+                }
+            }
+        }
+        prop_assert!(sim.wire.is_empty(), "ARP crossed the wire");
+    }
+
+    #[test]
+    fn broadcast_reaches_every_other_member((hosts, plan) in plan()) {
+        let topo = build(hosts, &plan);
+        let mut sim = Sim::new(&topo);
+        for p in topo.ports.values() {
+            let bcast = topo.networks[&p.net].cidr.broadcast();
+            for dst in [bcast, Ipv4Addr::BROADCAST] {
+                let got = sim.send(&p.name, ip_packet(&topo, &p.name, dst));
+                let want: BTreeSet<String> = topo.ports_of_net(p.net)
+                    .filter(|q| q.name != p.name).map(|q| q.name.clone()).collect();
+                prop_assert_eq!(names(&got), want.clone());
+                prop_assert_eq!(got.len(), want.len(), "duplicate copies");
+            }
+        }
+    }
+
+    #[test]
+    fn the_wire_sees_only_host_macs_and_keys((hosts, plan) in plan()) {
+        let topo = build(hosts, &plan);
+        let mut sim = Sim::new(&topo);
+        for p in topo.ports.values().filter(|p| p.kind == PortKind::Vm) {
+            for q in topo.ports.values().filter(|q| q.kind == PortKind::Vm) {
+                sim.send(&p.name, ip_packet(&topo, &p.name, q.ip));
+            }
+        }
+        let host_macs: BTreeSet<Mac> = topo.hosts.values().map(|h| h.mac).collect();
+        let keys: BTreeSet<Ipv4Addr> = topo.ports.values().map(|p| p.key).chain(topo.bkeys.values().copied()).collect();
+        for pkt in &sim.wire {
+            prop_assert!(host_macs.contains(&pkt.eth_src) && host_macs.contains(&pkt.eth_dst), "{pkt:?}");
+            let Body::Ip { src, dst } = pkt.body else { panic!("non-IP on the wire") };
+            prop_assert!(keys.contains(&src) && keys.contains(&dst), "{pkt:?}");
+        }
+    }
+
+    #[test]
+    fn keys_are_unique_per_host_and_compile_is_deterministic((hosts, plan) in plan()) {
+        let topo = build(hosts, &plan);
+        let mut per_host: BTreeMap<&str, Vec<Ipv4Addr>> = BTreeMap::new();
+        for p in topo.ports.values() {
+            per_host.entry(&p.host).or_default().push(p.key);
+        }
+        for ((h, _), key) in &topo.bkeys {
+            per_host.entry(h).or_default().push(*key);
+        }
+        for keys in per_host.values() {
+            let unique: BTreeSet<_> = keys.iter().collect();
+            prop_assert_eq!(unique.len(), keys.len());
+        }
+        for h in topo.hosts.keys() {
+            prop_assert_eq!(compile_host(&topo, h), compile_host(&topo.clone(), h));
+        }
+    }
+}
+
+/// Router ports: traffic with outside addresses crosses hosts rewritten on
+/// the VM side only, and reaches the right VM back.
+#[test]
+fn router_traffic_is_rewritten_on_the_vm_side_only() {
+    // p0: VM on h0; p1: router on h1, both in t0/n0.
+    let topo = build(2, &[(0, 0, 0, 1, false), (0, 0, 1, 5, true)]);
+    let (vm, router) = (&topo.ports["p0"], &topo.ports["p1"]);
+    let outside = Ipv4Addr::new(8, 8, 8, 8);
+    let mut sim = Sim::new(&topo);
+    let mut out = ip_packet(&topo, "p0", outside);
+    out.eth_dst = router.mac;
+    let got = sim.send("p0", out);
+    assert_eq!(names(&got), BTreeSet::from(["p1".to_string()]));
+    assert_eq!(
+        got[0].packet.body,
+        Body::Ip {
+            src: vm.ip,
+            dst: outside
+        }
+    );
+    let wire = sim.wire.last().unwrap().clone();
+    assert_eq!(wire.eth_dst, router.mac, "router side is not rewritten");
+    assert_eq!(
+        wire.body,
+        Body::Ip {
+            src: vm.key,
+            dst: outside
+        }
+    );
+
+    let back = Packet {
+        eth_src: router.mac,
+        eth_dst: vm.mac,
+        body: Body::Ip {
+            src: outside,
+            dst: vm.ip,
+        },
+    };
+    let got = sim.send("p1", back);
+    assert_eq!(names(&got), BTreeSet::from(["p0".to_string()]));
+    assert_eq!(
+        got[0].packet.body,
+        Body::Ip {
+            src: outside,
+            dst: vm.ip
+        }
+    );
+    assert_eq!(got[0].packet.eth_src, router.mac);
+
+    // A router may not use another address of its own network.
+    let spoof = Packet {
+        eth_src: router.mac,
+        eth_dst: vm.mac,
+        body: Body::Ip {
+            src: Ipv4Addr::new(10, 0, 0, 9),
+            dst: vm.ip,
+        },
+    };
+    assert!(sim.send("p1", spoof).is_empty());
+}
+
+/// The paper's Table 1 layout: same keys may repeat on different hosts.
+#[test]
+fn keys_repeat_across_hosts_but_not_within_one() {
+    let topo = build(
+        2,
+        &[
+            (0, 0, 0, 1, false),
+            (0, 0, 1, 2, false),
+            (0, 0, 0, 3, false),
+            (0, 0, 1, 4, false),
+        ],
+    );
+    let key = |p: &str| topo.ports[p].key;
+    assert_eq!(key("p0"), key("p1"));
+    assert_ne!(key("p0"), key("p2"));
+}

@@ -1,0 +1,13 @@
+//! dclab coordinator: holds the topology and mapping keys in sled, compiles
+//! every host's rewrite rules and pushes them to the agents.
+
+pub mod addr;
+pub mod compile;
+pub mod keys;
+pub mod model;
+pub mod mutate;
+pub mod record;
+pub mod rules;
+pub mod service;
+pub mod state;
+pub mod store;

@@ -1,0 +1,70 @@
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use dclab_coordinator::{addr::Cidr, keys::KeyRange, service, state::State};
+use tokio::net::TcpListener;
+use tracing::info;
+
+/// dclab coordinator: stores the topology and pushes every host's rewrite rules to its agent.
+#[derive(Parser)]
+#[command(version)]
+struct Args {
+    /// Directory of the sled database (created if missing).
+    #[arg(long, env = "DCLAB_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Address to serve gRPC on; port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    listen: String,
+    /// Write the address actually listened on to this file once serving.
+    #[arg(long)]
+    addr_file: Option<PathBuf>,
+    /// Addresses used as mapping keys on the physical network.
+    #[arg(long, default_value = "100.64.0.0/16")]
+    key_range: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let cidr: Cidr = args
+        .key_range
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--key-range: {e}"))?;
+    let state = Arc::new(State::open(&args.data_dir, KeyRange(cidr))?);
+    let listener = TcpListener::bind(&args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let addr = service::local_addr(&listener)?;
+    info!(%addr, data_dir = %args.data_dir.display(), revision = state.revision(), "coordinator serving");
+    if let Some(file) = &args.addr_file {
+        write_atomically(file, &addr.to_string())?;
+    }
+    service::serve(state, listener, shutdown_signal()).await?;
+    info!("coordinator stopped");
+    Ok(())
+}
+
+/// Readers never see a half-written address.
+fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let mut term =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    info!("shutting down");
+}

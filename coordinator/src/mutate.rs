@@ -1,0 +1,251 @@
+//! Validation of every topology change. Each function reads the topology,
+//! refuses bad input with an error naming it, and otherwise returns the
+//! record writes that make the change. Nothing here writes anything.
+
+use std::net::Ipv4Addr;
+
+use dclab_proto::error::{exists, invalid, not_found, precondition};
+use dclab_proto::ApiError;
+
+use crate::addr::{Cidr, Mac};
+use crate::keys::KeyRange;
+use crate::model::{Host, NetId, Network, Port, PortKind, Tenant, Topology};
+use crate::record::{Op, Record, RecordKey};
+
+pub type Ops = Result<Vec<Op>, ApiError>;
+
+/// Names become sled keys, OvS external_ids and flow tokens: keep them plain.
+pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    if name.is_empty() {
+        return Err(invalid(format!("{what} name is empty")));
+    }
+    if name.len() > 64 {
+        return Err(invalid(format!(
+            "{what} name is {} bytes long; the limit is 64",
+            name.len()
+        )));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(invalid(format!(
+            "{what} name {name:?} has the character {c:?}; use letters, digits, '-', '_' and '.'"
+        )));
+    }
+    Ok(())
+}
+
+fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, ApiError> {
+    text.parse().map_err(invalid)
+}
+
+/// Create a host, or update its uplink when its agent registers again.
+pub fn put_host(topo: &Topology, id: &str, uplink: &str, mac: &str) -> Ops {
+    check_name("host", id)?;
+    if uplink.is_empty() || uplink.len() > 15 {
+        return Err(invalid(format!(
+            "uplink interface name {uplink:?} must be 1 to 15 bytes"
+        )));
+    }
+    let mac: Mac = parse(mac)?;
+    if let Some(other) = topo.hosts.values().find(|h| h.mac == mac && h.id != id) {
+        return Err(exists(format!("host {} already has uplink MAC {mac}", other.id)));
+    }
+    if let Some(port) = topo.ports.values().find(|p| p.mac == mac) {
+        return Err(exists(format!("MAC {mac} is already used by port {}", port.name)));
+    }
+    let host = Host {
+        id: id.to_string(),
+        uplink: uplink.to_string(),
+        mac,
+    };
+    if topo.hosts.get(id) == Some(&host) {
+        return Ok(vec![]);
+    }
+    Ok(vec![Op::Put(Record::Host(host))])
+}
+
+pub fn delete_host(topo: &Topology, id: &str) -> Ops {
+    if !topo.hosts.contains_key(id) {
+        return Err(not_found(format!("host {id} does not exist")));
+    }
+    if let Some(ports) = topo.host_ports.get(id) {
+        return Err(precondition(format!(
+            "host {id} still has {} ports; delete them first",
+            ports.len()
+        )));
+    }
+    Ok(vec![Op::Delete(RecordKey::Host(id.to_string()))])
+}
+
+pub fn create_tenant(topo: &Topology, name: &str) -> Ops {
+    check_name("tenant", name)?;
+    if topo.tenants.contains_key(name) {
+        return Err(exists(format!("tenant {name} already exists")));
+    }
+    Ok(vec![Op::Put(Record::Tenant(Tenant {
+        name: name.to_string(),
+    }))])
+}
+
+pub fn delete_tenant(topo: &Topology, name: &str) -> Ops {
+    if !topo.tenants.contains_key(name) {
+        return Err(not_found(format!("tenant {name} does not exist")));
+    }
+    let nets = topo.net_ids.keys().filter(|(t, _)| t == name).count();
+    if nets > 0 {
+        return Err(precondition(format!(
+            "tenant {name} still has {nets} networks; delete them first"
+        )));
+    }
+    Ok(vec![Op::Delete(RecordKey::Tenant(name.to_string()))])
+}
+
+pub fn create_network(topo: &Topology, tenant: &str, name: &str, cidr: &str, id: NetId) -> Ops {
+    check_name("network", name)?;
+    tenant_exists(topo, tenant)?;
+    let cidr: Cidr = parse(cidr)?;
+    if cidr.prefix < 8 {
+        return Err(invalid(format!(
+            "network CIDR {cidr} is wider than /8; use a smaller network"
+        )));
+    }
+    if topo.network_by_name(tenant, name).is_some() {
+        return Err(exists(format!(
+            "network {name} already exists in tenant {tenant}"
+        )));
+    }
+    let clash = topo
+        .networks
+        .values()
+        .find(|n| n.tenant == tenant && n.cidr.overlaps(&cidr));
+    if let Some(other) = clash {
+        return Err(invalid(format!(
+            "CIDR {cidr} overlaps network {} ({}) of tenant {tenant}",
+            other.name, other.cidr
+        )));
+    }
+    let net = Network {
+        id,
+        tenant: tenant.to_string(),
+        name: name.to_string(),
+        cidr,
+    };
+    Ok(vec![Op::Put(Record::Network(net))])
+}
+
+pub fn delete_network(topo: &Topology, tenant: &str, name: &str) -> Ops {
+    let net = network(topo, tenant, name)?;
+    let count = topo.members.get(&net.id).map_or(0, |m| m.len());
+    if count > 0 {
+        return Err(precondition(format!(
+            "network {name} of tenant {tenant} still has {count} ports; delete them first"
+        )));
+    }
+    Ok(vec![Op::Delete(RecordKey::Network(net.id))])
+}
+
+fn tenant_exists(topo: &Topology, tenant: &str) -> Result<(), ApiError> {
+    if topo.tenants.contains_key(tenant) {
+        Ok(())
+    } else {
+        Err(not_found(format!("tenant {tenant:?} does not exist")))
+    }
+}
+
+fn network<'a>(topo: &'a Topology, tenant: &str, name: &str) -> Result<&'a Network, ApiError> {
+    tenant_exists(topo, tenant)?;
+    topo.network_by_name(tenant, name)
+        .ok_or_else(|| not_found(format!("network {name:?} does not exist in tenant {tenant}")))
+}
+
+/// What a port-create request carries, before validation.
+pub struct PortSpec<'a> {
+    pub name: &'a str,
+    pub tenant: &'a str,
+    pub network: &'a str,
+    pub host: &'a str,
+    pub mac: &'a str,
+    pub ip: &'a str,
+    pub kind: PortKind,
+}
+
+pub fn create_port(topo: &Topology, keys: &KeyRange, spec: &PortSpec) -> Ops {
+    check_name("port", spec.name)?;
+    if topo.ports.contains_key(spec.name) {
+        return Err(exists(format!("port {} already exists", spec.name)));
+    }
+    let net = network(topo, spec.tenant, spec.network)?;
+    if !topo.hosts.contains_key(spec.host) {
+        return Err(not_found(format!(
+            "host {:?} is not registered; start its agent or run `ctl host create`",
+            spec.host
+        )));
+    }
+    let mac: Mac = parse(spec.mac)?;
+    if let Some(host) = topo.hosts.values().find(|h| h.mac == mac) {
+        return Err(exists(format!("MAC {mac} is the uplink MAC of host {}", host.id)));
+    }
+    let ip: Ipv4Addr = spec
+        .ip
+        .parse()
+        .map_err(|_| invalid(format!("malformed IPv4 address {:?}", spec.ip)))?;
+    if !net.cidr.is_host_address(ip) {
+        return Err(invalid(format!(
+            "IP {ip} is not a host address of network {} ({})",
+            net.name, net.cidr
+        )));
+    }
+    if let Some(p) = topo.ports_of_net(net.id).find(|p| p.ip == ip || p.mac == mac) {
+        let what = if p.ip == ip {
+            format!("IP {ip}")
+        } else {
+            format!("MAC {mac}")
+        };
+        return Err(exists(format!(
+            "{what} is already used by port {} in network {}",
+            p.name, net.name
+        )));
+    }
+    let mut used = topo.keys_on_host(spec.host);
+    let mut ops = Vec::new();
+    if !topo.bkeys.contains_key(&(spec.host.to_string(), net.id)) {
+        let key = keys.allocate(spec.host, &used)?;
+        used.insert(u32::from(key));
+        ops.push(Op::Put(Record::BroadcastKey {
+            host: spec.host.to_string(),
+            net: net.id,
+            key,
+        }));
+    }
+    let port = Port {
+        name: spec.name.to_string(),
+        net: net.id,
+        host: spec.host.to_string(),
+        mac,
+        ip,
+        kind: spec.kind,
+        key: keys.allocate(spec.host, &used)?,
+    };
+    ops.push(Op::Put(Record::Port(port)));
+    Ok(ops)
+}
+
+/// Deletes the port, and the host's broadcast key for its network when it
+/// was the last member there.
+pub fn delete_port(topo: &Topology, name: &str) -> Ops {
+    let port = topo
+        .ports
+        .get(name)
+        .ok_or_else(|| not_found(format!("port {name} does not exist")))?;
+    let mut ops = vec![Op::Delete(RecordKey::Port(name.to_string()))];
+    let others = topo
+        .ports_on_host(&port.host)
+        .filter(|p| p.net == port.net)
+        .count();
+    if others == 1 {
+        ops.push(Op::Delete(RecordKey::BroadcastKey(port.host.clone(), port.net)));
+    }
+    Ok(ops)
+}

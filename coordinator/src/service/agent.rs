@@ -1,0 +1,92 @@
+//! The AgentControl service: registration, the rule watch stream and acks.
+
+use std::sync::Arc;
+
+use dclab_proto::error::not_found;
+use dclab_proto::v1::{self, agent_control_server::AgentControl};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{debug, info};
+
+use super::convert;
+use crate::mutate;
+use crate::rules::{diff, HostRules};
+use crate::state::State;
+
+pub struct AgentService {
+    pub state: Arc<State>,
+}
+
+#[tonic::async_trait]
+impl AgentControl for AgentService {
+    async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::Host>, Status> {
+        let r = req.into_inner();
+        self.state
+            .mutate(|v| mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac))?;
+        info!(host = %r.host_id, uplink = %r.uplink, mac = %r.mac, "agent registered");
+        Ok(Response::new(
+            self.state.read(|t| convert::host(t, &self.state.hub, &r.host_id)),
+        ))
+    }
+
+    type WatchRulesStream = ReceiverStream<Result<v1::RuleUpdate, Status>>;
+
+    async fn watch_rules(
+        &self,
+        req: Request<v1::WatchRulesRequest>,
+    ) -> Result<Response<Self::WatchRulesStream>, Status> {
+        let host = req.into_inner().host_id;
+        if !self.state.read(|t| t.hosts.contains_key(&host)) {
+            return Err(not_found(format!("host {host:?} is not registered; call Register first")).into());
+        }
+        let (tx, rx) = mpsc::channel(16);
+        let mut rules = self.state.hub.subscribe(&host);
+        let guard = self.state.hub.watching(&host);
+        tokio::spawn(async move {
+            let _guard = guard;
+            let mut sent = rules.borrow_and_update().clone();
+            info!(host = %host, version = sent.version, flows = sent.flows.len(), "rule watch started");
+            if tx.send(Ok(full(&sent))).await.is_err() {
+                return;
+            }
+            while rules.changed().await.is_ok() {
+                let next = rules.borrow_and_update().clone();
+                let update = delta(&sent, &next);
+                debug!(host = %host, version = next.version, added = update.added.len(), removed = update.removed.len(), "rules changed");
+                if tx.send(Ok(update)).await.is_err() {
+                    break;
+                }
+                sent = next;
+            }
+            info!(host = %host, "rule watch ended");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn ack(&self, req: Request<v1::AckRequest>) -> Result<Response<v1::Empty>, Status> {
+        let r = req.into_inner();
+        self.state.hub.ack(&r.host_id, r.version, r.flow_count);
+        debug!(host = %r.host_id, version = r.version, flows = r.flow_count, "rules applied");
+        Ok(Response::new(v1::Empty {}))
+    }
+}
+
+fn full(rules: &HostRules) -> v1::RuleUpdate {
+    v1::RuleUpdate {
+        version: rules.version,
+        full: true,
+        added: rules.flows.iter().map(convert::flow).collect(),
+        removed: vec![],
+    }
+}
+
+fn delta(old: &HostRules, new: &HostRules) -> v1::RuleUpdate {
+    let (added, removed) = diff(&old.flows, &new.flows);
+    v1::RuleUpdate {
+        version: new.version,
+        full: false,
+        added: added.into_iter().map(convert::flow).collect(),
+        removed: removed.into_iter().map(convert::flow).collect(),
+    }
+}

@@ -1,0 +1,173 @@
+//! The Topology service: what operators call through ctl.
+
+use std::sync::Arc;
+
+use dclab_proto::error::{invalid, not_found};
+use dclab_proto::v1::{self, topology_server::Topology as TopologyApi};
+use dclab_proto::ApiError;
+use tonic::{Request, Response, Status};
+use tracing::info;
+
+use super::convert;
+use crate::model::PortKind;
+use crate::mutate::{self, PortSpec};
+use crate::record::{Op, Record};
+use crate::state::State;
+
+pub struct TopologyService {
+    pub state: Arc<State>,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn port_kind(value: i32) -> Result<PortKind, ApiError> {
+    match v1::PortKind::try_from(value) {
+        Ok(v1::PortKind::Unspecified) | Ok(v1::PortKind::Vm) => Ok(PortKind::Vm),
+        Ok(v1::PortKind::Router) => Ok(PortKind::Router),
+        Err(_) => Err(invalid(format!("unknown port kind {value}; use vm or router"))),
+    }
+}
+
+#[tonic::async_trait]
+impl TopologyApi for TopologyService {
+    async fn create_host(&self, req: Request<v1::Host>) -> Reply<v1::Host> {
+        let h = req.into_inner();
+        self.state
+            .mutate(|v| mutate::put_host(v.topo, &h.id, &h.uplink, &h.mac))?;
+        info!(host = %h.id, mac = %h.mac, "host created");
+        Ok(Response::new(
+            self.state.read(|t| convert::host(t, &self.state.hub, &h.id)),
+        ))
+    }
+
+    async fn list_hosts(&self, _: Request<v1::ListHostsRequest>) -> Reply<v1::ListHostsResponse> {
+        let hosts = self.state.read(|t| {
+            t.hosts
+                .keys()
+                .map(|id| convert::host(t, &self.state.hub, id))
+                .collect()
+        });
+        Ok(Response::new(v1::ListHostsResponse { hosts }))
+    }
+
+    async fn delete_host(&self, req: Request<v1::DeleteHostRequest>) -> Reply<v1::Empty> {
+        let id = req.into_inner().id;
+        self.state.mutate(|v| mutate::delete_host(v.topo, &id))?;
+        info!(host = %id, "host deleted");
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn create_tenant(&self, req: Request<v1::CreateTenantRequest>) -> Reply<v1::Tenant> {
+        let name = req.into_inner().name;
+        self.state.mutate(|v| mutate::create_tenant(v.topo, &name))?;
+        info!(tenant = %name, "tenant created");
+        Ok(Response::new(v1::Tenant {
+            name,
+            network_count: 0,
+        }))
+    }
+
+    async fn list_tenants(&self, _: Request<v1::ListTenantsRequest>) -> Reply<v1::ListTenantsResponse> {
+        let tenants = self.state.read(|t| {
+            t.tenants
+                .keys()
+                .map(|name| v1::Tenant {
+                    name: name.clone(),
+                    network_count: t.net_ids.keys().filter(|(tn, _)| tn == name).count() as u32,
+                })
+                .collect()
+        });
+        Ok(Response::new(v1::ListTenantsResponse { tenants }))
+    }
+
+    async fn delete_tenant(&self, req: Request<v1::DeleteTenantRequest>) -> Reply<v1::Empty> {
+        let name = req.into_inner().name;
+        self.state.mutate(|v| mutate::delete_tenant(v.topo, &name))?;
+        info!(tenant = %name, "tenant deleted");
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn create_network(&self, req: Request<v1::CreateNetworkRequest>) -> Reply<v1::Network> {
+        let r = req.into_inner();
+        let ops = self
+            .state
+            .mutate(|v| mutate::create_network(v.topo, &r.tenant, &r.name, &r.cidr, v.next_net_id))?;
+        let Some(Op::Put(Record::Network(net))) = ops.first() else {
+            return Err(ApiError::Internal("network create wrote no network".into()).into());
+        };
+        info!(tenant = %r.tenant, network = %r.name, cidr = %r.cidr, "network created");
+        Ok(Response::new(self.state.read(|t| convert::network(t, net.id))))
+    }
+
+    async fn list_networks(&self, req: Request<v1::ListNetworksRequest>) -> Reply<v1::ListNetworksResponse> {
+        let tenant = req.into_inner().tenant;
+        let networks = self.state.read(|t| {
+            t.net_ids
+                .iter()
+                .filter(|((tn, _), _)| tenant.is_empty() || *tn == tenant)
+                .map(|(_, id)| convert::network(t, *id))
+                .collect()
+        });
+        Ok(Response::new(v1::ListNetworksResponse { networks }))
+    }
+
+    async fn delete_network(&self, req: Request<v1::DeleteNetworkRequest>) -> Reply<v1::Empty> {
+        let r = req.into_inner();
+        self.state
+            .mutate(|v| mutate::delete_network(v.topo, &r.tenant, &r.name))?;
+        info!(tenant = %r.tenant, network = %r.name, "network deleted");
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn create_port(&self, req: Request<v1::CreatePortRequest>) -> Reply<v1::Port> {
+        let r = req.into_inner();
+        let spec = PortSpec {
+            name: &r.name,
+            tenant: &r.tenant,
+            network: &r.network,
+            host: &r.host,
+            mac: &r.mac,
+            ip: &r.ip,
+            kind: port_kind(r.kind)?,
+        };
+        self.state
+            .mutate(|v| mutate::create_port(v.topo, v.keys, &spec))?;
+        let port = self.state.read(|t| convert::port(t, &t.ports[&r.name]));
+        info!(port = %r.name, host = %r.host, key = %port.key, "port created");
+        Ok(Response::new(port))
+    }
+
+    async fn list_ports(&self, req: Request<v1::ListPortsRequest>) -> Reply<v1::ListPortsResponse> {
+        let f = req.into_inner();
+        let ports = self.state.read(|t| {
+            t.ports
+                .values()
+                .map(|p| convert::port(t, p))
+                .filter(|p| f.tenant.is_empty() || p.tenant == f.tenant)
+                .filter(|p| f.network.is_empty() || p.network == f.network)
+                .filter(|p| f.host.is_empty() || p.host == f.host)
+                .collect()
+        });
+        Ok(Response::new(v1::ListPortsResponse { ports }))
+    }
+
+    async fn delete_port(&self, req: Request<v1::DeletePortRequest>) -> Reply<v1::Empty> {
+        let name = req.into_inner().name;
+        self.state.mutate(|v| mutate::delete_port(v.topo, &name))?;
+        info!(port = %name, "port deleted");
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn get_rules(&self, req: Request<v1::GetRulesRequest>) -> Reply<v1::HostRules> {
+        let host = req.into_inner().host;
+        if !self.state.read(|t| t.hosts.contains_key(&host)) {
+            return Err(not_found(format!("host {host:?} does not exist")).into());
+        }
+        let rules = self.state.hub.current(&host);
+        Ok(Response::new(v1::HostRules {
+            host,
+            version: rules.version,
+            flows: rules.flows.iter().map(convert::flow).collect(),
+        }))
+    }
+}

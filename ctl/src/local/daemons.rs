@@ -1,0 +1,141 @@
+//! Starting, signalling and restarting the coordinator and the agents.
+//! They run in the root namespace: they only talk over loopback and unix
+//! sockets.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+use super::cluster::Cluster;
+use super::ovs;
+use super::process::{self, find_binary, log_tail, spawn_detached};
+use super::state::ProcRecord;
+use super::up::UPLINK;
+
+const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
+const STOP_GRACE: Duration = Duration::from_secs(3);
+
+impl Cluster {
+    /// Starts the coordinator on its data dir. A restart reuses the port of
+    /// the first start, so running agents reconnect to the same address.
+    pub fn start_coordinator(&mut self) -> anyhow::Result<()> {
+        let bin = find_binary("coordinator")?;
+        let dir = self.state.dir.clone();
+        let data_dir = dir.join("coordinator");
+        let addr_file = dir.join("coordinator.addr");
+        let log = self.coordinator_log();
+        std::fs::create_dir_all(&data_dir)?;
+        let _ = std::fs::remove_file(&addr_file);
+        let port = self.state.coordinator_port.unwrap_or(0);
+        let args = vec![
+            "--data-dir".to_string(),
+            data_dir.display().to_string(),
+            "--listen".to_string(),
+            format!("127.0.0.1:{port}"),
+            "--addr-file".to_string(),
+            addr_file.display().to_string(),
+        ];
+        let record = spawn_detached(&bin, &args, &log)?;
+        self.state.coordinator = Some(record.clone());
+        self.save()?;
+
+        let deadline = Instant::now() + ADDR_TIMEOUT;
+        let addr = loop {
+            let text = std::fs::read_to_string(&addr_file).unwrap_or_default();
+            if !text.trim().is_empty() {
+                break text.trim().to_string();
+            }
+            if !process::is_alive(&record) {
+                bail!(
+                    "the coordinator exited before listening; see {}:\n{}",
+                    log.display(),
+                    log_tail(&log, 10)
+                );
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "the coordinator did not write {} within {}s; see {}",
+                    addr_file.display(),
+                    ADDR_TIMEOUT.as_secs(),
+                    log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        let port = addr
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .with_context(|| format!("the coordinator wrote a bad address {addr:?}"))?;
+        self.state.coordinator_port = Some(port);
+        self.state.coordinator_url = Some(format!("http://{addr}"));
+        self.save()
+    }
+
+    /// Sends `signal` to the coordinator by its recorded pid. For signals that
+    /// end it (TERM, INT, KILL) waits until it is gone and forgets the pid.
+    pub fn kill_coordinator(&mut self, signal: i32) -> anyhow::Result<()> {
+        let record = self
+            .state
+            .coordinator
+            .clone()
+            .context("no coordinator recorded for this cluster")?;
+        self.state.coordinator = signal_and_wait(&record, signal, "coordinator")?;
+        self.save()
+    }
+
+    /// Starts the agent of `host` against the current coordinator url.
+    pub fn start_agent(&mut self, host: &str) -> anyhow::Result<()> {
+        let bin = find_binary("agent")?;
+        let url = self
+            .coordinator_url()
+            .context("start the coordinator before the agents")?
+            .to_string();
+        self.host_state(host)?;
+        let dir = self.host_dir(host);
+        let args = vec![
+            "--coordinator".to_string(),
+            url,
+            "--host-id".to_string(),
+            host.to_string(),
+            "--uplink".to_string(),
+            UPLINK.to_string(),
+            "--ovs-db".to_string(),
+            ovs::db_address(&dir),
+            "--ovs-rundir".to_string(),
+            dir.display().to_string(),
+            "--bridge".to_string(),
+            ovs::BRIDGE.to_string(),
+        ];
+        let record = spawn_detached(&bin, &args, &self.agent_log(host))?;
+        self.state.host_mut(host)?.agent = Some(record);
+        self.save()
+    }
+
+    /// Sends `signal` to the agent of `host`; see `kill_coordinator`.
+    pub fn kill_agent(&mut self, host: &str, signal: i32) -> anyhow::Result<()> {
+        let record = self
+            .host_state(host)?
+            .agent
+            .clone()
+            .with_context(|| format!("no agent recorded for {host}"))?;
+        let remaining = signal_and_wait(&record, signal, &format!("agent of {host}"))?;
+        self.state.host_mut(host)?.agent = remaining;
+        self.save()
+    }
+}
+
+/// Returns the record to keep: None once a terminating signal took effect.
+fn signal_and_wait(record: &ProcRecord, signal: i32, what: &str) -> anyhow::Result<Option<ProcRecord>> {
+    if !process::signal(record, signal) {
+        // Already gone: nothing to keep track of.
+        return Ok(None);
+    }
+    if ![libc::SIGTERM, libc::SIGINT, libc::SIGKILL].contains(&signal) {
+        return Ok(Some(record.clone()));
+    }
+    if process::stop(record, STOP_GRACE) && process::is_alive(record) {
+        bail!("the {what} (pid {}) survived SIGKILL", record.pid);
+    }
+    Ok(None)
+}

@@ -1,0 +1,63 @@
+//! The error every dclab service returns, and its mapping to gRPC status codes.
+
+use tonic::{Code, Status};
+
+/// A refused or failed request. The message names the bad input and, where it
+/// helps, what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    ResourceExhausted(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> Code {
+        match self {
+            ApiError::InvalidArgument(_) => Code::InvalidArgument,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
+            ApiError::Unauthenticated(_) => Code::Unauthenticated,
+            ApiError::PermissionDenied(_) => Code::PermissionDenied,
+            ApiError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(err: ApiError) -> Status {
+        Status::new(err.code(), err.to_string())
+    }
+}
+
+/// Shorthand constructors used by validation code.
+pub fn invalid(msg: impl Into<String>) -> ApiError {
+    ApiError::InvalidArgument(msg.into())
+}
+
+pub fn not_found(msg: impl Into<String>) -> ApiError {
+    ApiError::NotFound(msg.into())
+}
+
+pub fn exists(msg: impl Into<String>) -> ApiError {
+    ApiError::AlreadyExists(msg.into())
+}
+
+pub fn precondition(msg: impl Into<String>) -> ApiError {
+    ApiError::FailedPrecondition(msg.into())
+}

@@ -1,0 +1,49 @@
+#!/bin/sh
+# Installs the system packages dclab needs on Debian 12 (run as root).
+#
+#   scripts/install-deps.sh          build + local multi-host setup (ctl local ...)
+#   scripts/install-deps.sh --vm     also libvirt and qemu for the lab's micro-VMs
+#
+# Idempotent: apt-get skips what is installed. Nothing is started here; the
+# local setup starts its own OvS instances (userspace datapath) per host
+# namespace, and libvirtd/virtlogd are started by hand (there is no systemd).
+set -eu
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: run as root (it calls apt-get)" >&2
+    exit 1
+fi
+
+with_vm=0
+for arg in "$@"; do
+    case "$arg" in
+        --vm) with_vm=1 ;;
+        -h|--help) sed -n '2,9p' "$0"; exit 0 ;;
+        *) echo "install-deps.sh: unknown argument $arg" >&2; exit 2 ;;
+    esac
+done
+
+# Build: a C toolchain for crates with build scripts.
+packages="build-essential pkg-config ca-certificates"
+# Local multi-host setup: namespaces, veths, the Linux bridge switch, OvS,
+# checksum offload control, and the traffic/capture tools tests use.
+packages="$packages iproute2 procps openvswitch-switch ethtool iputils-ping fping iperf3 tcpdump"
+if [ "$with_vm" -eq 1 ]; then
+    # The virt crate links libvirt; guests run under TCG (KVM guests stall here).
+    packages="$packages libvirt-dev libvirt-daemon-system qemu-system-x86 linux-image-cloud-amd64 busybox-static"
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+apt-get update
+# shellcheck disable=SC2086 # the list is meant to split into words
+apt-get install -y --no-install-recommends $packages
+
+# Sanity checks for what the local setup relies on.
+for tool in ip ethtool ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovs-ofctl iperf3 tcpdump; do
+    command -v "$tool" >/dev/null || { echo "install-deps.sh: $tool still missing" >&2; exit 1; }
+done
+test -f /usr/share/openvswitch/vswitch.ovsschema || {
+    echo "install-deps.sh: OvS schema /usr/share/openvswitch/vswitch.ovsschema missing" >&2
+    exit 1
+}
+echo "dependencies installed"
