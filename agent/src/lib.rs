@@ -1,1 +1,8 @@
+//! dclab agent: owns the host's Open vSwitch bridge, registers the host with
+//! the coordinator, watches its rules and reconciles them into the bridge.
 
+pub mod desired;
+pub mod ovs;
+pub mod reconcile;
+pub mod render;
+pub mod watch;

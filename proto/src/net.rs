@@ -44,6 +44,11 @@ impl ClientConfig {
             .keep_alive_while_idle(true))
     }
 
+    /// A channel that connects on first use and reconnects by itself.
+    pub fn connect_lazy(&self) -> Result<Channel, NetError> {
+        Ok(self.endpoint()?.connect_lazy())
+    }
+
     /// Connects now; fails if the coordinator is not there.
     pub async fn connect(&self) -> Result<Channel, NetError> {
         self.endpoint()?

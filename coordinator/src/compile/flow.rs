@@ -1,5 +1,5 @@
 //! Typed OpenFlow flows, rendered in ovs-ofctl syntax. Ports are symbolic
-//! (`$uplink`, `$port:NAME`); the agent substitutes OvS port numbers.
+//! (`${uplink}`, `${port:NAME}`); the agent substitutes OvS port numbers.
 
 use std::fmt;
 use std::net::Ipv4Addr;
@@ -87,8 +87,8 @@ fn join<T: fmt::Display>(items: &[T]) -> String {
 impl fmt::Display for PortRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            PortRef::Uplink => write!(f, "$uplink"),
-            PortRef::Port(name) => write!(f, "$port:{name}"),
+            PortRef::Uplink => write!(f, "${{uplink}}"),
+            PortRef::Port(name) => write!(f, "${{port:{name}}}"),
         }
     }
 }

@@ -12,7 +12,7 @@ const DEFAULT_NAME: &str = "default";
 #[derive(Debug, Clone, Args)]
 pub struct ClusterName {
     /// Cluster name (1-8 of [a-z0-9]); it goes into every namespace name.
-    #[arg(long, env = "DCLAB_LOCAL_CLUSTER", default_value = DEFAULT_NAME)]
+    #[arg(long, visible_alias = "cluster", env = "DCLAB_LOCAL_CLUSTER", default_value = DEFAULT_NAME)]
     pub name: String,
 }
 

@@ -13,7 +13,7 @@ use tonic::transport::Channel;
 
 use super::state::{InstanceKind, InstanceState};
 
-fn block_on<T: Send + 'static>(
+pub(super) fn block_on<T: Send + 'static>(
     fut: impl Future<Output = anyhow::Result<T>> + Send + 'static,
 ) -> anyhow::Result<T> {
     std::thread::spawn(move || {
@@ -27,7 +27,7 @@ fn block_on<T: Send + 'static>(
     .map_err(|_| anyhow::anyhow!("gRPC helper thread panicked"))?
 }
 
-async fn client(url: String) -> anyhow::Result<TopologyClient<Channel>> {
+pub(super) async fn client(url: String) -> anyhow::Result<TopologyClient<Channel>> {
     let channel = ClientConfig::new(url).connect().await?;
     Ok(TopologyClient::new(channel))
 }

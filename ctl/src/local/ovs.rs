@@ -85,13 +85,17 @@ pub fn vsctl(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
     run(&argv)
 }
 
-/// `ovs-ofctl -O OpenFlow13 COMMAND unix:DIR/br-int.mgmt REST...`
+/// `ovs-ofctl -O OpenFlow13 [OPTIONS] COMMAND unix:DIR/br-int.mgmt REST...`:
+/// leading `-`-arguments (e.g. `--bundle`) stay before the command.
 pub fn ofctl(dir: &Path, args: &[&str]) -> anyhow::Result<String> {
-    let (command, rest) = args
+    let options = args.iter().take_while(|a| a.starts_with('-')).count();
+    let (command, rest) = args[options..]
         .split_first()
         .context("ofctl needs a command, e.g. dump-flows")?;
     let target = mgmt_address(dir);
-    let mut argv = vec!["ovs-ofctl", "-O", "OpenFlow13", command, &target];
+    let mut argv = vec!["ovs-ofctl", "-O", "OpenFlow13"];
+    argv.extend_from_slice(&args[..options]);
+    argv.extend_from_slice(&[command, &target]);
     argv.extend_from_slice(rest);
     run(&argv)
 }

@@ -1,0 +1,124 @@
+//! Reconciles the desired flows into the bridge: on every change of the
+//! desired set or of the attached ports, render and, if the result differs
+//! from what was applied, replace the bridge's flows in one bundle. Then
+//! acknowledge the version to the coordinator.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dclab_proto::v1::agent_control_client::AgentControlClient;
+use dclab_proto::v1::AckRequest;
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tracing::{debug, info, warn};
+
+use crate::desired::Desired;
+use crate::ovs::{Interface, Ovs};
+use crate::render::{render, PortMap};
+
+/// How often attached ports are looked at when nothing else happens.
+const PORT_POLL: Duration = Duration::from_millis(500);
+/// How often the bridge is re-checked against the last applied text, to
+/// repair flows changed behind the agent's back.
+const REVERIFY: Duration = Duration::from_secs(30);
+
+pub struct Reconciler {
+    pub ovs: Ovs,
+    pub host_id: String,
+    pub uplink: String,
+    pub channel: Channel,
+}
+
+struct Applied {
+    text: String,
+    version: u64,
+    acked: bool,
+    at: tokio::time::Instant,
+}
+
+impl Reconciler {
+    pub async fn run(self, mut desired: watch::Receiver<Option<Desired>>) {
+        let mut applied: Option<Applied> = None;
+        loop {
+            tokio::select! {
+                changed = desired.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(PORT_POLL) => {}
+            }
+            let Some(want) = desired.borrow_and_update().clone() else {
+                continue;
+            };
+            if let Err(err) = self.step(&want, &mut applied).await {
+                warn!(host = %self.host_id, error = %err, "reconcile failed, will retry");
+            }
+        }
+    }
+
+    async fn step(&self, want: &Desired, applied: &mut Option<Applied>) -> anyhow::Result<()> {
+        let ports = port_map(&self.uplink, &self.ovs.interfaces().await?);
+        let (text, count) = render(want.flows.iter(), &ports);
+        let stale = applied
+            .as_ref()
+            .is_none_or(|a| a.text != text || a.at.elapsed() > REVERIFY);
+        if stale {
+            let file = tempfile::Builder::new().prefix("dclab-flows").tempfile()?;
+            std::fs::write(file.path(), &text)?;
+            self.ovs.replace_flows(&file.path().to_string_lossy()).await?;
+            let first = applied.is_none();
+            let changed = applied.as_ref().is_none_or(|a| a.text != text);
+            if changed {
+                info!(host = %self.host_id, version = want.version, flows = count, first, "flows applied");
+            } else {
+                debug!(host = %self.host_id, "flows re-verified");
+            }
+            *applied = Some(Applied {
+                text,
+                version: want.version,
+                acked: false,
+                at: tokio::time::Instant::now(),
+            });
+        }
+        let a = applied.as_mut().expect("set above");
+        if a.version != want.version {
+            a.version = want.version;
+            a.acked = false;
+        }
+        if !a.acked {
+            self.ack(want.version, count as u32).await?;
+            a.acked = true;
+        }
+        Ok(())
+    }
+
+    async fn ack(&self, version: u64, flow_count: u32) -> Result<(), tonic::Status> {
+        let mut client = AgentControlClient::new(self.channel.clone());
+        client
+            .ack(AckRequest {
+                host_id: self.host_id.clone(),
+                version,
+                flow_count,
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+/// OvS ports by the topology port they carry: `external_ids:iface-id` as
+/// OpenStack and libvirt set it, else the interface name.
+fn port_map(uplink: &str, ifaces: &[Interface]) -> PortMap {
+    let mut ports = BTreeMap::new();
+    let mut uplink_port = None;
+    for iface in ifaces.iter().filter(|i| i.ofport > 0) {
+        if iface.name == uplink {
+            uplink_port = Some(iface.ofport);
+            continue;
+        }
+        ports.insert(
+            iface.iface_id.clone().unwrap_or_else(|| iface.name.clone()),
+            iface.ofport,
+        );
+    }
+    PortMap {
+        uplink: uplink_port,
+        ports,
+    }
+}

@@ -1,0 +1,70 @@
+//! Registration and the rule watch: keeps a `watch` channel holding the
+//! desired flows, reconnecting with backoff whenever the stream drops.
+
+use std::time::Duration;
+
+use dclab_proto::v1::agent_control_client::AgentControlClient;
+use dclab_proto::v1::{RegisterRequest, WatchRulesRequest};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use crate::desired::Desired;
+
+pub struct Registration {
+    pub host_id: String,
+    pub uplink: String,
+    pub mac: String,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Runs forever: register, watch, apply updates to `desired`; on any
+/// failure wait and start again. `desired` stays None until the first full
+/// state arrives, so nothing is flushed while the coordinator is away.
+pub async fn run(channel: Channel, reg: Registration, desired: watch::Sender<Option<Desired>>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match watch_once(channel.clone(), &reg, &desired).await {
+            Ok(()) => warn!(host = %reg.host_id, "rule watch ended by the coordinator, reconnecting"),
+            Err(status) => {
+                warn!(host = %reg.host_id, error = %status.message(), "rule watch failed, retrying")
+            }
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+async fn watch_once(
+    channel: Channel,
+    reg: &Registration,
+    desired: &watch::Sender<Option<Desired>>,
+) -> Result<(), tonic::Status> {
+    let mut client = AgentControlClient::new(channel).max_decoding_message_size(256 << 20);
+    client
+        .register(RegisterRequest {
+            host_id: reg.host_id.clone(),
+            uplink: reg.uplink.clone(),
+            mac: reg.mac.clone(),
+        })
+        .await?;
+    let mut stream = client
+        .watch_rules(WatchRulesRequest {
+            host_id: reg.host_id.clone(),
+        })
+        .await?
+        .into_inner();
+    info!(host = %reg.host_id, "registered, watching rules");
+    while let Some(update) = stream.message().await? {
+        let full = update.full;
+        if !full && desired.borrow().is_none() {
+            return Err(tonic::Status::data_loss("delta before full state"));
+        }
+        desired.send_modify(|d| d.get_or_insert_with(Desired::default).apply(update));
+        let d = desired.borrow();
+        let d = d.as_ref().expect("just set");
+        info!(host = %reg.host_id, version = d.version, flows = d.flows.len(), full, "rules received");
+    }
+    Ok(())
+}
