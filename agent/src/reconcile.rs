@@ -31,8 +31,8 @@ pub struct Reconciler {
 
 struct Applied {
     text: String,
-    version: u64,
-    acked: bool,
+    /// What the coordinator was last told: version and missing port count.
+    acked: Option<(u64, u32)>,
     at: tokio::time::Instant,
 }
 
@@ -55,7 +55,8 @@ impl Reconciler {
 
     async fn step(&self, want: &Desired, applied: &mut Option<Applied>) -> anyhow::Result<()> {
         let ports = port_map(&self.uplink, &self.ovs.interfaces().await?);
-        let (text, count) = render(want.flows.iter(), &ports);
+        let rendered = render(want.flows.iter(), &ports);
+        let (text, count, missing) = (rendered.text, rendered.flows, rendered.missing.len() as u32);
         let stale = applied
             .as_ref()
             .is_none_or(|a| a.text != text || a.at.elapsed() > REVERIFY);
@@ -70,32 +71,33 @@ impl Reconciler {
             } else {
                 debug!(host = %self.host_id, "flows re-verified");
             }
+            let acked = applied.as_ref().and_then(|a| a.acked);
             *applied = Some(Applied {
                 text,
-                version: want.version,
-                acked: false,
+                acked,
                 at: tokio::time::Instant::now(),
             });
         }
         let a = applied.as_mut().expect("set above");
-        if a.version != want.version {
-            a.version = want.version;
-            a.acked = false;
-        }
-        if !a.acked {
-            self.ack(want.version, count as u32).await?;
-            a.acked = true;
+        let report = (want.version, missing);
+        if a.acked != Some(report) {
+            if missing > 0 {
+                info!(host = %self.host_id, missing, ports = ?rendered.missing, "waiting for ports to be attached");
+            }
+            self.ack(want.version, count as u32, missing).await?;
+            a.acked = Some(report);
         }
         Ok(())
     }
 
-    async fn ack(&self, version: u64, flow_count: u32) -> Result<(), tonic::Status> {
+    async fn ack(&self, version: u64, flow_count: u32, missing_ports: u32) -> Result<(), tonic::Status> {
         let mut client = AgentControlClient::new(self.channel.clone());
         client
             .ack(AckRequest {
                 host_id: self.host_id.clone(),
                 version,
                 flow_count,
+                missing_ports,
             })
             .await?;
         Ok(())

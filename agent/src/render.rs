@@ -3,7 +3,7 @@
 //! Flows that need a port not attached here yet are left out; an output to
 //! such a port is dropped from an action list that has other work to do.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::desired::FlowKey;
 
@@ -28,28 +28,45 @@ impl PortMap {
     }
 }
 
-/// The flow file text, one flow a line, in the order given.
-pub fn render<'a>(flows: impl Iterator<Item = &'a FlowKey>, ports: &PortMap) -> (String, usize) {
-    let mut text = String::new();
-    let mut count = 0;
-    for flow in flows {
-        if let Some(line) = render_flow(flow, ports) {
-            text.push_str(&line);
-            text.push('\n');
-            count += 1;
-        }
-    }
-    (text, count)
+/// A rendered flow file.
+pub struct Rendered {
+    pub text: String,
+    pub flows: usize,
+    /// Ports the flows name that have no OvS port here.
+    pub missing: BTreeSet<String>,
 }
 
-fn render_flow(flow: &FlowKey, ports: &PortMap) -> Option<String> {
+/// The flow file text, one flow a line, in the order given.
+pub fn render<'a>(flows: impl Iterator<Item = &'a FlowKey>, ports: &PortMap) -> Rendered {
+    let mut out = Rendered {
+        text: String::new(),
+        flows: 0,
+        missing: BTreeSet::new(),
+    };
+    for flow in flows {
+        match render_flow(flow, ports) {
+            Ok(line) => {
+                out.text.push_str(&line);
+                out.text.push('\n');
+                out.flows += 1;
+            }
+            Err(port) => {
+                out.missing.insert(port);
+            }
+        }
+    }
+    out
+}
+
+/// The flow line, or the first missing port that keeps it out.
+fn render_flow(flow: &FlowKey, ports: &PortMap) -> Result<String, String> {
     let matches = substitute(&flow.matches, ports)?;
     let mut actions = Vec::new();
     for action in split_top_level(&flow.actions) {
         match substitute(action, ports) {
-            Some(a) => actions.push(a),
-            None if action.starts_with("output:") => {}
-            None => return None,
+            Ok(a) => actions.push(a),
+            Err(_) if action.starts_with("output:") => {}
+            Err(port) => return Err(port),
         }
     }
     let actions = if actions.is_empty() {
@@ -58,25 +75,26 @@ fn render_flow(flow: &FlowKey, ports: &PortMap) -> Option<String> {
         actions.join(",")
     };
     let sep = if matches.is_empty() { "" } else { "," };
-    Some(format!(
+    Ok(format!(
         "table={},priority={},cookie={COOKIE}{sep}{matches},actions={actions}",
         flow.table, flow.priority
     ))
 }
 
-/// Replaces every `${token}`; None when a token names a port not here.
-fn substitute(text: &str, ports: &PortMap) -> Option<String> {
+/// Replaces every `${token}`; Err names a port not here.
+fn substitute(text: &str, ports: &PortMap) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(at) = rest.find("${") {
         out.push_str(&rest[..at]);
         let tail = &rest[at + 2..];
-        let end = tail.find('}')?;
-        out.push_str(&ports.lookup(&tail[..end])?.to_string());
+        let end = tail.find('}').ok_or_else(|| tail.to_string())?;
+        let token = &tail[..end];
+        out.push_str(&ports.lookup(token).ok_or_else(|| token.to_string())?.to_string());
         rest = &tail[end + 1..];
     }
     out.push_str(rest);
-    Some(out)
+    Ok(out)
 }
 
 /// Splits an action list on commas outside parentheses (`resubmit(,11)`).
@@ -134,9 +152,10 @@ mod tests {
             flow("ip,nw_dst=10.0.0.9", "set_field:${port:gone}->reg3,goto_table:31"),
             flow("", "output:${port:gone}"),
         ];
-        let (text, count) = render(flows.iter(), &ports());
-        let lines: Vec<&str> = text.lines().collect();
-        assert_eq!(count, 3);
+        let out = render(flows.iter(), &ports());
+        let lines: Vec<&str> = out.text.lines().collect();
+        assert_eq!(out.flows, 3);
+        assert_eq!(out.missing, BTreeSet::from(["port:gone".to_string()]));
         assert_eq!(
             lines[0],
             "table=10,priority=100,cookie=0xdc1ab,ip,in_port=5,actions=set_field:5->reg3,output:1"

@@ -21,6 +21,7 @@ pub struct HostRules {
 pub struct AgentStatus {
     pub applied_version: u64,
     pub flow_count: u32,
+    pub missing_ports: u32,
     pub watchers: u32,
 }
 
@@ -68,11 +69,12 @@ impl RuleHub {
         self.status.lock().unwrap().get(host).copied().unwrap_or_default()
     }
 
-    pub fn ack(&self, host: &str, version: u64, flow_count: u32) {
+    pub fn ack(&self, host: &str, version: u64, flow_count: u32, missing_ports: u32) {
         let mut status = self.status.lock().unwrap();
         let entry = status.entry(host.to_string()).or_default();
         entry.applied_version = version;
         entry.flow_count = flow_count;
+        entry.missing_ports = missing_ports;
     }
 
     /// Counts a watcher for as long as the returned guard lives.

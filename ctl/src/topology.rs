@@ -148,6 +148,7 @@ fn print_hosts(hosts: &[v1::Host], format: Format) {
                 h.port_count.to_string(),
                 h.flow_count.to_string(),
                 format!("{}/{}", h.applied_version, h.desired_version),
+                h.missing_ports.to_string(),
                 if h.connected { "yes" } else { "no" }.into(),
             ]
         })
@@ -156,7 +157,8 @@ fn print_hosts(hosts: &[v1::Host], format: Format) {
         .iter()
         .map(|h| {
             json!({"id": h.id, "mac": h.mac, "uplink": h.uplink, "ports": h.port_count, "flows": h.flow_count,
-                   "applied_version": h.applied_version, "desired_version": h.desired_version, "connected": h.connected})
+                   "applied_version": h.applied_version, "desired_version": h.desired_version,
+                   "missing_ports": h.missing_ports, "connected": h.connected})
         })
         .collect();
     let headers = [
@@ -166,6 +168,7 @@ fn print_hosts(hosts: &[v1::Host], format: Format) {
         "PORTS",
         "FLOWS",
         "APPLIED/DESIRED",
+        "UNATTACHED",
         "AGENT",
     ];
     print(format, &headers, &rows, json!(json));

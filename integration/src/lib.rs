@@ -1,1 +1,43 @@
-//! Helpers shared by the integration tests live in the tests themselves; this crate has no code of its own.
+//! Support for dclab's integration tests: a blocking coordinator client,
+//! packet captures inside namespaces, and the paper's test topologies.
+//! Everything runs against real processes, real OvS and real namespaces.
+
+pub mod api;
+pub mod capture;
+pub mod paper;
+
+pub use dclab_ctl::local::{Cluster, ClusterGuard, InstanceSpec, UpOptions};
+
+/// Integration tests need root, Open vSwitch and the network tools; a
+/// missing one fails the test loudly with what to install.
+pub fn require_tools() {
+    assert!(
+        // SAFETY: geteuid has no preconditions.
+        unsafe { libc::geteuid() } == 0,
+        "integration tests need root (network namespaces, OvS)"
+    );
+    for tool in [
+        "ovs-vswitchd",
+        "ovsdb-server",
+        "ovs-vsctl",
+        "ovs-ofctl",
+        "ip",
+        "tcpdump",
+        "fping",
+        "iperf3",
+        "ping",
+    ] {
+        let found = std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+            .unwrap_or(false);
+        assert!(found, "{tool} is missing: run scripts/install-deps.sh (apt packages openvswitch-switch fping iperf3 tcpdump iproute2 iputils-ping)");
+    }
+}
+
+/// Brings up a cluster that is torn down when dropped, even on panic.
+pub fn cluster(prefix: &str, hosts: usize, plain: bool) -> ClusterGuard {
+    require_tools();
+    let mut opts = UpOptions::unique(prefix, hosts);
+    opts.plain = plain;
+    ClusterGuard::up(&opts).expect("local cluster comes up")
+}

@@ -66,7 +66,9 @@ impl AgentControl for AgentService {
 
     async fn ack(&self, req: Request<v1::AckRequest>) -> Result<Response<v1::Empty>, Status> {
         let r = req.into_inner();
-        self.state.hub.ack(&r.host_id, r.version, r.flow_count);
+        self.state
+            .hub
+            .ack(&r.host_id, r.version, r.flow_count, r.missing_ports);
         debug!(host = %r.host_id, version = r.version, flows = r.flow_count, "rules applied");
         Ok(Response::new(v1::Empty {}))
     }

@@ -48,6 +48,7 @@ pub fn host(topo: &Topology, hub: &RuleHub, id: &str) -> v1::Host {
         flow_count: status.flow_count,
         connected: status.watchers > 0,
         port_count: topo.host_ports.get(id).map_or(0, |p| p.len() as u32),
+        missing_ports: status.missing_ports,
     }
 }
 

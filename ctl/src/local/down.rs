@@ -90,11 +90,13 @@ fn subdirs(dir: &Path) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
-    entries
+    let mut dirs: Vec<_> = entries
         .filter_map(Result::ok)
         .map(|e| e.path())
         .filter(|p| p.is_dir())
-        .collect()
+        .collect();
+    dirs.sort();
+    dirs
 }
 
 fn namespace_rank(name: &str, ns: &str) -> u8 {

@@ -58,6 +58,10 @@ pub fn derived_mac(name: &str) -> String {
     for byte in name.bytes() {
         hash = (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3);
     }
+    // Spread the bits: FNV alone leaves short names' MACs alike in front.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^= hash >> 33;
     let b = hash.to_be_bytes();
     format!(
         "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",

@@ -25,6 +25,8 @@ mod status;
 mod up;
 
 #[cfg(test)]
+mod dclab_tests;
+#[cfg(test)]
 mod tests;
 
 pub use cli::{run, ClusterName, InstanceCommand, LocalCommand};

@@ -7,19 +7,19 @@ use std::sync::Mutex;
 use super::*;
 
 /// Serializes the tests that read or change DCLAB_BIN_DIR.
-static BIN_DIR_ENV: Mutex<()> = Mutex::new(());
+pub(super) static BIN_DIR_ENV: Mutex<()> = Mutex::new(());
 
-fn namespaces_of(name: &str) -> Vec<String> {
+pub(super) fn namespaces_of(name: &str) -> Vec<String> {
     netns::list_with_prefix(&state::netns_prefix(name)).unwrap()
 }
 
-fn recorded_pids(cluster: &Cluster) -> Vec<ProcRecord> {
+pub(super) fn recorded_pids(cluster: &Cluster) -> Vec<ProcRecord> {
     let state = cluster.state();
     let hosts = state.hosts.iter().flat_map(|h| [&h.ovsdb, &h.vswitchd, &h.agent]);
     hosts.chain([&state.coordinator]).flatten().cloned().collect()
 }
 
-fn assert_gone(cluster: &Cluster) {
+pub(super) fn assert_gone(cluster: &Cluster) {
     assert!(namespaces_of(cluster.name()).is_empty(), "namespaces left behind");
     for record in recorded_pids(cluster) {
         assert!(!process::is_alive(&record), "{record:?} still runs");
@@ -27,7 +27,7 @@ fn assert_gone(cluster: &Cluster) {
     assert!(!Path::new(&cluster.state().dir).exists(), "run dir left behind");
 }
 
-fn ping(cluster: &Cluster, from: &str, to_ip: &str) -> bool {
+pub(super) fn ping(cluster: &Cluster, from: &str, to_ip: &str) -> bool {
     let out = cluster
         .exec(
             &cluster.instance_netns(from),
@@ -37,7 +37,7 @@ fn ping(cluster: &Cluster, from: &str, to_ip: &str) -> bool {
     out.status.success()
 }
 
-fn iperf(cluster: &Cluster, server: &str, server_ip: &str, client: &str) {
+pub(super) fn iperf(cluster: &Cluster, server: &str, server_ip: &str, client: &str) {
     let mut srv = cluster
         .spawn_in(&cluster.instance_netns(server), &["iperf3", "-s", "-1"])
         .unwrap();
@@ -145,114 +145,6 @@ fn unique_names_are_valid_cluster_names() {
     }
 }
 
-/// Creates tenants and networks the way `ctl tenant/network create` would.
-fn create_networks(url: &str, nets: &[(&str, &str, &str)]) {
-    use dclab_proto::v1::{CreateNetworkRequest, CreateTenantRequest};
-    let url = url.to_string();
-    let nets: Vec<(String, String, String)> = nets
-        .iter()
-        .map(|(t, n, c)| (t.to_string(), n.to_string(), c.to_string()))
-        .collect();
-    grpc::block_on(async move {
-        let mut client = grpc::client(url).await?;
-        for (tenant, name, cidr) in nets {
-            let _ = client
-                .create_tenant(CreateTenantRequest { name: tenant.clone() })
-                .await;
-            client
-                .create_network(CreateNetworkRequest { tenant, name, cidr })
-                .await?;
-        }
-        Ok(())
-    })
-    .unwrap();
-}
-
-/// Rules reach OvS asynchronously: retry for a few seconds.
-fn eventually_pings(cluster: &Cluster, from: &str, to_ip: &str) -> bool {
-    (0..10).any(|_| ping(cluster, from, to_ip))
-}
-
-/// Needs the coordinator and agent binaries: `cargo build --workspace`.
-#[test]
-#[ignore]
-fn dclab_cluster_isolates_overlapping_tenants_and_survives_restarts() {
-    let _env = BIN_DIR_ENV.lock().unwrap_or_else(|e| e.into_inner());
-    let cluster = {
-        let mut guard = ClusterGuard::up(&UpOptions::unique("dc", 2)).unwrap();
-        let url = guard.coordinator_url().unwrap().to_string();
-        assert_eq!(grpc::list_hosts(&url).unwrap().len(), 2);
-        create_networks(&url, &[("ta", "n", "10.0.0.0/24"), ("tb", "n", "10.0.0.0/24")]);
-        // Same addresses in both tenants, on both hosts.
-        guard
-            .add_instance(&InstanceSpec::vm("a1", "h1", "ta", "n", "10.0.0.1/24"))
-            .unwrap();
-        guard
-            .add_instance(&InstanceSpec::vm("a2", "h2", "ta", "n", "10.0.0.2/24"))
-            .unwrap();
-        guard
-            .add_instance(&InstanceSpec::vm("b1", "h1", "tb", "n", "10.0.0.2/24"))
-            .unwrap();
-        guard
-            .add_instance(&InstanceSpec::vm("b2", "h2", "tb", "n", "10.0.0.1/24"))
-            .unwrap();
-        assert!(
-            eventually_pings(&guard, "a1", "10.0.0.2"),
-            "a1 -> a2 across hosts"
-        );
-        assert!(
-            eventually_pings(&guard, "b2", "10.0.0.2"),
-            "b2 -> b1 across hosts"
-        );
-        iperf(&guard, "a2", "10.0.0.2", "a1");
-
-        guard.kill_agent("h1", libc::SIGTERM).unwrap();
-        guard.start_agent("h1").unwrap();
-        guard.kill_coordinator(libc::SIGKILL).unwrap();
-        guard.start_coordinator().unwrap();
-        assert_eq!(guard.coordinator_url().unwrap(), url, "restart keeps the address");
-        assert!(
-            eventually_pings(&guard, "a1", "10.0.0.2"),
-            "still works after restarts"
-        );
-
-        // With a2 gone, a1's 10.0.0.2 must not reach tb's b1 on its own host.
-        guard.remove_instance("a2").unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        assert!(
-            !ping(&guard, "a1", "10.0.0.2"),
-            "a1 reached another tenant's 10.0.0.2"
-        );
-        (*guard).clone()
-    };
-    assert_gone(&cluster);
-}
-
-/// Needs the coordinator binary: `cargo build --workspace`.
-#[test]
-#[ignore]
-fn coordinator_restarts_on_the_same_address() {
-    let name = UpOptions::unique("co", 0).name;
-    let mut cluster = Cluster {
-        state: ClusterState::new(&name, Mode::Dclab),
-    };
-    cluster.start_coordinator().unwrap();
-    let url = cluster.coordinator_url().unwrap().to_string();
-    assert!(grpc::list_hosts(&url).unwrap().is_empty());
-    let first = cluster.state().coordinator.clone().unwrap();
-    cluster.kill_coordinator(libc::SIGTERM).unwrap();
-    assert!(!process::is_alive(&first));
-    assert!(grpc::list_hosts(&url).is_err());
-    cluster.start_coordinator().unwrap();
-    assert_eq!(cluster.coordinator_url().unwrap(), url);
-    assert!(grpc::list_hosts(&url).unwrap().is_empty());
-    let second = cluster.state().coordinator.clone().unwrap();
-    let removed = Cluster::down(&name).unwrap();
-    assert!(removed.iter().any(|r| r.contains("coordinator")), "{removed:?}");
-    assert!(!process::is_alive(&second));
-    assert!(Cluster::down(&name).unwrap().is_empty());
-}
-
 #[test]
 fn down_sweeps_leftovers_without_state_and_spares_reused_pids() {
     let name = UpOptions::unique("sw", 0).name;
@@ -273,31 +165,35 @@ fn down_sweeps_leftovers_without_state_and_spares_reused_pids() {
 }
 
 #[test]
-#[ignore]
-fn scratch_up_dbg() {
-    let mut c = Cluster::up(&UpOptions::new("dbg", 2)).unwrap();
-    let url = c.coordinator_url().unwrap().to_string();
-    create_networks(&url, &[("ta", "n", "10.0.0.0/24"), ("tb", "n", "10.0.0.0/24")]);
-    c.add_instance(&InstanceSpec::vm("a1", "h1", "ta", "n", "10.0.0.1/24"))
-        .unwrap();
-    c.add_instance(&InstanceSpec::vm("a2", "h2", "ta", "n", "10.0.0.2/24"))
-        .unwrap();
-    c.add_instance(&InstanceSpec::vm("a3", "h1", "ta", "n", "10.0.0.3/24"))
-        .unwrap();
-}
-
-#[test]
-#[ignore]
-fn scratch_add_b() {
-    let mut c = Cluster::load("dbg").unwrap();
-    c.add_instance(&InstanceSpec::vm("b1", "h1", "tb", "n", "10.0.0.2/24"))
-        .unwrap();
-    c.add_instance(&InstanceSpec::vm("b2", "h2", "tb", "n", "10.0.0.1/24"))
-        .unwrap();
-}
-
-#[test]
-#[ignore]
-fn scratch_down_dbg() {
-    eprintln!("{:?}", Cluster::down("dbg").unwrap());
+fn cli_definitions_are_consistent() {
+    use clap::{CommandFactory, Parser};
+    #[derive(Parser)]
+    struct Local {
+        #[command(subcommand)]
+        cmd: LocalCommand,
+    }
+    Local::command().debug_assert();
+    let parsed = Local::try_parse_from([
+        "local",
+        "instance",
+        "add",
+        "vm1",
+        "--cluster",
+        "c1",
+        "--host",
+        "h1",
+        "--tenant",
+        "t",
+        "--network",
+        "n",
+        "--ip",
+        "10.0.0.1/24",
+        "--kind",
+        "router",
+    ])
+    .unwrap();
+    let LocalCommand::Instance(InstanceCommand::Add { cluster, kind, .. }) = parsed.cmd else {
+        panic!("parsed into the wrong command");
+    };
+    assert_eq!((cluster.name.as_str(), kind), ("c1", InstanceKind::Router));
 }

@@ -9,6 +9,7 @@ use super::cluster::{Cluster, UpOptions};
 use super::grpc;
 use super::netns;
 use super::ovs;
+use super::process;
 use super::state::{cluster_dir, netns_prefix, validate_cluster_name, ClusterState, HostState, Mode};
 
 /// Name of every host's uplink inside its namespace.
@@ -131,24 +132,50 @@ impl Cluster {
             if missing.is_empty() {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
-                let logs: Vec<String> = missing
-                    .iter()
-                    .map(|h| self.agent_log(h).display().to_string())
-                    .collect();
+            // No point waiting for agents that already exited.
+            let all_dead = missing.iter().all(|h| !self.agent_alive(h));
+            if all_dead || Instant::now() >= deadline {
                 let why = listed
                     .err()
                     .map(|e| format!(" (last error: {e:#})"))
                     .unwrap_or_default();
+                let details: Vec<String> = missing.iter().map(|h| self.agent_report(h)).collect();
                 bail!(
-                    "hosts {} did not register with the coordinator within {}s{why}; see {}",
+                    "hosts {} did not register with the coordinator{}{why}\n{}",
                     missing.join(", "),
-                    timeout.as_secs(),
-                    logs.join(", ")
+                    if all_dead {
+                        String::new()
+                    } else {
+                        format!(" within {}s", timeout.as_secs())
+                    },
+                    details.join("\n")
                 );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+impl Cluster {
+    fn agent_alive(&self, host: &str) -> bool {
+        let agent = self.state.host(host).ok().and_then(|h| h.agent.as_ref());
+        agent.is_some_and(process::is_alive)
+    }
+
+    /// Whether the agent runs, and its log's tail: the log itself goes away
+    /// when a failed `up` cleans up.
+    fn agent_report(&self, host: &str) -> String {
+        let log = self.agent_log(host);
+        let alive = if self.agent_alive(host) {
+            "running"
+        } else {
+            "exited"
+        };
+        format!(
+            "agent of {host} ({alive}), last lines of {}:\n{}",
+            log.display(),
+            process::log_tail(&log, 10)
+        )
     }
 }
 
