@@ -45,7 +45,10 @@ impl Capture {
             stdout.read_to_string(&mut out).expect("tcpdump output");
         }
         let _ = self.child.wait();
-        out.lines().map(str::to_string).collect()
+        out.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(str::to_string)
+            .collect()
     }
 }
 

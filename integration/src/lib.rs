@@ -5,6 +5,7 @@
 pub mod api;
 pub mod capture;
 pub mod paper;
+pub mod world;
 
 pub use dclab_ctl::local::{Cluster, ClusterGuard, InstanceSpec, UpOptions};
 

@@ -1,0 +1,77 @@
+//! A ready dclab cluster with the paper's six instances, for tests that
+//! need traffic between tenants and hosts.
+
+use std::ops::{Deref, DerefMut};
+
+use crate::api::Api;
+use crate::paper::{self, Plan, DISTINCT};
+use crate::{cluster, ClusterGuard};
+
+pub struct World {
+    pub cluster: ClusterGuard,
+    pub api: Api,
+    pub plan: Plan,
+}
+
+impl World {
+    /// Three hosts, tenants a (vm1-vm4) and b (vm5-vm6), rules converged.
+    pub fn paper(prefix: &str) -> World {
+        let mut cluster = cluster(prefix, 3, false);
+        let api = Api::connect(cluster.coordinator_url().expect("dclab mode"));
+        paper::build(&mut cluster, Some(&api), &DISTINCT);
+        World {
+            cluster,
+            api,
+            plan: DISTINCT,
+        }
+    }
+
+    pub fn ns(&self, instance: &str) -> String {
+        self.cluster.instance_netns(instance)
+    }
+
+    pub fn mac(&self, instance: &str) -> String {
+        self.cluster.instance(instance).unwrap().mac.to_lowercase()
+    }
+
+    /// Runs a command in an instance; returns (success, stdout).
+    pub fn run(&self, instance: &str, argv: &[&str]) -> (bool, String) {
+        let out = self.cluster.exec(&self.ns(instance), argv).expect("command runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// Instances other than `name`.
+    pub fn others(&self, name: &str) -> Vec<&'static str> {
+        self.plan.iter().map(|p| p.0).filter(|n| *n != name).collect()
+    }
+}
+
+impl Deref for World {
+    type Target = ClusterGuard;
+    fn deref(&self) -> &ClusterGuard {
+        &self.cluster
+    }
+}
+
+impl DerefMut for World {
+    fn deref_mut(&mut self) -> &mut ClusterGuard {
+        &mut self.cluster
+    }
+}
+
+/// `N packets transmitted, M received` of ping's summary.
+pub fn ping_counts(output: &str) -> (u32, u32) {
+    let line = output
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("");
+    let mut numbers = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    let sent = numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    let received = numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (sent, received)
+}

@@ -1,0 +1,202 @@
+//! The dataplane on real OvS: anti-spoofing, ARP answered at the edge,
+//! broadcast as per-host unicast, TCP through the rewriting.
+
+use dclab_integration::capture::{src_mac, Capture};
+use dclab_integration::world::{ping_counts, World};
+
+fn inbound_icmp(w: &World, instances: &[&str]) -> Vec<(String, Capture)> {
+    instances
+        .iter()
+        .map(|name| {
+            let cap = Capture::start(w, &w.ns(name), "eth0", &["-Q", "in", "icmp"]);
+            (name.to_string(), cap)
+        })
+        .collect()
+}
+
+#[test]
+fn forged_source_ip_or_mac_reaches_nobody() {
+    let w = World::paper("sp");
+    // Control: the real addresses work, so failures below are the forgery's.
+    assert!(w.run("vm1", &["ping", "-c", "1", "-W", "2", "10.0.0.2"]).0);
+    assert!(w.run("vm5", &["ping", "-c", "1", "-W", "2", "10.0.0.6"]).0);
+
+    let wire = Capture::start(&w, &w.switch_netns(), "phys", &["icmp"]);
+    let caps = inbound_icmp(&w, &["vm2", "vm3", "vm4", "vm5", "vm6"]);
+    // vm1 sends from an address it does not own, to a remote and a local peer.
+    w.run("vm1", &["ip", "addr", "add", "10.0.0.77/24", "dev", "eth0"]);
+    for target in ["10.0.0.2", "10.0.0.4"] {
+        let (ok, out) = w.run(
+            "vm1",
+            &[
+                "ping",
+                "-c",
+                "3",
+                "-i",
+                "0.2",
+                "-W",
+                "1",
+                "-I",
+                "10.0.0.77",
+                target,
+            ],
+        );
+        assert!(!ok, "forged-IP ping to {target} got answers: {out}");
+    }
+    // vm5 sends with a MAC it does not own; neighbours are pinned so IP
+    // packets really leave (its forged ARP requests are dropped too).
+    let vm6_mac = w.mac("vm6");
+    w.run(
+        "vm5",
+        &[
+            "ip",
+            "neigh",
+            "replace",
+            "10.0.0.6",
+            "lladdr",
+            &vm6_mac,
+            "dev",
+            "eth0",
+            "nud",
+            "permanent",
+        ],
+    );
+    w.run(
+        "vm5",
+        &["ip", "link", "set", "eth0", "address", "02:66:66:66:66:66"],
+    );
+    let (ok, out) = w.run("vm5", &["ping", "-c", "3", "-i", "0.2", "-W", "1", "10.0.0.6"]);
+    assert!(!ok, "forged-MAC ping got answers: {out}");
+
+    let on_wire = wire.stop();
+    assert!(
+        on_wire.is_empty(),
+        "forged traffic crossed the physical switch: {on_wire:#?}"
+    );
+    for (name, cap) in caps {
+        let lines = cap.stop();
+        let forged: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.contains("10.0.0.77") || src_mac(l) == Some("02:66:66:66:66:66"))
+            .collect();
+        assert!(forged.is_empty(), "{name} received forged packets: {forged:#?}");
+    }
+}
+
+#[test]
+fn arp_is_answered_by_ovs_and_never_crosses_the_wire() {
+    let w = World::paper("ar");
+    let wire = Capture::start(&w, &w.switch_netns(), "phys", &["arp"]);
+    let targets = [("vm2", "10.0.0.2"), ("vm4", "10.0.0.4")];
+    let target_caps: Vec<Capture> = targets
+        .iter()
+        .map(|(name, _)| Capture::start(&w, &w.ns(name), "eth0", &["-Q", "in", "arp"]))
+        .collect();
+    let replies = Capture::start(&w, &w.ns("vm1"), "eth0", &["-Q", "in", "arp"]);
+    w.run("vm1", &["ip", "neigh", "flush", "all"]);
+    for (name, ip) in targets {
+        assert!(
+            w.run("vm1", &["ping", "-c", "1", "-W", "2", ip]).0,
+            "vm1 cannot reach {name}"
+        );
+        let (_, neigh) = w.run("vm1", &["ip", "neigh", "show", ip]);
+        assert!(
+            neigh.contains(&w.mac(name)),
+            "vm1 resolved {ip} to the wrong MAC: {neigh}"
+        );
+    }
+    let replies = replies.stop();
+    for (name, ip) in targets {
+        let reply = format!("Reply {ip} is-at {}", w.mac(name));
+        assert!(
+            replies.iter().any(|l| l.contains(&reply)),
+            "no ARP reply for {ip}: {replies:#?}"
+        );
+    }
+    for ((name, _), cap) in targets.iter().zip(target_caps) {
+        // It may ask for vm1's MAC itself (answered by its own host's OvS),
+        // but vm1's requests must never reach it.
+        let requests: Vec<String> = cap.stop().into_iter().filter(|l| l.contains("Request")).collect();
+        assert!(
+            requests.is_empty(),
+            "{name} itself saw ARP requests: {requests:#?}"
+        );
+    }
+    let seen = wire.stop();
+    assert!(seen.is_empty(), "ARP crossed the physical switch: {seen:#?}");
+    // The answers came from h1's ARP table (table 20).
+    let flows = w.ofctl("h1", &["dump-flows", "table=20"]).unwrap();
+    let answered = flows
+        .lines()
+        .filter(|l| l.contains("arp_tpa=10.0.0.2") || l.contains("arp_tpa=10.0.0.4"))
+        .all(|l| !l.contains("n_packets=0,"));
+    assert!(
+        answered,
+        "h1's ARP responder flows did not count the requests:\n{flows}"
+    );
+}
+
+#[test]
+fn broadcast_reaches_exactly_the_same_network_on_every_host() {
+    let w = World::paper("bc");
+    for (sender, bcast_members) in [("vm1", vec!["vm2", "vm3", "vm4"]), ("vm5", vec!["vm6"])] {
+        let others = w.others(sender);
+        let caps = inbound_icmp(&w, &others);
+        w.run(
+            sender,
+            &["ping", "-b", "-c", "2", "-i", "0.3", "-W", "1", "10.0.0.255"],
+        );
+        let sender_mac = w.mac(sender);
+        let mut reached: Vec<String> = caps
+            .into_iter()
+            .filter_map(|(name, cap)| {
+                let lines = cap.stop();
+                let got = lines
+                    .iter()
+                    .any(|l| src_mac(l) == Some(&sender_mac) && l.contains("10.0.0.255"));
+                got.then_some(name)
+            })
+            .collect();
+        reached.sort();
+        assert_eq!(reached, bcast_members, "broadcast from {sender}");
+    }
+}
+
+#[test]
+fn tcp_crosses_hosts_through_the_rewriting_with_valid_checksums() {
+    let w = World::paper("tc");
+    let wire = Capture::start(&w, &w.switch_netns(), "phys", &["-vv", "-c", "200", "tcp"]);
+    let rx = Capture::start(&w, &w.ns("vm2"), "eth0", &["-vv", "-c", "200", "-Q", "in", "tcp"]);
+    let mut server = w.spawn_in(&w.ns("vm2"), &["iperf3", "-s", "-1"]).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let (ok, out) = w.run("vm1", &["iperf3", "-c", "10.0.0.2", "-t", "2", "-J"]);
+    server.wait().unwrap();
+    assert!(ok, "iperf3 failed: {out}");
+    let report: serde_json::Value = serde_json::from_str(&out).expect("iperf3 json");
+    let bytes = report["end"]["sum_received"]["bytes"].as_u64().unwrap_or(0);
+    let mbps = report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or(0.0)
+        / 1e6;
+    println!("iperf3 vm1 (h1) -> vm2 (h2): {bytes} bytes, {mbps:.0} Mbit/s");
+    assert!(bytes > 1_000_000, "too little data crossed: {bytes} bytes");
+    for (what, lines) in [("wire", wire.stop()), ("vm2", rx.stop())] {
+        let tcp: Vec<&String> = lines.iter().filter(|l| l.contains("cksum")).collect();
+        assert!(
+            tcp.iter().any(|l| l.contains("(correct)")),
+            "no verified TCP checksum on {what}"
+        );
+        let bad: Vec<&&String> = tcp.iter().filter(|l| l.contains("incorrect")).collect();
+        assert!(
+            bad.is_empty(),
+            "bad checksums on {what}: {:#?}",
+            &bad[..bad.len().min(3)]
+        );
+    }
+}
+
+#[test]
+fn ping_counts_parse() {
+    let out = "--- 10.0.0.2 ping statistics ---\n500 packets transmitted, 498 received, 0.4% packet loss";
+    assert_eq!(ping_counts(out), (500, 498));
+}
