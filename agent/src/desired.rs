@@ -27,6 +27,9 @@ impl From<v1::Flow> for FlowKey {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Desired {
     pub version: u64,
+    /// Counts full states: each one comes from a new watch, perhaps of a
+    /// restarted coordinator that must be told again what is applied.
+    pub epoch: u64,
     pub flows: BTreeSet<FlowKey>,
 }
 
@@ -34,6 +37,7 @@ impl Desired {
     pub fn apply(&mut self, update: v1::RuleUpdate) {
         if update.full {
             self.flows.clear();
+            self.epoch += 1;
         }
         for f in update.removed {
             self.flows.remove(&FlowKey::from(f));

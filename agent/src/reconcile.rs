@@ -31,8 +31,8 @@ pub struct Reconciler {
 
 struct Applied {
     text: String,
-    /// What the coordinator was last told: version and missing port count.
-    acked: Option<(u64, u32)>,
+    /// What the coordinator was last told: epoch, version, missing ports.
+    acked: Option<(u64, u64, u32)>,
     at: tokio::time::Instant,
 }
 
@@ -79,7 +79,7 @@ impl Reconciler {
             });
         }
         let a = applied.as_mut().expect("set above");
-        let report = (want.version, missing);
+        let report = (want.epoch, want.version, missing);
         if a.acked != Some(report) {
             if missing > 0 {
                 info!(host = %self.host_id, missing, ports = ?rendered.missing, "waiting for ports to be attached");

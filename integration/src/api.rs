@@ -15,6 +15,10 @@ pub struct Api {
 
 pub type Client = TopologyClient<Channel>;
 
+fn applied(h: &v1::Host) -> bool {
+    h.connected && h.applied_version == h.desired_version
+}
+
 impl Api {
     pub fn connect(url: &str) -> Api {
         let rt = tokio::runtime::Builder::new_current_thread()
@@ -69,12 +73,20 @@ impl Api {
     /// Waits until every agent is connected, has applied its host's latest
     /// rules and has every port of its host attached.
     pub fn wait_converged(&self, timeout: Duration) {
+        self.wait_hosts(timeout, |h| applied(h) && h.missing_ports == 0);
+    }
+
+    /// Waits until every agent is connected and has applied its host's
+    /// latest rules (ports without an interface allowed).
+    pub fn wait_applied(&self, timeout: Duration) {
+        self.wait_hosts(timeout, applied);
+    }
+
+    fn wait_hosts(&self, timeout: Duration, done: impl Fn(&v1::Host) -> bool) {
         let start = Instant::now();
         loop {
             let hosts = self.hosts();
-            let done =
-                |h: &v1::Host| h.connected && h.applied_version == h.desired_version && h.missing_ports == 0;
-            if !hosts.is_empty() && hosts.iter().all(done) {
+            if !hosts.is_empty() && hosts.iter().all(&done) {
                 return;
             }
             assert!(
