@@ -139,3 +139,144 @@ fn affected_hosts(topo: &Topology, ops: &[Op]) -> BTreeSet<String> {
     }
     hosts
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::PortKind;
+    use crate::mutate::{self, PortSpec};
+
+    fn open(dir: &Path, range: &str) -> State {
+        State::open(dir, KeyRange(range.parse().unwrap())).unwrap()
+    }
+
+    fn port<'a>(name: &'a str, net: &'a str, host: &'a str, mac: &'a str, ip: &'a str) -> PortSpec<'a> {
+        PortSpec {
+            name,
+            tenant: "t",
+            network: net,
+            host,
+            mac,
+            ip,
+            kind: PortKind::Vm,
+        }
+    }
+
+    fn setup(state: &State) {
+        for (h, mac) in [
+            ("h1", "0a:00:00:00:00:01"),
+            ("h2", "0a:00:00:00:00:02"),
+            ("h3", "0a:00:00:00:00:03"),
+        ] {
+            state.mutate(|v| mutate::put_host(v.topo, h, "up0", mac)).unwrap();
+        }
+        state.mutate(|v| mutate::create_tenant(v.topo, "t")).unwrap();
+        for (n, cidr) in [("a", "10.0.0.0/24"), ("b", "10.1.0.0/24")] {
+            state
+                .mutate(|v| mutate::create_network(v.topo, "t", n, cidr, v.next_net_id))
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn state_and_keys_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let (keys, revision) = {
+            let state = open(dir.path(), "100.64.0.0/16");
+            setup(&state);
+            let spec = port("p1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1");
+            state
+                .mutate(|v| mutate::create_port(v.topo, v.keys, &spec))
+                .unwrap();
+            (
+                state.read(|t| (t.ports["p1"].key, t.bkeys.clone())),
+                state.revision(),
+            )
+        };
+        let state = open(dir.path(), "100.64.0.0/16");
+        assert_eq!(state.revision(), revision);
+        assert_eq!(state.read(|t| (t.ports["p1"].key, t.bkeys.clone())), keys);
+        assert_eq!(
+            state.hub.current("h1").flows.len(),
+            crate::compile::compile_host(&state.read(|t| t.clone()), "h1").len()
+        );
+        // Network ids are never reused, even after a restart.
+        state
+            .mutate(|v| mutate::create_network(v.topo, "t", "c", "10.2.0.0/24", v.next_net_id))
+            .unwrap();
+        assert_eq!(state.read(|t| t.network_by_name("t", "c").unwrap().id), 3);
+    }
+
+    #[test]
+    fn deleting_a_port_frees_its_key_and_broadcast_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = open(dir.path(), "100.64.0.0/16");
+        setup(&state);
+        let spec = port("p1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1");
+        state
+            .mutate(|v| mutate::create_port(v.topo, v.keys, &spec))
+            .unwrap();
+        state.mutate(|v| mutate::delete_port(v.topo, "p1")).unwrap();
+        assert!(state.read(|t| t.keys_on_host("h1").is_empty()));
+        state
+            .mutate(|v| mutate::create_port(v.topo, v.keys, &spec))
+            .unwrap();
+        assert_eq!(state.read(|t| t.ports["p1"].key.to_string()), "100.64.0.2");
+    }
+
+    #[test]
+    fn exhausted_key_range_is_a_clear_error_and_writes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        // A /30 holds two usable keys: one broadcast key and one port.
+        let state = open(dir.path(), "100.64.0.0/30");
+        setup(&state);
+        let first = port("p1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1");
+        state
+            .mutate(|v| mutate::create_port(v.topo, v.keys, &first))
+            .unwrap();
+        let revision = state.revision();
+        let second = port("p2", "a", "h1", "02:00:00:00:00:02", "10.0.0.2");
+        let err = state
+            .mutate(|v| mutate::create_port(v.topo, v.keys, &second))
+            .unwrap_err();
+        assert!(matches!(err, ApiError::ResourceExhausted(_)), "{err}");
+        assert!(err.to_string().contains("--key-range"), "{err}");
+        assert_eq!(state.revision(), revision);
+        assert!(state.read(|t| !t.ports.contains_key("p2")));
+        // Another host has its own keys.
+        let elsewhere = port("p3", "a", "h2", "02:00:00:00:00:03", "10.0.0.3");
+        state
+            .mutate(|v| mutate::create_port(v.topo, v.keys, &elsewhere))
+            .unwrap();
+    }
+
+    #[test]
+    fn a_change_wakes_only_the_hosts_it_affects() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = open(dir.path(), "100.64.0.0/16");
+        setup(&state);
+        let specs = [
+            port("a1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1"),
+            port("a2", "a", "h2", "02:00:00:00:00:02", "10.0.0.2"),
+            port("b3", "b", "h3", "02:00:00:00:00:03", "10.1.0.3"),
+        ];
+        for spec in &specs {
+            state
+                .mutate(|v| mutate::create_port(v.topo, v.keys, spec))
+                .unwrap();
+        }
+        let mut watchers: Vec<_> = ["h1", "h2", "h3"]
+            .iter()
+            .map(|h| state.hub.subscribe(h))
+            .collect();
+        watchers.iter_mut().for_each(|w| {
+            w.borrow_and_update();
+        });
+        let spec = port("a4", "a", "h1", "02:00:00:00:00:04", "10.0.0.4");
+        state
+            .mutate(|v| mutate::create_port(v.topo, v.keys, &spec))
+            .unwrap();
+        let woken: Vec<bool> = watchers.iter().map(|w| w.has_changed().unwrap()).collect();
+        assert_eq!(woken, [true, true, false], "h3 has no port in network a");
+    }
+}

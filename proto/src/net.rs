@@ -14,27 +14,28 @@ pub struct ClientConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
-    #[error("bad coordinator address {url:?}: {source}")]
-    BadAddress {
-        url: String,
-        source: tonic::transport::Error,
-    },
-    #[error("cannot reach the coordinator at {url}: {source}")]
-    Connect {
-        url: String,
-        source: tonic::transport::Error,
-    },
+    #[error("bad coordinator address {url:?}: {cause}; expected a URL like http://127.0.0.1:7400")]
+    BadAddress { url: String, cause: String },
+    #[error("cannot reach the coordinator at {url}: {cause}")]
+    Connect { url: String, cause: String },
 }
 
 impl ClientConfig {
+    /// `host:port` is taken as `http://host:port`.
     pub fn new(url: impl Into<String>) -> Self {
-        ClientConfig { url: url.into() }
+        let url = url.into();
+        let url = if url.contains("://") {
+            url
+        } else {
+            format!("http://{url}")
+        };
+        ClientConfig { url }
     }
 
     fn endpoint(&self) -> Result<Endpoint, NetError> {
-        let endpoint = Endpoint::from_shared(self.url.clone()).map_err(|source| NetError::BadAddress {
+        let endpoint = Endpoint::from_shared(self.url.clone()).map_err(|err| NetError::BadAddress {
             url: self.url.clone(),
-            source,
+            cause: root_cause(&err),
         })?;
         Ok(endpoint
             .connect_timeout(Duration::from_secs(3))
@@ -51,13 +52,10 @@ impl ClientConfig {
 
     /// Connects now; fails if the coordinator is not there.
     pub async fn connect(&self) -> Result<Channel, NetError> {
-        self.endpoint()?
-            .connect()
-            .await
-            .map_err(|source| NetError::Connect {
-                url: self.url.clone(),
-                source,
-            })
+        self.endpoint()?.connect().await.map_err(|err| NetError::Connect {
+            url: self.url.clone(),
+            cause: root_cause(&err),
+        })
     }
 }
 
@@ -67,4 +65,14 @@ pub fn server() -> Server {
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+}
+
+/// The innermost error's message: transport errors nest several layers
+/// that each repeat a generic phrase.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = err;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
 }
