@@ -1,6 +1,7 @@
 //! dclab's command line: topology commands over gRPC, and the local
 //! multi-host setup used by demos and tests.
 
+pub mod demo;
 pub mod local;
 pub mod output;
 pub mod topology;

@@ -38,6 +38,8 @@ enum Command {
     /// The flows the coordinator computed for a host.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Run the paper's isolation test on a fresh 3-host local setup and print the matrices.
+    Demo(dclab_ctl::demo::DemoArgs),
     /// A whole multi-host setup on this machine: namespaces as hosts, one OvS and agent each.
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -65,6 +67,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let format = cli.output;
     let result = match cli.command {
         Command::Local(cmd) => return local::run(cmd, json).await,
+        Command::Demo(args) => return dclab_ctl::demo::run(args).await,
         Command::Host(cmd) => topology::host(client().await?, cmd, format).await,
         Command::Tenant(cmd) => topology::tenant(client().await?, cmd, format).await,
         Command::Network(cmd) => topology::network(client().await?, cmd, format).await,

@@ -3,11 +3,10 @@
 //! Everything runs against real processes, real OvS and real namespaces.
 
 pub mod api;
-pub mod capture;
-pub mod paper;
 pub mod world;
 
-pub use dclab_ctl::local::{Cluster, ClusterGuard, InstanceSpec, UpOptions};
+pub use dclab_ctl::demo::{capture, paper};
+pub use dclab_ctl::local::{self, Cluster, ClusterGuard, InstanceSpec, UpOptions};
 
 /// Integration tests need root, Open vSwitch and the network tools; a
 /// missing one fails the test loudly with what to install.

@@ -18,7 +18,7 @@ impl World {
     pub fn paper(prefix: &str) -> World {
         let mut cluster = cluster(prefix, 3, false);
         let api = Api::connect(cluster.coordinator_url().expect("dclab mode"));
-        paper::build(&mut cluster, Some(&api), &DISTINCT);
+        build(&mut cluster, Some(&api), &DISTINCT);
         World {
             cluster,
             api,
@@ -59,6 +59,21 @@ impl Deref for World {
 impl DerefMut for World {
     fn deref_mut(&mut self) -> &mut ClusterGuard {
         &mut self.cluster
+    }
+}
+
+/// Creates the paper's tenants and networks (dclab mode: `api`) and the
+/// instances of `plan`, and waits until the agents have applied it all.
+pub fn build(cluster: &mut ClusterGuard, api: Option<&Api>, plan: &Plan) {
+    if let Some(api) = api {
+        for tenant in paper::TENANTS {
+            api.tenant(tenant);
+            api.network(tenant, "net", paper::CIDR);
+        }
+    }
+    paper::add_instances(cluster, plan).expect("instances added");
+    if let Some(api) = api {
+        api.wait_converged(std::time::Duration::from_secs(30));
     }
 }
 

@@ -200,3 +200,70 @@ fn ping_counts_parse() {
     let out = "--- 10.0.0.2 ping statistics ---\n500 packets transmitted, 498 received, 0.4% packet loss";
     assert_eq!(ping_counts(out), (500, 498));
 }
+
+/// Router ports (paper 3.7.5): traffic between a VM and an outside address
+/// through a router on another host is rewritten on the VM side only.
+#[test]
+fn router_traffic_is_rewritten_on_the_vm_side_only() {
+    use dclab_integration::capture::dst_mac;
+    use dclab_integration::local::InstanceKind;
+    use dclab_integration::InstanceSpec;
+
+    let mut w = World::paper("rt");
+    let mut router = InstanceSpec::vm("gw", "h2", "a", "net", "10.0.0.254/24");
+    router.kind = InstanceKind::Router;
+    w.add_instance(&router).unwrap();
+    let mut vm = InstanceSpec::vm("vm9", "h1", "a", "net", "10.0.0.9/24");
+    vm.gateway = Some("10.0.0.254".into());
+    w.add_instance(&vm).unwrap();
+    w.api.wait_converged(std::time::Duration::from_secs(20));
+    // The outside world: an address behind the router, off tenant a's network.
+    for argv in [
+        &[
+            "ip", "link", "add", "out0", "type", "veth", "peer", "name", "out1",
+        ][..],
+        &["ip", "addr", "add", "192.168.50.1/24", "dev", "out0"],
+        &["ip", "link", "set", "out0", "up"],
+        &["ip", "link", "set", "out1", "up"],
+        &["sysctl", "-qw", "net.ipv4.ip_forward=1"],
+    ] {
+        assert!(w.run("gw", argv).0, "router setup {argv:?}");
+    }
+    let wire = Capture::start(&w, &w.switch_netns(), "phys", &["icmp"]);
+    let (ok, out) = w.run(
+        "vm9",
+        &["ping", "-c", "2", "-i", "0.2", "-W", "2", "192.168.50.1"],
+    );
+    assert!(ok, "vm9 cannot reach the outside through the router: {out}");
+    let lines = wire.stop();
+    let router_mac = w.mac("gw");
+    let request = lines
+        .iter()
+        .find(|l| l.contains("echo request"))
+        .expect("request on the wire");
+    assert_eq!(
+        dst_mac(request),
+        Some(router_mac.as_str()),
+        "router side rewritten: {request}"
+    );
+    assert!(
+        request.contains("> 192.168.50.1:"),
+        "outside address rewritten: {request}"
+    );
+    assert!(
+        !request.contains("10.0.0.9"),
+        "VM address leaked to the wire: {request}"
+    );
+    let reply = lines
+        .iter()
+        .find(|l| l.contains("echo reply"))
+        .expect("reply on the wire");
+    assert!(
+        reply.contains(&format!("{router_mac} >")),
+        "router MAC rewritten on the reply: {reply}"
+    );
+    assert!(
+        reply.contains("192.168.50.1 >") && !reply.contains("10.0.0.9"),
+        "{reply}"
+    );
+}

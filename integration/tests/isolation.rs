@@ -3,12 +3,13 @@
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
 use dclab_integration::paper::{self, Plan, DISTINCT, OVERLAPPING};
+use dclab_integration::world::build;
 
 fn dclab_matrix(prefix: &str, plan: &Plan) -> paper::Matrix {
     let mut c = cluster(prefix, 3, false);
     let api = Api::connect(c.coordinator_url().unwrap());
-    paper::build(&mut c, Some(&api), plan);
-    paper::fping_matrix(&c, plan)
+    build(&mut c, Some(&api), plan);
+    paper::fping_matrix(&c, plan).unwrap()
 }
 
 #[test]
@@ -34,8 +35,8 @@ fn dclab_isolates_tenants_with_identical_addresses() {
 #[test]
 fn plain_ovs_matches_paper_table_5() {
     let mut c = cluster("ip", 3, true);
-    paper::build(&mut c, None, &DISTINCT);
-    let got = paper::fping_matrix(&c, &DISTINCT);
+    build(&mut c, None, &DISTINCT);
+    let got = paper::fping_matrix(&c, &DISTINCT).unwrap();
     println!(
         "{}",
         paper::render("plain OvS, NORMAL (paper Table 5), x = received", &DISTINCT, &got)

@@ -25,6 +25,7 @@ pub enum Match {
     IpDst(Ipv4Addr),
     ArpOp(u16),
     ArpSpa(Ipv4Addr),
+    ArpSpaNet(Cidr),
     ArpSha(Mac),
     ArpTpa(Ipv4Addr),
 }
@@ -107,6 +108,7 @@ impl fmt::Display for Match {
             Match::IpDst(ip) => write!(f, "nw_dst={ip}"),
             Match::ArpOp(op) => write!(f, "arp_op={op}"),
             Match::ArpSpa(ip) => write!(f, "arp_spa={ip}"),
+            Match::ArpSpaNet(cidr) => write!(f, "arp_spa={cidr}"),
             Match::ArpSha(mac) => write!(f, "arp_sha={mac}"),
             Match::ArpTpa(ip) => write!(f, "arp_tpa={ip}"),
         }

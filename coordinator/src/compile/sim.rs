@@ -225,6 +225,7 @@ fn matches(flow: &Flow, exec: &Exec) -> bool {
         (Match::IpDst(ip), Body::Ip { dst, .. }) => dst == ip,
         (Match::ArpOp(op), Body::Arp { op: o, .. }) => o == op,
         (Match::ArpSpa(ip), Body::Arp { spa, .. }) => spa == ip,
+        (Match::ArpSpaNet(cidr), Body::Arp { spa, .. }) => cidr.contains(*spa),
         (Match::ArpSha(mac), Body::Arp { sha, .. }) => sha == mac,
         (Match::ArpTpa(ip), Body::Arp { tpa, .. }) => tpa == ip,
         _ => false,

@@ -119,12 +119,25 @@ impl<'a> Ctx<'a> {
             own_ip,
         ));
         if p.kind == PortKind::Router {
+            // Linux routers also use outside addresses as ARP sender IP.
             let cidr = self.topo.networks[&p.net].cidr;
-            let base = vec![M::Ip, in_port, M::EthSrc(p.mac)];
-            let inside = [base.clone(), vec![M::IpSrcNet(cidr)]].concat();
-            flows.push(Flow::new(T_CLASSIFY, 90, inside, vec![A::Drop]));
-            let outside = vec![set_net, A::SetReg(REG_ROUTER, 1), A::Goto(T_EGRESS)];
-            flows.push(Flow::new(T_CLASSIFY, 80, base, outside));
+            let ip = vec![M::Ip, in_port.clone(), M::EthSrc(p.mac)];
+            let arp = vec![M::Arp, in_port, M::EthSrc(p.mac), M::ArpSha(p.mac)];
+            flows.push(Flow::new(
+                T_CLASSIFY,
+                90,
+                [ip.clone(), vec![M::IpSrcNet(cidr)]].concat(),
+                vec![A::Drop],
+            ));
+            flows.push(Flow::new(
+                T_CLASSIFY,
+                90,
+                [arp.clone(), vec![M::ArpSpaNet(cidr)]].concat(),
+                vec![A::Drop],
+            ));
+            let outside = vec![set_net.clone(), A::SetReg(REG_ROUTER, 1), A::Goto(T_EGRESS)];
+            flows.push(Flow::new(T_CLASSIFY, 80, ip, outside));
+            flows.push(Flow::new(T_CLASSIFY, 80, arp, vec![set_net, A::Goto(T_ARP)]));
         }
     }
 

@@ -245,6 +245,28 @@ fn router_traffic_is_rewritten_on_the_vm_side_only() {
     );
     assert_eq!(got[0].packet.eth_src, router.mac);
 
+    // The router resolves the VM with an outside address as sender IP.
+    let arp = |spa| Packet {
+        eth_src: router.mac,
+        eth_dst: Mac([0xff; 6]),
+        body: Body::Arp {
+            op: 1,
+            sha: router.mac,
+            spa,
+            tha: Mac([0; 6]),
+            tpa: vm.ip,
+        },
+    };
+    let got = sim.send("p1", arp(outside));
+    assert!(
+        matches!(got[..], [ref d] if d.port == "p1" && d.packet.eth_src == vm.mac),
+        "{got:?}"
+    );
+    assert!(
+        sim.send("p1", arp(Ipv4Addr::new(10, 0, 0, 9))).is_empty(),
+        "router ARP spoofing a VM address"
+    );
+
     // A router may not use another address of its own network.
     let spoof = Packet {
         eth_src: router.mac,

@@ -3,11 +3,9 @@
 //! ICMP captured at every instance.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
-use crate::api::Api;
-use crate::capture::{src_mac, Capture};
-use crate::{Cluster, InstanceSpec};
+use super::capture::{src_mac, Capture};
+use crate::local::{Cluster, InstanceSpec};
 
 /// (instance, host, tenant, address)
 pub type Plan = [(&'static str, &'static str, &'static str, &'static str); 6];
@@ -36,26 +34,23 @@ pub const OVERLAPPING: Plan = [
 /// Received-by matrix: rows are senders, columns receivers.
 pub type Matrix = Vec<Vec<bool>>;
 
-/// Creates the tenants, networks (dclab mode) and instances of `plan`.
-pub fn build(cluster: &mut Cluster, api: Option<&Api>, plan: &Plan) {
-    if let Some(api) = api {
-        for tenant in ["a", "b"] {
-            api.tenant(tenant);
-            api.network(tenant, "net", "10.0.0.0/24");
-        }
-    }
+/// The tenants of every plan, each with network `net` on this CIDR.
+pub const TENANTS: [&str; 2] = ["a", "b"];
+pub const CIDR: &str = "10.0.0.0/24";
+
+/// Creates the instances of `plan`; in dclab mode the tenants and networks
+/// must exist.
+pub fn add_instances(cluster: &mut Cluster, plan: &Plan) -> anyhow::Result<()> {
     for (name, host, tenant, ip) in plan {
         let spec = InstanceSpec::vm(name, host, tenant, "net", &format!("{ip}/24"));
-        cluster.add_instance(&spec).expect("instance added");
+        cluster.add_instance(&spec)?;
     }
-    if let Some(api) = api {
-        api.wait_converged(Duration::from_secs(30));
-    }
+    Ok(())
 }
 
 /// Runs `fping -g 10.0.0.0/24` from every instance at once, capturing ICMP
 /// echo requests at every instance; returns who received whose.
-pub fn fping_matrix(cluster: &Cluster, plan: &Plan) -> Matrix {
+pub fn fping_matrix(cluster: &Cluster, plan: &Plan) -> anyhow::Result<Matrix> {
     let macs: BTreeMap<String, usize> = plan
         .iter()
         .enumerate()
@@ -93,7 +88,7 @@ pub fn fping_matrix(cluster: &Cluster, plan: &Plan) -> Matrix {
             }
         }
     }
-    matrix
+    Ok(matrix)
 }
 
 /// Paper Table 4: each instance reaches exactly the other instances of its

@@ -5,7 +5,7 @@ use std::process::Child;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use dclab_ctl::local::Cluster;
+use crate::local::Cluster;
 
 pub struct Capture {
     child: Child,
@@ -16,8 +16,13 @@ impl Capture {
     /// Starts `tcpdump -e -nn -l` on `iface` in `netns` and returns once it
     /// is listening. `extra` are more tcpdump flags and the filter.
     pub fn start(cluster: &Cluster, netns: &str, iface: &str, extra: &[&str]) -> Capture {
+        Capture::try_start(cluster, netns, iface, extra).unwrap_or_else(|err| panic!("{err:#}"))
+    }
+
+    /// As `start`, with an error instead of a panic.
+    pub fn try_start(cluster: &Cluster, netns: &str, iface: &str, extra: &[&str]) -> anyhow::Result<Capture> {
         let argv = [&["tcpdump", "-e", "-nn", "-l", "-i", iface], extra].concat();
-        let mut child = cluster.spawn_in(netns, &argv).expect("tcpdump starts");
+        let mut child = cluster.spawn_in(netns, &argv)?;
         let stderr = child.stderr.take().expect("stderr piped");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -27,12 +32,15 @@ impl Capture {
                 }
             }
         });
-        rx.recv_timeout(Duration::from_secs(10))
-            .unwrap_or_else(|_| panic!("tcpdump on {iface} in {netns} did not start"));
-        Capture {
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            anyhow::bail!("tcpdump on {iface} in {netns} did not start");
+        }
+        Ok(Capture {
             child,
             label: format!("{netns}/{iface}"),
-        }
+        })
     }
 
     /// Stops the capture (SIGINT, so tcpdump flushes) and returns its lines.
