@@ -32,15 +32,14 @@ struct Args {
     /// Datapath type for a bridge the agent creates: netdev (userspace) or system.
     #[arg(long, default_value = "netdev")]
     datapath: String,
+    /// Certificates: by default PKI_DIR/agent-<host-id>.crt and .key.
+    #[command(flatten)]
+    tls: dclab_proto::net::TlsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    dclab_proto::logging::init();
     let args = Args::parse();
     let ovs = Ovs {
         db: args.ovs_db,
@@ -53,7 +52,8 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot set up bridge {} with uplink {}", ovs.bridge, args.uplink))?;
     let mac = uplink_mac(&ovs, &args.uplink).await?;
     info!(host = %args.host_id, uplink = %args.uplink, %mac, bridge = %ovs.bridge, "agent starting");
-    let channel = ClientConfig::new(&args.coordinator).connect_lazy()?;
+    let files = args.tls.files(&format!("agent-{}", args.host_id));
+    let channel = ClientConfig::new(&args.coordinator, files.as_ref())?.connect_lazy()?;
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
     let registration = watch::Registration {
         host_id: args.host_id.clone(),

@@ -2,6 +2,7 @@
 //! every host's rewrite rules and pushes them to the agents.
 
 pub mod addr;
+pub mod auth;
 pub mod compile;
 pub mod keys;
 pub mod model;

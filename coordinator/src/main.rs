@@ -23,30 +23,38 @@ struct Args {
     /// Addresses used as mapping keys on the physical network.
     #[arg(long, default_value = "100.64.0.0/16")]
     key_range: String,
+    #[command(flatten)]
+    tls: dclab_proto::net::TlsArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .init();
+    dclab_proto::logging::init();
     let args = Args::parse();
     let cidr: Cidr = args
         .key_range
         .parse()
         .map_err(|e| anyhow::anyhow!("--key-range: {e}"))?;
+    let tls = args.tls.files("coordinator");
+    // Fail on bad certificates before touching the store.
+    if let Some(files) = &tls {
+        dclab_proto::tls::server_config(files)?;
+    }
     let state = Arc::new(State::open(&args.data_dir, KeyRange(cidr))?);
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
-    let addr = service::local_addr(&listener)?;
-    info!(%addr, data_dir = %args.data_dir.display(), revision = state.revision(), "coordinator serving");
+    let addr = listener.local_addr()?;
+    let security = if tls.is_some() {
+        "mutual TLS 1.3"
+    } else {
+        "plaintext (insecure)"
+    };
+    info!(%addr, data_dir = %args.data_dir.display(), revision = state.revision(), security, "coordinator serving");
     if let Some(file) = &args.addr_file {
         write_atomically(file, &addr.to_string())?;
     }
-    service::serve(state, listener, shutdown_signal()).await?;
+    service::serve(state, listener, tls.as_ref(), shutdown_signal()).await?;
     info!("coordinator stopped");
     Ok(())
 }

@@ -232,6 +232,29 @@ pub fn create_port(topo: &Topology, keys: &KeyRange, spec: &PortSpec) -> Ops {
     Ok(ops)
 }
 
+/// Most ports one CreatePorts call may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// All the ports or none: each is validated against the topology plus the
+/// batch's earlier ports.
+pub fn create_ports(topo: &Topology, keys: &KeyRange, specs: &[PortSpec]) -> Ops {
+    if specs.len() > MAX_BATCH {
+        return Err(invalid(format!(
+            "{} ports in one call; the limit is {MAX_BATCH}, split the batch",
+            specs.len()
+        )));
+    }
+    let mut scratch = topo.clone();
+    let mut all = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let ops = create_port(&scratch, keys, spec)
+            .map_err(|e| e.context(&format!("port {} of {} ({:.64})", i + 1, specs.len(), spec.name)))?;
+        ops.iter().for_each(|op| scratch.apply(op));
+        all.extend(ops);
+    }
+    Ok(all)
+}
+
 /// Deletes the port, and the host's broadcast key for its network when it
 /// was the last member there.
 pub fn delete_port(topo: &Topology, name: &str) -> Ops {

@@ -279,4 +279,50 @@ mod tests {
         let woken: Vec<bool> = watchers.iter().map(|w| w.has_changed().unwrap()).collect();
         assert_eq!(woken, [true, true, false], "h3 has no port in network a");
     }
+
+    #[test]
+    fn a_batch_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = open(dir.path(), "100.64.0.0/16");
+        setup(&state);
+        let good = port("a1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1");
+        let clash = port("a2", "a", "h2", "02:00:00:00:00:02", "10.0.0.1");
+        let revision = state.revision();
+        let err = state
+            .mutate(|v| mutate::create_ports(v.topo, v.keys, &[good, clash]))
+            .unwrap_err();
+        assert!(
+            err.to_string().starts_with("port 2 of 2 (a2): IP 10.0.0.1"),
+            "{err}"
+        );
+        assert_eq!(state.revision(), revision);
+        assert!(state.read(|t| t.ports.is_empty() && t.bkeys.is_empty()));
+        let batch: Vec<(String, String, String)> = (0..300)
+            .map(|i| {
+                (
+                    format!("p{i}"),
+                    format!("02:00:00:00:{:02x}:{:02x}", i / 256, i % 256),
+                    format!("10.0.{}.{}", i / 250, 1 + i % 250),
+                )
+            })
+            .collect();
+        let specs: Vec<PortSpec> = batch
+            .iter()
+            .map(|(n, m, ip)| port(n, if ip.starts_with("10.0.0.") { "a" } else { "b" }, "h1", m, ip))
+            .collect();
+        // 10.0.1.x addresses do not fit network b (10.1.0.0/24): refused whole.
+        assert!(state
+            .mutate(|v| mutate::create_ports(v.topo, v.keys, &specs))
+            .is_err());
+        assert!(state.read(|t| t.ports.is_empty()));
+        let specs: Vec<PortSpec> = specs.into_iter().filter(|p| p.network == "a").collect();
+        state
+            .mutate(|v| mutate::create_ports(v.topo, v.keys, &specs))
+            .unwrap();
+        assert_eq!(
+            state.read(|t| t.keys_on_host("h1").len()),
+            251,
+            "250 ports and one broadcast key"
+        );
+    }
 }

@@ -1,18 +1,27 @@
 //! dclab's command line: topology commands over gRPC, and the local
 //! multi-host setup used by demos and tests.
 
+pub mod certs;
 pub mod demo;
 pub mod local;
 pub mod output;
 pub mod topology;
 
-/// The coordinator to talk to: the one given, else the default local
-/// setup's if it is up, else the standard port on this machine.
-pub fn coordinator_url(given: Option<String>) -> String {
-    given
-        .or_else(|| {
-            let cluster = local::Cluster::load("default").ok()?;
-            cluster.coordinator_url().map(str::to_string)
-        })
-        .unwrap_or_else(|| "http://127.0.0.1:7400".to_string())
+use dclab_proto::net::{ClientConfig, TlsArgs};
+
+/// How to reach the coordinator: the address given, with the TLS flags;
+/// else the local setup's coordinator (`DCLAB_LOCAL_CLUSTER`, default `default`) with its operator
+/// certificate, if it is up; else the standard port on this machine.
+pub fn client_config(given: Option<String>, tls: &TlsArgs) -> anyhow::Result<ClientConfig> {
+    let explicit_tls = tls.ca.is_some() || tls.cert.is_some() || tls.insecure;
+    if given.is_none() && !explicit_tls {
+        let name = std::env::var("DCLAB_LOCAL_CLUSTER").unwrap_or_else(|_| "default".into());
+        if let Ok(cluster) = local::Cluster::load(&name) {
+            if cluster.coordinator_url().is_some() {
+                return cluster.client_config();
+            }
+        }
+    }
+    let url = given.unwrap_or_else(|| "127.0.0.1:7400".to_string());
+    Ok(ClientConfig::new(url, tls.files("operator").as_ref())?)
 }

@@ -3,8 +3,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use dclab_ctl::output::Format;
 use dclab_ctl::topology::{self, HostCommand, NetworkCommand, PortCommand, RulesCommand, TenantCommand};
-use dclab_ctl::{coordinator_url, local};
-use dclab_proto::net::ClientConfig;
+use dclab_ctl::{client_config, local};
 use dclab_proto::v1::topology_client::TopologyClient;
 
 /// dclab: tenant isolation on Open vSwitch across hosts, driven from one coordinator.
@@ -17,6 +16,8 @@ struct Cli {
     /// Output format of commands that show state.
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     output: Format,
+    #[command(flatten)]
+    tls: dclab_proto::net::TlsArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -40,6 +41,9 @@ enum Command {
     Rules(RulesCommand),
     /// Run the paper's isolation test on a fresh 3-host local setup and print the matrices.
     Demo(dclab_ctl::demo::DemoArgs),
+    /// Certificates: the deployment's CA and the certificates of coordinator, agents and operators.
+    #[command(subcommand)]
+    Certs(dclab_ctl::certs::CertsCommand),
     /// A whole multi-host setup on this machine: namespaces as hosts, one OvS and agent each.
     #[command(subcommand)]
     Local(local::LocalCommand),
@@ -59,20 +63,41 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.output == Format::Json;
-    let url = || coordinator_url(cli.coordinator.clone());
+    let config = || client_config(cli.coordinator.clone(), &cli.tls);
     let client = || async {
-        let channel = ClientConfig::new(url()).connect().await?;
+        let channel = config()?.connect().await?;
         anyhow::Ok(TopologyClient::new(channel).max_decoding_message_size(256 << 20))
     };
     let format = cli.output;
     let result = match cli.command {
         Command::Local(cmd) => return local::run(cmd, json).await,
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
+        Command::Certs(cmd) => return dclab_ctl::certs::run(cmd, format),
         Command::Host(cmd) => topology::host(client().await?, cmd, format).await,
         Command::Tenant(cmd) => topology::tenant(client().await?, cmd, format).await,
         Command::Network(cmd) => topology::network(client().await?, cmd, format).await,
         Command::Port(cmd) => topology::port(client().await?, cmd, format).await,
         Command::Rules(cmd) => topology::rules(client().await?, cmd, format).await,
     };
-    result.map_err(|status| anyhow::anyhow!("{} ({:?})", status.message(), status.code()))
+    result.map_err(describe)
+}
+
+/// One line for a failed call; transport failures name their root cause.
+fn describe(status: tonic::Status) -> anyhow::Error {
+    use std::error::Error;
+    match status.source() {
+        Some(source)
+            if matches!(
+                status.code(),
+                tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
+            ) =>
+        {
+            anyhow::anyhow!(
+                "the coordinator connection failed: {}; check the URL scheme and certificates \
+                 (https with --pki-dir, or http with --insecure on both sides)",
+                dclab_proto::net::root_cause(source)
+            )
+        }
+        _ => anyhow::anyhow!("{} ({:?})", status.message(), status.code()),
+    }
 }

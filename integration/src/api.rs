@@ -20,14 +20,12 @@ fn applied(h: &v1::Host) -> bool {
 }
 
 impl Api {
-    pub fn connect(url: &str) -> Api {
+    pub fn connect(config: &ClientConfig) -> Api {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .unwrap();
-        let channel = rt
-            .block_on(ClientConfig::new(url).connect())
-            .expect("coordinator reachable");
+        let channel = rt.block_on(config.connect()).expect("coordinator reachable");
         Api {
             rt,
             client: TopologyClient::new(channel),

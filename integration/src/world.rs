@@ -17,7 +17,7 @@ impl World {
     /// Three hosts, tenants a (vm1-vm4) and b (vm5-vm6), rules converged.
     pub fn paper(prefix: &str) -> World {
         let mut cluster = cluster(prefix, 3, false);
-        let api = Api::connect(cluster.coordinator_url().expect("dclab mode"));
+        let api = Api::connect(&cluster.client_config().expect("dclab mode"));
         build(&mut cluster, Some(&api), &DISTINCT);
         World {
             cluster,

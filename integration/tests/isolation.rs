@@ -7,7 +7,7 @@ use dclab_integration::world::build;
 
 fn dclab_matrix(prefix: &str, plan: &Plan) -> paper::Matrix {
     let mut c = cluster(prefix, 3, false);
-    let api = Api::connect(c.coordinator_url().unwrap());
+    let api = Api::connect(&c.client_config().unwrap());
     build(&mut c, Some(&api), plan);
     paper::fping_matrix(&c, plan).unwrap()
 }

@@ -47,7 +47,7 @@ fn coordinator_crash_keeps_traffic_and_restart_restores_state() {
         "packets lost while the coordinator was down"
     );
 
-    let api = Api::connect(w.coordinator_url().unwrap());
+    let api = Api::connect(&w.client_config().unwrap());
     assert_eq!(
         port_view(&api),
         before,
@@ -122,10 +122,10 @@ fn agent_kill_and_restart_loses_no_ping_and_touches_no_flow() {
 #[test]
 fn coordinator_crash_during_writes_leaves_consistent_state() {
     let mut w = World::paper("rw");
-    let url = w.coordinator_url().unwrap().to_string();
+    let config = w.client_config().unwrap();
     // A writer creating ports as fast as it can while the coordinator dies.
     let writer = std::thread::spawn(move || {
-        let api = Api::connect(&url);
+        let api = Api::connect(&config);
         let mut created = 0;
         for i in 0..400u32 {
             let req = v1::CreatePortRequest {
@@ -149,7 +149,7 @@ fn coordinator_crash_during_writes_leaves_consistent_state() {
     w.kill_coordinator(SIGKILL).unwrap();
     let acknowledged = writer.join().unwrap();
     w.start_coordinator().unwrap();
-    let api = Api::connect(w.coordinator_url().unwrap());
+    let api = Api::connect(&w.client_config().unwrap());
     let ports = api.ports();
     let burst = ports.iter().filter(|p| p.name.starts_with("burst")).count();
     println!("{acknowledged} creates acknowledged before the kill; {burst} burst ports after restart");

@@ -73,7 +73,7 @@ fn refuse_network(api: &Api, tenant: &str, name: &str, cidr: &str, code: Code, w
 #[test]
 fn bad_topology_input_is_refused_and_writes_nothing() {
     let c = cluster("va", 1, false);
-    let api = Api::connect(c.coordinator_url().unwrap());
+    let api = Api::connect(&c.client_config().unwrap());
     api.tenant("a");
     api.network("a", "net", "10.0.0.0/24");
     let ok = port("p1", "net", "h1", "02:00:00:00:00:01", "10.0.0.1");
@@ -206,6 +206,7 @@ fn bad_topology_input_is_refused_and_writes_nothing() {
 fn ctl_prints_one_clear_line_and_exits_non_zero() {
     let c = cluster("vc", 1, false);
     let url = c.coordinator_url().unwrap().to_string();
+    let pki = c.pki_dir().unwrap().to_path_buf();
     let ctl = std::env::current_exe()
         .unwrap()
         .parent()
@@ -217,6 +218,8 @@ fn ctl_prints_one_clear_line_and_exits_non_zero() {
         Command::new(&ctl)
             .arg("--coordinator")
             .arg(&url)
+            .arg("--pki-dir")
+            .arg(&pki)
             .args(args)
             .output()
             .unwrap()
@@ -234,7 +237,7 @@ fn ctl_prints_one_clear_line_and_exits_non_zero() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json output");
     assert_eq!(json.as_array().map(Vec::len), Some(0));
     let unreachable = Command::new(&ctl)
-        .args(["--coordinator", "http://127.0.0.1:1", "host", "ls"])
+        .args(["--insecure", "--coordinator", "http://127.0.0.1:1", "host", "ls"])
         .output()
         .unwrap();
     assert!(!unreachable.status.success());

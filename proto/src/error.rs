@@ -25,6 +25,21 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The same error with `prefix` before its message.
+    pub fn context(self, prefix: &str) -> ApiError {
+        let wrap = |m: String| format!("{prefix}: {m}");
+        match self {
+            ApiError::InvalidArgument(m) => ApiError::InvalidArgument(wrap(m)),
+            ApiError::NotFound(m) => ApiError::NotFound(wrap(m)),
+            ApiError::AlreadyExists(m) => ApiError::AlreadyExists(wrap(m)),
+            ApiError::FailedPrecondition(m) => ApiError::FailedPrecondition(wrap(m)),
+            ApiError::ResourceExhausted(m) => ApiError::ResourceExhausted(wrap(m)),
+            ApiError::Unauthenticated(m) => ApiError::Unauthenticated(wrap(m)),
+            ApiError::PermissionDenied(m) => ApiError::PermissionDenied(wrap(m)),
+            ApiError::Internal(m) => ApiError::Internal(wrap(m)),
+        }
+    }
+
     pub fn code(&self) -> Code {
         match self {
             ApiError::InvalidArgument(_) => Code::InvalidArgument,

@@ -1,8 +1,13 @@
 //! dclab's wire protocol: generated gRPC code, the error type every service
-//! returns, and the one place that builds channels and servers.
+//! returns, identities from certificates, and the one place that builds
+//! channels and servers (TLS 1.3 with client certificates).
 
+pub mod conn;
 pub mod error;
+pub mod identity;
+pub mod logging;
 pub mod net;
+pub mod tls;
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

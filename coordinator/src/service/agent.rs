@@ -10,9 +10,9 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
 use super::convert;
-use crate::mutate;
 use crate::rules::{diff, HostRules};
 use crate::state::State;
+use crate::{auth, mutate};
 
 pub struct AgentService {
     pub state: Arc<State>,
@@ -21,6 +21,7 @@ pub struct AgentService {
 #[tonic::async_trait]
 impl AgentControl for AgentService {
     async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::Host>, Status> {
+        auth::agent_for(&req, "Register", &req.get_ref().host_id)?;
         let r = req.into_inner();
         self.state
             .mutate(|v| mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac))?;
@@ -36,6 +37,7 @@ impl AgentControl for AgentService {
         &self,
         req: Request<v1::WatchRulesRequest>,
     ) -> Result<Response<Self::WatchRulesStream>, Status> {
+        auth::agent_for(&req, "WatchRules", &req.get_ref().host_id)?;
         let host = req.into_inner().host_id;
         if !self.state.read(|t| t.hosts.contains_key(&host)) {
             return Err(not_found(format!("host {host:?} is not registered; call Register first")).into());
@@ -65,7 +67,11 @@ impl AgentControl for AgentService {
     }
 
     async fn ack(&self, req: Request<v1::AckRequest>) -> Result<Response<v1::Empty>, Status> {
+        auth::agent_for(&req, "Ack", &req.get_ref().host_id)?;
         let r = req.into_inner();
+        if !self.state.read(|t| t.hosts.contains_key(&r.host_id)) {
+            return Err(not_found(format!("host {:?} is not registered", r.host_id)).into());
+        }
         self.state
             .hub
             .ack(&r.host_id, r.version, r.flow_count, r.missing_ports);

@@ -137,6 +137,34 @@ impl TopologyApi for TopologyService {
         Ok(Response::new(port))
     }
 
+    async fn create_ports(&self, req: Request<v1::CreatePortsRequest>) -> Reply<v1::ListPortsResponse> {
+        let requests = req.into_inner().ports;
+        let specs = requests
+            .iter()
+            .map(|r| {
+                Ok(PortSpec {
+                    name: &r.name,
+                    tenant: &r.tenant,
+                    network: &r.network,
+                    host: &r.host,
+                    mac: &r.mac,
+                    ip: &r.ip,
+                    kind: port_kind(r.kind)?,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        self.state
+            .mutate(|v| mutate::create_ports(v.topo, v.keys, &specs))?;
+        let ports = self.state.read(|t| {
+            requests
+                .iter()
+                .map(|r| convert::port(t, &t.ports[&r.name]))
+                .collect()
+        });
+        info!(count = requests.len(), "ports created");
+        Ok(Response::new(v1::ListPortsResponse { ports }))
+    }
+
     async fn list_ports(&self, req: Request<v1::ListPortsRequest>) -> Reply<v1::ListPortsResponse> {
         let f = req.into_inner();
         let ports = self.state.read(|t| {

@@ -76,16 +76,13 @@ fn dclab_part(cluster: &mut Cluster) -> anyhow::Result<bool> {
         "\n== dclab: 3 hosts, tenants a and b both on {}; b's vm5 and vm6 reuse a's 10.0.0.1 and .2",
         paper::CIDR
     );
-    let url = cluster
-        .coordinator_url()
-        .context("dclab mode has a coordinator")?
-        .to_string();
+    let config = cluster.client_config()?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(create_networks(&url))?;
+    rt.block_on(create_networks(&config))?;
     paper::add_instances(cluster, &OVERLAPPING)?;
-    rt.block_on(wait_converged(&url, Duration::from_secs(30)))?;
+    rt.block_on(wait_converged(&config, Duration::from_secs(30)))?;
     let ok = show_matrix(
         cluster,
         &OVERLAPPING,
@@ -145,12 +142,12 @@ fn show_wire(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client(url: &str) -> anyhow::Result<TopologyClient<Channel>> {
-    Ok(TopologyClient::new(ClientConfig::new(url).connect().await?))
+async fn client(config: &ClientConfig) -> anyhow::Result<TopologyClient<Channel>> {
+    Ok(TopologyClient::new(config.connect().await?))
 }
 
-async fn create_networks(url: &str) -> anyhow::Result<()> {
-    let mut c = client(url).await?;
+async fn create_networks(config: &ClientConfig) -> anyhow::Result<()> {
+    let mut c = client(config).await?;
     for tenant in paper::TENANTS {
         c.create_tenant(v1::CreateTenantRequest { name: tenant.into() })
             .await?;
@@ -165,8 +162,8 @@ async fn create_networks(url: &str) -> anyhow::Result<()> {
 }
 
 /// Until every agent has applied its latest rules with every port attached.
-pub async fn wait_converged(url: &str, timeout: Duration) -> anyhow::Result<()> {
-    let mut c = client(url).await?;
+pub async fn wait_converged(config: &ClientConfig, timeout: Duration) -> anyhow::Result<()> {
+    let mut c = client(config).await?;
     let start = Instant::now();
     eprintln!("waiting for agents to apply their rules");
     loop {

@@ -29,6 +29,9 @@ pub enum LocalCommand {
         /// Plain OvS with a single NORMAL flow: no coordinator, no agents, no isolation.
         #[arg(long)]
         plain: bool,
+        /// dclab mode without TLS: plaintext gRPC, no certificates.
+        #[arg(long, conflicts_with = "plain")]
+        insecure: bool,
     },
     /// Stop the cluster's processes (by pid), delete its namespaces and run directory.
     Down {
@@ -101,11 +104,13 @@ fn run_blocking(cmd: LocalCommand, json: bool) -> anyhow::Result<()> {
             cluster,
             hosts,
             plain,
+            insecure,
         } => {
             let opts = UpOptions {
                 name: cluster.name,
                 hosts,
                 plain,
+                insecure,
             };
             let cluster = Cluster::up(&opts)?;
             print_status(&cluster.status(), json)

@@ -6,6 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
+use dclab_proto::net::ClientConfig;
+use dclab_proto::tls::TlsFiles;
 
 use super::command::{netns_argv, output};
 use super::ovs;
@@ -20,6 +22,8 @@ pub struct UpOptions {
     pub hosts: usize,
     /// Plain OvS with one NORMAL flow instead of coordinator + agents.
     pub plain: bool,
+    /// dclab mode without TLS.
+    pub insecure: bool,
 }
 
 impl UpOptions {
@@ -28,6 +32,7 @@ impl UpOptions {
             name: name.to_string(),
             hosts,
             plain: false,
+            insecure: false,
         }
     }
 
@@ -104,6 +109,28 @@ impl Cluster {
 
     pub fn coordinator_url(&self) -> Option<&str> {
         self.state.coordinator_url.as_deref()
+    }
+
+    /// The cluster's certificate directory; None when it runs insecure.
+    pub fn pki_dir(&self) -> Option<&std::path::Path> {
+        self.state.pki_dir.as_deref()
+    }
+
+    /// TLS files with the certificate `stem` (e.g. `operator`, `agent-h1`).
+    pub fn tls_files(&self, stem: &str) -> Option<TlsFiles> {
+        let dir = self.pki_dir()?;
+        Some(TlsFiles {
+            ca: dir.join("ca.crt"),
+            identity: Some((dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")))),
+        })
+    }
+
+    /// How an operator reaches this cluster's coordinator.
+    pub fn client_config(&self) -> anyhow::Result<ClientConfig> {
+        let url = self
+            .coordinator_url()
+            .context("this cluster has no coordinator")?;
+        Ok(ClientConfig::new(url, self.tls_files("operator").as_ref())?)
     }
 
     pub fn switch_netns(&self) -> String {

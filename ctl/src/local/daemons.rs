@@ -35,6 +35,7 @@ impl Cluster {
             "--addr-file".to_string(),
             addr_file.display().to_string(),
         ];
+        let args = [args, self.tls_args()].concat();
         let record = spawn_detached(&bin, &args, &log)?;
         self.state.coordinator = Some(record.clone());
         self.save()?;
@@ -68,7 +69,12 @@ impl Cluster {
             .and_then(|p| p.parse().ok())
             .with_context(|| format!("the coordinator wrote a bad address {addr:?}"))?;
         self.state.coordinator_port = Some(port);
-        self.state.coordinator_url = Some(format!("http://{addr}"));
+        let scheme = if self.state.pki_dir.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        self.state.coordinator_url = Some(format!("{scheme}://{addr}"));
         self.save()
     }
 
@@ -107,9 +113,18 @@ impl Cluster {
             "--bridge".to_string(),
             ovs::BRIDGE.to_string(),
         ];
+        let args = [args, self.tls_args()].concat();
         let record = spawn_detached(&bin, &args, &self.agent_log(host))?;
         self.state.host_mut(host)?.agent = Some(record);
         self.save()
+    }
+
+    /// `--pki-dir DIR`, or `--insecure` for a cluster without certificates.
+    fn tls_args(&self) -> Vec<String> {
+        match &self.state.pki_dir {
+            Some(dir) => vec!["--pki-dir".into(), dir.display().to_string()],
+            None => vec!["--insecure".into()],
+        }
     }
 
     /// Sends `signal` to the agent of `host`; see `kill_coordinator`.

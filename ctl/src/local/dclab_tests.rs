@@ -6,9 +6,9 @@ use super::tests::{assert_gone, iperf, ping, BIN_DIR_ENV};
 use super::*;
 
 /// Creates tenants and networks the way `ctl tenant/network create` would.
-fn create_networks(url: &str, nets: &[(&str, &str, &str)]) {
+fn create_networks(config: &dclab_proto::net::ClientConfig, nets: &[(&str, &str, &str)]) {
     use dclab_proto::v1::{CreateNetworkRequest, CreateTenantRequest};
-    let url = url.to_string();
+    let url = config.clone();
     let nets: Vec<(String, String, String)> = nets
         .iter()
         .map(|(t, n, c)| (t.to_string(), n.to_string(), c.to_string()))
@@ -41,7 +41,7 @@ fn dclab_cluster_isolates_overlapping_tenants_and_survives_restarts() {
     let _env = BIN_DIR_ENV.lock().unwrap_or_else(|e| e.into_inner());
     let cluster = {
         let mut guard = ClusterGuard::up(&UpOptions::unique("dc", 2)).unwrap();
-        let url = guard.coordinator_url().unwrap().to_string();
+        let url = guard.client_config().unwrap();
         assert_eq!(grpc::list_hosts(&url).unwrap().len(), 2);
         create_networks(&url, &[("ta", "n", "10.0.0.0/24"), ("tb", "n", "10.0.0.0/24")]);
         // Same addresses in both tenants, on both hosts.
@@ -71,7 +71,11 @@ fn dclab_cluster_isolates_overlapping_tenants_and_survives_restarts() {
         guard.start_agent("h1").unwrap();
         guard.kill_coordinator(libc::SIGKILL).unwrap();
         guard.start_coordinator().unwrap();
-        assert_eq!(guard.coordinator_url().unwrap(), url, "restart keeps the address");
+        assert_eq!(
+            guard.coordinator_url().unwrap(),
+            url.url,
+            "restart keeps the address"
+        );
         assert!(
             eventually_pings(&guard, "a1", "10.0.0.2"),
             "still works after restarts"
@@ -98,14 +102,14 @@ fn coordinator_restarts_on_the_same_address() {
         state: ClusterState::new(&name, Mode::Dclab),
     };
     cluster.start_coordinator().unwrap();
-    let url = cluster.coordinator_url().unwrap().to_string();
+    let url = cluster.client_config().unwrap();
     assert!(grpc::list_hosts(&url).unwrap().is_empty());
     let first = cluster.state().coordinator.clone().unwrap();
     cluster.kill_coordinator(libc::SIGTERM).unwrap();
     assert!(!process::is_alive(&first));
     assert!(grpc::list_hosts(&url).is_err());
     cluster.start_coordinator().unwrap();
-    assert_eq!(cluster.coordinator_url().unwrap(), url);
+    assert_eq!(cluster.client_config().unwrap().url, url.url);
     assert!(grpc::list_hosts(&url).unwrap().is_empty());
     let second = cluster.state().coordinator.clone().unwrap();
     let removed = Cluster::down(&name).unwrap();

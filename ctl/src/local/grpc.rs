@@ -27,21 +27,21 @@ pub(super) fn block_on<T: Send + 'static>(
     .map_err(|_| anyhow::anyhow!("gRPC helper thread panicked"))?
 }
 
-pub(super) async fn client(url: String) -> anyhow::Result<TopologyClient<Channel>> {
-    let channel = ClientConfig::new(url).connect().await?;
+pub(super) async fn client(config: ClientConfig) -> anyhow::Result<TopologyClient<Channel>> {
+    let channel = config.connect().await?;
     Ok(TopologyClient::new(channel))
 }
 
-pub fn list_hosts(url: &str) -> anyhow::Result<Vec<Host>> {
-    let url = url.to_string();
+pub fn list_hosts(config: &ClientConfig) -> anyhow::Result<Vec<Host>> {
+    let url = config.clone();
     block_on(async move {
         let reply = client(url).await?.list_hosts(ListHostsRequest {}).await?;
         Ok(reply.into_inner().hosts)
     })
 }
 
-pub fn create_port(url: &str, instance: &InstanceState) -> anyhow::Result<()> {
-    let url = url.to_string();
+pub fn create_port(config: &ClientConfig, instance: &InstanceState) -> anyhow::Result<()> {
+    let url = config.clone();
     let kind = match instance.kind {
         InstanceKind::Vm => PortKind::Vm,
         InstanceKind::Router => PortKind::Router,
@@ -65,8 +65,8 @@ pub fn create_port(url: &str, instance: &InstanceState) -> anyhow::Result<()> {
     })
 }
 
-pub fn delete_port(url: &str, name: &str) -> anyhow::Result<()> {
-    let url = url.to_string();
+pub fn delete_port(config: &ClientConfig, name: &str) -> anyhow::Result<()> {
+    let url = config.clone();
     let request = DeletePortRequest {
         name: name.to_string(),
     };

@@ -122,10 +122,7 @@ impl Cluster {
         netns::link_up(&host_ns, &link)?;
         ovs::add_instance_port(&self.host_dir(&inst.host), &link, &inst.name)?;
         if self.mode() == Mode::Dclab {
-            let url = self
-                .coordinator_url()
-                .context("this cluster has no coordinator")?;
-            grpc::create_port(url, inst)?;
+            grpc::create_port(&self.client_config()?, inst)?;
         }
         Ok(())
     }
@@ -147,9 +144,11 @@ impl Cluster {
     /// the coordinator call fails; that error is returned afterwards.
     pub fn remove_instance(&mut self, name: &str) -> anyhow::Result<()> {
         let inst = self.instance(name)?.clone();
-        let coordinator_result = match (self.mode(), self.coordinator_url()) {
-            (Mode::Dclab, Some(url)) => grpc::delete_port(url, name),
-            _ => Ok(()),
+        let coordinator_result = match self.mode() {
+            Mode::Dclab => self
+                .client_config()
+                .and_then(|config| grpc::delete_port(&config, name)),
+            Mode::Plain => Ok(()),
         };
         self.unplug(&inst);
         self.state.instances.retain(|i| i.name != name);

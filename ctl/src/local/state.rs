@@ -76,6 +76,9 @@ pub struct ClusterState {
     pub coordinator_url: Option<String>,
     /// Kept from the first start so a restarted coordinator keeps its address.
     pub coordinator_port: Option<u16>,
+    /// The cluster's certificates; None: plaintext (`--insecure`).
+    #[serde(default)]
+    pub pki_dir: Option<PathBuf>,
     pub instances: Vec<InstanceState>,
     /// False until `up` finished every step.
     pub complete: bool,
@@ -92,6 +95,7 @@ impl ClusterState {
             coordinator: None,
             coordinator_url: None,
             coordinator_port: None,
+            pki_dir: None,
             instances: Vec::new(),
             complete: false,
         }

@@ -30,7 +30,7 @@ impl Cluster {
         let mut cluster = Cluster {
             state: ClusterState::new(&opts.name, mode),
         };
-        match cluster.build(opts.hosts) {
+        match cluster.build(opts.hosts, opts.insecure) {
             Ok(()) => Ok(cluster),
             Err(err) => {
                 eprintln!("local up failed: {err:#}; removing what was created");
@@ -43,7 +43,18 @@ impl Cluster {
         }
     }
 
-    fn build(&mut self, hosts: usize) -> anyhow::Result<()> {
+    /// A CA and certificates for the coordinator, every agent and an
+    /// operator, in the cluster's directory.
+    fn issue_certificates(&mut self) -> anyhow::Result<()> {
+        eprintln!("issuing certificates");
+        let dir = self.state.dir.join("pki");
+        let addrs = ["127.0.0.1".to_string(), "localhost".to_string()];
+        crate::certs::init(&dir, &addrs, &self.hosts(), "admin", 30).context("issuing certificates")?;
+        self.state.pki_dir = Some(dir);
+        self.save()
+    }
+
+    fn build(&mut self, hosts: usize, insecure: bool) -> anyhow::Result<()> {
         self.save().context("creating the cluster directory")?;
         self.build_switch().context("creating the switch namespace")?;
         for i in 1..=hosts {
@@ -60,6 +71,9 @@ impl Cluster {
                 }
             }
             Mode::Dclab => {
+                if !insecure {
+                    self.issue_certificates()?;
+                }
                 eprintln!("starting the coordinator");
                 self.start_coordinator().context("starting the coordinator")?;
                 for host in self.hosts() {
@@ -115,12 +129,10 @@ impl Cluster {
 
     /// Waits until every host is in the coordinator's host list with a MAC.
     pub fn wait_registered(&self, timeout: Duration) -> anyhow::Result<()> {
-        let url = self
-            .coordinator_url()
-            .context("this cluster has no coordinator")?;
+        let config = self.client_config()?;
         let deadline = Instant::now() + timeout;
         loop {
-            let listed = grpc::list_hosts(url);
+            let listed = grpc::list_hosts(&config);
             let missing: Vec<String> = match &listed {
                 Ok(hosts) => self
                     .hosts()

@@ -1,0 +1,211 @@
+//! Mutual TLS and authorization against a real coordinator: who may not
+//! connect, who may not act, and that refusals change nothing.
+
+use std::path::Path;
+use std::time::Duration;
+
+use dclab_ctl::certs::issue::{issue, Leaf};
+use dclab_integration::api::Api;
+use dclab_integration::cluster;
+use dclab_proto::identity::Role;
+use dclab_proto::net::ClientConfig;
+use dclab_proto::tls::TlsFiles;
+use dclab_proto::v1::{self, agent_control_client::AgentControlClient, topology_client::TopologyClient};
+use tonic::Code;
+
+fn files(dir: &Path, ca_dir: &Path, stem: &str) -> TlsFiles {
+    TlsFiles {
+        ca: ca_dir.join("ca.crt"),
+        identity: Some((dir.join(format!("{stem}.crt")), dir.join(format!("{stem}.key")))),
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Lists tenants as whoever `config` says; the error a refused client sees.
+fn list_tenants(config: &ClientConfig) -> Result<usize, String> {
+    rt().block_on(async {
+        let channel = config.connect().await.map_err(|e| e.to_string())?;
+        let reply = TopologyClient::new(channel)
+            .list_tenants(v1::ListTenantsRequest {})
+            .await;
+        reply.map(|r| r.into_inner().tenants.len()).map_err(|s| {
+            let cause = std::error::Error::source(&s)
+                .map(dclab_proto::net::root_cause)
+                .unwrap_or_default();
+            format!("{:?}: {} {cause}", s.code(), s.message())
+                .trim_end()
+                .to_string()
+        })
+    })
+}
+
+fn snapshot(api: &Api) -> String {
+    let hosts: Vec<_> = api.hosts().into_iter().map(|h| (h.id, h.mac, h.uplink)).collect();
+    let tenants = api
+        .call(|mut c| async move { c.list_tenants(v1::ListTenantsRequest {}).await })
+        .unwrap();
+    format!("{hosts:?}\n{tenants:?}\n{:?}", api.ports())
+}
+
+#[test]
+fn connections_without_a_valid_client_certificate_are_refused() {
+    let c = cluster("sc", 1, false);
+    let url = c.coordinator_url().unwrap().to_string();
+    let pki = c.pki_dir().unwrap().to_path_buf();
+    let operator = Api::connect(&c.client_config().unwrap());
+    operator.tenant("a");
+    let before = snapshot(&operator);
+    assert_eq!(
+        list_tenants(&c.client_config().unwrap()),
+        Ok(1),
+        "the operator itself is let in"
+    );
+
+    let anonymous = TlsFiles {
+        ca: pki.join("ca.crt"),
+        identity: None,
+    };
+    let err = list_tenants(&ClientConfig::new(&url, Some(&anonymous)).unwrap()).unwrap_err();
+    assert!(err.starts_with("Unauthenticated: no client certificate"), "{err}");
+
+    let foreign = tempfile::tempdir().unwrap();
+    dclab_ctl::certs::init(foreign.path(), &["127.0.0.1".into()], &[], "mallory", 30).unwrap();
+    let other_ca = ClientConfig::new(&url, Some(&files(foreign.path(), &pki, "operator"))).unwrap();
+    let err = list_tenants(&other_ca).unwrap_err();
+    println!("certificate from another CA: {err}");
+
+    let past = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+    let expired = Leaf {
+        role: Role::Operator,
+        name: "late",
+        sans: &[],
+        not_before: past,
+        not_after: past + time::Duration::days(1),
+    };
+    issue(&pki, "operator-expired", &expired).unwrap();
+    let err = list_tenants(&ClientConfig::new(&url, Some(&files(&pki, &pki, "operator-expired"))).unwrap())
+        .unwrap_err();
+    println!("expired certificate: {err}");
+
+    let err = list_tenants(&ClientConfig::insecure(url.replace("https", "http"))).unwrap_err();
+    println!("plaintext client: {err}");
+
+    assert_eq!(snapshot(&operator), before, "a refused client changed state");
+    let log = std::fs::read_to_string(c.coordinator_log()).unwrap();
+    let refusals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("TLS handshake refused"))
+        .collect();
+    assert!(
+        refusals.iter().any(|l| l.contains("UnknownIssuer")),
+        "foreign CA not refused:\n{log}"
+    );
+    assert!(
+        refusals.iter().any(|l| l.contains("expired")),
+        "expired certificate not refused:\n{log}"
+    );
+    assert!(
+        log.contains("no certificate") && log.contains("request refused"),
+        "{log}"
+    );
+}
+
+#[test]
+fn agents_act_only_for_their_own_host_and_never_on_topology() {
+    let c = cluster("sa", 2, false);
+    let pki = c.pki_dir().unwrap().to_path_buf();
+    let operator = Api::connect(&c.client_config().unwrap());
+    operator.tenant("a");
+    operator.network("a", "net", "10.0.0.0/24");
+    let before = snapshot(&operator);
+    let h1 = ClientConfig::new(c.coordinator_url().unwrap(), Some(&files(&pki, &pki, "agent-h1"))).unwrap();
+
+    let codes = rt().block_on(async {
+        let channel = h1.connect().await.unwrap();
+        let mut agent = AgentControlClient::new(channel.clone());
+        let mut topo = TopologyClient::new(channel);
+        let own = agent
+            .watch_rules(v1::WatchRulesRequest { host_id: "h1".into() })
+            .await
+            .map(|_| ());
+        let other = agent
+            .watch_rules(v1::WatchRulesRequest { host_id: "h2".into() })
+            .await
+            .map(|_| ());
+        let register = v1::RegisterRequest {
+            host_id: "h2".into(),
+            uplink: "up0".into(),
+            mac: "0a:00:00:00:00:99".into(),
+        };
+        let as_h2 = agent.register(register).await.map(|_| ());
+        let ack = agent
+            .ack(v1::AckRequest {
+                host_id: "h2".into(),
+                version: 999,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ());
+        let port = v1::CreatePortRequest {
+            name: "evil".into(),
+            tenant: "a".into(),
+            network: "net".into(),
+            host: "h1".into(),
+            mac: "02:00:00:00:00:66".into(),
+            ip: "10.0.0.66".into(),
+            kind: v1::PortKind::Vm.into(),
+        };
+        let create = topo.create_port(port).await.map(|_| ());
+        let rules = topo
+            .get_rules(v1::GetRulesRequest { host: "h2".into() })
+            .await
+            .map(|_| ());
+        [own, other, as_h2, ack, create, rules].map(|r| r.map_err(|s| (s.code(), s.message().to_string())))
+    });
+    assert!(
+        codes[0].is_ok(),
+        "an agent may watch its own host: {:?}",
+        codes[0]
+    );
+    for (what, got) in [
+        "watch h2",
+        "register as h2",
+        "ack for h2",
+        "create a port",
+        "read h2's rules",
+    ]
+    .iter()
+    .zip(&codes[1..])
+    {
+        let (code, message) = got.clone().expect_err(what);
+        assert_eq!(code, Code::PermissionDenied, "{what}: {message}");
+        println!("agent h1 tries to {what}: {message}");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(snapshot(&operator), before, "a refused agent changed state");
+    let log = std::fs::read_to_string(c.coordinator_log()).unwrap();
+    assert!(
+        log.contains("peer=agent h1 at"),
+        "refusals are logged with the peer identity:\n{log}"
+    );
+}
+
+#[test]
+fn insecure_mode_is_explicit_and_logged() {
+    let mut opts = dclab_integration::UpOptions::unique("si", 1);
+    opts.insecure = true;
+    let c = dclab_integration::ClusterGuard::up(&opts).unwrap();
+    assert!(c.coordinator_url().unwrap().starts_with("http://"));
+    assert_eq!(list_tenants(&c.client_config().unwrap()), Ok(0));
+    let log = std::fs::read_to_string(c.coordinator_log()).unwrap();
+    assert!(log.contains("--insecure: gRPC runs in plaintext"), "{log}");
+    assert!(std::fs::read_to_string(c.agent_log("h1"))
+        .unwrap()
+        .contains("--insecure"));
+}

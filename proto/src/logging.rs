@@ -1,0 +1,13 @@
+//! Log setup shared by the daemons: RUST_LOG filter (default info), to
+//! stderr, colours only on a terminal so log files stay plain.
+
+use std::io::IsTerminal;
+
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
+}
