@@ -14,6 +14,10 @@ fn peer<T>(req: &Request<T>) -> PeerInfo {
 }
 
 fn refuse(peer: &PeerInfo, call: &str, status: Status) -> Status {
+    let status = Status::new(
+        status.code(),
+        dclab_proto::error::clip(status.message().to_string()),
+    );
     warn!(peer = %peer, call, reason = %status.message(), code = ?status.code(), "request refused");
     status
 }

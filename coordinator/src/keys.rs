@@ -14,7 +14,14 @@ pub struct KeyRange(pub Cidr);
 impl KeyRange {
     /// The lowest key of the range not in `used`.
     pub fn allocate(&self, host: &str, used: &BTreeSet<u32>) -> Result<Ipv4Addr, ApiError> {
+        self.allocate_from(host, used, 0)
+    }
+
+    /// The lowest key not in `used` and not below `from`; callers that know
+    /// every key below `from` is taken skip rescanning them.
+    pub fn allocate_from(&self, host: &str, used: &BTreeSet<u32>, from: u32) -> Result<Ipv4Addr, ApiError> {
         let (first, last) = self.0.host_range();
+        let first = first.max(from);
         let mut candidate = first;
         for &key in used.range(first..=last) {
             if key != candidate {

@@ -2,6 +2,7 @@
 //! refuses bad input with an error naming it, and otherwise returns the
 //! record writes that make the change. Nothing here writes anything.
 
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::Ipv4Addr;
 
 use dclab_proto::error::{exists, invalid, not_found, precondition};
@@ -172,8 +173,63 @@ pub struct PortSpec<'a> {
 }
 
 pub fn create_port(topo: &Topology, keys: &KeyRange, spec: &PortSpec) -> Ops {
+    let mut taken = Taken::default();
+    place_port(topo, keys, spec, &mut taken)
+}
+
+/// Most ports one CreatePorts call may carry.
+pub const MAX_BATCH: usize = 10_000;
+
+/// All the ports or none: each is validated against the topology plus the
+/// batch's earlier ports.
+pub fn create_ports(topo: &Topology, keys: &KeyRange, specs: &[PortSpec]) -> Ops {
+    if specs.len() > MAX_BATCH {
+        return Err(invalid(format!(
+            "{} ports in one call; the limit is {MAX_BATCH}, split the batch",
+            specs.len()
+        )));
+    }
+    let mut taken = Taken::default();
+    let mut all = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let ops = place_port(topo, keys, spec, &mut taken)
+            .map_err(|e| e.context(&format!("port {} of {} ({:.64})", i + 1, specs.len(), spec.name)))?;
+        all.extend(ops);
+    }
+    Ok(all)
+}
+
+/// What earlier ports of a batch took, on top of the topology. Filled
+/// lazily per host and network, so a batch costs O(batch + touched state).
+#[derive(Default)]
+struct Taken {
+    names: HashSet<String>,
+    keys: HashMap<String, BTreeSet<u32>>,
+    /// Per host: every key below it is taken (batches only add keys).
+    cursor: HashMap<String, u32>,
+    bkeys: HashSet<(String, NetId)>,
+    addrs: HashMap<NetId, (HashSet<Ipv4Addr>, HashMap<Mac, String>)>,
+}
+
+impl Taken {
+    fn keys(&mut self, topo: &Topology, host: &str) -> &mut BTreeSet<u32> {
+        self.keys
+            .entry(host.to_string())
+            .or_insert_with(|| topo.keys_on_host(host))
+    }
+
+    fn addrs(&mut self, topo: &Topology, net: NetId) -> &mut (HashSet<Ipv4Addr>, HashMap<Mac, String>) {
+        self.addrs.entry(net).or_insert_with(|| {
+            let ips = topo.ports_of_net(net).map(|p| p.ip).collect();
+            let macs = topo.ports_of_net(net).map(|p| (p.mac, p.name.clone())).collect();
+            (ips, macs)
+        })
+    }
+}
+
+fn place_port(topo: &Topology, keys: &KeyRange, spec: &PortSpec, taken: &mut Taken) -> Ops {
     check_name("port", spec.name)?;
-    if topo.ports.contains_key(spec.name) {
+    if topo.ports.contains_key(spec.name) || taken.names.contains(spec.name) {
         return Err(exists(format!("port {} already exists", spec.name)));
     }
     let net = network(topo, spec.tenant, spec.network)?;
@@ -197,62 +253,52 @@ pub fn create_port(topo: &Topology, keys: &KeyRange, spec: &PortSpec) -> Ops {
             net.name, net.cidr
         )));
     }
-    if let Some(p) = topo.ports_of_net(net.id).find(|p| p.ip == ip || p.mac == mac) {
-        let what = if p.ip == ip {
-            format!("IP {ip}")
-        } else {
-            format!("MAC {mac}")
-        };
+    let (ips, macs) = taken.addrs(topo, net.id);
+    if ips.contains(&ip) {
+        return Err(exists(format!("IP {ip} is already used in network {}", net.name)));
+    }
+    if let Some(owner) = macs.get(&mac) {
         return Err(exists(format!(
-            "{what} is already used by port {} in network {}",
-            p.name, net.name
+            "MAC {mac} is already used by port {owner} in network {}",
+            net.name
         )));
     }
-    let mut used = topo.keys_on_host(spec.host);
+    ips.insert(ip);
+    macs.insert(mac, spec.name.to_string());
+    let host = spec.host.to_string();
     let mut ops = Vec::new();
-    if !topo.bkeys.contains_key(&(spec.host.to_string(), net.id)) {
-        let key = keys.allocate(spec.host, &used)?;
+    let needs_bkey =
+        !topo.bkeys.contains_key(&(host.clone(), net.id)) && !taken.bkeys.contains(&(host.clone(), net.id));
+    let mut from = taken.cursor.get(&host).copied().unwrap_or(0);
+    let used = taken.keys(topo, &host);
+    let mut next_key = || -> Result<Ipv4Addr, ApiError> {
+        let key = keys.allocate_from(&host, used, from)?;
         used.insert(u32::from(key));
+        from = u32::from(key) + 1;
+        Ok(key)
+    };
+    if needs_bkey {
+        let key = next_key()?;
         ops.push(Op::Put(Record::BroadcastKey {
-            host: spec.host.to_string(),
+            host: host.clone(),
             net: net.id,
             key,
         }));
     }
-    let port = Port {
+    let key = next_key()?;
+    taken.cursor.insert(host.clone(), from);
+    taken.bkeys.insert((host.clone(), net.id));
+    taken.names.insert(spec.name.to_string());
+    ops.push(Op::Put(Record::Port(Port {
         name: spec.name.to_string(),
         net: net.id,
-        host: spec.host.to_string(),
+        host,
         mac,
         ip,
         kind: spec.kind,
-        key: keys.allocate(spec.host, &used)?,
-    };
-    ops.push(Op::Put(Record::Port(port)));
+        key,
+    })));
     Ok(ops)
-}
-
-/// Most ports one CreatePorts call may carry.
-pub const MAX_BATCH: usize = 10_000;
-
-/// All the ports or none: each is validated against the topology plus the
-/// batch's earlier ports.
-pub fn create_ports(topo: &Topology, keys: &KeyRange, specs: &[PortSpec]) -> Ops {
-    if specs.len() > MAX_BATCH {
-        return Err(invalid(format!(
-            "{} ports in one call; the limit is {MAX_BATCH}, split the batch",
-            specs.len()
-        )));
-    }
-    let mut scratch = topo.clone();
-    let mut all = Vec::new();
-    for (i, spec) in specs.iter().enumerate() {
-        let ops = create_port(&scratch, keys, spec)
-            .map_err(|e| e.context(&format!("port {} of {} ({:.64})", i + 1, specs.len(), spec.name)))?;
-        ops.iter().for_each(|op| scratch.apply(op));
-        all.extend(ops);
-    }
-    Ok(all)
 }
 
 /// Deletes the port, and the host's broadcast key for its network when it

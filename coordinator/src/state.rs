@@ -67,6 +67,12 @@ impl State {
         self.inner.lock().unwrap().store.size_on_disk()
     }
 
+    /// `mutate` from async code: the write (validation, fsync, compile)
+    /// may take a while, so the runtime moves other work off this thread.
+    pub fn write(&self, f: impl FnOnce(&View) -> Ops) -> Result<Vec<Op>, ApiError> {
+        tokio::task::block_in_place(|| self.mutate(f))
+    }
+
     /// Validates with `f`, then commits its ops durably and publishes the
     /// affected hosts' rules. Returns the ops applied (empty: nothing changed).
     pub fn mutate(&self, f: impl FnOnce(&View) -> Ops) -> Result<Vec<Op>, ApiError> {

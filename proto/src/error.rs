@@ -56,8 +56,24 @@ impl ApiError {
 
 impl From<ApiError> for Status {
     fn from(err: ApiError) -> Status {
-        Status::new(err.code(), err.to_string())
+        Status::new(err.code(), clip(err.to_string()))
     }
+}
+
+/// Longest status message sent: messages quote the caller's input, and an
+/// oversized one would not fit the HTTP/2 header it travels in.
+pub const MAX_MESSAGE: usize = 1024;
+
+/// `msg`, shortened to MAX_MESSAGE bytes at a character boundary.
+pub fn clip(msg: String) -> String {
+    if msg.len() <= MAX_MESSAGE {
+        return msg;
+    }
+    let mut end = MAX_MESSAGE - 40;
+    while !msg.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &msg[..end], msg.len())
 }
 
 /// Shorthand constructors used by validation code.
@@ -75,4 +91,19 @@ pub fn exists(msg: impl Into<String>) -> ApiError {
 
 pub fn precondition(msg: impl Into<String>) -> ApiError {
     ApiError::FailedPrecondition(msg.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_messages_are_clipped_at_a_char_boundary() {
+        let long = format!("tenant {:?} does not exist", "é".repeat(5000));
+        let status = Status::from(ApiError::NotFound(long));
+        assert!(status.message().len() <= MAX_MESSAGE);
+        assert!(status.message().starts_with("tenant \"éé"));
+        assert!(status.message().ends_with("bytes in all)"));
+        assert_eq!(clip("short".into()), "short");
+    }
 }

@@ -2,6 +2,7 @@
 //! returns, identities from certificates, and the one place that builds
 //! channels and servers (TLS 1.3 with client certificates).
 
+pub mod codec;
 pub mod conn;
 pub mod error;
 pub mod identity;

@@ -20,6 +20,16 @@ pub struct TopologyService {
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Resident set size from /proc (0 where unavailable).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kb = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kb.unwrap_or(0) * 1024
+}
+
 fn port_kind(value: i32) -> Result<PortKind, ApiError> {
     match v1::PortKind::try_from(value) {
         Ok(v1::PortKind::Unspecified) | Ok(v1::PortKind::Vm) => Ok(PortKind::Vm),
@@ -33,7 +43,7 @@ impl TopologyApi for TopologyService {
     async fn create_host(&self, req: Request<v1::Host>) -> Reply<v1::Host> {
         let h = req.into_inner();
         self.state
-            .mutate(|v| mutate::put_host(v.topo, &h.id, &h.uplink, &h.mac))?;
+            .write(|v| mutate::put_host(v.topo, &h.id, &h.uplink, &h.mac))?;
         info!(host = %h.id, mac = %h.mac, "host created");
         Ok(Response::new(
             self.state.read(|t| convert::host(t, &self.state.hub, &h.id)),
@@ -52,14 +62,14 @@ impl TopologyApi for TopologyService {
 
     async fn delete_host(&self, req: Request<v1::DeleteHostRequest>) -> Reply<v1::Empty> {
         let id = req.into_inner().id;
-        self.state.mutate(|v| mutate::delete_host(v.topo, &id))?;
+        self.state.write(|v| mutate::delete_host(v.topo, &id))?;
         info!(host = %id, "host deleted");
         Ok(Response::new(v1::Empty {}))
     }
 
     async fn create_tenant(&self, req: Request<v1::CreateTenantRequest>) -> Reply<v1::Tenant> {
         let name = req.into_inner().name;
-        self.state.mutate(|v| mutate::create_tenant(v.topo, &name))?;
+        self.state.write(|v| mutate::create_tenant(v.topo, &name))?;
         info!(tenant = %name, "tenant created");
         Ok(Response::new(v1::Tenant {
             name,
@@ -82,7 +92,7 @@ impl TopologyApi for TopologyService {
 
     async fn delete_tenant(&self, req: Request<v1::DeleteTenantRequest>) -> Reply<v1::Empty> {
         let name = req.into_inner().name;
-        self.state.mutate(|v| mutate::delete_tenant(v.topo, &name))?;
+        self.state.write(|v| mutate::delete_tenant(v.topo, &name))?;
         info!(tenant = %name, "tenant deleted");
         Ok(Response::new(v1::Empty {}))
     }
@@ -91,7 +101,7 @@ impl TopologyApi for TopologyService {
         let r = req.into_inner();
         let ops = self
             .state
-            .mutate(|v| mutate::create_network(v.topo, &r.tenant, &r.name, &r.cidr, v.next_net_id))?;
+            .write(|v| mutate::create_network(v.topo, &r.tenant, &r.name, &r.cidr, v.next_net_id))?;
         let Some(Op::Put(Record::Network(net))) = ops.first() else {
             return Err(ApiError::Internal("network create wrote no network".into()).into());
         };
@@ -114,7 +124,7 @@ impl TopologyApi for TopologyService {
     async fn delete_network(&self, req: Request<v1::DeleteNetworkRequest>) -> Reply<v1::Empty> {
         let r = req.into_inner();
         self.state
-            .mutate(|v| mutate::delete_network(v.topo, &r.tenant, &r.name))?;
+            .write(|v| mutate::delete_network(v.topo, &r.tenant, &r.name))?;
         info!(tenant = %r.tenant, network = %r.name, "network deleted");
         Ok(Response::new(v1::Empty {}))
     }
@@ -130,8 +140,7 @@ impl TopologyApi for TopologyService {
             ip: &r.ip,
             kind: port_kind(r.kind)?,
         };
-        self.state
-            .mutate(|v| mutate::create_port(v.topo, v.keys, &spec))?;
+        self.state.write(|v| mutate::create_port(v.topo, v.keys, &spec))?;
         let port = self.state.read(|t| convert::port(t, &t.ports[&r.name]));
         info!(port = %r.name, host = %r.host, key = %port.key, "port created");
         Ok(Response::new(port))
@@ -154,7 +163,7 @@ impl TopologyApi for TopologyService {
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
         self.state
-            .mutate(|v| mutate::create_ports(v.topo, v.keys, &specs))?;
+            .write(|v| mutate::create_ports(v.topo, v.keys, &specs))?;
         let ports = self.state.read(|t| {
             requests
                 .iter()
@@ -181,9 +190,36 @@ impl TopologyApi for TopologyService {
 
     async fn delete_port(&self, req: Request<v1::DeletePortRequest>) -> Reply<v1::Empty> {
         let name = req.into_inner().name;
-        self.state.mutate(|v| mutate::delete_port(v.topo, &name))?;
+        self.state.write(|v| mutate::delete_port(v.topo, &name))?;
         info!(port = %name, "port deleted");
         Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn status(&self, _: Request<v1::StatusRequest>) -> Reply<v1::CoordinatorStatus> {
+        let (hosts, tenants, networks, ports, host_ids) = self.state.read(|t| {
+            let ids: Vec<String> = t.hosts.keys().cloned().collect();
+            (
+                t.hosts.len(),
+                t.tenants.len(),
+                t.networks.len(),
+                t.ports.len(),
+                ids,
+            )
+        });
+        let flows = host_ids
+            .iter()
+            .map(|h| self.state.hub.current(h).flows.len() as u64)
+            .sum();
+        Ok(Response::new(v1::CoordinatorStatus {
+            revision: self.state.revision(),
+            hosts: hosts as u32,
+            tenants: tenants as u32,
+            networks: networks as u32,
+            ports: ports as u32,
+            store_bytes: self.state.size_on_disk(),
+            rss_bytes: rss_bytes(),
+            flows,
+        }))
     }
 
     async fn get_rules(&self, req: Request<v1::GetRulesRequest>) -> Reply<v1::HostRules> {

@@ -2,6 +2,8 @@
 //! coordinator, the agents and the operators.
 
 pub mod issue;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 
@@ -130,6 +132,10 @@ pub fn init(
     operator: &str,
     days: i64,
 ) -> anyhow::Result<Vec<String>> {
+    for host in agents {
+        check_name(host)?;
+    }
+    check_name(operator)?;
     ensure_dir(dir)?;
     let mut report = Vec::new();
     if pair_exists(dir, "ca")? {
@@ -146,7 +152,6 @@ pub fn init(
     )];
     wanted.push(("operator".into(), Role::Operator, operator.to_string(), vec![]));
     for host in agents {
-        check_name(host)?;
         wanted.push((agent_stem(host), Role::Agent, host.clone(), vec![]));
     }
     for (stem, role, name, sans) in wanted {
