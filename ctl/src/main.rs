@@ -51,6 +51,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    dclab_proto::logging::init_with("warn");
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
