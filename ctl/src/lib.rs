@@ -1,6 +1,7 @@
 //! dclab's command line: topology commands over gRPC, and the local
 //! multi-host setup used by demos and tests.
 
+pub mod bench;
 pub mod certs;
 pub mod demo;
 pub mod local;
