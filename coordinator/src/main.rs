@@ -50,7 +50,9 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "plaintext (insecure)"
     };
-    info!(%addr, data_dir = %args.data_dir.display(), revision = state.revision(), security, "coordinator serving");
+    info!(%addr, data_dir = %args.data_dir.display(), revision = state.revision(), security,
+        load_ms = state.load_micros / 1000, compile_ms = state.startup_compile.micros / 1000,
+        flows = state.startup_compile.flows, "coordinator serving");
     if let Some(file) = &args.addr_file {
         write_atomically(file, &addr.to_string())?;
     }

@@ -1,19 +1,61 @@
 //! Compiled rules per host, published on a watch channel each. A change
-//! recompiles only the affected hosts, and a host whose flows came out the
-//! same is not woken.
+//! recompiles only the parts of the hosts it touches, and a host whose
+//! flows came out the same is not woken.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 
-use crate::compile::{compile_host, Flow};
-use crate::model::Topology;
+use crate::compile::{compile_part_with, parts_of_host, views, Flow, NetView, Part};
+use crate::model::{NetId, Topology};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+pub type Parts = BTreeMap<Part, Arc<Vec<Flow>>>;
+
+#[derive(Debug, Clone)]
 pub struct HostRules {
     pub version: u64,
-    pub flows: Arc<Vec<Flow>>,
+    pub parts: Arc<Parts>,
+}
+
+impl HostRules {
+    pub fn flow_count(&self) -> usize {
+        self.parts.values().map(|p| p.len()).sum()
+    }
+
+    pub fn flows(&self) -> impl Iterator<Item = &Flow> {
+        self.parts.values().flat_map(|p| p.iter())
+    }
+
+    /// All flows in one sorted list, as `ctl rules show` prints them.
+    pub fn sorted(&self) -> Vec<Flow> {
+        let mut flows: Vec<Flow> = self.flows().cloned().collect();
+        flows.sort();
+        flows
+    }
+}
+
+/// What a change touched: parts to recompile and the hosts they live on.
+#[derive(Debug, Default)]
+pub struct Dirty {
+    /// Hosts whose rules may change.
+    pub hosts: BTreeSet<String>,
+    /// Hosts to recompile entirely.
+    pub full: BTreeSet<String>,
+    pub nets: BTreeSet<NetId>,
+    pub ports: BTreeSet<String>,
+}
+
+impl Dirty {
+    /// Every part of every host: the start of the coordinator.
+    pub fn everything(topo: &Topology) -> Dirty {
+        let hosts: BTreeSet<String> = topo.hosts.keys().cloned().collect();
+        Dirty {
+            full: hosts.clone(),
+            hosts,
+            ..Dirty::default()
+        }
+    }
 }
 
 /// What an agent last told us.
@@ -25,28 +67,140 @@ pub struct AgentStatus {
     pub watchers: u32,
 }
 
+/// How long the last recompile took, for status and benchmarks.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CompileStats {
+    pub hosts: usize,
+    pub flows: usize,
+    pub micros: u64,
+}
+
 #[derive(Default)]
 pub struct RuleHub {
     channels: Mutex<HashMap<String, watch::Sender<HostRules>>>,
     status: Mutex<HashMap<String, AgentStatus>>,
+    last_compile: Mutex<CompileStats>,
+}
+
+/// The host's parts after a change: unchanged parts are kept as they are
+/// (same Arc), touched or new ones recompiled, vanished ones dropped.
+fn recompile(
+    topo: &Topology,
+    host: &str,
+    old: &Parts,
+    dirty: &Dirty,
+    nets: &HashMap<NetId, NetView>,
+) -> (Parts, usize) {
+    let full = dirty.full.contains(host);
+    let mut parts = Parts::new();
+    let mut compiled = 0;
+    for part in parts_of_host(topo, host) {
+        let touched = full
+            || match &part {
+                Part::Base => false,
+                Part::Port(name) => dirty.ports.contains(name),
+                Part::Net(id) => dirty.nets.contains(id),
+            };
+        let kept = old.get(&part).filter(|_| !touched).cloned();
+        let flows = kept.unwrap_or_else(|| {
+            let fresh = compile_part_with(topo, host, &part, nets);
+            compiled += fresh.len();
+            match old.get(&part) {
+                Some(previous) if **previous == fresh => previous.clone(),
+                _ => Arc::new(fresh),
+            }
+        });
+        parts.insert(part, flows);
+    }
+    (parts, compiled)
+}
+
+/// Runs `recompile` for many hosts on every core: hosts are independent.
+fn recompile_all(
+    topo: &Topology,
+    work: Vec<(String, Arc<Parts>)>,
+    dirty: &Dirty,
+) -> Vec<(String, Parts, usize)> {
+    // Every network a recompile may touch, resolved once for all hosts.
+    let touched = if dirty.full.is_empty() {
+        dirty.nets.clone()
+    } else {
+        topo.networks.keys().copied().collect()
+    };
+    let nets = views(topo, touched);
+    let nets = &nets;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let run = |chunk: &[(String, Arc<Parts>)]| {
+        chunk
+            .iter()
+            .map(|(host, old)| {
+                let (parts, n) = recompile(topo, host, old, dirty, nets);
+                (host.clone(), parts, n)
+            })
+            .collect::<Vec<_>>()
+    };
+    if work.len() < 64 || threads == 1 {
+        return run(&work);
+    }
+    let size = work.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = work
+            .chunks(size)
+            .map(|chunk| scope.spawn(move || run(chunk)))
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("compiler thread panicked"))
+            .collect()
+    })
 }
 
 impl RuleHub {
-    /// Recompiles `hosts` and publishes those whose flows changed.
-    pub fn publish(&self, topo: &Topology, hosts: &BTreeSet<String>, version: u64) {
+    /// Ends every rule watch (their streams finish), so a graceful
+    /// shutdown does not wait on agents that never hang up.
+    pub fn close(&self) {
+        self.channels.lock().unwrap().clear();
+    }
+
+    pub fn last_compile(&self) -> CompileStats {
+        *self.last_compile.lock().unwrap()
+    }
+
+    /// Recompiles what `dirty` touched and publishes the hosts whose flows changed.
+    pub fn publish(&self, topo: &Topology, dirty: &Dirty, version: u64) {
+        let started = std::time::Instant::now();
+        let work: Vec<(String, Arc<Parts>)> = {
+            let channels = self.channels.lock().unwrap();
+            let current = |h: &String| {
+                channels
+                    .get(h)
+                    .map(|c| c.borrow().parts.clone())
+                    .unwrap_or_default()
+            };
+            dirty.hosts.iter().map(|h| (h.clone(), current(h))).collect()
+        };
+        let results = recompile_all(topo, work, dirty);
+        *self.last_compile.lock().unwrap() = CompileStats {
+            hosts: results.len(),
+            flows: results.iter().map(|r| r.2).sum(),
+            micros: started.elapsed().as_micros() as u64,
+        };
         let mut channels = self.channels.lock().unwrap();
-        for host in hosts {
-            let flows = compile_host(topo, host);
-            let sender = channels
-                .entry(host.clone())
-                .or_insert_with(|| watch::channel(empty()).0);
+        for (host, parts, _) in results {
+            let sender = channels.entry(host).or_insert_with(|| watch::channel(empty()).0);
             sender.send_if_modified(|current| {
-                if *current.flows == flows {
+                let same = current.parts.len() == parts.len()
+                    && current
+                        .parts
+                        .iter()
+                        .zip(&parts)
+                        .all(|((k1, a), (k2, b))| k1 == k2 && Arc::ptr_eq(a, b));
+                if same {
                     return false;
                 }
                 *current = HostRules {
                     version,
-                    flows: Arc::new(flows),
+                    parts: Arc::new(parts),
                 };
                 true
             });
@@ -95,7 +249,7 @@ impl RuleHub {
 fn empty() -> HostRules {
     HostRules {
         version: 0,
-        flows: Arc::new(Vec::new()),
+        parts: Arc::new(Parts::new()),
     }
 }
 
@@ -110,6 +264,27 @@ impl Drop for WatchGuard {
             s.watchers = s.watchers.saturating_sub(1);
         }
     }
+}
+
+/// Flows added and removed from `old` to `new`; parts that are the same
+/// Arc are skipped without looking inside.
+pub fn diff_rules<'a>(old: &'a HostRules, new: &'a HostRules) -> (Vec<&'a Flow>, Vec<&'a Flow>) {
+    let (mut added, mut removed) = (Vec::new(), Vec::new());
+    let keys: BTreeSet<&Part> = old.parts.keys().chain(new.parts.keys()).collect();
+    for key in keys {
+        match (old.parts.get(key), new.parts.get(key)) {
+            (Some(a), Some(b)) if Arc::ptr_eq(a, b) => {}
+            (Some(a), Some(b)) => {
+                let (plus, minus) = diff(a, b);
+                added.extend(plus);
+                removed.extend(minus);
+            }
+            (Some(a), None) => removed.extend(a.iter()),
+            (None, Some(b)) => added.extend(b.iter()),
+            (None, None) => {}
+        }
+    }
+    (added, removed)
 }
 
 /// Flows in `new` but not `old`, and in `old` but not `new`. Both sorted.

@@ -2,7 +2,6 @@
 //! rule hub that agents watch. All mutations go through `mutate`, one at a
 //! time: validate, write durably, apply in memory, publish rules.
 
-use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -12,12 +11,15 @@ use crate::keys::KeyRange;
 use crate::model::{NetId, Topology};
 use crate::mutate::Ops;
 use crate::record::{Op, Record, RecordKey};
-use crate::rules::RuleHub;
+use crate::rules::{Dirty, RuleHub};
 use crate::store::{Store, StoreError};
 
 pub struct State {
     inner: Mutex<Inner>,
     pub hub: Arc<RuleHub>,
+    /// The compile of every host at start, from scratch.
+    pub startup_compile: crate::rules::CompileStats,
+    pub load_micros: u64,
 }
 
 struct Inner {
@@ -37,11 +39,13 @@ pub struct View<'a> {
 
 impl State {
     pub fn open(dir: &Path, keys: KeyRange) -> Result<State, StoreError> {
+        let started = std::time::Instant::now();
         let store = Store::open(dir)?;
         let loaded = store.load()?;
+        let load_micros = started.elapsed().as_micros() as u64;
         let hub = Arc::new(RuleHub::default());
-        let all: BTreeSet<String> = loaded.topo.hosts.keys().cloned().collect();
-        hub.publish(&loaded.topo, &all, loaded.revision);
+        hub.publish(&loaded.topo, &Dirty::everything(&loaded.topo), loaded.revision);
+        let startup_compile = hub.last_compile();
         let inner = Inner {
             topo: loaded.topo,
             store,
@@ -52,6 +56,8 @@ impl State {
         Ok(State {
             inner: Mutex::new(inner),
             hub,
+            startup_compile,
+            load_micros,
         })
     }
 
@@ -87,15 +93,16 @@ impl State {
         }
         let revision = inner.revision + 1;
         let next_net_id = next_net_id(inner.next_net_id, &ops);
-        let mut affected = affected_hosts(&inner.topo, &ops);
+        let mut dirty = Dirty::default();
+        mark_dirty(&inner.topo, &ops, &mut dirty);
         inner.store.commit(&ops, revision, next_net_id)?;
         for op in &ops {
             inner.topo.apply(op);
         }
-        affected.extend(affected_hosts(&inner.topo, &ops));
+        mark_dirty(&inner.topo, &ops, &mut dirty);
         inner.revision = revision;
         inner.next_net_id = next_net_id;
-        self.hub.publish(&inner.topo, &affected, revision);
+        self.hub.publish(&inner.topo, &dirty, revision);
         Ok(ops)
     }
 }
@@ -108,42 +115,44 @@ fn next_net_id(current: NetId, ops: &[Op]) -> NetId {
     used.fold(current, NetId::max)
 }
 
-/// Hosts whose flows may change with `ops`, as seen in `topo`. Called
-/// before and after applying, so members joining and leaving both count.
-fn affected_hosts(topo: &Topology, ops: &[Op]) -> BTreeSet<String> {
-    let mut hosts = BTreeSet::new();
-    let mut nets = BTreeSet::new();
+/// What `ops` touch, as seen in `topo`. Called before and after applying,
+/// so members joining and leaving both count.
+fn mark_dirty(topo: &Topology, ops: &[Op], dirty: &mut Dirty) {
+    let port = |dirty: &mut Dirty, name: &str, net: NetId, host: &str| {
+        dirty.ports.insert(name.to_string());
+        dirty.nets.insert(net);
+        dirty.hosts.insert(host.to_string());
+    };
     for op in ops {
         match op {
-            Op::Put(Record::Port(p)) => {
-                hosts.insert(p.host.clone());
-                nets.insert(p.net);
-            }
+            Op::Put(Record::Port(p)) => port(dirty, &p.name, p.net, &p.host),
             Op::Delete(RecordKey::Port(name)) => {
                 if let Some(p) = topo.ports.get(name) {
-                    hosts.insert(p.host.clone());
-                    nets.insert(p.net);
+                    port(dirty, name, p.net, &p.host);
                 }
             }
             Op::Put(Record::BroadcastKey { host, net, .. })
             | Op::Delete(RecordKey::BroadcastKey(host, net)) => {
-                hosts.insert(host.clone());
-                nets.insert(*net);
+                dirty.hosts.insert(host.clone());
+                dirty.nets.insert(*net);
             }
+            // Its MAC appears in every part of the host and in the network
+            // parts of every host sharing a network with it.
             Op::Put(Record::Host(h)) => {
-                hosts.insert(h.id.clone());
-                nets.extend(topo.nets_on_host(&h.id));
+                dirty.full.insert(h.id.clone());
+                dirty.hosts.insert(h.id.clone());
+                dirty.nets.extend(topo.nets_on_host(&h.id));
             }
             Op::Delete(RecordKey::Host(id)) => {
-                hosts.insert(id.clone());
+                dirty.full.insert(id.clone());
+                dirty.hosts.insert(id.clone());
             }
             _ => {}
         }
     }
-    for net in nets {
-        hosts.extend(topo.hosts_of_net(net));
+    for net in &dirty.nets {
+        dirty.hosts.extend(topo.hosts_of_net(*net));
     }
-    hosts
 }
 
 #[cfg(test)]
@@ -203,8 +212,8 @@ mod tests {
         assert_eq!(state.revision(), revision);
         assert_eq!(state.read(|t| (t.ports["p1"].key, t.bkeys.clone())), keys);
         assert_eq!(
-            state.hub.current("h1").flows.len(),
-            crate::compile::compile_host(&state.read(|t| t.clone()), "h1").len()
+            state.hub.current("h1").sorted(),
+            crate::compile::compile_host(&state.read(|t| t.clone()), "h1")
         );
         // Network ids are never reused, even after a restart.
         state
@@ -330,5 +339,61 @@ mod tests {
             251,
             "250 ports and one broadcast key"
         );
+    }
+
+    /// One change of the random sequence below.
+    #[derive(Debug, Clone)]
+    enum Change {
+        AddPort { net: u8, host: u8, octet: u8 },
+        DeletePort(usize),
+        MoveHostMac { host: u8, mac: u8 },
+    }
+
+    fn change() -> impl proptest::strategy::Strategy<Value = Change> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => (0u8..2, 0u8..3, 1u8..20).prop_map(|(net, host, octet)| Change::AddPort { net, host, octet }),
+            2 => (0usize..64).prop_map(Change::DeletePort),
+            1 => (0u8..3, 10u8..200).prop_map(|(host, mac)| Change::MoveHostMac { host, mac }),
+        ]
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(40))]
+
+        /// Recompiling only touched parts always yields what a compile from
+        /// scratch gives.
+        #[test]
+        fn incremental_rules_equal_a_full_compile(changes in proptest::collection::vec(change(), 1..40)) {
+            let dir = tempfile::tempdir().unwrap();
+            let state = open(dir.path(), "100.64.0.0/16");
+            setup(&state);
+            for (i, c) in changes.iter().enumerate() {
+                let _ = match c {
+                    Change::AddPort { net, host, octet } => {
+                        let (name, mac) = (format!("p{i}"), format!("02:00:00:00:{i:02x}:{octet:02x}"));
+                        let (net, ip) = if *net == 0 { ("a", format!("10.0.0.{octet}")) } else { ("b", format!("10.1.0.{octet}")) };
+                        let host = format!("h{}", host + 1);
+                        let spec = port(&name, net, &host, &mac, &ip);
+                        state.mutate(|v| mutate::create_port(v.topo, v.keys, &spec))
+                    }
+                    Change::DeletePort(n) => {
+                        let name = state.read(|t| t.ports.keys().nth(n % t.ports.len().max(1)).cloned());
+                        match name {
+                            Some(name) => state.mutate(|v| mutate::delete_port(v.topo, &name)),
+                            None => Ok(vec![]),
+                        }
+                    }
+                    Change::MoveHostMac { host, mac } => {
+                        let (id, mac) = (format!("h{}", host + 1), format!("0a:00:00:00:01:{mac:02x}"));
+                        state.mutate(|v| mutate::put_host(v.topo, &id, "up0", &mac))
+                    }
+                };
+                let topo = state.read(|t| t.clone());
+                for h in topo.hosts.keys() {
+                    proptest::prop_assert_eq!(state.hub.current(h).sorted(), crate::compile::compile_host(&topo, h), "host {} after {:?}", h, c);
+                }
+            }
+        }
     }
 }

@@ -39,6 +39,9 @@ enum Command {
     /// The flows the coordinator computed for a host.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Benchmarks: figures side by side with their references, in one run.
+    #[command(subcommand)]
+    Bench(dclab_ctl::bench::BenchCommand),
     /// Run the paper's isolation test on a fresh 3-host local setup and print the matrices.
     Demo(dclab_ctl::demo::DemoArgs),
     /// Certificates: the deployment's CA and the certificates of coordinator, agents and operators.
@@ -73,6 +76,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Local(cmd) => return local::run(cmd, json).await,
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
+        Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, format).await,
         Command::Certs(cmd) => return dclab_ctl::certs::run(cmd, format),
         Command::Host(cmd) => topology::host(client().await?, cmd, format).await,
         Command::Tenant(cmd) => topology::tenant(client().await?, cmd, format).await,

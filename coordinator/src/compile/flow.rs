@@ -3,14 +3,29 @@
 
 use std::fmt;
 use std::net::Ipv4Addr;
+use std::sync::Arc;
+
+use smallvec::SmallVec;
 
 use crate::addr::{Cidr, Mac};
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PortRef {
     Uplink,
-    Port(String),
+    /// Shared: one allocation per port per compile, not per flow.
+    Port(Arc<str>),
 }
+
+impl PortRef {
+    pub fn port(name: &str) -> PortRef {
+        PortRef::Port(Arc::from(name))
+    }
+}
+
+/// Matches and actions live inline in the flow: millions of flows, no
+/// allocation each (a broadcast fan-out may spill to the heap).
+pub type Matches = SmallVec<[Match; 5]>;
+pub type Actions = SmallVec<[Action; 5]>;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Match {
@@ -58,12 +73,12 @@ pub enum Action {
 pub struct Flow {
     pub table: u8,
     pub priority: u16,
-    pub matches: Vec<Match>,
-    pub actions: Vec<Action>,
+    pub matches: Matches,
+    pub actions: Actions,
 }
 
 impl Flow {
-    pub fn new(table: u8, priority: u16, matches: Vec<Match>, actions: Vec<Action>) -> Flow {
+    pub fn new(table: u8, priority: u16, matches: Matches, actions: Actions) -> Flow {
         Flow {
             table,
             priority,

@@ -17,6 +17,7 @@
 //! - 32 deliver: output, or every local member for broadcast.
 
 pub mod flow;
+mod netview;
 mod tables;
 
 #[cfg(test)]
@@ -24,8 +25,9 @@ mod sim;
 #[cfg(test)]
 mod tests;
 
-use crate::model::Topology;
+use crate::model::{NetId, Topology};
 pub use flow::{Action, Flow, Match, PortRef};
+pub use netview::{views, NetView};
 
 pub const T_CLASSIFY: u8 = 0;
 pub const T_EGRESS: u8 = 10;
@@ -46,14 +48,55 @@ pub const REG_OUT: u8 = 3;
 /// 1 when an ingress packet is a broadcast.
 pub const REG_BCAST: u8 = 4;
 
-/// Every flow `host` needs, sorted, without duplicates. Empty for an unknown host.
-pub fn compile_host(topo: &Topology, host: &str) -> Vec<Flow> {
-    let Some(h) = topo.hosts.get(host) else {
+/// A host's flows come in parts that partition them: the base pipeline,
+/// one part per local port, one per network with a member on the host. A
+/// change recompiles only the parts it touches.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Part {
+    Base,
+    Port(String),
+    Net(NetId),
+}
+
+/// The parts `host`'s flows consist of now; none for an unknown host.
+pub fn parts_of_host(topo: &Topology, host: &str) -> Vec<Part> {
+    if !topo.hosts.contains_key(host) {
         return Vec::new();
-    };
-    let ctx = tables::Ctx::new(topo, h);
-    let mut flows = ctx.all();
+    }
+    let ports = topo.ports_on_host(host).map(|p| Part::Port(p.name.clone()));
+    let nets = topo.nets_on_host(host).into_iter().map(Part::Net);
+    std::iter::once(Part::Base).chain(ports).chain(nets).collect()
+}
+
+/// The flows of one part of `host`, sorted. The part must be one of
+/// `parts_of_host(topo, host)`.
+pub fn compile_part(topo: &Topology, host: &str, part: &Part) -> Vec<Flow> {
+    tables::Ctx::new(topo, &topo.hosts[host]).part(part)
+}
+
+/// As `compile_part`, with network parts built from shared views when the
+/// view of the part's network is in `views`.
+pub fn compile_part_with(
+    topo: &Topology,
+    host: &str,
+    part: &Part,
+    views: &std::collections::HashMap<NetId, NetView>,
+) -> Vec<Flow> {
+    match part {
+        Part::Net(id) => match views.get(id) {
+            Some(view) => netview::net_part(view, host),
+            None => compile_part(topo, host, part),
+        },
+        _ => compile_part(topo, host, part),
+    }
+}
+
+/// Every flow `host` needs, sorted. Empty for an unknown host.
+pub fn compile_host(topo: &Topology, host: &str) -> Vec<Flow> {
+    let mut flows: Vec<Flow> = parts_of_host(topo, host)
+        .iter()
+        .flat_map(|part| compile_part(topo, host, part))
+        .collect();
     flows.sort();
-    flows.dedup();
     flows
 }

@@ -71,10 +71,10 @@ impl<'a> Sim<'a> {
     pub fn send(&mut self, from: &str, pkt: Packet) -> Vec<Delivery> {
         let host = self.topo.ports[from].host.clone();
         let mut delivered = Vec::new();
-        for (port, pkt) in self.run_host(&host, PortRef::Port(from.to_string()), pkt) {
+        for (port, pkt) in self.run_host(&host, PortRef::port(from), pkt) {
             match port {
                 PortRef::Port(name) => delivered.push(Delivery {
-                    port: name,
+                    port: name.to_string(),
                     packet: pkt,
                 }),
                 PortRef::Uplink => delivered.extend(self.switch(&host, pkt)),
@@ -107,7 +107,7 @@ impl<'a> Sim<'a> {
             for (port, out) in self.run_host(&host, PortRef::Uplink, pkt.clone()) {
                 match port {
                     PortRef::Port(name) => delivered.push(Delivery {
-                        port: name,
+                        port: name.to_string(),
                         packet: out,
                     }),
                     PortRef::Uplink => panic!("host {host} sent an ingress packet back to the wire: {out:?}"),

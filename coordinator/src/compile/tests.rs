@@ -191,7 +191,11 @@ proptest! {
             prop_assert_eq!(unique.len(), keys.len());
         }
         for h in topo.hosts.keys() {
-            prop_assert_eq!(compile_host(&topo, h), compile_host(&topo.clone(), h));
+            let flows = compile_host(&topo, h);
+            prop_assert_eq!(&flows, &compile_host(&topo.clone(), h));
+            let mut unique = flows.clone();
+            unique.dedup();
+            prop_assert_eq!(unique.len(), flows.len(), "two parts produced the same flow");
         }
     }
 }

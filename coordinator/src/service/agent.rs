@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info};
 
 use super::convert;
-use crate::rules::{diff, HostRules};
+use crate::rules::{diff_rules, HostRules};
 use crate::state::State;
 use crate::{auth, mutate};
 
@@ -48,7 +48,7 @@ impl AgentControl for AgentService {
         tokio::spawn(async move {
             let _guard = guard;
             let mut sent = rules.borrow_and_update().clone();
-            info!(host = %host, version = sent.version, flows = sent.flows.len(), "rule watch started");
+            info!(host = %host, version = sent.version, flows = sent.flow_count(), "rule watch started");
             if tx.send(Ok(full(&sent))).await.is_err() {
                 return;
             }
@@ -84,13 +84,13 @@ fn full(rules: &HostRules) -> v1::RuleUpdate {
     v1::RuleUpdate {
         version: rules.version,
         full: true,
-        added: rules.flows.iter().map(convert::flow).collect(),
+        added: rules.flows().map(convert::flow).collect(),
         removed: vec![],
     }
 }
 
 fn delta(old: &HostRules, new: &HostRules) -> v1::RuleUpdate {
-    let (added, removed) = diff(&old.flows, &new.flows);
+    let (added, removed) = diff_rules(old, new);
     v1::RuleUpdate {
         version: new.version,
         full: false,

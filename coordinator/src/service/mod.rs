@@ -34,6 +34,11 @@ pub async fn serve(
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(256 << 20);
     let topology = tonic::service::interceptor::InterceptedService::new(topology, auth::operators_only);
+    let hub = state.hub.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
+    };
     let agent = AgentControlServer::new(agent::AgentService { state }).max_encoding_message_size(256 << 20);
     let incoming = dclab_proto::net::incoming(listener, tls)?;
     dclab_proto::net::server()

@@ -206,10 +206,11 @@ impl TopologyApi for TopologyService {
                 ids,
             )
         });
-        let flows = host_ids
+        let per_host: Vec<u64> = host_ids
             .iter()
-            .map(|h| self.state.hub.current(h).flows.len() as u64)
-            .sum();
+            .map(|h| self.state.hub.current(h).flow_count() as u64)
+            .collect();
+        let last = self.state.hub.last_compile();
         Ok(Response::new(v1::CoordinatorStatus {
             revision: self.state.revision(),
             hosts: hosts as u32,
@@ -218,7 +219,12 @@ impl TopologyApi for TopologyService {
             ports: ports as u32,
             store_bytes: self.state.size_on_disk(),
             rss_bytes: rss_bytes(),
-            flows,
+            flows: per_host.iter().sum(),
+            startup_load_micros: self.state.load_micros,
+            startup_compile_micros: self.state.startup_compile.micros,
+            last_compile_micros: last.micros,
+            last_compile_hosts: last.hosts as u32,
+            max_host_flows: per_host.iter().copied().max().unwrap_or(0) as u32,
         }))
     }
 
@@ -231,7 +237,7 @@ impl TopologyApi for TopologyService {
         Ok(Response::new(v1::HostRules {
             host,
             version: rules.version,
-            flows: rules.flows.iter().map(convert::flow).collect(),
+            flows: rules.sorted().iter().map(convert::flow).collect(),
         }))
     }
 }

@@ -1,4 +1,68 @@
 //! `ctl bench`: benchmarks that print figures side by side with their
 //! references, in one run.
 
+pub mod control;
 pub mod dataplane;
+pub mod restart;
+
+use clap::Subcommand;
+
+use crate::output::Format;
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// dclab vs plain OvS on the local multi-host setup: the paper's RTT,
+    /// throughput, ARP, broadcast, flood and new-connection figures.
+    Dataplane(dataplane::DataplaneArgs),
+    /// The real coordinator with 100 to 3,000 simulated agents: full
+    /// compile, one-port change latency, memory, store size, flows per host.
+    ControlPlane(control::ControlArgs),
+    /// A host with over 50,000 flows: kill -9 and restart its agent under a
+    /// 10 ms ping, count lost packets and reinstalled flows.
+    AgentRestart(restart::RestartArgs),
+}
+
+pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
+    match cmd {
+        BenchCommand::Dataplane(args) => {
+            tokio::task::spawn_blocking(move || dataplane::run(args, format)).await?
+        }
+        BenchCommand::ControlPlane(args) => control::run(args, format).await,
+        BenchCommand::AgentRestart(args) => {
+            tokio::task::spawn_blocking(move || restart::run(args, format)).await?
+        }
+    }
+}
+
+/// Date, machine and OvS version, for the head of every report.
+pub fn machine_line() -> String {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let mem_kb: u64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let kernel = read("/proc/sys/kernel/osrelease");
+    let ovs = std::process::Command::new("ovs-vswitchd")
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "ovs-vswitchd not found".into());
+    let date = std::process::Command::new("date")
+        .args(["-u", "+%Y-%m-%d %H:%M UTC"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    format!(
+        "{date}; {cores} cores, {:.0} GiB, Linux {}, {ovs}",
+        mem_kb as f64 / (1 << 20) as f64,
+        kernel.trim()
+    )
+}

@@ -146,7 +146,7 @@ async fn client(config: &ClientConfig) -> anyhow::Result<TopologyClient<Channel>
     Ok(TopologyClient::new(config.connect().await?))
 }
 
-async fn create_networks(config: &ClientConfig) -> anyhow::Result<()> {
+pub async fn create_networks(config: &ClientConfig) -> anyhow::Result<()> {
     let mut c = client(config).await?;
     for tenant in paper::TENANTS {
         c.create_tenant(v1::CreateTenantRequest { name: tenant.into() })

@@ -20,6 +20,7 @@ mod instance;
 mod netns;
 mod ovs;
 mod process;
+mod solo;
 mod state;
 mod status;
 mod up;

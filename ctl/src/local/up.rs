@@ -45,11 +45,11 @@ impl Cluster {
 
     /// A CA and certificates for the coordinator, every agent and an
     /// operator, in the cluster's directory.
-    fn issue_certificates(&mut self) -> anyhow::Result<()> {
+    pub(super) fn issue_certificates_for(&mut self, agents: &[String]) -> anyhow::Result<()> {
         eprintln!("issuing certificates");
         let dir = self.state.dir.join("pki");
         let addrs = ["127.0.0.1".to_string(), "localhost".to_string()];
-        crate::certs::init(&dir, &addrs, &self.hosts(), "admin", 30).context("issuing certificates")?;
+        crate::certs::init(&dir, &addrs, agents, "admin", 30).context("issuing certificates")?;
         self.state.pki_dir = Some(dir);
         self.save()
     }
@@ -72,7 +72,7 @@ impl Cluster {
             }
             Mode::Dclab => {
                 if !insecure {
-                    self.issue_certificates()?;
+                    self.issue_certificates_for(&self.hosts())?;
                 }
                 eprintln!("starting the coordinator");
                 self.start_coordinator().context("starting the coordinator")?;
@@ -191,7 +191,7 @@ impl Cluster {
     }
 }
 
-fn refuse_if_exists(name: &str) -> anyhow::Result<()> {
+pub(super) fn refuse_if_exists(name: &str) -> anyhow::Result<()> {
     let leftovers = netns::list_with_prefix(&netns_prefix(name))?;
     if cluster_dir(name).exists() || !leftovers.is_empty() {
         bail!("a local cluster named {name:?} already exists (or its remains do); run `ctl local down --name {name}` first");
