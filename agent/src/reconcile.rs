@@ -20,7 +20,7 @@ use crate::render::{render, PortMap};
 const PORT_POLL: Duration = Duration::from_millis(500);
 /// How often the bridge is re-checked against the last applied text, to
 /// repair flows changed behind the agent's back.
-const REVERIFY: Duration = Duration::from_secs(30);
+const REVERIFY: Duration = Duration::from_secs(60);
 
 pub struct Reconciler {
     pub ovs: Ovs,
@@ -31,6 +31,10 @@ pub struct Reconciler {
 
 struct Applied {
     text: String,
+    flows: u32,
+    missing: u32,
+    /// What the text was rendered from: epoch, version, attached ports.
+    inputs: (u64, u64, PortMap),
     /// What the coordinator was last told: epoch, version, missing ports.
     acked: Option<(u64, u64, u32)>,
     at: tokio::time::Instant,
@@ -55,36 +59,40 @@ impl Reconciler {
 
     async fn step(&self, want: &Desired, applied: &mut Option<Applied>) -> anyhow::Result<()> {
         let ports = port_map(&self.uplink, &self.ovs.interfaces().await?);
-        let rendered = render(want.flows.iter(), &ports);
-        let (text, count, missing) = (rendered.text, rendered.flows, rendered.missing.len() as u32);
-        let stale = applied
+        let inputs = (want.epoch, want.version, ports);
+        // Nothing changed since the last render: only re-verify now and then.
+        let fresh = applied
             .as_ref()
-            .is_none_or(|a| a.text != text || a.at.elapsed() > REVERIFY);
-        if stale {
+            .is_some_and(|a| a.inputs == inputs && a.at.elapsed() < REVERIFY);
+        if !fresh {
+            let rendered = render(want.flows.iter(), &inputs.2);
+            let changed = applied.as_ref().is_none_or(|a| a.text != rendered.text);
             let file = tempfile::Builder::new().prefix("dclab-flows").tempfile()?;
-            std::fs::write(file.path(), &text)?;
+            std::fs::write(file.path(), &rendered.text)?;
             self.ovs.replace_flows(&file.path().to_string_lossy()).await?;
-            let first = applied.is_none();
-            let changed = applied.as_ref().is_none_or(|a| a.text != text);
             if changed {
-                info!(host = %self.host_id, version = want.version, flows = count, first, "flows applied");
+                let first = applied.is_none();
+                info!(host = %self.host_id, version = want.version, flows = rendered.flows, first, "flows applied");
             } else {
                 debug!(host = %self.host_id, "flows re-verified");
             }
+            if !rendered.missing.is_empty() {
+                info!(host = %self.host_id, ports = ?rendered.missing, "waiting for ports to be attached");
+            }
             let acked = applied.as_ref().and_then(|a| a.acked);
             *applied = Some(Applied {
-                text,
+                text: rendered.text,
+                flows: rendered.flows as u32,
+                missing: rendered.missing.len() as u32,
+                inputs,
                 acked,
                 at: tokio::time::Instant::now(),
             });
         }
         let a = applied.as_mut().expect("set above");
-        let report = (want.epoch, want.version, missing);
+        let report = (want.epoch, want.version, a.missing);
         if a.acked != Some(report) {
-            if missing > 0 {
-                info!(host = %self.host_id, missing, ports = ?rendered.missing, "waiting for ports to be attached");
-            }
-            self.ack(want.version, count as u32, missing).await?;
+            self.ack(want.version, a.flows, a.missing).await?;
             a.acked = Some(report);
         }
         Ok(())

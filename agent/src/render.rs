@@ -11,6 +11,7 @@ use crate::desired::FlowKey;
 pub const COOKIE: &str = "0xdc1ab";
 
 /// Port name → OvS port number, plus the uplink's number.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PortMap {
     pub uplink: Option<i64>,
     pub ports: BTreeMap<String, i64>,
