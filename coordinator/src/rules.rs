@@ -65,6 +65,7 @@ pub struct AgentStatus {
     pub flow_count: u32,
     pub missing_ports: u32,
     pub watchers: u32,
+    pub acks: u64,
 }
 
 /// How long the last recompile took, for status and benchmarks.
@@ -229,6 +230,7 @@ impl RuleHub {
         entry.applied_version = version;
         entry.flow_count = flow_count;
         entry.missing_ports = missing_ports;
+        entry.acks += 1;
     }
 
     /// Counts a watcher for as long as the returned guard lives.

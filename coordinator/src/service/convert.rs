@@ -49,6 +49,7 @@ pub fn host(topo: &Topology, hub: &RuleHub, id: &str) -> v1::Host {
         connected: status.watchers > 0,
         port_count: topo.host_ports.get(id).map_or(0, |p| p.len() as u32),
         missing_ports: status.missing_ports,
+        acks: status.acks,
     }
 }
 

@@ -8,7 +8,6 @@ use dclab_proto::v1::{self, topology_client::TopologyClient};
 use serde_json::json;
 
 use super::control::plan::port_mac;
-use crate::demo::wait_converged;
 use crate::local::{Cluster, InstanceSpec, UpOptions};
 use crate::output::{print, Format};
 
@@ -80,11 +79,12 @@ fn measure(cluster: &mut Cluster, remote_ports: usize) -> anyhow::Result<Figures
             ports: batch.to_vec(),
         }))?;
     }
-    wait_h1_applied(&rt, &mut c, Duration::from_secs(600))?;
+    wait_h1_applied(&rt, &mut c, 0, Duration::from_secs(600))?;
     let install_s = installed.elapsed().as_secs_f64();
     let flows = dclab_flow_count(cluster, "h1")?;
     eprintln!("h1 has {flows} flows installed ({install_s:.1} s)");
 
+    let acks = h1(&rt, &mut c)?.acks;
     let before_kill = Instant::now();
     let argv = ["ping", "-q", "-i", "0.01", "-W", "1", "-c", "1500", "10.16.0.2"];
     let ping = cluster.spawn_in(&cluster.instance_netns("vm1"), &argv)?;
@@ -94,7 +94,7 @@ fn measure(cluster: &mut Cluster, remote_ports: usize) -> anyhow::Result<Figures
     std::thread::sleep(Duration::from_millis(500));
     let restarted = Instant::now();
     cluster.start_agent("h1")?;
-    rt.block_on(wait_converged(&config, Duration::from_secs(600)))?;
+    wait_h1_applied(&rt, &mut c, acks, Duration::from_secs(600))?;
     let reconverge_s = restarted.elapsed().as_secs_f64();
     let out = ping.wait_with_output()?;
     let (sent, received) = ping_counts(&String::from_utf8_lossy(&out.stdout));
@@ -131,28 +131,38 @@ fn measure(cluster: &mut Cluster, remote_ports: usize) -> anyhow::Result<Figures
     ])
 }
 
+type Client = TopologyClient<tonic::transport::Channel>;
+
+fn h1(rt: &tokio::runtime::Runtime, c: &mut Client) -> anyhow::Result<v1::Host> {
+    let hosts = rt
+        .block_on(c.list_hosts(v1::ListHostsRequest {}))?
+        .into_inner()
+        .hosts;
+    hosts
+        .into_iter()
+        .find(|h| h.id == "h1")
+        .context("h1 is not registered")
+}
+
+/// Until h1's agent has acknowledged its latest rules, with all its ports
+/// attached, in an acknowledgement newer than the `acks`-th.
 fn wait_h1_applied(
     rt: &tokio::runtime::Runtime,
-    c: &mut TopologyClient<tonic::transport::Channel>,
+    c: &mut Client,
+    acks: u64,
     timeout: Duration,
 ) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     loop {
-        let hosts = rt
-            .block_on(c.list_hosts(v1::ListHostsRequest {}))?
-            .into_inner()
-            .hosts;
-        let h1 = hosts
-            .iter()
-            .find(|h| h.id == "h1")
-            .context("h1 is not registered")?;
-        if h1.applied_version == h1.desired_version && h1.missing_ports == 0 && h1.flow_count > 0 {
+        let h1 = h1(rt, c)?;
+        let fresh = h1.acks > acks && h1.connected;
+        if fresh && h1.applied_version == h1.desired_version && h1.missing_ports == 0 && h1.flow_count > 0 {
             return Ok(());
         }
         if Instant::now() > deadline {
             bail!("h1 did not apply its rules within {timeout:?}");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        std::thread::sleep(Duration::from_millis(100));
     }
 }
 

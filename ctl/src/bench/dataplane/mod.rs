@@ -9,6 +9,7 @@ mod iperf;
 mod measure;
 mod ping;
 mod report;
+mod rounds;
 mod setup;
 mod stats;
 #[cfg(test)]
@@ -27,6 +28,10 @@ pub struct DataplaneArgs {
     /// Shorter measurements: a smoke run of every figure, not a benchmark.
     #[arg(long)]
     pub quick: bool,
+    /// Rounds of every figure (alternating which setup goes first); each
+    /// figure printed is the median of the rounds.
+    #[arg(long, default_value_t = 3)]
+    pub rounds: usize,
 }
 
 const DCLAB_CLUSTER: &str = "bdclab";
@@ -49,7 +54,8 @@ pub fn run(args: DataplaneArgs, format: Format) -> anyhow::Result<()> {
     plain_opts.plain = true;
     let plain_cluster = setup::paper_cluster(&plain_opts)?;
     let clusters = [("dclab", &*dclab_cluster), ("plain", &*plain_cluster)];
-    let [dclab, plain]: [Figures; 2] = measure::all(&clusters, &settings)?
+    let rounds = if args.quick { 1 } else { args.rounds.max(1) };
+    let [dclab, plain]: [Figures; 2] = rounds::measure(&clusters, &settings, rounds)?
         .try_into()
         .expect("one set of figures per cluster");
     eprintln!("removing clusters {DCLAB_CLUSTER} and {PLAIN_CLUSTER}");
@@ -59,6 +65,7 @@ pub fn run(args: DataplaneArgs, format: Format) -> anyhow::Result<()> {
     let json = json!({
         "machine": machine,
         "quick": args.quick,
+        "rounds": rounds,
         "settings": settings,
         "elapsed_seconds": elapsed,
         "paper": report::PAPER,
@@ -71,7 +78,8 @@ pub fn run(args: DataplaneArgs, format: Format) -> anyhow::Result<()> {
         println!("ctl bench dataplane, {mode}, {elapsed} s: {machine} (userspace datapath)");
         println!("{}", report::PAPER);
         println!(
-            "times are means of {} pings, {} ARP resolutions and {} broadcast pings; TCP runs {} s each\n",
+            "each figure is the median of {rounds} rounds; in a round, times are means of {} pings, {} ARP \
+             resolutions and {} broadcast pings, and TCP runs {} s\n",
             settings.ping_count, settings.arp_rounds, settings.broadcast_count, settings.iperf_seconds
         );
     }
