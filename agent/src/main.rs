@@ -69,7 +69,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(watch::run(channel, registration, desired_tx));
     tokio::select! {
         _ = reconciler.run(desired_rx) => {}
-        _ = shutdown_signal() => info!("agent stopping; flows stay installed"),
+        _ = dclab_proto::net::shutdown_signal() => info!("agent stopping; flows stay installed"),
     }
     Ok(())
 }
@@ -85,13 +85,4 @@ async fn uplink_mac(ovs: &Ovs, uplink: &str) -> anyhow::Result<String> {
     anyhow::bail!(
         "OvS has not opened uplink {uplink} after 5 s; does the interface exist in ovs-vswitchd's namespace?"
     )
-}
-
-async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }

@@ -56,7 +56,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(file) = &args.addr_file {
         write_atomically(file, &addr.to_string())?;
     }
-    service::serve(state, listener, tls.as_ref(), shutdown_signal()).await?;
+    service::serve(state, listener, tls.as_ref(), dclab_proto::net::shutdown_signal()).await?;
     info!("coordinator stopped");
     Ok(())
 }
@@ -67,14 +67,4 @@ fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
     std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let mut term =
-        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    info!("shutting down");
 }

@@ -197,3 +197,13 @@ pub fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
     }
     current.to_string()
 }
+
+/// Resolves on SIGTERM or Ctrl-C: the daemons' cue to stop serving.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

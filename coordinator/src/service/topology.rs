@@ -30,6 +30,18 @@ fn rss_bytes() -> u64 {
     kb.unwrap_or(0) * 1024
 }
 
+fn port_spec(r: &v1::CreatePortRequest) -> Result<PortSpec<'_>, ApiError> {
+    Ok(PortSpec {
+        name: &r.name,
+        tenant: &r.tenant,
+        network: &r.network,
+        host: &r.host,
+        mac: &r.mac,
+        ip: &r.ip,
+        kind: port_kind(r.kind)?,
+    })
+}
+
 fn port_kind(value: i32) -> Result<PortKind, ApiError> {
     match v1::PortKind::try_from(value) {
         Ok(v1::PortKind::Unspecified) | Ok(v1::PortKind::Vm) => Ok(PortKind::Vm),
@@ -131,15 +143,7 @@ impl TopologyApi for TopologyService {
 
     async fn create_port(&self, req: Request<v1::CreatePortRequest>) -> Reply<v1::Port> {
         let r = req.into_inner();
-        let spec = PortSpec {
-            name: &r.name,
-            tenant: &r.tenant,
-            network: &r.network,
-            host: &r.host,
-            mac: &r.mac,
-            ip: &r.ip,
-            kind: port_kind(r.kind)?,
-        };
+        let spec = port_spec(&r)?;
         self.state.write(|v| mutate::create_port(v.topo, v.keys, &spec))?;
         let port = self.state.read(|t| convert::port(t, &t.ports[&r.name]));
         info!(port = %r.name, host = %r.host, key = %port.key, "port created");
@@ -150,17 +154,7 @@ impl TopologyApi for TopologyService {
         let requests = req.into_inner().ports;
         let specs = requests
             .iter()
-            .map(|r| {
-                Ok(PortSpec {
-                    name: &r.name,
-                    tenant: &r.tenant,
-                    network: &r.network,
-                    host: &r.host,
-                    mac: &r.mac,
-                    ip: &r.ip,
-                    kind: port_kind(r.kind)?,
-                })
-            })
+            .map(port_spec)
             .collect::<Result<Vec<_>, ApiError>>()?;
         self.state
             .write(|v| mutate::create_ports(v.topo, v.keys, &specs))?;
