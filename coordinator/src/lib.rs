@@ -7,6 +7,7 @@ pub mod compile;
 pub mod keys;
 pub mod model;
 pub mod mutate;
+pub mod placement;
 pub mod record;
 pub mod rules;
 pub mod service;

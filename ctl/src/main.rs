@@ -39,6 +39,9 @@ enum Command {
     /// The flows the coordinator computed for a host.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Labs: VMs and their networks described once in a lab file.
+    #[command(subcommand)]
+    Lab(dclab_ctl::lab::cli::LabCommand),
     /// Benchmarks: figures side by side with their references, in one run.
     #[command(subcommand)]
     Bench(dclab_ctl::bench::BenchCommand),
@@ -77,6 +80,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(cmd) => return local::run(cmd, json).await,
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
         Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, format).await,
+        Command::Lab(cmd) => return dclab_ctl::lab::cli::run(cmd, format),
         Command::Certs(cmd) => return dclab_ctl::certs::run(cmd, format),
         Command::Host(cmd) => topology::host(client().await?, cmd, format).await,
         Command::Tenant(cmd) => topology::tenant(client().await?, cmd, format).await,

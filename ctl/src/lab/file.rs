@@ -1,0 +1,124 @@
+//! Lab files: TOML describing nodes (VMs), lab networks and optional
+//! pinning of nodes to hosts. Every field keeps its place in the file, so
+//! an error names the line and the field at fault.
+//!
+//! ```toml
+//! [lab]
+//! name = "openstack"
+//! image = "micro"                  # default image of every node
+//!
+//! [[network]]
+//! name = "management"
+//! cidr = "10.0.0.0/24"
+//!
+//! [[node]]
+//! name = "controller"
+//! role = "controller"
+//! vcpus = 2
+//! memory = "4GiB"                  # MiB, GiB
+//! disks = ["20GiB"]                # extra disks
+//! host = "h1"                      # optional pin
+//! interfaces = [{ network = "management", ip = "10.0.0.11" }]
+//! ```
+
+use std::ops::Range;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabFile {
+    pub lab: LabHeader,
+    #[serde(default, rename = "network")]
+    pub networks: Vec<NetworkSpec>,
+    #[serde(default, rename = "node")]
+    pub nodes: Vec<NodeSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabHeader {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub image: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkSpec {
+    pub name: Spanned<String>,
+    pub cidr: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSpec {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub role: Option<Spanned<String>>,
+    #[serde(default = "one")]
+    pub vcpus: Spanned<u32>,
+    pub memory: Spanned<String>,
+    #[serde(default)]
+    pub image: Option<Spanned<String>>,
+    #[serde(default)]
+    pub disks: Vec<Spanned<String>>,
+    #[serde(default)]
+    pub host: Option<Spanned<String>>,
+    #[serde(default)]
+    pub interfaces: Vec<Spanned<InterfaceSpec>>,
+}
+
+fn one() -> Spanned<u32> {
+    Spanned::new(0..0, 1)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InterfaceSpec {
+    pub network: Spanned<String>,
+    #[serde(default)]
+    pub ip: Option<Spanned<String>>,
+}
+
+/// A problem in a lab file, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}: {message}")]
+pub struct LabFileError {
+    pub file: String,
+    pub line: usize,
+    pub message: String,
+}
+
+/// Line (1-based) of a byte offset.
+pub fn line_of(text: &str, span: &Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
+
+/// Parses TOML; syntax and shape errors carry the line of the fault.
+pub fn parse(file: &str, text: &str) -> Result<LabFile, LabFileError> {
+    toml::from_str(text).map_err(|e| LabFileError {
+        file: file.to_string(),
+        line: e.span().map_or(1, |s| line_of(text, &s)),
+        message: e.message().trim().to_string(),
+    })
+}
+
+/// Sizes like "512MiB", "4GiB" or a plain number of MiB.
+pub fn parse_mib(size: &str) -> Option<u64> {
+    let size = size.trim();
+    let (number, factor) = if let Some(n) = size.strip_suffix("GiB") {
+        (n, 1024)
+    } else if let Some(n) = size.strip_suffix("MiB") {
+        (n, 1)
+    } else {
+        (size, 1)
+    };
+    number
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0)
+        .map(|n| n * factor)
+}

@@ -1,0 +1,12 @@
+//! Labs: a lab file describes VMs and their networks once; dclab places
+//! them on hosts, wires their networks through the isolation rules and
+//! snapshots them as a whole.
+
+pub mod check;
+pub mod cli;
+pub mod file;
+#[cfg(test)]
+mod tests;
+
+pub use check::{load, Lab, LabInterface, LabNetwork, LabNode};
+pub use file::LabFileError;
