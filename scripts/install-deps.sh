@@ -23,14 +23,15 @@ for arg in "$@"; do
     esac
 done
 
-# Build: a C toolchain for crates with build scripts.
-packages="build-essential pkg-config ca-certificates"
+# Build: a C toolchain for crates with build scripts; libvirt's headers for
+# the agent's virt crate (its unit tests use libvirt's built-in test driver).
+packages="build-essential pkg-config ca-certificates libvirt-dev"
 # Local multi-host setup: namespaces, veths, the Linux bridge switch, OvS,
 # checksum offload control, and the traffic/capture tools tests use.
 packages="$packages iproute2 procps openvswitch-switch ethtool iputils-ping fping iperf3 tcpdump"
 if [ "$with_vm" -eq 1 ]; then
     # The virt crate links libvirt; guests run under TCG (KVM guests stall here).
-    packages="$packages libvirt-dev libvirt-daemon-system qemu-system-x86 linux-image-cloud-amd64 busybox-static"
+    packages="$packages libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils e2fsprogs linux-image-cloud-amd64 busybox-static"
 fi
 
 export DEBIAN_FRONTEND=noninteractive
