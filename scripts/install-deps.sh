@@ -36,8 +36,15 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update
-# shellcheck disable=SC2086 # the list is meant to split into words
-apt-get install -y --no-install-recommends $packages
+pins=""
+if [ "$with_vm" -eq 1 ]; then
+    # Machine images may carry a newer qemu-utils from backports, which
+    # blocks Debian 12's qemu-system-x86: keep both at the same version.
+    qemu=$(apt-cache policy qemu-system-x86 | awk '/Candidate:/ {print $2}')
+    [ -n "$qemu" ] && [ "$qemu" != "(none)" ] && pins="qemu-utils=$qemu"
+fi
+# shellcheck disable=SC2086 # the lists are meant to split into words
+apt-get install -y --no-install-recommends --allow-downgrades $packages $pins
 
 # Sanity checks for what the local setup relies on.
 for tool in ip ethtool ovsdb-tool ovsdb-server ovs-vswitchd ovs-vsctl ovs-ofctl iperf3 tcpdump; do

@@ -39,6 +39,9 @@ enum Command {
     /// The flows the coordinator computed for a host.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Images for lab nodes: the micro-VM (Debian kernel, busybox initramfs, ext4 scratch disk).
+    #[command(subcommand)]
+    Image(dclab_ctl::image::ImageCommand),
     /// Labs: VMs and their networks described once in a lab file.
     #[command(subcommand)]
     Lab(dclab_ctl::lab::cli::LabCommand),
@@ -81,6 +84,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
         Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, format).await,
         Command::Lab(cmd) => return dclab_ctl::lab::cli::run(cmd, format),
+        Command::Image(cmd) => return dclab_ctl::image::run(cmd),
         Command::Certs(cmd) => return dclab_ctl::certs::run(cmd, format),
         Command::Host(cmd) => topology::host(client().await?, cmd, format).await,
         Command::Tenant(cmd) => topology::tenant(client().await?, cmd, format).await,
