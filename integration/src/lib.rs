@@ -3,6 +3,7 @@
 //! Everything runs against real processes, real OvS and real namespaces.
 
 pub mod api;
+pub mod libvirtd;
 pub mod world;
 
 pub use dclab_ctl::demo::{capture, paper};
