@@ -32,6 +32,12 @@ struct Args {
     /// Datapath type for a bridge the agent creates: netdev (userspace) or system.
     #[arg(long, default_value = "netdev")]
     datapath: String,
+    /// vCPUs offered to lab nodes [default: this machine's CPUs].
+    #[arg(long)]
+    vcpus: Option<u32>,
+    /// Memory offered to lab nodes, in MiB [default: this machine's memory less 1 GiB].
+    #[arg(long)]
+    memory_mib: Option<u64>,
     /// Certificates: by default PKI_DIR/agent-<host-id>.crt and .key.
     #[command(flatten)]
     tls: dclab_proto::net::TlsArgs,
@@ -59,6 +65,8 @@ async fn main() -> anyhow::Result<()> {
         host_id: args.host_id.clone(),
         uplink: args.uplink.clone(),
         mac,
+        vcpus: args.vcpus.unwrap_or_else(machine_cpus),
+        memory_mib: args.memory_mib.unwrap_or_else(machine_memory_mib),
     };
     let reconciler = Reconciler {
         ovs,
@@ -72,6 +80,21 @@ async fn main() -> anyhow::Result<()> {
         _ = dclab_proto::net::shutdown_signal() => info!("agent stopping; flows stay installed"),
     }
     Ok(())
+}
+
+fn machine_cpus() -> u32 {
+    std::thread::available_parallelism().map_or(1, |n| n.get() as u32)
+}
+
+/// MemTotal less 1 GiB kept for the host itself.
+fn machine_memory_mib() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib: u64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    (kib / 1024).saturating_sub(1024)
 }
 
 /// OvS fills in mac_in_use once it has opened the interface.

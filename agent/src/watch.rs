@@ -15,6 +15,8 @@ pub struct Registration {
     pub host_id: String,
     pub uplink: String,
     pub mac: String,
+    pub vcpus: u32,
+    pub memory_mib: u64,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -47,6 +49,8 @@ async fn watch_once(
             host_id: reg.host_id.clone(),
             uplink: reg.uplink.clone(),
             mac: reg.mac.clone(),
+            vcpus: reg.vcpus,
+            memory_mib: reg.memory_mib,
         })
         .await?;
     let mut stream = client

@@ -27,6 +27,7 @@ fn main() {
             &format!("h{h}"),
             "up0",
             &format!("0a:00:00:00:{:02x}:{:02x}", h / 256, h % 256),
+            (0, 0),
         )
         .unwrap();
         apply(&mut topo, ops);

@@ -15,6 +15,11 @@ pub struct Host {
     pub id: String,
     pub uplink: String,
     pub mac: Mac,
+    /// Capacity offered to lab nodes; 0 when the agent reported none.
+    #[serde(default)]
+    pub vcpus: u32,
+    #[serde(default)]
+    pub memory_mib: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

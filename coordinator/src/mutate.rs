@@ -42,7 +42,10 @@ fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, ApiError> 
 }
 
 /// Create a host, or update its uplink when its agent registers again.
-pub fn put_host(topo: &Topology, id: &str, uplink: &str, mac: &str) -> Ops {
+/// Capacity a host offers to lab nodes: vCPUs and MiB of memory.
+pub type Capacity = (u32, u64);
+
+pub fn put_host(topo: &Topology, id: &str, uplink: &str, mac: &str, capacity: Capacity) -> Ops {
     check_name("host", id)?;
     if uplink.is_empty() || uplink.len() > 15 {
         return Err(invalid(format!(
@@ -60,6 +63,8 @@ pub fn put_host(topo: &Topology, id: &str, uplink: &str, mac: &str) -> Ops {
         id: id.to_string(),
         uplink: uplink.to_string(),
         mac,
+        vcpus: capacity.0,
+        memory_mib: capacity.1,
     };
     if topo.hosts.get(id) == Some(&host) {
         return Ok(vec![]);

@@ -183,7 +183,9 @@ mod tests {
             ("h2", "0a:00:00:00:00:02"),
             ("h3", "0a:00:00:00:00:03"),
         ] {
-            state.mutate(|v| mutate::put_host(v.topo, h, "up0", mac)).unwrap();
+            state
+                .mutate(|v| mutate::put_host(v.topo, h, "up0", mac, (4, 4096)))
+                .unwrap();
         }
         state.mutate(|v| mutate::create_tenant(v.topo, "t")).unwrap();
         for (n, cidr) in [("a", "10.0.0.0/24"), ("b", "10.1.0.0/24")] {
@@ -386,7 +388,7 @@ mod tests {
                     }
                     Change::MoveHostMac { host, mac } => {
                         let (id, mac) = (format!("h{}", host + 1), format!("0a:00:00:00:01:{mac:02x}"));
-                        state.mutate(|v| mutate::put_host(v.topo, &id, "up0", &mac))
+                        state.mutate(|v| mutate::put_host(v.topo, &id, "up0", &mac, (4, 4096)))
                     }
                 };
                 let topo = state.read(|t| t.clone());

@@ -83,6 +83,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(cmd) => return local::run(cmd, json).await,
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
         Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, format).await,
+        Command::Lab(dclab_ctl::lab::cli::LabCommand::Plan { file }) => {
+            return dclab_ctl::lab::cli::run_plan(client().await?, &file, format).await;
+        }
         Command::Lab(cmd) => return dclab_ctl::lab::cli::run(cmd, format),
         Command::Image(cmd) => return dclab_ctl::image::run(cmd),
         Command::Certs(cmd) => return dclab_ctl::certs::run(cmd, format),

@@ -149,6 +149,7 @@ fn print_hosts(hosts: &[v1::Host], format: Format) {
                 h.flow_count.to_string(),
                 format!("{}/{}", h.applied_version, h.desired_version),
                 h.missing_ports.to_string(),
+                format!("{}/{} MiB", h.vcpus, h.memory_mib),
                 if h.connected { "yes" } else { "no" }.into(),
             ]
         })
@@ -158,7 +159,8 @@ fn print_hosts(hosts: &[v1::Host], format: Format) {
         .map(|h| {
             json!({"id": h.id, "mac": h.mac, "uplink": h.uplink, "ports": h.port_count, "flows": h.flow_count,
                    "applied_version": h.applied_version, "desired_version": h.desired_version,
-                   "missing_ports": h.missing_ports, "connected": h.connected})
+                   "missing_ports": h.missing_ports, "connected": h.connected,
+                   "vcpus": h.vcpus, "memory_mib": h.memory_mib})
         })
         .collect();
     let headers = [
@@ -169,6 +171,7 @@ fn print_hosts(hosts: &[v1::Host], format: Format) {
         "FLOWS",
         "APPLIED/DESIRED",
         "UNATTACHED",
+        "CAPACITY",
         "AGENT",
     ];
     print(format, &headers, &rows, json!(json));

@@ -94,6 +94,17 @@ fn big_batch(n: usize, seed: u32) -> Vec<v1::CreatePortRequest> {
         .collect()
 }
 
+fn demand() -> impl Strategy<Value = v1::NodeDemand> {
+    (hostile_string(), any::<u32>(), any::<u64>(), hostile_string()).prop_map(
+        |(name, vcpus, memory_mib, host)| v1::NodeDemand {
+            name,
+            vcpus,
+            memory_mib,
+            host,
+        },
+    )
+}
+
 #[derive(Debug, Clone)]
 enum Call {
     CreateHost(String, String, String),
@@ -108,6 +119,7 @@ enum Call {
     DeletePort(String),
     ListPorts(String, String, String),
     GetRules(String),
+    PlanLab(String, Vec<v1::NodeDemand>),
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -125,6 +137,7 @@ fn call() -> impl Strategy<Value = Call> {
         1 => s().prop_map(Call::DeletePort),
         1 => (s(), s(), s()).prop_map(|(a, b, c)| Call::ListPorts(a, b, c)),
         1 => s().prop_map(Call::GetRules),
+        1 => (s(), prop::collection::vec(demand(), 0..40)).prop_map(|(lab, nodes)| Call::PlanLab(lab, nodes)),
     ]
 }
 
@@ -168,6 +181,7 @@ async fn send(c: &mut TopologyClient<tonic::transport::Channel>, call: Call) -> 
             .await
             .map(drop),
         Call::GetRules(host) => c.get_rules(v1::GetRulesRequest { host }).await.map(drop),
+        Call::PlanLab(lab, nodes) => c.plan_lab(v1::PlanLabRequest { lab, nodes }).await.map(drop),
     }
 }
 

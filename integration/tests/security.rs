@@ -142,6 +142,7 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
             host_id: "h2".into(),
             uplink: "up0".into(),
             mac: "0a:00:00:00:00:99".into(),
+            ..Default::default()
         };
         let as_h2 = agent.register(register).await.map(|_| ());
         let ack = agent

@@ -20,8 +20,14 @@ fn build(hosts: u8, plan: &[PortPlan]) -> Topology {
     let keys = KeyRange("100.64.0.0/16".parse().unwrap());
     let apply = |topo: &mut Topology, ops: Vec<crate::record::Op>| ops.iter().for_each(|op| topo.apply(op));
     for h in 0..hosts {
-        let ops =
-            mutate::put_host(&topo, &format!("h{h}"), "up0", &format!("0a:00:00:00:00:{h:02x}")).unwrap();
+        let ops = mutate::put_host(
+            &topo,
+            &format!("h{h}"),
+            "up0",
+            &format!("0a:00:00:00:00:{h:02x}"),
+            (0, 0),
+        )
+        .unwrap();
         apply(&mut topo, ops);
     }
     let mut next_id = 1;

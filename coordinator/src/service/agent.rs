@@ -24,7 +24,7 @@ impl AgentControl for AgentService {
         auth::agent_for(&req, "Register", &req.get_ref().host_id)?;
         let r = req.into_inner();
         self.state
-            .write(|v| mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac))?;
+            .write(|v| mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac, (r.vcpus, r.memory_mib)))?;
         info!(host = %r.host_id, uplink = %r.uplink, mac = %r.mac, "agent registered");
         Ok(Response::new(
             self.state.read(|t| convert::host(t, &self.state.hub, &r.host_id)),

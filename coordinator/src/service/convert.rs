@@ -50,6 +50,8 @@ pub fn host(topo: &Topology, hub: &RuleHub, id: &str) -> v1::Host {
         port_count: topo.host_ports.get(id).map_or(0, |p| p.len() as u32),
         missing_ports: status.missing_ports,
         acks: status.acks,
+        vcpus: h.vcpus,
+        memory_mib: h.memory_mib,
     }
 }
 

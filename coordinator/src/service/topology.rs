@@ -11,6 +11,7 @@ use tracing::info;
 use super::convert;
 use crate::model::PortKind;
 use crate::mutate::{self, PortSpec};
+use crate::placement::{self, Capacity, Demand};
 use crate::record::{Op, Record};
 use crate::state::State;
 
@@ -28,6 +29,24 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
     kb.unwrap_or(0) * 1024
+}
+
+/// A node's needs, checked: a plain unique-enough name, at least one vCPU
+/// and some memory.
+fn demand(n: &v1::NodeDemand) -> Result<Demand, ApiError> {
+    mutate::check_name("node", &n.name)?;
+    if n.vcpus == 0 || n.memory_mib == 0 {
+        return Err(invalid(format!(
+            "node {} needs at least one vCPU and some memory",
+            n.name
+        )));
+    }
+    Ok(Demand {
+        node: n.name.clone(),
+        vcpus: n.vcpus,
+        memory_mib: n.memory_mib,
+        pin: (!n.host.is_empty()).then(|| n.host.clone()),
+    })
 }
 
 fn port_spec(r: &v1::CreatePortRequest) -> Result<PortSpec<'_>, ApiError> {
@@ -55,7 +74,7 @@ impl TopologyApi for TopologyService {
     async fn create_host(&self, req: Request<v1::Host>) -> Reply<v1::Host> {
         let h = req.into_inner();
         self.state
-            .write(|v| mutate::put_host(v.topo, &h.id, &h.uplink, &h.mac))?;
+            .write(|v| mutate::put_host(v.topo, &h.id, &h.uplink, &h.mac, (h.vcpus, h.memory_mib)))?;
         info!(host = %h.id, mac = %h.mac, "host created");
         Ok(Response::new(
             self.state.read(|t| convert::host(t, &self.state.hub, &h.id)),
@@ -220,6 +239,36 @@ impl TopologyApi for TopologyService {
             last_compile_hosts: last.hosts as u32,
             max_host_flows: per_host.iter().copied().max().unwrap_or(0) as u32,
         }))
+    }
+
+    async fn plan_lab(&self, req: Request<v1::PlanLabRequest>) -> Reply<v1::LabPlan> {
+        let r = req.into_inner();
+        let demands = r.nodes.iter().map(demand).collect::<Result<Vec<_>, ApiError>>()?;
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = demands.iter().find(|d| !seen.insert(&d.node)) {
+            return Err(invalid(format!("node {} appears twice in lab {}", twice.node, r.lab)).into());
+        }
+        let hosts = self.state.read(|t| {
+            t.hosts
+                .values()
+                .filter(|h| h.vcpus > 0 && h.memory_mib > 0)
+                .map(|h| Capacity {
+                    host: h.id.clone(),
+                    vcpus: h.vcpus,
+                    memory_mib: h.memory_mib,
+                })
+                .collect::<Vec<_>>()
+        });
+        let placed = placement::place(&demands, &hosts).map_err(|e| e.context(&format!("lab {}", r.lab)))?;
+        let placements = r
+            .nodes
+            .iter()
+            .map(|n| v1::Placement {
+                node: n.name.clone(),
+                host: placed[&n.name].clone(),
+            })
+            .collect();
+        Ok(Response::new(v1::LabPlan { placements }))
     }
 
     async fn get_rules(&self, req: Request<v1::GetRulesRequest>) -> Reply<v1::HostRules> {

@@ -72,6 +72,7 @@ async fn run_once(config: &ClientConfig, host: &str, mac: &str, board: &Board) -
         host_id: host.to_string(),
         uplink: "up0".into(),
         mac: mac.to_string(),
+        ..Default::default()
     };
     client.register(register).await?;
     let mut stream = client
