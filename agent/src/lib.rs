@@ -3,6 +3,7 @@
 
 pub mod desired;
 pub mod libvirt;
+pub mod monitor;
 pub mod ovs;
 pub mod reconcile;
 pub mod render;

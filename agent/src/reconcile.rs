@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::AckRequest;
-use tokio::sync::watch;
+use std::sync::Arc;
+
+use tokio::sync::{watch, Notify};
 use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
@@ -16,8 +18,9 @@ use crate::desired::Desired;
 use crate::ovs::{Interface, Ovs};
 use crate::render::{render, PortMap};
 
-/// How often attached ports are looked at when nothing else happens.
-const PORT_POLL: Duration = Duration::from_millis(500);
+/// How often attached ports are looked at when the interface monitor has
+/// said nothing: a safety net, not the way changes are noticed.
+const PORT_POLL: Duration = Duration::from_secs(10);
 /// How often the bridge is re-checked against the last applied text, to
 /// repair flows changed behind the agent's back.
 const REVERIFY: Duration = Duration::from_secs(60);
@@ -43,9 +46,15 @@ struct Applied {
 impl Reconciler {
     pub async fn run(self, mut desired: watch::Receiver<Option<Desired>>) {
         let mut applied: Option<Applied> = None;
+        let ports_changed = Arc::new(Notify::new());
+        tokio::spawn(crate::monitor::watch_interfaces(
+            self.ovs.db.clone(),
+            ports_changed.clone(),
+        ));
         loop {
             tokio::select! {
                 changed = desired.changed() => if changed.is_err() { return },
+                _ = ports_changed.notified() => {}
                 _ = tokio::time::sleep(PORT_POLL) => {}
             }
             let Some(want) = desired.borrow_and_update().clone() else {
