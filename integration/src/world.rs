@@ -3,6 +3,8 @@
 
 use std::ops::{Deref, DerefMut};
 
+pub use dclab_ctl::local::ping_counts;
+
 use crate::api::Api;
 use crate::paper::{self, Plan, DISTINCT};
 use crate::{cluster, ClusterGuard};
@@ -75,18 +77,4 @@ pub fn build(cluster: &mut ClusterGuard, api: Option<&Api>, plan: &Plan) {
     if let Some(api) = api {
         api.wait_converged(std::time::Duration::from_secs(30));
     }
-}
-
-/// `N packets transmitted, M received` of ping's summary.
-pub fn ping_counts(output: &str) -> (u32, u32) {
-    let line = output
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or("");
-    let mut numbers = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty());
-    let sent = numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    let received = numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    (sent, received)
 }

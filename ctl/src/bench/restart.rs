@@ -8,7 +8,7 @@ use dclab_proto::v1::{self, topology_client::TopologyClient};
 use serde_json::json;
 
 use super::control::plan::port_mac;
-use crate::local::{Cluster, InstanceSpec, UpOptions};
+use crate::local::{ping_counts, Cluster, InstanceSpec, UpOptions};
 use crate::output::{print, Format};
 
 #[derive(clap::Args, Debug)]
@@ -188,16 +188,4 @@ fn reinstalled_flows(cluster: &Cluster, host: &str, age_s: f64) -> anyhow::Resul
         .filter(|d| d + 0.5 < age_s)
         .count();
     Ok(young)
-}
-
-fn ping_counts(output: &str) -> (u32, u32) {
-    let line = output
-        .lines()
-        .find(|l| l.contains("packets transmitted"))
-        .unwrap_or("");
-    let mut numbers = line
-        .split(|c: char| !c.is_ascii_digit())
-        .filter(|s| !s.is_empty());
-    let mut next = || numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
-    (next(), next())
 }

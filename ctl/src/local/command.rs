@@ -39,3 +39,17 @@ pub fn netns_argv<'a>(netns: &'a str, argv: &[&'a str]) -> Vec<&'a str> {
     full.extend_from_slice(argv);
     full
 }
+
+/// `N packets transmitted, M received` from ping's summary; zeros when
+/// there is none.
+pub fn ping_counts(output: &str) -> (u32, u32) {
+    let line = output
+        .lines()
+        .find(|l| l.contains("packets transmitted"))
+        .unwrap_or("");
+    let mut numbers = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty());
+    let mut next = || numbers.next().and_then(|n| n.parse().ok()).unwrap_or(0);
+    (next(), next())
+}
