@@ -58,3 +58,25 @@ impl Drop for Libvirtd {
         }
     }
 }
+
+/// Removes the named domains when dropped, also when a test fails.
+pub struct Domains<'a>(pub &'a dclab_agent::libvirt::Hypervisor, pub Vec<String>);
+
+impl Drop for Domains<'_> {
+    fn drop(&mut self) {
+        for name in &self.1 {
+            let _ = self.0.remove(name);
+        }
+    }
+}
+
+/// A temporary directory qemu (running as an unprivileged user) can read.
+pub fn vm_dir(prefix: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in("/var/tmp")
+        .expect("temp dir");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}

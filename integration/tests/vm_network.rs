@@ -4,27 +4,17 @@
 //! other through the rewrite rules, and a second tenant with the same
 //! addresses does not.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use dclab_agent::libvirt::disk::create_overlay;
 use dclab_agent::libvirt::{Boot, Hypervisor, Nic, VmSpec};
 use dclab_ctl::image::{build_micro, MicroImage, SerialConsole};
 use dclab_integration::api::Api;
-use dclab_integration::libvirtd::Libvirtd;
+use dclab_integration::libvirtd::{vm_dir, Domains, Libvirtd};
 use dclab_integration::{cluster, Cluster};
 use dclab_proto::v1;
-
-struct Vms<'a>(&'a Hypervisor, Vec<String>);
-
-impl Drop for Vms<'_> {
-    fn drop(&mut self) {
-        for name in &self.1 {
-            let _ = self.0.remove(name);
-        }
-    }
-}
 
 fn run(argv: &[&str]) {
     let out = Command::new(argv[0])
@@ -50,18 +40,7 @@ struct Node {
 /// the dclab port `node.name`, then creates that port.
 fn start(hv: &Hypervisor, c: &Cluster, api: &Api, image: &MicroImage, dir: &Path, n: &Node) -> PathBuf {
     let disk = dir.join(format!("{}.qcow2", n.name));
-    run(&[
-        "qemu-img",
-        "create",
-        "-q",
-        "-f",
-        "qcow2",
-        "-F",
-        "qcow2",
-        "-b",
-        image.disk.to_str().unwrap(),
-        disk.to_str().unwrap(),
-    ]);
+    create_overlay(&image.disk, &disk).unwrap();
     let socket = dir.join(format!("{}.sock", n.name));
     let tap = format!("vt-{}-{}", std::process::id() % 10000, n.name);
     let spec = VmSpec {
@@ -126,11 +105,7 @@ fn vms_on_different_hosts_reach_each_other_and_only_their_tenant() {
         api.tenant(tenant);
         api.network(tenant, "lan", "10.0.0.0/24");
     }
-    let dir = tempfile::Builder::new()
-        .prefix("dclab-vmnet")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = vm_dir("dclab-vmnet");
     let image = build_micro(&dir.path().join("image")).expect("micro image builds");
     let hv = Hypervisor::open("qemu:///system").unwrap();
     let nodes = [
@@ -160,7 +135,7 @@ fn vms_on_different_hosts_reach_each_other_and_only_their_tenant() {
         .iter()
         .map(|n| format!("dclab-vmnet-{}-{}", std::process::id(), n.name))
         .collect();
-    let _vms = Vms(&hv, names);
+    let _vms = Domains(&hv, names);
     let sockets: Vec<PathBuf> = nodes
         .iter()
         .map(|n| start(&hv, &c, &api, &image, dir.path(), n))

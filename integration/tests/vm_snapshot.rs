@@ -2,37 +2,13 @@
 //! libvirt layer: it boots, runs commands over its serial console, and a
 //! snapshot taken while paused brings its disk and memory back.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dclab_agent::libvirt::disk::create_overlay;
 use dclab_agent::libvirt::{Boot, Hypervisor, VmSpec};
 use dclab_ctl::image::{build_micro, SerialConsole};
-use dclab_integration::libvirtd::Libvirtd;
-
-/// Undefines the domain even when the test fails.
-struct Domain<'a>(&'a Hypervisor, String);
-
-impl Drop for Domain<'_> {
-    fn drop(&mut self) {
-        let _ = self.0.remove(&self.1);
-    }
-}
-
-fn overlay(base: &Path, path: &Path) {
-    let out = Command::new("qemu-img")
-        .args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b"])
-        .arg(base)
-        .arg(path)
-        .output()
-        .expect("qemu-img runs");
-    assert!(
-        out.status.success(),
-        "qemu-img: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use dclab_integration::libvirtd::{vm_dir, Domains, Libvirtd};
 
 fn console(socket: &Path) -> SerialConsole {
     let mut c = SerialConsole::connect(socket, Duration::from_secs(30)).expect("serial console");
@@ -49,15 +25,10 @@ fn sh(c: &mut SerialConsole, cmd: &str) -> String {
 #[test]
 fn snapshot_and_revert_bring_back_disk_and_memory() {
     let _libvirtd = Libvirtd::ensure();
-    // qemu runs as an unprivileged user: the files must be reachable.
-    let dir = tempfile::Builder::new()
-        .prefix("dclab-vm")
-        .tempdir_in("/var/tmp")
-        .unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let dir = vm_dir("dclab-vm");
     let image = build_micro(&dir.path().join("image")).expect("micro image builds");
     let disk = dir.path().join("node.qcow2");
-    overlay(&image.disk, &disk);
+    create_overlay(&image.disk, &disk).unwrap();
     let socket = dir.path().join("console.sock");
     let name = format!("dclab-test-{}", std::process::id());
     let hv = Hypervisor::open("qemu:///system").expect("libvirt connection");
@@ -75,7 +46,7 @@ fn snapshot_and_revert_bring_back_disk_and_memory() {
         nics: vec![],
         serial_socket: Some(socket.clone()),
     };
-    let _domain = Domain(&hv, name.clone());
+    let _domains = Domains(&hv, vec![name.clone()]);
     let booted = Instant::now();
     hv.ensure_running(&spec).expect("domain starts");
     let mut c = console(&socket);

@@ -1,6 +1,7 @@
 //! The host's libvirt, for lab nodes. The libvirt C API blocks: async
 //! callers go through `spawn_blocking`.
 
+pub mod disk;
 pub mod xml;
 
 use virt::connect::Connect;
