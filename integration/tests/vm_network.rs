@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use dclab_agent::libvirt::disk::create_overlay;
 use dclab_agent::libvirt::{Boot, Hypervisor, Nic, VmSpec};
-use dclab_ctl::image::{build_micro, MicroImage, SerialConsole};
+use dclab_agent::image::{build_micro, MicroImage, SerialConsole};
 use dclab_integration::api::Api;
 use dclab_integration::libvirtd::{vm_dir, Domains, Libvirtd};
 use dclab_integration::{cluster, Cluster};
@@ -62,6 +62,7 @@ fn start(hv: &Hypervisor, c: &Cluster, api: &Api, image: &MicroImage, dir: &Path
             mac: n.mac.into(),
         }],
         serial_socket: Some(socket.clone()),
+        cdrom: None,
     };
     hv.ensure_running(&spec).expect("VM starts");
     let ns = c.host_netns(n.host);

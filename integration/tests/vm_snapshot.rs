@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dclab_agent::libvirt::disk::create_overlay;
 use dclab_agent::libvirt::{Boot, Hypervisor, VmSpec};
-use dclab_ctl::image::{build_micro, SerialConsole};
+use dclab_agent::image::{build_micro, SerialConsole};
 use dclab_integration::libvirtd::{vm_dir, Domains, Libvirtd};
 
 fn console(socket: &Path) -> SerialConsole {
@@ -45,6 +45,7 @@ fn snapshot_and_revert_bring_back_disk_and_memory() {
         disks: vec![disk],
         nics: vec![],
         serial_socket: Some(socket.clone()),
+        cdrom: None,
     };
     let _domains = Domains(&hv, vec![name.clone()]);
     let booted = Instant::now();

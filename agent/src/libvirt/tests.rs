@@ -12,6 +12,7 @@ fn spec(name: &str) -> VmSpec {
         disks: vec![],
         nics: vec![],
         serial_socket: None,
+        cdrom: None,
     }
 }
 

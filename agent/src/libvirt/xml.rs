@@ -38,6 +38,8 @@ pub struct VmSpec {
     pub disks: Vec<PathBuf>,
     pub nics: Vec<Nic>,
     pub serial_socket: Option<PathBuf>,
+    /// A read-only CD-ROM image (the cloud-init NoCloud seed).
+    pub cdrom: Option<PathBuf>,
 }
 
 /// Escapes text for XML content and attribute values.
@@ -82,6 +84,14 @@ pub fn domain_xml(spec: &VmSpec) -> String {
             path(disk)
         );
     }
+    if let Some(iso) = &spec.cdrom {
+        let _ = writeln!(
+            x,
+            "    <disk type='file' device='cdrom'><driver name='qemu' type='raw'/>\
+             <source file='{}'/><target dev='sda' bus='sata'/><readonly/></disk>",
+            path(iso)
+        );
+    }
     for nic in &spec.nics {
         let _ = writeln!(
             x,
@@ -124,6 +134,7 @@ mod tests {
                 mac: "02:00:00:00:00:01".into(),
             }],
             serial_socket: Some("/run/dclab/a.sock".into()),
+            cdrom: Some("/var/lib/dclab/seed.iso".into()),
         };
         let xml = domain_xml(&spec);
         assert!(xml.starts_with("<domain type='qemu'>"));
@@ -134,6 +145,7 @@ mod tests {
         );
         assert!(xml.contains("<target dev='dl-a-0' managed='yes'/>"));
         assert!(xml.contains("<source mode='bind' path='/run/dclab/a.sock'/>"));
+        assert!(xml.contains("device='cdrom'") && xml.contains("<source file='/var/lib/dclab/seed.iso'/>"));
         assert_eq!(escape("a'b\"c"), "a&apos;b&quot;c");
     }
 }

@@ -57,24 +57,3 @@ pub struct MicroImage {
     pub disk: PathBuf,
     pub kernel_version: String,
 }
-
-#[derive(Debug, clap::Subcommand)]
-pub enum ImageCommand {
-    /// Build (or refresh) the micro-VM image: kernel, initrd, scratch disk.
-    BuildMicro {
-        #[arg(long, default_value = "/var/lib/dclab/images/micro")]
-        dir: PathBuf,
-    },
-}
-
-pub fn run(cmd: ImageCommand) -> anyhow::Result<()> {
-    match cmd {
-        ImageCommand::BuildMicro { dir } => {
-            let image = build_micro(&dir)?;
-            println!("kernel  {} ({})", image.kernel.display(), image.kernel_version);
-            println!("initrd  {}", image.initrd.display());
-            println!("disk    {}", image.disk.display());
-            Ok(())
-        }
-    }
-}
