@@ -32,6 +32,8 @@ packages="$packages iproute2 procps openvswitch-switch ethtool iputils-ping fpin
 if [ "$with_vm" -eq 1 ]; then
     # The virt crate links libvirt; guests run under TCG (KVM guests stall here).
     packages="$packages libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils e2fsprogs linux-image-cloud-amd64 busybox-static"
+    # genisoimage: the cloud-init NoCloud seed ISOs of cloud-image nodes.
+    packages="$packages genisoimage"
 fi
 
 export DEBIAN_FRONTEND=noninteractive

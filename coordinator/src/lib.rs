@@ -5,6 +5,7 @@ pub mod addr;
 pub mod auth;
 pub mod compile;
 pub mod keys;
+pub mod lab;
 pub mod model;
 pub mod mutate;
 pub mod placement;

@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{Cidr, Mac};
+use crate::lab::model::{Lab, Snapshot};
 
 pub type NetId = u32;
 
@@ -69,6 +70,9 @@ pub struct Topology {
     pub members: BTreeMap<NetId, BTreeSet<String>>,
     /// Index: host → its ports.
     pub host_ports: BTreeMap<String, BTreeSet<String>>,
+    pub labs: BTreeMap<String, Lab>,
+    /// (lab, name) → snapshot.
+    pub snapshots: BTreeMap<(String, String), Snapshot>,
 }
 
 impl Topology {

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
+use crate::lab::model::{Lab, Snapshot};
 use crate::model::{Host, NetId, Network, Port, Tenant, Topology};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -13,6 +14,8 @@ pub enum Record {
     Network(Network),
     Port(Port),
     BroadcastKey { host: String, net: NetId, key: Ipv4Addr },
+    Lab(Lab),
+    Snapshot(Snapshot),
 }
 
 /// Identifies a record in the store.
@@ -23,6 +26,9 @@ pub enum RecordKey {
     Network(NetId),
     Port(String),
     BroadcastKey(String, NetId),
+    Lab(String),
+    /// (lab, snapshot name)
+    Snapshot(String, String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,6 +45,8 @@ impl Record {
             Record::Network(n) => RecordKey::Network(n.id),
             Record::Port(p) => RecordKey::Port(p.name.clone()),
             Record::BroadcastKey { host, net, .. } => RecordKey::BroadcastKey(host.clone(), *net),
+            Record::Lab(l) => RecordKey::Lab(l.name.clone()),
+            Record::Snapshot(s) => RecordKey::Snapshot(s.lab.clone(), s.name.clone()),
         }
     }
 }
@@ -52,6 +60,8 @@ impl RecordKey {
             RecordKey::Network(id) => format!("net/{id:010}"),
             RecordKey::Port(name) => format!("port/{name}"),
             RecordKey::BroadcastKey(host, net) => format!("bkey/{host}/{net:010}"),
+            RecordKey::Lab(name) => format!("lab/{name}"),
+            RecordKey::Snapshot(lab, name) => format!("snap/{lab}/{name}"),
         }
     }
 }
@@ -80,6 +90,12 @@ impl Topology {
             Record::BroadcastKey { host, net, key } => {
                 self.bkeys.insert((host, net), key);
             }
+            Record::Lab(l) => {
+                self.labs.insert(l.name.clone(), l);
+            }
+            Record::Snapshot(s) => {
+                self.snapshots.insert((s.lab.clone(), s.name.clone()), s);
+            }
         }
     }
 
@@ -97,6 +113,12 @@ impl Topology {
             }
             RecordKey::BroadcastKey(host, net) => {
                 self.bkeys.remove(&(host.clone(), *net));
+            }
+            RecordKey::Lab(name) => {
+                self.labs.remove(name);
+            }
+            RecordKey::Snapshot(lab, name) => {
+                self.snapshots.remove(&(lab.clone(), name.clone()));
             }
         }
     }

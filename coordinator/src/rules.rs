@@ -123,8 +123,14 @@ fn recompile_all(
     dirty: &Dirty,
 ) -> Vec<(String, Parts, usize)> {
     // Every network a recompile may touch, resolved once for all hosts.
-    let touched = if dirty.full.is_empty() {
-        dirty.nets.clone()
+    // A batch may delete a network together with its ports: skip it then.
+    let touched: Vec<NetId> = if dirty.full.is_empty() {
+        dirty
+            .nets
+            .iter()
+            .copied()
+            .filter(|id| topo.networks.contains_key(id))
+            .collect()
     } else {
         topo.networks.keys().copied().collect()
     };

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use dclab_proto::ApiError;
 
 use crate::keys::KeyRange;
+use crate::lab::hub::NodeHub;
 use crate::model::{NetId, Topology};
 use crate::mutate::Ops;
 use crate::record::{Op, Record, RecordKey};
@@ -17,6 +18,8 @@ use crate::store::{Store, StoreError};
 pub struct State {
     inner: Mutex<Inner>,
     pub hub: Arc<RuleHub>,
+    /// Lab nodes per host, operations and what agents report.
+    pub nodes: Arc<NodeHub>,
     /// The compile of every host at start, from scratch.
     pub startup_compile: crate::rules::CompileStats,
     pub load_micros: u64,
@@ -35,6 +38,8 @@ pub struct View<'a> {
     pub topo: &'a Topology,
     pub keys: &'a KeyRange,
     pub next_net_id: NetId,
+    /// The revision now; a change is written as revision + 1.
+    pub revision: u64,
 }
 
 impl State {
@@ -46,6 +51,8 @@ impl State {
         let hub = Arc::new(RuleHub::default());
         hub.publish(&loaded.topo, &Dirty::everything(&loaded.topo), loaded.revision);
         let startup_compile = hub.last_compile();
+        let nodes = Arc::new(NodeHub::default());
+        nodes.publish(&loaded.topo, loaded.revision);
         let inner = Inner {
             topo: loaded.topo,
             store,
@@ -56,6 +63,7 @@ impl State {
         Ok(State {
             inner: Mutex::new(inner),
             hub,
+            nodes,
             startup_compile,
             load_micros,
         })
@@ -87,6 +95,7 @@ impl State {
             topo: &inner.topo,
             keys: &inner.keys,
             next_net_id: inner.next_net_id,
+            revision: inner.revision,
         })?;
         if ops.is_empty() {
             return Ok(ops);
@@ -103,6 +112,15 @@ impl State {
         inner.revision = revision;
         inner.next_net_id = next_net_id;
         self.hub.publish(&inner.topo, &dirty, revision);
+        let nodes_changed = ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::Put(Record::Lab(_) | Record::Host(_)) | Op::Delete(RecordKey::Lab(_) | RecordKey::Host(_))
+            )
+        });
+        if nodes_changed {
+            self.nodes.publish(&inner.topo, revision);
+        }
         Ok(ops)
     }
 }

@@ -21,6 +21,8 @@ pub enum ApiError {
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
+    Unavailable(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -36,6 +38,7 @@ impl ApiError {
             ApiError::ResourceExhausted(m) => ApiError::ResourceExhausted(wrap(m)),
             ApiError::Unauthenticated(m) => ApiError::Unauthenticated(wrap(m)),
             ApiError::PermissionDenied(m) => ApiError::PermissionDenied(wrap(m)),
+            ApiError::Unavailable(m) => ApiError::Unavailable(wrap(m)),
             ApiError::Internal(m) => ApiError::Internal(wrap(m)),
         }
     }
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::ResourceExhausted(_) => Code::ResourceExhausted,
             ApiError::Unauthenticated(_) => Code::Unauthenticated,
             ApiError::PermissionDenied(_) => Code::PermissionDenied,
+            ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
         }
     }
@@ -91,6 +95,10 @@ pub fn exists(msg: impl Into<String>) -> ApiError {
 
 pub fn precondition(msg: impl Into<String>) -> ApiError {
     ApiError::FailedPrecondition(msg.into())
+}
+
+pub fn unavailable(msg: impl Into<String>) -> ApiError {
+    ApiError::Unavailable(msg.into())
 }
 
 #[cfg(test)]

@@ -35,9 +35,15 @@
 //! written while no client is connected to the console socket is lost, so a
 //! late client sends a probe command instead of waiting for `DCLAB-READY`
 //! ([`SerialConsole::wait_ready`] does both).
+//!
+//! # Cloud images
+//!
+//! Nodes that boot a cloud image get their hostname, SSH keys, addresses and
+//! apt proxy from a cloud-init NoCloud seed ISO: see [`seed`].
 
 mod build;
 mod cpio;
+pub mod seed;
 mod serial;
 #[cfg(test)]
 mod tests;

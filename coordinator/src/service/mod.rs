@@ -2,6 +2,8 @@
 
 pub mod agent;
 mod convert;
+mod labs;
+mod nodes;
 pub mod topology;
 
 use std::sync::Arc;

@@ -8,7 +8,7 @@ use dclab_proto::ApiError;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::convert;
+use super::{convert, labs};
 use crate::model::PortKind;
 use crate::mutate::{self, PortSpec};
 use crate::placement::{self, Capacity, Demand};
@@ -269,6 +269,44 @@ impl TopologyApi for TopologyService {
             })
             .collect();
         Ok(Response::new(v1::LabPlan { placements }))
+    }
+
+    async fn apply_lab(&self, req: Request<v1::ApplyLabRequest>) -> Reply<v1::Lab> {
+        Ok(Response::new(labs::apply_lab(&self.state, req.into_inner())?))
+    }
+
+    async fn delete_lab(&self, req: Request<v1::DeleteLabRequest>) -> Reply<v1::DeleteLabResponse> {
+        let name = req.into_inner().name;
+        Ok(Response::new(labs::delete_lab(&self.state, &name).await?))
+    }
+
+    async fn list_labs(&self, _req: Request<v1::ListLabsRequest>) -> Reply<v1::ListLabsResponse> {
+        Ok(Response::new(labs::list_labs(&self.state)))
+    }
+
+    async fn get_lab(&self, req: Request<v1::GetLabRequest>) -> Reply<v1::Lab> {
+        Ok(Response::new(labs::get_lab(&self.state, &req.into_inner().name)?))
+    }
+
+    async fn create_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
+        Ok(Response::new(labs::create_snapshot(&self.state, req.into_inner()).await?))
+    }
+
+    async fn restore_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
+        Ok(Response::new(labs::restore_snapshot(&self.state, req.into_inner()).await?))
+    }
+
+    async fn delete_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Empty> {
+        labs::delete_snapshot(&self.state, req.into_inner()).await?;
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn list_snapshots(&self, req: Request<v1::ListSnapshotsRequest>) -> Reply<v1::ListSnapshotsResponse> {
+        Ok(Response::new(labs::list_snapshots(&self.state, &req.into_inner().lab)))
+    }
+
+    async fn exec_node(&self, req: Request<v1::ExecNodeRequest>) -> Reply<v1::ExecNodeResponse> {
+        Ok(Response::new(labs::exec(&self.state, req.into_inner()).await?))
     }
 
     async fn get_rules(&self, req: Request<v1::GetRulesRequest>) -> Reply<v1::HostRules> {

@@ -1,0 +1,268 @@
+//! The coordinator's side of the node streams: each host's desired lab
+//! nodes on a watch channel, operations sent to the connected agent and
+//! matched with their results, and the node states agents report.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dclab_proto::error::unavailable;
+use dclab_proto::v1;
+use dclab_proto::ApiError;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::model::APT_CACHE_ROLE;
+use crate::model::Topology;
+
+/// A host's desired nodes, and the revision at which they last changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostNodes {
+    pub version: u64,
+    pub nodes: Vec<v1::DesiredNode>,
+}
+
+/// What an agent last reported.
+#[derive(Debug, Clone, Default)]
+pub struct HostReport {
+    pub version: u64,
+    /// (lab, node) → (state, error)
+    pub nodes: HashMap<(String, String), (v1::NodeState, String)>,
+}
+
+struct Connection {
+    id: u64,
+    ops: mpsc::Sender<v1::Operation>,
+}
+
+#[derive(Default)]
+struct Inner {
+    sets: BTreeMap<String, watch::Sender<HostNodes>>,
+    connections: HashMap<String, Connection>,
+    pending: HashMap<u64, (String, oneshot::Sender<v1::OperationResult>)>,
+    reports: HashMap<String, HostReport>,
+    /// Labs with a snapshot operation under way.
+    busy: HashSet<String>,
+    next_id: u64,
+}
+
+#[derive(Default)]
+pub struct NodeHub {
+    inner: Mutex<Inner>,
+}
+
+/// The nodes `host` runs, as its agent gets them.
+pub fn desired_nodes(topo: &Topology, host: &str) -> Vec<v1::DesiredNode> {
+    let mut nodes = Vec::new();
+    for lab in topo.labs.values() {
+        let proxy = lab.apt_proxy();
+        for n in lab.nodes.iter().filter(|n| n.host == host) {
+            let apt_proxy = match (&proxy, n.spec.role == APT_CACHE_ROLE) {
+                (Some(p), false) => p.clone(),
+                _ => String::new(),
+            };
+            nodes.push(v1::DesiredNode {
+                lab: lab.name.clone(),
+                name: n.spec.name.clone(),
+                role: n.spec.role.clone(),
+                vcpus: n.spec.vcpus,
+                memory_mib: n.spec.memory_mib,
+                image: n.spec.image.clone(),
+                disks_mib: n.spec.disks_mib.clone(),
+                nics: n.nics.iter().map(nic).collect(),
+                apt_proxy,
+                ssh_keys: lab.ssh_keys.clone(),
+            });
+        }
+    }
+    nodes
+}
+
+pub fn nic(n: &super::model::Nic) -> v1::NodeNic {
+    v1::NodeNic {
+        network: n.network.clone(),
+        ip: n.ip.clone(),
+        prefix: u32::from(n.prefix),
+        mac: n.mac.clone(),
+        port: n.port.clone(),
+        tap: n.tap.clone(),
+    }
+}
+
+impl NodeHub {
+    /// Recomputes every host's node set; hosts whose set changed get it
+    /// with `revision` as its version.
+    pub fn publish(&self, topo: &Topology, revision: u64) {
+        let mut inner = self.inner.lock().unwrap();
+        let hosts: Vec<String> = topo
+            .hosts
+            .keys()
+            .chain(inner.sets.keys())
+            .cloned()
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        for host in hosts {
+            let nodes = desired_nodes(topo, &host);
+            let tx = inner
+                .sets
+                .entry(host)
+                .or_insert_with(|| watch::channel(HostNodes::default()).0);
+            tx.send_if_modified(|current| {
+                if current.nodes == nodes {
+                    return false;
+                }
+                *current = HostNodes {
+                    version: revision,
+                    nodes,
+                };
+                true
+            });
+        }
+    }
+
+    pub fn subscribe(&self, host: &str) -> watch::Receiver<HostNodes> {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .sets
+            .entry(host.to_string())
+            .or_insert_with(|| watch::channel(HostNodes::default()).0)
+            .subscribe()
+    }
+
+    /// The version of `host`'s node set: reports older than it are stale.
+    pub fn set_version(&self, host: &str) -> u64 {
+        let inner = self.inner.lock().unwrap();
+        inner.sets.get(host).map_or(0, |tx| tx.borrow().version)
+    }
+
+    /// Registers a node stream of `host`; operations go to the newest one.
+    pub fn connect(&self, host: &str, ops: mpsc::Sender<v1::Operation>) -> u64 {
+        let mut inner = self.inner.lock().unwrap();
+        inner.next_id += 1;
+        let id = inner.next_id;
+        inner.connections.insert(host.to_string(), Connection { id, ops });
+        id
+    }
+
+    /// The stream `id` of `host` ended: operations waiting on it fail.
+    pub fn disconnect(&self, host: &str, id: u64) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.connections.get(host).is_some_and(|c| c.id == id) {
+            inner.connections.remove(host);
+            inner.pending.retain(|_, (h, _)| h != host);
+            inner.reports.remove(host);
+        }
+    }
+
+    pub fn report(&self, r: v1::NodeReport) {
+        let nodes = r
+            .nodes
+            .into_iter()
+            .map(|n| {
+                let state = v1::NodeState::try_from(n.state).unwrap_or(v1::NodeState::Unspecified);
+                ((n.lab, n.name), (state, n.error))
+            })
+            .collect();
+        let mut inner = self.inner.lock().unwrap();
+        inner.reports.insert(
+            r.host_id,
+            HostReport {
+                version: r.version,
+                nodes,
+            },
+        );
+    }
+
+    /// What `host` reported for a node, if the report is not stale.
+    pub fn node_state(&self, host: &str, lab: &str, node: &str) -> (v1::NodeState, String) {
+        let version = self.set_version(host);
+        let inner = self.inner.lock().unwrap();
+        let Some(report) = inner.reports.get(host).filter(|r| r.version >= version) else {
+            return (v1::NodeState::Pending, String::new());
+        };
+        report
+            .nodes
+            .get(&(lab.to_string(), node.to_string()))
+            .cloned()
+            .unwrap_or((v1::NodeState::Pending, String::new()))
+    }
+
+    pub fn complete(&self, host: &str, result: v1::OperationResult) {
+        let mut inner = self.inner.lock().unwrap();
+        if inner.pending.get(&result.id).is_some_and(|(h, _)| h == host) {
+            let (_, tx) = inner.pending.remove(&result.id).expect("just checked");
+            let _ = tx.send(result);
+        }
+    }
+
+    /// Sends `op` to the agent of `host` and waits for its result.
+    pub async fn run(&self, host: &str, mut op: v1::Operation, timeout: Duration) -> Result<v1::OperationResult, ApiError> {
+        let (tx, rx) = oneshot::channel();
+        let sender = {
+            let mut inner = self.inner.lock().unwrap();
+            let Some(conn) = inner.connections.get(host) else {
+                return Err(unavailable(format!("the agent of host {host} is not connected")));
+            };
+            let sender = conn.ops.clone();
+            inner.next_id += 1;
+            op.id = inner.next_id;
+            inner.pending.insert(op.id, (host.to_string(), tx));
+            sender
+        };
+        let id = op.id;
+        if sender.send(op).await.is_err() {
+            self.inner.lock().unwrap().pending.remove(&id);
+            return Err(unavailable(format!("the agent of host {host} disconnected")));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(result)) => Ok(result),
+            Ok(Err(_)) => Err(unavailable(format!(
+                "the agent of host {host} disconnected during the operation"
+            ))),
+            Err(_) => {
+                self.inner.lock().unwrap().pending.remove(&id);
+                Err(unavailable(format!(
+                    "the agent of host {host} did not answer within {} s",
+                    timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Marks `lab` busy for the guard's lifetime; None if it already is.
+    pub fn claim<'a>(&'a self, lab: &str) -> Option<LabClaim<'a>> {
+        let mut inner = self.inner.lock().unwrap();
+        inner.busy.insert(lab.to_string()).then(|| LabClaim {
+            hub: self,
+            lab: lab.to_string(),
+        })
+    }
+
+    pub fn is_busy(&self, lab: &str) -> bool {
+        self.inner.lock().unwrap().busy.contains(lab)
+    }
+}
+
+pub struct LabClaim<'a> {
+    hub: &'a NodeHub,
+    lab: String,
+}
+
+impl Drop for LabClaim<'_> {
+    fn drop(&mut self) {
+        self.hub.inner.lock().unwrap().busy.remove(&self.lab);
+    }
+}
+
+impl NodeHub {
+    /// The agent of `host` has reconciled its current set and runs none of
+    /// `lab`'s nodes.
+    pub fn host_clear_of(&self, host: &str, lab: &str) -> bool {
+        let version = self.set_version(host);
+        let inner = self.inner.lock().unwrap();
+        inner
+            .reports
+            .get(host)
+            .is_some_and(|r| r.version >= version && !r.nodes.keys().any(|(l, _)| l == lab))
+    }
+}

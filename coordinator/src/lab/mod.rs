@@ -1,0 +1,12 @@
+//! Labs: VMs (nodes) on lab networks, placed on hosts and run by their
+//! agents. A lab is a tenant, its networks are the tenant's networks and
+//! each node interface is a port, so labs are isolated like any tenant.
+
+pub mod apply;
+pub mod hub;
+pub mod model;
+pub mod snapshot;
+pub mod validate;
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+use dclab_proto::v1;
+use dclab_proto::ApiError;
+
+use super::{apply, validate};
+use crate::keys::KeyRange;
+use crate::mutate;
+use crate::state::State;
+
+fn state(dir: &std::path::Path) -> State {
+    let state = State::open(dir, KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
+    for (h, mac) in [("h1", "0a:00:00:00:00:01"), ("h2", "0a:00:00:00:00:02")] {
+        state
+            .mutate(|v| mutate::put_host(v.topo, h, "up0", mac, (4, 2048)))
+            .unwrap();
+    }
+    state
+}
+
+fn node(name: &str, memory_mib: u64, pin: &str, ip: &str) -> v1::NodeSpec {
+    v1::NodeSpec {
+        name: name.into(),
+        role: String::new(),
+        vcpus: 1,
+        memory_mib,
+        image: "micro".into(),
+        disks_mib: vec![64],
+        host: pin.into(),
+        interfaces: vec![v1::InterfaceSpec {
+            network: "lan".into(),
+            ip: ip.into(),
+        }],
+    }
+}
+
+fn spec(name: &str, nodes: Vec<v1::NodeSpec>) -> v1::LabSpec {
+    v1::LabSpec {
+        name: name.into(),
+        networks: vec![v1::LabNetwork {
+            name: "lan".into(),
+            cidr: "10.0.0.0/24".into(),
+        }],
+        nodes,
+        ssh_keys: vec![],
+    }
+}
+
+fn up(state: &State, spec: &v1::LabSpec) -> Result<Vec<String>, ApiError> {
+    let checked = validate::check(spec)?;
+    let mut changes = vec![];
+    state.mutate(|v| {
+        let applied = apply::apply(v, &spec.name, checked)?;
+        changes = applied.changes;
+        Ok(applied.ops)
+    })?;
+    Ok(changes)
+}
+
+#[test]
+fn a_lab_becomes_tenant_networks_ports_and_node_sets() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let lab = spec("pair", vec![node("a", 512, "h1", "10.0.0.1"), node("b", 512, "", "")]);
+    let changes = up(&state, &lab).unwrap();
+    assert_eq!(changes.len(), 3, "{changes:?}");
+    state.read(|t| {
+        assert!(t.tenants.contains_key("pair"));
+        assert!(t.network_by_name("pair", "lan").is_some());
+        let a = &t.ports["pair.a.0"];
+        assert_eq!((a.host.as_str(), a.ip.to_string().as_str()), ("h1", "10.0.0.1"));
+        // b goes to h2, which has more free memory, and gets the lowest free address.
+        let b = &t.ports["pair.b.0"];
+        assert_eq!((b.host.as_str(), b.ip.to_string().as_str()), ("h2", "10.0.0.2"));
+    });
+    let on_h2 = state.nodes.subscribe("h2").borrow().clone();
+    assert_eq!(on_h2.nodes.len(), 1);
+    assert_eq!(on_h2.nodes[0].name, "b");
+    assert_eq!(on_h2.nodes[0].nics[0].port, "pair.b.0");
+    assert!(on_h2.nodes[0].nics[0].tap.len() <= 15);
+    assert_eq!(on_h2.version, state.revision());
+
+    // The same spec again changes nothing, not even the revision.
+    let revision = state.revision();
+    assert!(up(&state, &lab).unwrap().is_empty());
+    assert_eq!(state.revision(), revision);
+}
+
+#[test]
+fn reapply_replaces_changed_nodes_only_and_keeps_addresses() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    up(&state, &spec("l", vec![node("a", 256, "", ""), node("b", 256, "", ""), node("c", 256, "", "")])).unwrap();
+    let before = state.read(|t| t.labs["l"].clone());
+    let h1_version = state.nodes.set_version("h1");
+    let changes = up(&state, &spec("l", vec![node("a", 256, "", ""), node("b", 384, "", "")])).unwrap();
+    assert!(changes.iter().any(|c| c.starts_with("replaced node b")), "{changes:?}");
+    assert!(changes.iter().any(|c| c.starts_with("removed node c")), "{changes:?}");
+    assert_eq!(changes.len(), 2, "a is unchanged: {changes:?}");
+    let after = state.read(|t| t.labs["l"].clone());
+    assert_eq!(after.node("a"), before.node("a"));
+    assert_eq!(after.node("b").unwrap().nics[0].ip, before.node("b").unwrap().nics[0].ip);
+    state.read(|t| assert!(!t.ports.contains_key("l.c.0")));
+    let a_host = &after.node("a").unwrap().host;
+    if a_host == "h1" && before.node("c").unwrap().host != "h1" && after.node("b").unwrap().host != "h1" {
+        assert_eq!(state.nodes.set_version("h1"), h1_version, "h1's set did not change");
+    }
+}
+
+#[test]
+fn capacity_counts_other_labs_and_refusals_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    up(&state, &spec("one", vec![node("big", 2000, "h1", "")])).unwrap();
+    let revision = state.revision();
+    let err = up(&state, &spec("two", vec![node("x", 100, "h1", "")])).unwrap_err();
+    assert!(matches!(err, ApiError::ResourceExhausted(_)), "{err}");
+    assert!(err.to_string().contains("lab two") && err.to_string().contains("h1"), "{err}");
+    assert_eq!(state.revision(), revision);
+    state.read(|t| assert!(!t.tenants.contains_key("two")));
+    // Same CIDR in another lab on the same host is fine: labs are tenants.
+    up(&state, &spec("two", vec![node("x", 100, "h2", "10.0.0.1")])).unwrap();
+}
+
+#[test]
+fn bad_specs_are_refused_with_the_field_at_fault() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let mut bad = spec("l", vec![node("a", 256, "", "10.9.0.1")]);
+    let err = up(&state, &bad).unwrap_err().to_string();
+    assert!(err.contains("node a: interfaces") && err.contains("10.9.0.1"), "{err}");
+    bad.nodes[0].interfaces[0].ip = String::new();
+    bad.nodes[0].interfaces[0].network = "wan".into();
+    assert!(up(&state, &bad).unwrap_err().to_string().contains("\"wan\" is not a network"));
+    let twice = spec("l", vec![node("a", 256, "", "10.0.0.5"), node("b", 256, "", "10.0.0.5")]);
+    assert!(up(&state, &twice).unwrap_err().to_string().contains("used twice"));
+    let long = spec(&"x".repeat(30), vec![]);
+    assert!(up(&state, &long).unwrap_err().to_string().contains("limit is 24"));
+    state.mutate(|v| mutate::create_tenant(v.topo, "plain")).unwrap();
+    let clash = up(&state, &spec("plain", vec![])).unwrap_err();
+    assert!(clash.to_string().contains("is not a lab"), "{clash}");
+    up(&state, &spec("l", vec![node("a", 256, "", "")])).unwrap();
+    let mut moved = spec("l", vec![node("a", 256, "", "")]);
+    moved.networks[0].cidr = "10.1.0.0/24".into();
+    let err = up(&state, &moved).unwrap_err().to_string();
+    assert!(err.contains("changes CIDR") && err.contains("lab down"), "{err}");
+}
+
+#[test]
+fn delete_removes_everything_and_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let state = state(dir.path());
+        up(&state, &spec("l", vec![node("a", 256, "h1", ""), node("b", 256, "h1", "")])).unwrap();
+        state.mutate(|v| apply::delete(v.topo, "l")).unwrap();
+        state.read(|t| {
+            assert!(t.labs.is_empty() && t.ports.is_empty() && t.bkeys.is_empty());
+            assert!(t.networks.is_empty() && t.tenants.is_empty());
+        });
+        assert!(state.nodes.subscribe("h1").borrow().nodes.is_empty());
+        up(&state, &spec("k", vec![node("a", 256, "h2", "")])).unwrap();
+        let err = state.mutate(|v| apply::delete(v.topo, "l")).unwrap_err();
+        assert!(err.to_string().contains("lab l does not exist"), "{err}");
+    }
+    let state = State::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
+    state.read(|t| assert_eq!(t.labs["k"].node("a").unwrap().host, "h2"));
+    assert_eq!(state.nodes.subscribe("h2").borrow().nodes.len(), 1, "node sets are rebuilt at start");
+}
+
+#[test]
+fn the_apt_cache_node_is_the_proxy_of_the_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let mut cache = node("cache", 256, "h1", "10.0.0.5");
+    cache.role = "aptcache".into();
+    up(&state, &spec("l", vec![cache, node("a", 256, "h1", "")])).unwrap();
+    let nodes = state.nodes.subscribe("h1").borrow().nodes.clone();
+    let proxy = |n: &str| nodes.iter().find(|d| d.name == n).unwrap().apt_proxy.clone();
+    assert_eq!(proxy("a"), "http://10.0.0.5:3142");
+    assert_eq!(proxy("cache"), "");
+}

@@ -1,0 +1,231 @@
+//! Topology's lab calls: apply, delete, status, snapshots and exec.
+
+use std::time::{Duration, Instant};
+
+use dclab_proto::error::{invalid, not_found, unavailable};
+use dclab_proto::v1;
+use dclab_proto::ApiError;
+use tracing::info;
+
+use crate::lab::model::{Lab, Snapshot};
+use crate::lab::{apply, hub, snapshot, validate};
+use crate::state::State;
+
+const DELETE_WAIT: Duration = Duration::from_secs(60);
+const EXEC_DEFAULT: Duration = Duration::from_secs(30);
+const EXEC_MAX: Duration = Duration::from_secs(600);
+
+pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, ApiError> {
+    let spec = req
+        .spec
+        .ok_or_else(|| invalid("ApplyLab needs a lab spec".to_string()))?;
+    let checked = validate::check(&spec)?;
+    if state.nodes.is_busy(&spec.name) {
+        return Err(unavailable(format!(
+            "lab {} is busy with a snapshot operation; try again when it ends",
+            spec.name
+        )));
+    }
+    let mut changes = vec![];
+    state.write(|v| {
+        let applied = apply::apply(v, &spec.name, checked)?;
+        changes = applied.changes;
+        Ok(applied.ops)
+    })?;
+    info!(lab = %spec.name, changes = changes.len(), "lab applied");
+    let mut lab = get_lab(state, &spec.name)?;
+    lab.changes = changes;
+    Ok(lab)
+}
+
+pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabResponse, ApiError> {
+    if state.nodes.is_busy(name) {
+        return Err(unavailable(format!(
+            "lab {name} is busy with a snapshot operation; try again when it ends"
+        )));
+    }
+    let hosts: Vec<String> = state.read(|t| {
+        let mut hosts: Vec<String> = t
+            .labs
+            .get(name)
+            .map(|l| l.nodes.iter().map(|n| n.host.clone()).collect())
+            .unwrap_or_default();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    });
+    state.write(|v| apply::delete(v.topo, name))?;
+    info!(lab = name, "lab deleted; waiting for its agents");
+    let deadline = Instant::now() + DELETE_WAIT;
+    loop {
+        let pending: Vec<String> = hosts
+            .iter()
+            .filter(|h| !state.nodes.host_clear_of(h, name))
+            .cloned()
+            .collect();
+        if pending.is_empty() || Instant::now() >= deadline {
+            return Ok(v1::DeleteLabResponse { pending_hosts: pending });
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+pub fn get_lab(state: &State, name: &str) -> Result<v1::Lab, ApiError> {
+    let lab = state.read(|t| t.labs.get(name).cloned());
+    let lab = lab.ok_or_else(|| not_found(format!("lab {name} does not exist; `ctl lab ls` lists the labs")))?;
+    Ok(lab_status(state, &lab))
+}
+
+pub fn list_labs(state: &State) -> v1::ListLabsResponse {
+    let labs: Vec<Lab> = state.read(|t| t.labs.values().cloned().collect());
+    v1::ListLabsResponse {
+        labs: labs.iter().map(|l| lab_status(state, l)).collect(),
+    }
+}
+
+fn lab_status(state: &State, lab: &Lab) -> v1::Lab {
+    let mut ready = true;
+    let nodes: Vec<v1::LabNode> = lab
+        .nodes
+        .iter()
+        .map(|n| {
+            let (node_state, error) = state.nodes.node_state(&n.host, &lab.name, &n.spec.name);
+            ready &= node_state == v1::NodeState::Running;
+            v1::LabNode {
+                spec: Some(node_spec(&n.spec)),
+                host: n.host.clone(),
+                nics: n.nics.iter().map(hub::nic).collect(),
+                state: node_state.into(),
+                error,
+            }
+        })
+        .collect();
+    for host in lab.nodes.iter().map(|n| &n.host) {
+        let status = state.hub.status(host);
+        ready &= status.applied_version >= state.hub.current(host).version && status.missing_ports == 0;
+    }
+    let snapshots = state.read(|t| t.snapshots.keys().filter(|(l, _)| *l == lab.name).count());
+    v1::Lab {
+        name: lab.name.clone(),
+        networks: lab
+            .networks
+            .iter()
+            .map(|n| v1::LabNetwork {
+                name: n.name.clone(),
+                cidr: n.cidr.clone(),
+            })
+            .collect(),
+        nodes,
+        revision: lab.revision,
+        changes: lab.changes.clone(),
+        ready,
+        snapshots: snapshots as u32,
+    }
+}
+
+fn node_spec(s: &crate::lab::model::NodeSpec) -> v1::NodeSpec {
+    v1::NodeSpec {
+        name: s.name.clone(),
+        role: s.role.clone(),
+        vcpus: s.vcpus,
+        memory_mib: s.memory_mib,
+        image: s.image.clone(),
+        disks_mib: s.disks_mib.clone(),
+        host: s.pin.clone().unwrap_or_default(),
+        interfaces: s
+            .interfaces
+            .iter()
+            .map(|i| v1::InterfaceSpec {
+                network: i.network.clone(),
+                ip: i.ip.clone().unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+pub fn snapshot_reply(s: &Snapshot) -> v1::Snapshot {
+    v1::Snapshot {
+        lab: s.lab.clone(),
+        name: s.name.clone(),
+        cold: s.cold,
+        created_unix_ms: s.created_unix_ms,
+        nodes: s.nodes.len() as u32,
+        hosts: s.hosts(),
+        micros: s.micros,
+        phases: s
+            .phases
+            .iter()
+            .map(|(phase, micros)| v1::PhaseTiming {
+                phase: phase.clone(),
+                micros: *micros,
+            })
+            .collect(),
+    }
+}
+
+pub async fn create_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
+    validate::lab_name(&r.lab)?;
+    Ok(snapshot_reply(&snapshot::create(state, &r.lab, &r.name, r.cold).await?))
+}
+
+pub async fn restore_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
+    validate::lab_name(&r.lab)?;
+    Ok(snapshot_reply(&snapshot::restore(state, &r.lab, &r.name, r.cold).await?))
+}
+
+pub async fn delete_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<(), ApiError> {
+    validate::lab_name(&r.lab)?;
+    snapshot::delete(state, &r.lab, &r.name).await
+}
+
+pub fn list_snapshots(state: &State, lab: &str) -> v1::ListSnapshotsResponse {
+    let snaps: Vec<Snapshot> = state.read(|t| {
+        t.snapshots
+            .values()
+            .filter(|s| lab.is_empty() || s.lab == lab)
+            .cloned()
+            .collect()
+    });
+    v1::ListSnapshotsResponse {
+        snapshots: snaps.iter().map(snapshot_reply).collect(),
+    }
+}
+
+pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
+    if r.command.is_empty() || r.command.contains('\n') || r.command.len() > 4096 {
+        return Err(invalid("the command must be one non-empty line of at most 4096 bytes"));
+    }
+    let host = state.read(|t| {
+        let lab = t
+            .labs
+            .get(&r.lab)
+            .ok_or_else(|| not_found(format!("lab {} does not exist; `ctl lab ls` lists the labs", r.lab)))?;
+        lab.node(&r.node)
+            .map(|n| n.host.clone())
+            .ok_or_else(|| not_found(format!("lab {} has no node {}", r.lab, r.node)))
+    })?;
+    let timeout = match r.timeout_ms {
+        0 => EXEC_DEFAULT,
+        ms => Duration::from_millis(u64::from(ms)).min(EXEC_MAX),
+    };
+    let op = v1::Operation {
+        id: 0,
+        kind: v1::OperationKind::Exec.into(),
+        lab: r.lab.clone(),
+        nodes: vec![r.node.clone()],
+        snapshot: String::new(),
+        command: r.command,
+        timeout_ms: timeout.as_millis() as u32,
+    };
+    let result = state.nodes.run(&host, op, timeout + Duration::from_secs(15)).await?;
+    if !result.ok {
+        return Err(ApiError::FailedPrecondition(format!(
+            "node {} of lab {} on {host}: {}",
+            r.node, r.lab, result.error
+        )));
+    }
+    Ok(v1::ExecNodeResponse {
+        exit_code: result.exit_code,
+        output: result.output,
+    })
+}
