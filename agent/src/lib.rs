@@ -5,6 +5,7 @@ pub mod desired;
 pub mod image;
 pub mod libvirt;
 pub mod monitor;
+pub mod nodes;
 pub mod ovs;
 pub mod reconcile;
 pub mod render;

@@ -3,11 +3,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use dclab_agent::{ovs::Ovs, reconcile::Reconciler, watch};
+use dclab_agent::{nodes, ovs::Ovs, reconcile::Reconciler, watch};
 use dclab_proto::net::ClientConfig;
 use tracing::info;
 
-/// dclab agent: keeps this host's Open vSwitch bridge in step with the rules the coordinator computes.
+/// dclab agent: keeps this host's Open vSwitch bridge in step with the rules the coordinator computes,
+/// and runs the lab nodes (libvirt VMs) the coordinator places on this host.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -38,6 +39,30 @@ struct Args {
     /// Memory offered to lab nodes, in MiB [default: this machine's memory less 1 GiB].
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Where lab nodes' files live: LAB_DIR/<lab>/<node>/ with spec.json, disks, seed and console
+    /// socket. Agents sharing one libvirtd need one each: the agent removes only domains it has a
+    /// node dir for.
+    #[arg(long, default_value = "/var/lib/dclab/labs")]
+    lab_dir: PathBuf,
+    /// Node images: micro/ (the micro-VM, built here on first use) and <image>.qcow2 for each
+    /// cloud image a lab names (put there by the operator).
+    #[arg(long, default_value = "/var/lib/dclab/images")]
+    image_dir: PathBuf,
+    /// Where the apt cache node's disk (apt-cacher-ng.qcow2) lives; it outlives labs, so a
+    /// reinstalled lab gets the same package versions. The agent never deletes it.
+    #[arg(long, default_value = "/var/lib/dclab/cache")]
+    cache_dir: PathBuf,
+    /// libvirt connection for lab nodes. Opened when nodes need it: without libvirtd the agent
+    /// still manages flows and reports its nodes as failed.
+    #[arg(long, default_value = "qemu:///system")]
+    libvirt_uri: String,
+    /// libvirt domain type of lab nodes: qemu (TCG emulation, works everywhere) or kvm.
+    #[arg(long, default_value = "qemu")]
+    domain_type: String,
+    /// Network namespace of this host's ovs-vswitchd (simulated hosts of `ctl local`): node taps
+    /// move there before joining the bridge. Unset: taps stay in libvirtd's namespace.
+    #[arg(long)]
+    vm_netns: Option<String>,
     /// Certificates: by default PKI_DIR/agent-<host-id>.crt and .key.
     #[command(flatten)]
     tls: dclab_proto::net::TlsArgs,
@@ -68,18 +93,34 @@ async fn main() -> anyhow::Result<()> {
         vcpus: args.vcpus.unwrap_or_else(machine_cpus),
         memory_mib: args.memory_mib.unwrap_or_else(machine_memory_mib),
     };
+    let node_config = nodes::Config {
+        host_id: args.host_id.clone(),
+        lab_dir: absolute(&args.lab_dir)?,
+        image_dir: absolute(&args.image_dir)?,
+        cache_dir: absolute(&args.cache_dir)?,
+        libvirt_uri: args.libvirt_uri,
+        domain_type: args.domain_type,
+        vm_netns: args.vm_netns,
+        ovs: ovs.clone(),
+    };
     let reconciler = Reconciler {
         ovs,
         host_id: args.host_id,
         uplink: args.uplink,
         channel: channel.clone(),
     };
-    tokio::spawn(watch::run(channel, registration, desired_tx));
+    tokio::spawn(watch::run(channel.clone(), registration, desired_tx));
     tokio::select! {
         _ = reconciler.run(desired_rx) => {}
-        _ = dclab_proto::net::shutdown_signal() => info!("agent stopping; flows stay installed"),
+        _ = nodes::run(channel, node_config) => {}
+        _ = dclab_proto::net::shutdown_signal() => info!("agent stopping; flows and lab nodes stay as they are"),
     }
     Ok(())
+}
+
+/// Overlays record their backing file's path: node paths stay absolute.
+fn absolute(dir: &std::path::Path) -> anyhow::Result<PathBuf> {
+    std::path::absolute(dir).with_context(|| format!("cannot make {} absolute", dir.display()))
 }
 
 fn machine_cpus() -> u32 {

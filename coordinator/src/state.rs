@@ -115,7 +115,8 @@ impl State {
         let nodes_changed = ops.iter().any(|op| {
             matches!(
                 op,
-                Op::Put(Record::Lab(_) | Record::Host(_)) | Op::Delete(RecordKey::Lab(_) | RecordKey::Host(_))
+                Op::Put(Record::Lab(_) | Record::Host(_))
+                    | Op::Delete(RecordKey::Lab(_) | RecordKey::Host(_))
             )
         });
         if nodes_changed {

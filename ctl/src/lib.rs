@@ -8,6 +8,7 @@ pub mod image;
 pub mod lab;
 pub mod local;
 pub mod output;
+pub mod snapshot;
 pub mod topology;
 
 use dclab_proto::net::{ClientConfig, TlsArgs};

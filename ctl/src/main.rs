@@ -45,6 +45,9 @@ enum Command {
     /// Labs: VMs and their networks described once in a lab file.
     #[command(subcommand)]
     Lab(dclab_ctl::lab::cli::LabCommand),
+    /// Whole-lab snapshots: every node on every host at one moment.
+    #[command(subcommand)]
+    Snapshot(dclab_ctl::snapshot::SnapshotCommand),
     /// Benchmarks: figures side by side with their references, in one run.
     #[command(subcommand)]
     Bench(dclab_ctl::bench::BenchCommand),
@@ -83,10 +86,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(cmd) => return local::run(cmd, json).await,
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
         Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, format).await,
-        Command::Lab(dclab_ctl::lab::cli::LabCommand::Plan { file }) => {
-            return dclab_ctl::lab::cli::run_plan(client().await?, &file, format).await;
+        Command::Lab(cmd) if dclab_ctl::lab::cli::needs_coordinator(&cmd) => {
+            return dclab_ctl::lab::cli::run_remote(client().await?, cmd, format).await;
         }
         Command::Lab(cmd) => return dclab_ctl::lab::cli::run(cmd, format),
+        Command::Snapshot(cmd) => return dclab_ctl::snapshot::run(client().await?, cmd, format).await,
         Command::Image(cmd) => return dclab_ctl::image::run(cmd),
         Command::Certs(cmd) => return dclab_ctl::certs::run(cmd, format),
         Command::Host(cmd) => topology::host(client().await?, cmd, format).await,

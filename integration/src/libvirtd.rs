@@ -1,61 +1,14 @@
 //! A libvirtd for tests: the running one if there is one, else one this
 //! test starts (with virtlogd) and stops again by pid.
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+pub use dclab_ctl::local::libvirtd::Libvirtd as Daemons;
 
-pub struct Libvirtd {
-    /// Pids of daemons this test started, to stop when done.
-    started: Vec<i32>,
-}
-
-fn answers() -> bool {
-    Command::new("virsh")
-        .args(["-c", "qemu:///system", "version"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
-fn pidfile(path: &str) -> Option<i32> {
-    std::fs::read_to_string(path).ok()?.trim().parse().ok()
-}
+/// libvirtd for a test; a missing one fails the test with what to install.
+pub struct Libvirtd(#[allow(dead_code)] Daemons);
 
 impl Libvirtd {
     pub fn ensure() -> Libvirtd {
-        if answers() {
-            return Libvirtd { started: vec![] };
-        }
-        let mut started = vec![];
-        for (daemon, pidfile_path) in [
-            ("virtlogd", "/run/virtlogd.pid"),
-            ("libvirtd", "/run/libvirtd.pid"),
-        ] {
-            let ok = Command::new(daemon).arg("-d").status().is_ok_and(|s| s.success());
-            assert!(
-                ok,
-                "cannot start {daemon}: install libvirt-daemon-system (scripts/install-deps.sh --vm)"
-            );
-            std::thread::sleep(Duration::from_millis(300));
-            started.extend(pidfile(pidfile_path));
-        }
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !answers() {
-            assert!(
-                Instant::now() < deadline,
-                "libvirtd started but does not answer on qemu:///system"
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        Libvirtd { started }
-    }
-}
-
-impl Drop for Libvirtd {
-    fn drop(&mut self) {
-        for pid in self.started.iter().rev() {
-            // SAFETY: plain signal to a daemon this test started.
-            unsafe { libc::kill(*pid, libc::SIGTERM) };
-        }
+        Libvirtd(Daemons::ensure().unwrap_or_else(|e| panic!("{e:#}")))
     }
 }
 

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use dclab_agent::image::{build_micro, MicroImage, SerialConsole};
 use dclab_agent::libvirt::disk::create_overlay;
 use dclab_agent::libvirt::{Boot, Hypervisor, Nic, VmSpec};
-use dclab_agent::image::{build_micro, MicroImage, SerialConsole};
 use dclab_integration::api::Api;
 use dclab_integration::libvirtd::{vm_dir, Domains, Libvirtd};
 use dclab_integration::{cluster, Cluster};

@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use dclab_agent::image::{build_micro, SerialConsole};
 use dclab_agent::libvirt::disk::create_overlay;
 use dclab_agent::libvirt::{Boot, Hypervisor, VmSpec};
-use dclab_agent::image::{build_micro, SerialConsole};
 use dclab_integration::libvirtd::{vm_dir, Domains, Libvirtd};
 
 fn console(socket: &Path) -> SerialConsole {

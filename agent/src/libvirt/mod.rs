@@ -22,6 +22,13 @@ pub struct VirtError {
     why: String,
 }
 
+impl VirtError {
+    /// libvirt's message alone, without what was being done.
+    pub fn reason(&self) -> &str {
+        &self.why
+    }
+}
+
 fn ctx(what: impl Into<String>) -> impl FnOnce(virt::error::Error) -> VirtError {
     let what = what.into();
     move |source| VirtError {
@@ -86,7 +93,9 @@ impl Hypervisor {
     }
 
     fn existing(&self, name: &str) -> Result<Domain, VirtError> {
-        self.conn.lookup_domain_by_name(name).map_err(ctx(format!("no domain {name}")))
+        self.conn
+            .lookup_domain_by_name(name)
+            .map_err(ctx(format!("no domain {name}")))
     }
 
     /// None when no domain of that name is defined.
@@ -112,7 +121,10 @@ impl Hypervisor {
     fn define(&self, spec: &VmSpec) -> Result<Domain, VirtError> {
         match self.domain(&spec.name)? {
             Some(dom) => Ok(dom),
-            None => self.conn.define_domain_xml(&domain_xml(spec)).map_err(ctx(format!("defining {}", spec.name))),
+            None => self
+                .conn
+                .define_domain_xml(&domain_xml(spec))
+                .map_err(ctx(format!("defining {}", spec.name))),
         }
     }
 
@@ -138,7 +150,11 @@ impl Hypervisor {
 
     /// Starts a defined domain that is off; an active one is left alone.
     pub fn start(&self, name: &str) -> Result<(), VirtError> {
-        self.op(name, "starting", |d| if d.is_active()? { Ok(()) } else { d.create() })
+        self.op(
+            name,
+            "starting",
+            |d| if d.is_active()? { Ok(()) } else { d.create() },
+        )
     }
 
     pub fn pause(&self, name: &str) -> Result<(), VirtError> {
@@ -244,7 +260,8 @@ impl Hypervisor {
             return Ok(());
         };
         destroy_if_active(&dom).map_err(ctx(format!("stopping {name}")))?;
-        let flags = virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE;
+        let flags =
+            virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE;
         dom.undefine_flags(flags)
             .map_err(ctx(format!("undefining {name}")))
     }

@@ -90,12 +90,19 @@ fn shutdown_and_destroy_leave_the_domain_off_from_any_state() {
     hv.start(name).unwrap();
     hv.pause(name).unwrap();
     hv.shutdown(name, Duration::from_secs(5)).unwrap();
-    assert_eq!(hv.state(name).unwrap(), Some(VmState::Off), "a paused guest is stopped too");
+    assert_eq!(
+        hv.state(name).unwrap(),
+        Some(VmState::Off),
+        "a paused guest is stopped too"
+    );
     hv.start(name).unwrap();
     hv.destroy(name).unwrap();
     hv.destroy(name).unwrap();
     assert_eq!(hv.state(name).unwrap(), Some(VmState::Off));
-    let err = hv.shutdown("dclab-t4-missing", Duration::ZERO).unwrap_err().to_string();
+    let err = hv
+        .shutdown("dclab-t4-missing", Duration::ZERO)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("dclab-t4-missing"), "{err}");
     hv.remove(name).unwrap();
 }
@@ -149,7 +156,9 @@ fn deleting_a_missing_snapshot_is_fine() {
 
 #[test]
 fn snapshot_kind_reads_the_state_element() {
-    let xml = |state: &str| format!("<domainsnapshot><name>s</name><state>{state}</state><domain/></domainsnapshot>");
+    let xml = |state: &str| {
+        format!("<domainsnapshot><name>s</name><state>{state}</state><domain/></domainsnapshot>")
+    };
     assert_eq!(snapshot_kind(&xml("running")), SnapshotKind::Live);
     assert_eq!(snapshot_kind(&xml("paused")), SnapshotKind::Live);
     assert_eq!(snapshot_kind(&xml("shutoff")), SnapshotKind::Offline);

@@ -42,7 +42,10 @@ fn fnv1a(text: &str) -> u64 {
 /// Stable per interface, locally administered, unicast.
 pub fn nic_mac(lab: &str, node: &str, index: usize) -> String {
     let h = fnv1a(&format!("{lab}/{node}/{index}")).to_be_bytes();
-    format!("02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}", h[0], h[1], h[2], h[3], h[4])
+    format!(
+        "02:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+        h[0], h[1], h[2], h[3], h[4]
+    )
 }
 
 /// Interface names are at most 15 bytes: a hash keeps them short and unique.
@@ -88,7 +91,11 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
         .filter(|s| old_nodes.get(s.name.as_str()).is_some_and(|n| n.spec == **s))
         .map(|s| s.name.as_str())
         .collect();
-    let to_place: Vec<&NodeSpec> = checked.nodes.iter().filter(|s| !kept.contains(s.name.as_str())).collect();
+    let to_place: Vec<&NodeSpec> = checked
+        .nodes
+        .iter()
+        .filter(|s| !kept.contains(s.name.as_str()))
+        .collect();
     let hosts = place(topo, name, &kept, &to_place)?;
 
     let mut changes = Vec::new();
@@ -166,7 +173,9 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
                 kind: PortKind::Vm,
             };
             let ops = mutate::create_port(&batch.scratch, view.keys, &port);
-            batch.push(ops).map_err(|e| e.context(&format!("lab {name}, node {}", spec.name)))?;
+            batch
+                .push(ops)
+                .map_err(|e| e.context(&format!("lab {name}, node {}", spec.name)))?;
             nics.push(nic);
         }
         let verb = if previous.is_some() { "replaced" } else { "added" };
@@ -264,7 +273,11 @@ impl Addresses {
             for nic in &old[name].nics {
                 let ip = parse(&nic.ip)?;
                 let fresh = used.entry(nic.network.clone()).or_default().insert(ip);
-                let fixed = old[name].spec.interfaces.iter().any(|i| i.ip.as_deref() == Some(&nic.ip));
+                let fixed = old[name]
+                    .spec
+                    .interfaces
+                    .iter()
+                    .any(|i| i.ip.as_deref() == Some(&nic.ip));
                 if !fresh && !fixed {
                     return Err(exists(format!(
                         "address {ip} in network {} is held by node {name}; pick another fixed address",
@@ -276,7 +289,13 @@ impl Addresses {
         Ok(Addresses { used })
     }
 
-    fn pick(&mut self, net: &str, fixed: Option<&str>, was: Option<&str>, cidr: &Cidr) -> Result<Ipv4Addr, ApiError> {
+    fn pick(
+        &mut self,
+        net: &str,
+        fixed: Option<&str>,
+        was: Option<&str>,
+        cidr: &Cidr,
+    ) -> Result<Ipv4Addr, ApiError> {
         if let Some(ip) = fixed {
             return parse(ip);
         }
@@ -328,7 +347,9 @@ pub fn delete(topo: &Topology, name: &str) -> Ops {
     }
     for (lab_name, snap) in topo.snapshots.keys() {
         if lab_name == name {
-            batch.ops.push(Op::Delete(RecordKey::Snapshot(lab_name.clone(), snap.clone())));
+            batch
+                .ops
+                .push(Op::Delete(RecordKey::Snapshot(lab_name.clone(), snap.clone())));
         }
     }
     batch.ops.push(Op::Delete(RecordKey::Lab(name.to_string())));

@@ -196,7 +196,12 @@ impl NodeHub {
     }
 
     /// Sends `op` to the agent of `host` and waits for its result.
-    pub async fn run(&self, host: &str, mut op: v1::Operation, timeout: Duration) -> Result<v1::OperationResult, ApiError> {
+    pub async fn run(
+        &self,
+        host: &str,
+        mut op: v1::Operation,
+        timeout: Duration,
+    ) -> Result<v1::OperationResult, ApiError> {
         let (tx, rx) = oneshot::channel();
         let sender = {
             let mut inner = self.inner.lock().unwrap();

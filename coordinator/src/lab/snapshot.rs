@@ -113,7 +113,12 @@ fn lab_nodes(state: &State, lab: &str) -> Result<Vec<(String, String)>, ApiError
     state.read(|t| {
         t.labs
             .get(lab)
-            .map(|l| l.nodes.iter().map(|n| (n.spec.name.clone(), n.host.clone())).collect())
+            .map(|l| {
+                l.nodes
+                    .iter()
+                    .map(|n| (n.spec.name.clone(), n.host.clone()))
+                    .collect()
+            })
             .ok_or_else(|| not_found(format!("lab {lab} does not exist; `ctl lab ls` lists the labs")))
     })
 }
@@ -173,7 +178,13 @@ pub async fn create(state: &State, lab: &str, name: &str, cold: bool) -> Result<
         phases: clock.phases,
     };
     state.write(|_| Ok(vec![Op::Put(Record::Snapshot(snap.clone()))]))?;
-    info!(lab, snapshot = name, cold, ms = snap.micros / 1000, "snapshot created");
+    info!(
+        lab,
+        snapshot = name,
+        cold,
+        ms = snap.micros / 1000,
+        "snapshot created"
+    );
     if let Err(e) = resumed {
         return Err(precondition(format!(
             "snapshot {name} of lab {lab} was taken, but resuming failed on {e}; the agents keep trying"
@@ -199,12 +210,16 @@ pub async fn restore(state: &State, lab: &str, name: &str, cold: bool) -> Result
     let mut clock = Clock::new();
     let stop = stop_kind(cold);
     if let Err(e) = phase(state, stop, lab, name, &hosts).await {
-        let what = format!("restoring {name} of lab {lab}: {} failed on {e}", phase_name(stop));
+        let what = format!(
+            "restoring {name} of lab {lab}: {} failed on {e}",
+            phase_name(stop)
+        );
         return Err(recover(state, lab, &hosts, what).await);
     }
     clock.lap(stop);
     if let Err(e) = phase(state, Kind::Revert, lab, name, &hosts).await {
-        let what = format!("restoring {name} of lab {lab}: revert failed on {e} (other hosts' nodes were reverted)");
+        let what =
+            format!("restoring {name} of lab {lab}: revert failed on {e} (other hosts' nodes were reverted)");
         return Err(recover(state, lab, &hosts, what).await);
     }
     clock.lap(Kind::Revert);
@@ -215,7 +230,12 @@ pub async fn restore(state: &State, lab: &str, name: &str, cold: bool) -> Result
             "snapshot {name} of lab {lab} was restored, but resuming failed on {e}; the agents keep trying"
         )));
     }
-    info!(lab, snapshot = name, ms = clock.total() / 1000, "snapshot restored");
+    info!(
+        lab,
+        snapshot = name,
+        ms = clock.total() / 1000,
+        "snapshot restored"
+    );
     Ok(Snapshot {
         micros: clock.total(),
         phases: clock.phases,
@@ -234,7 +254,12 @@ pub async fn delete(state: &State, lab: &str, name: &str) -> Result<(), ApiError
             "removing snapshot {name} of lab {lab} failed on {e}; it is kept, try again"
         )));
     }
-    state.write(|_| Ok(vec![Op::Delete(RecordKey::Snapshot(lab.to_string(), name.to_string()))]))?;
+    state.write(|_| {
+        Ok(vec![Op::Delete(RecordKey::Snapshot(
+            lab.to_string(),
+            name.to_string(),
+        ))])
+    })?;
     Ok(())
 }
 

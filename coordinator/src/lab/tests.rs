@@ -59,7 +59,10 @@ fn up(state: &State, spec: &v1::LabSpec) -> Result<Vec<String>, ApiError> {
 fn a_lab_becomes_tenant_networks_ports_and_node_sets() {
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path());
-    let lab = spec("pair", vec![node("a", 512, "h1", "10.0.0.1"), node("b", 512, "", "")]);
+    let lab = spec(
+        "pair",
+        vec![node("a", 512, "h1", "10.0.0.1"), node("b", 512, "", "")],
+    );
     let changes = up(&state, &lab).unwrap();
     assert_eq!(changes.len(), 3, "{changes:?}");
     state.read(|t| {
@@ -88,20 +91,48 @@ fn a_lab_becomes_tenant_networks_ports_and_node_sets() {
 fn reapply_replaces_changed_nodes_only_and_keeps_addresses() {
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path());
-    up(&state, &spec("l", vec![node("a", 256, "", ""), node("b", 256, "", ""), node("c", 256, "", "")])).unwrap();
+    up(
+        &state,
+        &spec(
+            "l",
+            vec![
+                node("a", 256, "", ""),
+                node("b", 256, "", ""),
+                node("c", 256, "", ""),
+            ],
+        ),
+    )
+    .unwrap();
     let before = state.read(|t| t.labs["l"].clone());
     let h1_version = state.nodes.set_version("h1");
-    let changes = up(&state, &spec("l", vec![node("a", 256, "", ""), node("b", 384, "", "")])).unwrap();
-    assert!(changes.iter().any(|c| c.starts_with("replaced node b")), "{changes:?}");
-    assert!(changes.iter().any(|c| c.starts_with("removed node c")), "{changes:?}");
+    let changes = up(
+        &state,
+        &spec("l", vec![node("a", 256, "", ""), node("b", 384, "", "")]),
+    )
+    .unwrap();
+    assert!(
+        changes.iter().any(|c| c.starts_with("replaced node b")),
+        "{changes:?}"
+    );
+    assert!(
+        changes.iter().any(|c| c.starts_with("removed node c")),
+        "{changes:?}"
+    );
     assert_eq!(changes.len(), 2, "a is unchanged: {changes:?}");
     let after = state.read(|t| t.labs["l"].clone());
     assert_eq!(after.node("a"), before.node("a"));
-    assert_eq!(after.node("b").unwrap().nics[0].ip, before.node("b").unwrap().nics[0].ip);
+    assert_eq!(
+        after.node("b").unwrap().nics[0].ip,
+        before.node("b").unwrap().nics[0].ip
+    );
     state.read(|t| assert!(!t.ports.contains_key("l.c.0")));
     let a_host = &after.node("a").unwrap().host;
     if a_host == "h1" && before.node("c").unwrap().host != "h1" && after.node("b").unwrap().host != "h1" {
-        assert_eq!(state.nodes.set_version("h1"), h1_version, "h1's set did not change");
+        assert_eq!(
+            state.nodes.set_version("h1"),
+            h1_version,
+            "h1's set did not change"
+        );
     }
 }
 
@@ -113,7 +144,10 @@ fn capacity_counts_other_labs_and_refusals_write_nothing() {
     let revision = state.revision();
     let err = up(&state, &spec("two", vec![node("x", 100, "h1", "")])).unwrap_err();
     assert!(matches!(err, ApiError::ResourceExhausted(_)), "{err}");
-    assert!(err.to_string().contains("lab two") && err.to_string().contains("h1"), "{err}");
+    assert!(
+        err.to_string().contains("lab two") && err.to_string().contains("h1"),
+        "{err}"
+    );
     assert_eq!(state.revision(), revision);
     state.read(|t| assert!(!t.tenants.contains_key("two")));
     // Same CIDR in another lab on the same host is fine: labs are tenants.
@@ -126,11 +160,20 @@ fn bad_specs_are_refused_with_the_field_at_fault() {
     let state = state(dir.path());
     let mut bad = spec("l", vec![node("a", 256, "", "10.9.0.1")]);
     let err = up(&state, &bad).unwrap_err().to_string();
-    assert!(err.contains("node a: interfaces") && err.contains("10.9.0.1"), "{err}");
+    assert!(
+        err.contains("node a: interfaces") && err.contains("10.9.0.1"),
+        "{err}"
+    );
     bad.nodes[0].interfaces[0].ip = String::new();
     bad.nodes[0].interfaces[0].network = "wan".into();
-    assert!(up(&state, &bad).unwrap_err().to_string().contains("\"wan\" is not a network"));
-    let twice = spec("l", vec![node("a", 256, "", "10.0.0.5"), node("b", 256, "", "10.0.0.5")]);
+    assert!(up(&state, &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("\"wan\" is not a network"));
+    let twice = spec(
+        "l",
+        vec![node("a", 256, "", "10.0.0.5"), node("b", 256, "", "10.0.0.5")],
+    );
     assert!(up(&state, &twice).unwrap_err().to_string().contains("used twice"));
     let long = spec(&"x".repeat(30), vec![]);
     assert!(up(&state, &long).unwrap_err().to_string().contains("limit is 24"));
@@ -149,7 +192,11 @@ fn delete_removes_everything_and_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     {
         let state = state(dir.path());
-        up(&state, &spec("l", vec![node("a", 256, "h1", ""), node("b", 256, "h1", "")])).unwrap();
+        up(
+            &state,
+            &spec("l", vec![node("a", 256, "h1", ""), node("b", 256, "h1", "")]),
+        )
+        .unwrap();
         state.mutate(|v| apply::delete(v.topo, "l")).unwrap();
         state.read(|t| {
             assert!(t.labs.is_empty() && t.ports.is_empty() && t.bkeys.is_empty());
@@ -162,7 +209,11 @@ fn delete_removes_everything_and_survives_reopen() {
     }
     let state = State::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
     state.read(|t| assert_eq!(t.labs["k"].node("a").unwrap().host, "h2"));
-    assert_eq!(state.nodes.subscribe("h2").borrow().nodes.len(), 1, "node sets are rebuilt at start");
+    assert_eq!(
+        state.nodes.subscribe("h2").borrow().nodes.len(),
+        1,
+        "node sets are rebuilt at start"
+    );
 }
 
 #[test]

@@ -27,8 +27,15 @@ pub struct Checked {
     pub ssh_keys: Vec<String>,
 }
 
+/// Lab and node names join with '.' into port and domain names, so they
+/// cannot contain one.
 fn short_name(what: &str, name: &str, max: usize) -> Result<(), ApiError> {
     check_name(what, name)?;
+    if name.contains('.') {
+        return Err(invalid(format!(
+            "{what} name {name} contains '.'; use letters, digits, '-' and '_'"
+        )));
+    }
     if name.len() > max {
         return Err(invalid(format!(
             "{what} name {name} is {} bytes long; the limit is {max}",
@@ -69,14 +76,23 @@ pub fn check(spec: &v1::LabSpec) -> Result<Checked, ApiError> {
             return Err(at("vcpus", "must be at least 1".into()));
         }
         if n.memory_mib < MIN_MEMORY_MIB {
-            return Err(at("memory", format!("{} MiB is below the minimum of {MIN_MEMORY_MIB} MiB", n.memory_mib)));
+            return Err(at(
+                "memory",
+                format!(
+                    "{} MiB is below the minimum of {MIN_MEMORY_MIB} MiB",
+                    n.memory_mib
+                ),
+            ));
         }
         check_name("image", &n.image).map_err(|e| at("image", e.to_string()))?;
         if !n.role.is_empty() {
             check_name("role", &n.role).map_err(|e| at("role", e.to_string()))?;
         }
         if n.disks_mib.len() > MAX_DISKS {
-            return Err(at("disks", format!("{} disks; the limit is {MAX_DISKS}", n.disks_mib.len())));
+            return Err(at(
+                "disks",
+                format!("{} disks; the limit is {MAX_DISKS}", n.disks_mib.len()),
+            ));
         }
         if let Some(bad) = n.disks_mib.iter().find(|d| **d == 0 || **d > MAX_DISK_MIB) {
             return Err(at("disks", format!("{bad} MiB; sizes go from 1 MiB to 4 TiB")));
@@ -85,29 +101,43 @@ pub fn check(spec: &v1::LabSpec) -> Result<Checked, ApiError> {
             check_name("host", &n.host).map_err(|e| at("host", e.to_string()))?;
         }
         if n.interfaces.len() > MAX_NICS {
-            return Err(at("interfaces", format!("{} interfaces; the limit is {MAX_NICS}", n.interfaces.len())));
+            return Err(at(
+                "interfaces",
+                format!("{} interfaces; the limit is {MAX_NICS}", n.interfaces.len()),
+            ));
         }
         let mut interfaces = Vec::new();
         let mut on = BTreeSet::new();
         for i in &n.interfaces {
             let Some(cidr) = cidrs.get(i.network.as_str()) else {
-                return Err(at("interfaces", format!("network {:?} is not a network of the lab", i.network)));
+                return Err(at(
+                    "interfaces",
+                    format!("network {:?} is not a network of the lab", i.network),
+                ));
             };
             if !on.insert(i.network.as_str()) {
-                return Err(at("interfaces", format!("two interfaces on network {}", i.network)));
+                return Err(at(
+                    "interfaces",
+                    format!("two interfaces on network {}", i.network),
+                ));
             }
             let ip = if i.ip.is_empty() {
                 None
             } else {
-                let ip: Ipv4Addr = i
-                    .ip
-                    .parse()
-                    .map_err(|_| at("interfaces", format!("malformed IPv4 address {:?}", i.ip)))?;
+                let ip: Ipv4Addr =
+                    i.ip.parse()
+                        .map_err(|_| at("interfaces", format!("malformed IPv4 address {:?}", i.ip)))?;
                 if !cidr.is_host_address(ip) {
-                    return Err(at("interfaces", format!("{ip} is not a host address of {} ({cidr})", i.network)));
+                    return Err(at(
+                        "interfaces",
+                        format!("{ip} is not a host address of {} ({cidr})", i.network),
+                    ));
                 }
                 if !fixed.insert((i.network.as_str(), ip)) {
-                    return Err(at("interfaces", format!("{ip} is used twice in network {}", i.network)));
+                    return Err(at(
+                        "interfaces",
+                        format!("{ip} is used twice in network {}", i.network),
+                    ));
                 }
                 Some(ip.to_string())
             };

@@ -68,7 +68,10 @@ impl AgentControl for AgentService {
 
     type WatchNodesStream = super::nodes::NodeStream;
 
-    async fn watch_nodes(&self, req: Request<v1::WatchNodesRequest>) -> Result<Response<Self::WatchNodesStream>, Status> {
+    async fn watch_nodes(
+        &self,
+        req: Request<v1::WatchNodesRequest>,
+    ) -> Result<Response<Self::WatchNodesStream>, Status> {
         auth::agent_for(&req, "WatchNodes", &req.get_ref().host_id)?;
         let host = req.into_inner().host_id;
         Ok(Response::new(super::nodes::watch(&self.state, host)?))
@@ -80,7 +83,10 @@ impl AgentControl for AgentService {
         Ok(Response::new(v1::Empty {}))
     }
 
-    async fn report_operation(&self, req: Request<v1::OperationResult>) -> Result<Response<v1::Empty>, Status> {
+    async fn report_operation(
+        &self,
+        req: Request<v1::OperationResult>,
+    ) -> Result<Response<v1::Empty>, Status> {
         auth::agent_for(&req, "ReportOperation", &req.get_ref().host_id)?;
         let r = req.into_inner();
         self.state.nodes.complete(&r.host_id.clone(), r);

@@ -64,7 +64,9 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
             .cloned()
             .collect();
         if pending.is_empty() || Instant::now() >= deadline {
-            return Ok(v1::DeleteLabResponse { pending_hosts: pending });
+            return Ok(v1::DeleteLabResponse {
+                pending_hosts: pending,
+            });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -72,7 +74,8 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
 
 pub fn get_lab(state: &State, name: &str) -> Result<v1::Lab, ApiError> {
     let lab = state.read(|t| t.labs.get(name).cloned());
-    let lab = lab.ok_or_else(|| not_found(format!("lab {name} does not exist; `ctl lab ls` lists the labs")))?;
+    let lab =
+        lab.ok_or_else(|| not_found(format!("lab {name} does not exist; `ctl lab ls` lists the labs")))?;
     Ok(lab_status(state, &lab))
 }
 
@@ -165,12 +168,16 @@ pub fn snapshot_reply(s: &Snapshot) -> v1::Snapshot {
 
 pub async fn create_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
     validate::lab_name(&r.lab)?;
-    Ok(snapshot_reply(&snapshot::create(state, &r.lab, &r.name, r.cold).await?))
+    Ok(snapshot_reply(
+        &snapshot::create(state, &r.lab, &r.name, r.cold).await?,
+    ))
 }
 
 pub async fn restore_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
     validate::lab_name(&r.lab)?;
-    Ok(snapshot_reply(&snapshot::restore(state, &r.lab, &r.name, r.cold).await?))
+    Ok(snapshot_reply(
+        &snapshot::restore(state, &r.lab, &r.name, r.cold).await?,
+    ))
 }
 
 pub async fn delete_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<(), ApiError> {
@@ -193,13 +200,17 @@ pub fn list_snapshots(state: &State, lab: &str) -> v1::ListSnapshotsResponse {
 
 pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
     if r.command.is_empty() || r.command.contains('\n') || r.command.len() > 4096 {
-        return Err(invalid("the command must be one non-empty line of at most 4096 bytes"));
+        return Err(invalid(
+            "the command must be one non-empty line of at most 4096 bytes",
+        ));
     }
     let host = state.read(|t| {
-        let lab = t
-            .labs
-            .get(&r.lab)
-            .ok_or_else(|| not_found(format!("lab {} does not exist; `ctl lab ls` lists the labs", r.lab)))?;
+        let lab = t.labs.get(&r.lab).ok_or_else(|| {
+            not_found(format!(
+                "lab {} does not exist; `ctl lab ls` lists the labs",
+                r.lab
+            ))
+        })?;
         lab.node(&r.node)
             .map(|n| n.host.clone())
             .ok_or_else(|| not_found(format!("lab {} has no node {}", r.lab, r.node)))
@@ -217,7 +228,10 @@ pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeR
         command: r.command,
         timeout_ms: timeout.as_millis() as u32,
     };
-    let result = state.nodes.run(&host, op, timeout + Duration::from_secs(15)).await?;
+    let result = state
+        .nodes
+        .run(&host, op, timeout + Duration::from_secs(15))
+        .await?;
     if !result.ok {
         return Err(ApiError::FailedPrecondition(format!(
             "node {} of lab {} on {host}: {}",

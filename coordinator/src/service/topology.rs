@@ -289,11 +289,15 @@ impl TopologyApi for TopologyService {
     }
 
     async fn create_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
-        Ok(Response::new(labs::create_snapshot(&self.state, req.into_inner()).await?))
+        Ok(Response::new(
+            labs::create_snapshot(&self.state, req.into_inner()).await?,
+        ))
     }
 
     async fn restore_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
-        Ok(Response::new(labs::restore_snapshot(&self.state, req.into_inner()).await?))
+        Ok(Response::new(
+            labs::restore_snapshot(&self.state, req.into_inner()).await?,
+        ))
     }
 
     async fn delete_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Empty> {
@@ -301,8 +305,14 @@ impl TopologyApi for TopologyService {
         Ok(Response::new(v1::Empty {}))
     }
 
-    async fn list_snapshots(&self, req: Request<v1::ListSnapshotsRequest>) -> Reply<v1::ListSnapshotsResponse> {
-        Ok(Response::new(labs::list_snapshots(&self.state, &req.into_inner().lab)))
+    async fn list_snapshots(
+        &self,
+        req: Request<v1::ListSnapshotsRequest>,
+    ) -> Reply<v1::ListSnapshotsResponse> {
+        Ok(Response::new(labs::list_snapshots(
+            &self.state,
+            &req.into_inner().lab,
+        )))
     }
 
     async fn exec_node(&self, req: Request<v1::ExecNodeRequest>) -> Reply<v1::ExecNodeResponse> {

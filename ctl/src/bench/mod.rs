@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod lab;
 pub mod restart;
 
 use clap::Subcommand;
@@ -20,6 +21,9 @@ pub enum BenchCommand {
     /// A host with over 50,000 flows: kill -9 and restart its agent under a
     /// 10 ms ping, count lost packets and reinstalled flows.
     AgentRestart(restart::RestartArgs),
+    /// A 6-node micro-VM lab on 2 simulated hosts: lab up, whole-lab
+    /// snapshot create and restore (live and cold), lab down.
+    Lab(lab::LabBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
@@ -31,6 +35,7 @@ pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
         BenchCommand::AgentRestart(args) => {
             tokio::task::spawn_blocking(move || restart::run(args, format)).await?
         }
+        BenchCommand::Lab(args) => tokio::task::spawn_blocking(move || lab::run(args, format)).await?,
     }
 }
 

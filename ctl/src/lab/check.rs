@@ -13,6 +13,7 @@ pub struct Lab {
     pub name: String,
     pub networks: Vec<LabNetwork>,
     pub nodes: Vec<LabNode>,
+    pub ssh_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -77,7 +78,8 @@ pub fn load(path: &str) -> Result<Lab, LabFileError> {
 
 pub fn check(file: &str, text: &str, raw: LabFile) -> Result<Lab, LabFileError> {
     let c = Checker { file, text };
-    let name = c.name("lab", &raw.lab.name, 32)?;
+    // Port names are <lab>.<node>.<n> within 64 bytes.
+    let name = c.name("lab", &raw.lab.name, 24)?;
     let mut networks = BTreeMap::new();
     for n in &raw.networks {
         let net_name = c.name("network", &n.name, 32)?;
@@ -183,10 +185,23 @@ pub fn check(file: &str, text: &str, raw: LabFile) -> Result<Lab, LabFileError> 
             interfaces,
         });
     }
+    let mut ssh_keys = Vec::new();
+    for key in &raw.lab.ssh_keys {
+        let text = key.get_ref().trim();
+        if text.is_empty() || text.contains('\n') || !text.starts_with("ssh-") && !text.starts_with("ecdsa-")
+        {
+            return Err(c.err(
+                key,
+                "ssh_keys: each entry is one public key line, like \"ssh-ed25519 AAAA... user@host\"".into(),
+            ));
+        }
+        ssh_keys.push(text.to_string());
+    }
     Ok(Lab {
         name,
         networks: networks.into_values().collect(),
         nodes,
+        ssh_keys,
     })
 }
 

@@ -1,9 +1,13 @@
-//! `ctl lab`: lab files today; bringing labs up on libvirt is the next step.
+//! `ctl lab`: lab files, and labs of VMs brought up, inspected and
+//! removed through the coordinator.
+
+use std::time::Duration;
 
 use clap::Subcommand;
 use serde_json::json;
 
 use super::check::load;
+use super::remote::{self, Client, UpOptions};
 use crate::output::{print, Format};
 
 #[derive(Subcommand)]
@@ -19,13 +23,86 @@ pub enum LabCommand {
         /// The lab file (TOML; see examples/).
         file: String,
     },
+    /// Bring a lab up, or change a running one to match its file: the
+    /// coordinator places new and changed nodes, the agents create them.
+    /// Prints each node's progress and waits until all run.
+    Up {
+        /// The lab file (TOML; see examples/).
+        file: String,
+        /// Return once the coordinator accepted the lab, without waiting.
+        #[arg(long)]
+        no_wait: bool,
+        /// How long to wait for every node to run, in seconds.
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+        /// Once up, take this whole-lab snapshot (the paper's "initial") unless it exists.
+        #[arg(long)]
+        snapshot: Option<String>,
+    },
+    /// Nodes of a lab with their host, state and addresses.
+    Status {
+        /// The lab [default: the only lab there is].
+        lab: Option<String>,
+    },
+    /// Remove a lab: every node, disk, port, rule and snapshot it had. Removing a lab that does not exist succeeds.
+    Down { lab: String },
+    /// Every lab, with how many nodes run.
+    Ls,
+    /// Run a shell command in a micro-VM node (over its serial console) and exit with its exit code.
+    Exec {
+        lab: String,
+        node: String,
+        /// Seconds to wait for the command.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// The command line, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
 }
 
+/// `lab check`, the only lab command that needs no coordinator.
 pub fn run(cmd: LabCommand, format: Format) -> anyhow::Result<()> {
     match cmd {
         LabCommand::Check { file } => check(&file, format),
-        LabCommand::Plan { .. } => {
-            anyhow::bail!("lab plan needs the coordinator; it is run through run_plan")
+        _ => anyhow::bail!("this lab command needs the coordinator"),
+    }
+}
+
+pub fn needs_coordinator(cmd: &LabCommand) -> bool {
+    !matches!(cmd, LabCommand::Check { .. })
+}
+
+pub async fn run_remote(client: Client, cmd: LabCommand, format: Format) -> anyhow::Result<()> {
+    match cmd {
+        LabCommand::Check { file } => check(&file, format),
+        LabCommand::Plan { file } => run_plan(client, &file, format).await,
+        LabCommand::Up {
+            file,
+            no_wait,
+            timeout,
+            snapshot,
+        } => {
+            let opts = UpOptions {
+                wait: !no_wait,
+                timeout: Duration::from_secs(timeout),
+                snapshot,
+            };
+            remote::up(client, &file, opts, format).await
+        }
+        LabCommand::Status { lab } => remote::status(client, lab, format).await,
+        LabCommand::Down { lab } => remote::down(client, &lab).await,
+        LabCommand::Ls => remote::list(client, format).await,
+        LabCommand::Exec {
+            lab,
+            node,
+            timeout,
+            command,
+        } => {
+            let code = remote::exec(client, &lab, &node, &command, Duration::from_secs(timeout)).await?;
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            std::process::exit(code);
         }
     }
 }

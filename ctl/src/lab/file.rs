@@ -6,6 +6,7 @@
 //! [lab]
 //! name = "openstack"
 //! image = "micro"                  # default image of every node
+//! ssh_keys = ["ssh-ed25519 AAAA..."] # authorized on cloud-image nodes
 //!
 //! [[network]]
 //! name = "management"
@@ -42,6 +43,9 @@ pub struct LabHeader {
     pub name: Spanned<String>,
     #[serde(default)]
     pub image: Option<Spanned<String>>,
+    /// SSH public keys for cloud-image nodes.
+    #[serde(default)]
+    pub ssh_keys: Vec<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -5,6 +5,9 @@
 pub mod check;
 pub mod cli;
 pub mod file;
+pub mod remote;
+pub mod show;
+pub mod spec;
 #[cfg(test)]
 mod tests;
 

@@ -14,6 +14,8 @@ use super::up::UPLINK;
 
 const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// vCPUs each simulated host offers to lab nodes.
+const LOCAL_VCPUS: u32 = 16;
 
 impl Cluster {
     /// Starts the coordinator on its data dir. A restart reuses the port of
@@ -112,6 +114,17 @@ impl Cluster {
             dir.display().to_string(),
             "--bridge".to_string(),
             ovs::BRIDGE.to_string(),
+            // Lab nodes: disks per simulated host, taps moved into its namespace.
+            "--lab-dir".to_string(),
+            dir.join("labs").display().to_string(),
+            "--vm-netns".to_string(),
+            self.host_netns(host),
+            // The apt cache disk lives on its (simulated) host.
+            "--cache-dir".to_string(),
+            dir.join("cache").display().to_string(),
+            // All simulated hosts share this machine's CPUs; TCG guests mostly idle.
+            "--vcpus".to_string(),
+            LOCAL_VCPUS.to_string(),
         ];
         let args = [args, self.tls_args()].concat();
         let record = spawn_detached(&bin, &args, &self.agent_log(host))?;

@@ -30,6 +30,11 @@ impl Cluster {
             }
             stop(state.coordinator.as_ref(), "coordinator", &mut removed);
         }
+        // With the agents gone, lab nodes are removed here: libvirtd is
+        // shared by the simulated hosts and outlives the cluster.
+        for host_dir in subdirs(&dir) {
+            remove_lab_nodes(&host_dir.join("labs"), &mut removed);
+        }
         // OvS daemons by their pidfiles too: covers a crash between start
         // and the state save. The pid is still checked against the program.
         for host_dir in subdirs(&dir) {
@@ -84,6 +89,39 @@ fn stop(record: Option<&ProcRecord>, what: &str, removed: &mut Vec<String>) {
             removed.push(format!("{what} (pid {})", record.pid));
         }
     }
+}
+
+/// Domains of the lab nodes an agent kept under `labs/<lab>/<node>`.
+fn remove_lab_nodes(labs: &Path, removed: &mut Vec<String>) {
+    let nodes: Vec<(String, String)> = subdirs(labs)
+        .iter()
+        .flat_map(|lab| subdirs(lab).into_iter().map(move |node| (lab.clone(), node)))
+        .map(|(lab, node)| (file_name(&lab), file_name(&node)))
+        .collect();
+    if nodes.is_empty() {
+        return;
+    }
+    let hv = match dclab_agent::libvirt::Hypervisor::open("qemu:///system") {
+        Ok(hv) => hv,
+        Err(e) => {
+            eprintln!("warning: cannot remove lab nodes under {}: {e}", labs.display());
+            return;
+        }
+    };
+    for (lab, node) in nodes {
+        let domain = dclab_agent::nodes::domain_name(&lab, &node);
+        match hv.remove(&domain) {
+            Ok(()) => removed.push(format!("lab node {domain}")),
+            Err(e) => eprintln!("warning: {e}"),
+        }
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .unwrap_or_default()
+        .to_string_lossy()
+        .into_owned()
 }
 
 fn subdirs(dir: &Path) -> Vec<std::path::PathBuf> {

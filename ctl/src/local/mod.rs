@@ -17,6 +17,7 @@ mod down;
 mod grpc;
 mod guard;
 mod instance;
+pub mod libvirtd;
 mod netns;
 mod ovs;
 mod process;

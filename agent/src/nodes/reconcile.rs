@@ -1,0 +1,425 @@
+//! Converges this host's nodes to the desired set: on every new set and
+//! every 2 s. Each desired node gets its dir, spec.json, disks and seed,
+//! its domain defined and (unless held) running, and its taps plugged; a
+//! node dir nobody desires is removed with its domain. Then the states go
+//! to the coordinator (`ReportNodes`).
+//!
+//! Crash safety: spec.json is written before the disks, the disks before
+//! the domain; removal goes domain first, dir last. So a node dir without a
+//! domain is finished on the next pass, and a domain is never left behind
+//! without the dir that says it is ours.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use dclab_proto::v1::agent_control_client::AgentControlClient;
+use dclab_proto::v1::{DesiredNode, NodeReport, NodeSet, NodeState, NodeStatus};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tracing::{info, warn};
+
+use super::build::{self, NodeImage};
+use super::layout::{check_name, describe, domain_name, NodeKey};
+use super::spec::{self, AppliedSpec, Change};
+use super::taps::TapView;
+use super::Context;
+use crate::libvirt::VmState;
+
+const PASS_EVERY: Duration = Duration::from_secs(2);
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub async fn run(channel: Channel, ctx: Arc<Context>, mut sets: watch::Receiver<Option<NodeSet>>) {
+    let mut reporter = Reporter::new(channel, &ctx.host_id);
+    let mut last: BTreeMap<NodeKey, NodeStatus> = BTreeMap::new();
+    loop {
+        let fresh = tokio::select! {
+            changed = sets.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                true
+            }
+            _ = tokio::time::sleep(PASS_EVERY) => false,
+        };
+        let Some(set) = sets.borrow_and_update().clone() else {
+            continue;
+        };
+        // New nodes (and changed ones) arrive with a new set: say they are
+        // being created before the slow part starts.
+        let creating = if fresh {
+            about_to_build(&ctx, &set).await
+        } else {
+            BTreeSet::new()
+        };
+        if !creating.is_empty() {
+            let interim = statuses(&set, &last, |key| {
+                creating
+                    .contains(key)
+                    .then(|| status(key, NodeState::Creating, String::new()))
+            });
+            reporter.send(set.version, interim, true).await;
+        }
+        let now = pass(&ctx, &set, &last).await;
+        for (key, s) in &now {
+            if last.get(key) != Some(s) {
+                log_change(key, s);
+            }
+        }
+        last = now;
+        let report = statuses(&set, &last, |_| None);
+        reporter.send(set.version, report, fresh).await;
+    }
+}
+
+fn status(key: &NodeKey, state: NodeState, error: String) -> NodeStatus {
+    NodeStatus {
+        lab: key.0.clone(),
+        name: key.1.clone(),
+        state: state.into(),
+        error,
+    }
+}
+
+/// Every desired node's status, in set order: `pick` first, else the last
+/// one known, else CREATING.
+fn statuses(
+    set: &NodeSet,
+    last: &BTreeMap<NodeKey, NodeStatus>,
+    pick: impl Fn(&NodeKey) -> Option<NodeStatus>,
+) -> Vec<NodeStatus> {
+    set.nodes
+        .iter()
+        .map(|n| {
+            let key = (n.lab.clone(), n.name.clone());
+            pick(&key)
+                .or_else(|| last.get(&key).cloned())
+                .unwrap_or_else(|| status(&key, NodeState::Creating, String::new()))
+        })
+        .collect()
+}
+
+fn log_change(key: &NodeKey, s: &NodeStatus) {
+    let state = NodeState::try_from(s.state).unwrap_or(NodeState::Unspecified);
+    if s.error.is_empty() {
+        info!(node = %describe(key), state = state.as_str_name(), "node state");
+    } else {
+        warn!(node = %describe(key), state = state.as_str_name(), error = %s.error, "node failed");
+    }
+}
+
+/// Nodes this pass will create or rebuild (no spec.json, a different one,
+/// or no root disk yet): reported CREATING before the slow part starts.
+async fn about_to_build(ctx: &Arc<Context>, set: &NodeSet) -> BTreeSet<NodeKey> {
+    let nodes = set.nodes.clone();
+    let found = ctx.blocking(move |ctx| {
+        Ok(nodes
+            .iter()
+            .filter(|n| {
+                let dir = ctx.layout.node_dir(&n.lab, &n.name);
+                let applied = spec::read(&dir.spec()).ok().flatten();
+                let changed = applied.is_none_or(|a| a.compare(&AppliedSpec::from(*n)) == Change::Rebuild);
+                changed || !dir.root_disk().exists()
+            })
+            .map(|n| (n.lab.clone(), n.name.clone()))
+            .collect())
+    });
+    found.await.unwrap_or_default()
+}
+
+/// One pass over every desired node (concurrently) and every stray node dir.
+async fn pass(
+    ctx: &Arc<Context>,
+    set: &NodeSet,
+    last: &BTreeMap<NodeKey, NodeStatus>,
+) -> BTreeMap<NodeKey, NodeStatus> {
+    let any_nics = set.nodes.iter().any(|n| !n.nics.is_empty());
+    let view = match any_nics.then(|| TapView::fetch(ctx.taps.ovs())) {
+        None => None,
+        Some(fetched) => match fetched.await {
+            Ok(view) => Some(Arc::new(view)),
+            Err(e) => {
+                warn!(error = %format!("{e:#}"), "cannot read links and OvS interfaces");
+                None
+            }
+        },
+    };
+    let mut tasks = tokio::task::JoinSet::new();
+    for node in set.nodes.clone() {
+        let (ctx, view) = (ctx.clone(), view.clone());
+        tasks.spawn(async move {
+            let key = (node.lab.clone(), node.name.clone());
+            let outcome = step(&ctx, node, view).await;
+            (key, outcome)
+        });
+    }
+    let mut now = BTreeMap::new();
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((key, outcome)) = joined else {
+            continue;
+        };
+        let s = match outcome {
+            Some(Ok(state)) => state_status(&key, state),
+            Some(Err(e)) => status(&key, NodeState::Failed, format!("{}: {e:#}", describe(&key))),
+            // An operation has the node: keep what was last seen.
+            None => match last.get(&key) {
+                Some(s) => s.clone(),
+                None => status(&key, NodeState::Creating, String::new()),
+            },
+        };
+        now.insert(key, s);
+    }
+    remove_strays(ctx, set).await;
+    now
+}
+
+fn state_status(key: &NodeKey, state: VmState) -> NodeStatus {
+    match state {
+        VmState::Running => status(key, NodeState::Running, String::new()),
+        VmState::Paused => status(key, NodeState::Paused, String::new()),
+        VmState::Off => status(key, NodeState::Stopped, String::new()),
+        VmState::Other => status(
+            key,
+            NodeState::Failed,
+            format!(
+                "{}: libvirt reports it neither running, paused nor off (shutting down or crashed); `virsh domstate {}` says more",
+                describe(key),
+                domain_name(&key.0, &key.1)
+            ),
+        ),
+    }
+}
+
+/// Converges one node. None when an operation holds its lock.
+async fn step(
+    ctx: &Arc<Context>,
+    node: DesiredNode,
+    view: Option<Arc<TapView>>,
+) -> Option<anyhow::Result<VmState>> {
+    let key = (node.lab.clone(), node.name.clone());
+    // Outside the lock: the first micro build is slow, and operations
+    // waiting for the lock must not wait for it.
+    let image = match checked_image(ctx, &node).await {
+        Ok(image) => image,
+        Err(e) => return Some(Err(e)),
+    };
+    let lock = ctx.locks.get(&key);
+    let _guard = lock.try_lock().ok()?;
+    Some(converge(ctx, node, image, view).await)
+}
+
+async fn checked_image(ctx: &Arc<Context>, node: &DesiredNode) -> anyhow::Result<NodeImage> {
+    check_name("lab", &node.lab).map_err(anyhow::Error::msg)?;
+    check_name("node", &node.name).map_err(anyhow::Error::msg)?;
+    let image = node.image.clone();
+    ctx.blocking(move |ctx| {
+        // Without libvirtd, say so rather than build an image for nothing.
+        ctx.libvirt.get()?;
+        ctx.images.resolve(&image)
+    })
+    .await
+}
+
+async fn converge(
+    ctx: &Arc<Context>,
+    node: DesiredNode,
+    image: NodeImage,
+    view: Option<Arc<TapView>>,
+) -> anyhow::Result<VmState> {
+    let key = (node.lab.clone(), node.name.clone());
+    let stale = {
+        let node = node.clone();
+        ctx.blocking(move |ctx| stale_build(ctx, &node)).await?
+    };
+    if let Some(old_taps) = stale {
+        info!(node = %describe(&key), "node changed (or was left half built); rebuilding it");
+        teardown(ctx, &key, old_taps).await?;
+        ctx.holds.release(&key);
+    }
+    let (before, after) = {
+        let node = node.clone();
+        ctx.blocking(move |ctx| build_and_run(ctx, &node, &image)).await?
+    };
+    if matches!(after, VmState::Running | VmState::Paused) && !node.nics.is_empty() {
+        // A qemu started just now has fresh taps the pass's view predates.
+        let started = !matches!(before, Some(VmState::Running | VmState::Paused));
+        let plugged = match view {
+            Some(view) if !started => ctx.taps.plug(&node.nics, &view).await,
+            _ => Err(anyhow::anyhow!("no current view of the taps")),
+        };
+        if plugged.is_err() {
+            // The pass's view may predate an operation that restarted qemu
+            // and plugged the taps itself: look again before failing.
+            let view = TapView::fetch(ctx.taps.ovs()).await?;
+            ctx.taps.plug(&node.nics, &view).await?;
+        }
+    }
+    Ok(after)
+}
+
+/// Whether the node dir holds something other than the desired node:
+/// Some(taps of the old spec) to tear down first, None to keep it.
+fn stale_build(ctx: &Context, node: &DesiredNode) -> anyhow::Result<Option<Vec<String>>> {
+    let dir = ctx.layout.node_dir(&node.lab, &node.name);
+    let desired = AppliedSpec::from(node);
+    match spec::read(&dir.spec()) {
+        Ok(Some(applied)) => match applied.compare(&desired) {
+            Change::Same => Ok(None),
+            Change::SpecOnly => spec::write(&dir.spec(), &desired).map(|()| None),
+            Change::Rebuild => Ok(Some(applied.nics.into_iter().map(|n| n.tap).collect())),
+        },
+        // A dir without spec.json was cut short before it was written.
+        Ok(None) if dir.path.exists() => Ok(Some(vec![])),
+        Ok(None) => Ok(None),
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "unreadable node spec; rebuilding the node");
+            Ok(Some(vec![]))
+        }
+    }
+}
+
+/// Files, then domain, then run state. Returns the state before and after.
+fn build_and_run(
+    ctx: &Context,
+    node: &DesiredNode,
+    image: &NodeImage,
+) -> anyhow::Result<(Option<VmState>, VmState)> {
+    let key = (node.lab.clone(), node.name.clone());
+    let hv = ctx.libvirt.get()?;
+    let dir = ctx.layout.node_dir(&node.lab, &node.name);
+    dir.create()?;
+    if !dir.spec().exists() {
+        spec::write(&dir.spec(), &AppliedSpec::from(node))?;
+    }
+    let cache = build::cache_disk(&ctx.cache_dir, node);
+    build::prepare(&dir, node, image, cache.as_deref())?;
+    let vm = build::vm_spec(node, &dir, image, &ctx.domain_type, cache.as_deref());
+    let before = hv.state(&vm.name)?;
+    if ctx.holds.is_held(&key) {
+        hv.ensure_defined(&vm)?;
+    } else {
+        // Converge after crashes and restarts: not held means running.
+        match before {
+            Some(VmState::Paused) => hv.resume(&vm.name)?,
+            Some(VmState::Other) => {}
+            _ => hv.ensure_running(&vm)?,
+        }
+    }
+    let after = hv
+        .state(&vm.name)?
+        .with_context(|| format!("domain {} vanished right after it was defined", vm.name))?;
+    Ok((before, after))
+}
+
+/// Domain (with snapshot metadata), then the taps' OvS ports, then the
+/// node dir. Stops at the first failure so the dir outlives the domain.
+async fn teardown(ctx: &Arc<Context>, key: &NodeKey, taps: Vec<String>) -> anyhow::Result<()> {
+    let domain = domain_name(&key.0, &key.1);
+    ctx.blocking(move |ctx| Ok(ctx.libvirt.get()?.remove(&domain)?))
+        .await?;
+    ctx.taps.unplug(&taps).await?;
+    let dir = ctx.layout.node_dir(&key.0, &key.1);
+    match std::fs::remove_dir_all(&dir.path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("removing {}", dir.path.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Removes node dirs (and their domains) the desired set does not name.
+async fn remove_strays(ctx: &Arc<Context>, set: &NodeSet) {
+    let desired: BTreeSet<NodeKey> = set
+        .nodes
+        .iter()
+        .map(|n| (n.lab.clone(), n.name.clone()))
+        .collect();
+    let existing = match ctx.layout.existing_nodes() {
+        Ok(existing) => existing,
+        Err(e) => {
+            warn!(error = %format!("{e:#}"), "cannot scan the lab dir for removed nodes");
+            return;
+        }
+    };
+    for key in existing.into_iter().filter(|k| !desired.contains(k)) {
+        let lock = ctx.locks.get(&key);
+        let Ok(guard) = lock.try_lock() else {
+            continue;
+        };
+        let dir = ctx.layout.node_dir(&key.0, &key.1);
+        let taps = spec::read(&dir.spec())
+            .ok()
+            .flatten()
+            .map(|s| s.nics.into_iter().map(|n| n.tap).collect())
+            .unwrap_or_default();
+        match teardown(ctx, &key, taps).await {
+            Ok(()) => {
+                info!(node = %describe(&key), "node no longer desired here; removed");
+                ctx.layout.remove_lab_if_empty(&key.0);
+                ctx.holds.release(&key);
+            }
+            Err(e) => warn!(node = %describe(&key), error = %format!("{e:#}"), "cannot remove node yet"),
+        }
+        drop(guard);
+        ctx.locks.forget(&key);
+    }
+}
+
+/// Sends `ReportNodes` when the states changed, when forced, and at least
+/// every `REPORT_EVERY`.
+struct Reporter {
+    client: AgentControlClient<Channel>,
+    host_id: String,
+    sent: Option<(u64, Vec<NodeStatus>, Instant)>,
+    last_error: String,
+}
+
+impl Reporter {
+    fn new(channel: Channel, host_id: &str) -> Reporter {
+        Reporter {
+            client: AgentControlClient::new(channel),
+            host_id: host_id.to_string(),
+            sent: None,
+            last_error: String::new(),
+        }
+    }
+
+    async fn send(&mut self, version: u64, nodes: Vec<NodeStatus>, force: bool) {
+        let due = force
+            || self
+                .sent
+                .as_ref()
+                .is_none_or(|(v, n, at)| *v != version || *n != nodes || at.elapsed() >= REPORT_EVERY);
+        if !due {
+            return;
+        }
+        let report = NodeReport {
+            host_id: self.host_id.clone(),
+            version,
+            nodes: nodes.clone(),
+        };
+        let sent = tokio::time::timeout(REPORT_TIMEOUT, self.client.report_nodes(report)).await;
+        match sent {
+            Ok(Ok(_)) => {
+                self.sent = Some((version, nodes, Instant::now()));
+                self.last_error.clear();
+            }
+            failed => {
+                let error = match failed {
+                    Ok(Err(status)) => status.message().to_string(),
+                    _ => format!("no answer within {} s", REPORT_TIMEOUT.as_secs()),
+                };
+                if error != self.last_error {
+                    warn!(host = %self.host_id, %error, "cannot report node states; retrying");
+                    self.last_error = error;
+                }
+                self.sent = None;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,230 @@
+//! `ctl lab up/status/down/ls/exec`: labs through the coordinator.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use dclab_proto::v1::{self, topology_client::TopologyClient};
+use tonic::transport::Channel;
+
+use super::show::{self, state_name};
+use super::{load, spec::to_spec};
+use crate::output::Format;
+
+pub type Client = TopologyClient<Channel>;
+
+const POLL: Duration = Duration::from_millis(250);
+
+pub fn status_error(s: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{} ({:?})", s.message(), s.code())
+}
+
+/// The lab named, or the only lab there is.
+pub async fn resolve(client: &mut Client, lab: Option<String>) -> anyhow::Result<String> {
+    if let Some(lab) = lab {
+        return Ok(lab);
+    }
+    let labs = client
+        .list_labs(v1::ListLabsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .labs;
+    match labs.as_slice() {
+        [one] => Ok(one.name.clone()),
+        [] => bail!("there are no labs; bring one up with `ctl lab up FILE`"),
+        many => {
+            let names: Vec<&str> = many.iter().map(|l| l.name.as_str()).collect();
+            bail!(
+                "there are several labs ({}); name one with --lab",
+                names.join(", ")
+            )
+        }
+    }
+}
+
+pub struct UpOptions {
+    pub wait: bool,
+    pub timeout: Duration,
+    pub snapshot: Option<String>,
+}
+
+pub async fn up(mut client: Client, file: &str, opts: UpOptions, format: Format) -> anyhow::Result<()> {
+    let lab = load(file)?;
+    let started = Instant::now();
+    let applied = client
+        .apply_lab(v1::ApplyLabRequest {
+            spec: Some(to_spec(&lab)),
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if applied.changes.is_empty() {
+        eprintln!("lab {}: no changes", lab.name);
+    }
+    for change in &applied.changes {
+        eprintln!("lab {}: {change}", lab.name);
+    }
+    if !opts.wait {
+        show::print_lab(&applied, format);
+        return Ok(());
+    }
+    let ready = wait_ready(&mut client, &lab.name, opts.timeout).await?;
+    eprintln!(
+        "lab {} ready in {:.1} s: {} nodes",
+        lab.name,
+        started.elapsed().as_secs_f64(),
+        ready.nodes.len()
+    );
+    if let Some(name) = opts.snapshot {
+        take_initial(&mut client, &lab.name, &name).await?;
+    }
+    show::print_lab(&ready, format);
+    Ok(())
+}
+
+/// Polls the lab until every node runs and every host has its rules,
+/// printing each node's state as it changes.
+pub async fn wait_ready(client: &mut Client, lab: &str, timeout: Duration) -> anyhow::Result<v1::Lab> {
+    let deadline = Instant::now() + timeout;
+    let mut seen: BTreeMap<String, (i32, String)> = BTreeMap::new();
+    loop {
+        let status = client
+            .get_lab(v1::GetLabRequest { name: lab.into() })
+            .await
+            .map_err(status_error)?
+            .into_inner();
+        for node in &status.nodes {
+            let name = node.spec.as_ref().map_or("", |s| s.name.as_str()).to_string();
+            let now = (node.state, node.error.clone());
+            if seen.get(&name) != Some(&now) {
+                let error = if node.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", node.error)
+                };
+                eprintln!("  {name} on {}: {}{error}", node.host, state_name(node.state));
+                seen.insert(name, now);
+            }
+        }
+        if status.ready {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let waiting: Vec<String> = status
+                .nodes
+                .iter()
+                .filter(|n| n.state != v1::NodeState::Running as i32)
+                .map(|n| {
+                    let name = n.spec.as_ref().map_or("", |s| s.name.as_str());
+                    format!("{name} on {} is {}", n.host, state_name(n.state))
+                })
+                .collect();
+            let what = if waiting.is_empty() {
+                "the nodes run, but their hosts have not applied the lab's rules (see `ctl host ls`)"
+                    .to_string()
+            } else {
+                waiting.join("; ")
+            };
+            bail!(
+                "lab {lab} is not ready after {} s: {what}; `ctl lab status {lab}` shows it, the agents keep trying",
+                timeout.as_secs()
+            );
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
+
+/// The paper's `initial` snapshot: taken once, kept on later `lab up`s.
+async fn take_initial(client: &mut Client, lab: &str, name: &str) -> anyhow::Result<()> {
+    let existing = client
+        .list_snapshots(v1::ListSnapshotsRequest { lab: lab.into() })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if existing.snapshots.iter().any(|s| s.name == name) {
+        eprintln!("lab {lab}: snapshot {name} exists; kept");
+        return Ok(());
+    }
+    let snap = client
+        .create_snapshot(v1::SnapshotRequest {
+            lab: lab.into(),
+            name: name.into(),
+            cold: false,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    eprintln!(
+        "lab {lab}: snapshot {name} taken in {:.2} s",
+        snap.micros as f64 / 1e6
+    );
+    Ok(())
+}
+
+pub async fn status(mut client: Client, lab: Option<String>, format: Format) -> anyhow::Result<()> {
+    let lab = resolve(&mut client, lab).await?;
+    let status = client
+        .get_lab(v1::GetLabRequest { name: lab })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    show::print_lab(&status, format);
+    Ok(())
+}
+
+pub async fn list(mut client: Client, format: Format) -> anyhow::Result<()> {
+    let labs = client
+        .list_labs(v1::ListLabsRequest {})
+        .await
+        .map_err(status_error)?
+        .into_inner()
+        .labs;
+    show::print_labs(&labs, format);
+    Ok(())
+}
+
+pub async fn down(mut client: Client, lab: &str) -> anyhow::Result<()> {
+    match client.delete_lab(v1::DeleteLabRequest { name: lab.into() }).await {
+        Ok(reply) => {
+            let pending = reply.into_inner().pending_hosts;
+            if pending.is_empty() {
+                eprintln!("lab {lab}: removed");
+            } else {
+                eprintln!(
+                    "lab {lab}: removed from the coordinator; the agents of {} have not confirmed yet and remove its nodes when they next reconcile",
+                    pending.join(", ")
+                );
+            }
+            Ok(())
+        }
+        Err(s) if s.code() == tonic::Code::NotFound => {
+            eprintln!("lab {lab}: does not exist; nothing to remove");
+            Ok(())
+        }
+        Err(s) => Err(status_error(s)),
+    }
+}
+
+/// Runs `command` in the node and returns its exit code.
+pub async fn exec(
+    mut client: Client,
+    lab: &str,
+    node: &str,
+    command: &[String],
+    timeout: Duration,
+) -> anyhow::Result<i32> {
+    let command = command.join(" ");
+    let reply = client
+        .exec_node(v1::ExecNodeRequest {
+            lab: lab.into(),
+            node: node.into(),
+            command,
+            timeout_ms: u32::try_from(timeout.as_millis()).context("--timeout is too long")?,
+        })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    print!("{}", reply.output);
+    Ok(reply.exit_code)
+}

@@ -1,0 +1,109 @@
+//! How labs and their nodes print: tables for people, JSON for scripts.
+
+use dclab_proto::v1;
+use serde_json::{json, Value};
+
+use crate::output::{print, Format};
+
+pub fn state_name(state: i32) -> &'static str {
+    match v1::NodeState::try_from(state).unwrap_or(v1::NodeState::Unspecified) {
+        v1::NodeState::Pending => "pending",
+        v1::NodeState::Creating => "creating",
+        v1::NodeState::Running => "running",
+        v1::NodeState::Paused => "paused",
+        v1::NodeState::Stopped => "stopped",
+        v1::NodeState::Failed => "failed",
+        v1::NodeState::Unspecified => "unknown",
+    }
+}
+
+pub fn addresses(node: &v1::LabNode) -> String {
+    let addrs: Vec<String> = node
+        .nics
+        .iter()
+        .map(|n| format!("{}={}/{}", n.network, n.ip, n.prefix))
+        .collect();
+    addrs.join(" ")
+}
+
+fn node_name(node: &v1::LabNode) -> &str {
+    node.spec.as_ref().map_or("", |s| s.name.as_str())
+}
+
+pub fn lab_json(lab: &v1::Lab) -> Value {
+    let nodes: Vec<Value> = lab
+        .nodes
+        .iter()
+        .map(|n| {
+            let spec = n.spec.clone().unwrap_or_default();
+            let nics: Vec<Value> = n
+                .nics
+                .iter()
+                .map(|c| json!({"network": c.network, "ip": c.ip, "prefix": c.prefix, "mac": c.mac, "port": c.port, "tap": c.tap}))
+                .collect();
+            json!({"name": spec.name, "role": spec.role, "host": n.host, "state": state_name(n.state),
+                   "error": n.error, "vcpus": spec.vcpus, "memory_mib": spec.memory_mib, "image": spec.image,
+                   "interfaces": nics})
+        })
+        .collect();
+    let networks: Vec<Value> = lab
+        .networks
+        .iter()
+        .map(|n| json!({"name": n.name, "cidr": n.cidr}))
+        .collect();
+    json!({"name": lab.name, "ready": lab.ready, "revision": lab.revision, "snapshots": lab.snapshots,
+           "networks": networks, "nodes": nodes})
+}
+
+pub fn print_lab(lab: &v1::Lab, format: Format) {
+    let rows: Vec<Vec<String>> = lab
+        .nodes
+        .iter()
+        .map(|n| {
+            vec![
+                node_name(n).to_string(),
+                n.host.clone(),
+                state_name(n.state).to_string(),
+                addresses(n),
+                n.error.clone(),
+            ]
+        })
+        .collect();
+    print(
+        format,
+        &["NODE", "HOST", "STATE", "ADDRESSES", "ERROR"],
+        &rows,
+        lab_json(lab),
+    );
+}
+
+pub fn print_labs(labs: &[v1::Lab], format: Format) {
+    let rows: Vec<Vec<String>> = labs
+        .iter()
+        .map(|l| {
+            let running = l
+                .nodes
+                .iter()
+                .filter(|n| n.state == v1::NodeState::Running as i32)
+                .count();
+            let mut hosts: Vec<&str> = l.nodes.iter().map(|n| n.host.as_str()).collect();
+            hosts.sort();
+            hosts.dedup();
+            vec![
+                l.name.clone(),
+                l.nodes.len().to_string(),
+                running.to_string(),
+                hosts.join(","),
+                l.snapshots.to_string(),
+                if l.ready { "yes" } else { "no" }.to_string(),
+            ]
+        })
+        .collect();
+    let json = Value::Array(labs.iter().map(lab_json).collect());
+    print(
+        format,
+        &["LAB", "NODES", "RUNNING", "HOSTS", "SNAPSHOTS", "READY"],
+        &rows,
+        json,
+    );
+}

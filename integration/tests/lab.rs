@@ -1,0 +1,207 @@
+//! Labs end to end through `ctl`, on real libvirtd and qemu micro-VMs and
+//! two simulated hosts: nodes on different hosts reach each other over
+//! their lab network, a second lab with the same CIDR cannot reach the
+//! first, a whole-lab snapshot restores a node's disk, and `lab down`
+//! leaves no domain, disk, tap, OvS port or rule behind.
+
+use std::path::Path;
+use std::process::Command;
+
+use dclab_integration::ctl::Ctl;
+use dclab_integration::libvirtd::{vm_dir, Libvirtd};
+use dclab_integration::{cluster, Cluster};
+
+fn lab_file(dir: &Path, name: &str, nodes: &[(&str, &str, &str)]) -> String {
+    let mut text = format!(
+        "[lab]\nname = \"{name}\"\nimage = \"micro\"\n\n[[network]]\nname = \"lan\"\ncidr = \"10.0.0.0/24\"\n"
+    );
+    for (node, host, ip) in nodes {
+        text.push_str(&format!(
+            "\n[[node]]\nname = \"{node}\"\nmemory = \"192MiB\"\nhost = \"{host}\"\n\
+             disks = [\"16MiB\"]\ninterfaces = [{{ network = \"lan\", ip = \"{ip}\" }}]\n"
+        ));
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Takes the labs down even when an assertion fails.
+struct Labs<'a>(&'a Ctl, Vec<String>);
+
+impl Drop for Labs<'_> {
+    fn drop(&mut self) {
+        for lab in &self.1 {
+            let _ = self.0.run(&["lab", "down", lab]);
+        }
+    }
+}
+
+fn domains_named(part: &str) -> Vec<String> {
+    let out = Command::new("virsh")
+        .args(["-c", "qemu:///system", "list", "--all", "--name"])
+        .output()
+        .expect("virsh runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(part))
+        .map(String::from)
+        .collect()
+}
+
+fn bridge_ports(c: &Cluster, host: &str) -> Vec<String> {
+    let out = c.vsctl(host, &["list-ports", "br-int"]).unwrap();
+    out.lines().map(String::from).collect()
+}
+
+fn taps_in(ns: Option<&str>) -> Vec<String> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let out = cmd.args(["-o", "link", "show"]).output().expect("ip runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("dl"))
+        .collect()
+}
+
+#[test]
+fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
+    let _libvirtd = Libvirtd::ensure();
+    let c = cluster("lab", 2, false);
+    let ctl = Ctl::new(&c);
+    let dir = vm_dir("dclab-labtest");
+    let pid = std::process::id();
+    let (red, blue) = (format!("red{pid}"), format!("blue{pid}"));
+    let red_file = lab_file(
+        dir.path(),
+        &red,
+        &[("a", "h1", "10.0.0.1"), ("b", "h2", "10.0.0.2")],
+    );
+    // Same CIDR, blue's d has red's b's address, on the other host.
+    let blue_file = lab_file(
+        dir.path(),
+        &blue,
+        &[("c", "h2", "10.0.0.3"), ("d", "h1", "10.0.0.2")],
+    );
+    let taps_before = taps_in(None);
+    let _labs = Labs(&ctl, vec![red.clone(), blue.clone()]);
+
+    let up = ctl.json(&["lab", "up", &red_file, "--snapshot", "initial"]);
+    assert_eq!(up["ready"], true, "{up}");
+    let hosts: Vec<(&str, &str)> = up["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap(), n["host"].as_str().unwrap()))
+        .collect();
+    assert_eq!(hosts, [("a", "h1"), ("b", "h2")]);
+    ctl.ok(&["lab", "up", &blue_file]);
+    let again = ctl.run(&["lab", "up", &red_file]);
+    assert!(
+        again.ok() && again.stderr.contains("no changes"),
+        "{}",
+        again.stderr
+    );
+
+    let exec =
+        |lab: &str, node: &str, cmd: &str| ctl.run(&["lab", "exec", lab, node, "--timeout", "60", "--", cmd]);
+    let ping = exec(&red, "a", "ping -c 3 -W 2 10.0.0.2");
+    assert!(
+        ping.ok(),
+        "red a (h1) cannot reach red b (h2): {}{}",
+        ping.stdout,
+        ping.stderr
+    );
+    let ping = exec(&blue, "c", "ping -c 3 -W 2 10.0.0.2");
+    assert!(
+        ping.ok(),
+        "blue c (h2) cannot reach blue d (h1): {}{}",
+        ping.stdout,
+        ping.stderr
+    );
+    let cross = exec(&red, "a", "ping -c 2 -W 1 10.0.0.3");
+    assert_eq!(
+        cross.code, 1,
+        "red reached blue's node: {}{}",
+        cross.stdout, cross.stderr
+    );
+
+    let created = ctl.ok(&["snapshot", "create", "s1", "--lab", &red]);
+    println!("{created}");
+    assert!(
+        created.contains("snapshot s1 of lab") && created.contains("2 nodes on h1, h2"),
+        "{created}"
+    );
+    let marker = exec(
+        &red,
+        "b",
+        "echo written-after-s1 > /data/marker && cat /data/marker",
+    );
+    assert!(
+        marker.ok() && marker.stdout.contains("written-after-s1"),
+        "{}",
+        marker.stderr
+    );
+    let restored = ctl.ok(&["snapshot", "restore", "s1", "--lab", &red]);
+    println!("{restored}");
+    let gone = exec(&red, "b", "test -e /data/marker");
+    assert_eq!(gone.code, 1, "the marker survived the restore: {}", gone.stderr);
+    let status = ctl.json(&["lab", "status", &red]);
+    for node in status["nodes"].as_array().unwrap() {
+        assert_eq!(node["state"], "running", "{status}");
+    }
+    let ping = exec(&red, "a", "ping -c 3 -W 2 10.0.0.2");
+    assert!(
+        ping.ok(),
+        "after restore red a cannot reach red b: {}{}",
+        ping.stdout,
+        ping.stderr
+    );
+    let snaps = ctl.json(&["snapshot", "ls", "--lab", &red]);
+    let names: Vec<&str> = snaps
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["initial", "s1"]);
+    ctl.ok(&["snapshot", "rm", "s1", "--lab", &red]);
+
+    for lab in [&red, &blue] {
+        ctl.ok(&["lab", "down", lab]);
+        let again = ctl.run(&["lab", "down", lab]);
+        assert!(
+            again.ok() && again.stderr.contains("does not exist"),
+            "{}",
+            again.stderr
+        );
+    }
+    assert_eq!(domains_named(&red), Vec::<String>::new());
+    assert_eq!(domains_named(&blue), Vec::<String>::new());
+    for host in ["h1", "h2"] {
+        let labs = c.host_dir(host).join("labs");
+        let left: Vec<_> = std::fs::read_dir(&labs)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "disks left on {host}: {left:?}");
+        let ports = bridge_ports(&c, host);
+        assert!(
+            ports.iter().all(|p| !p.starts_with("dl")),
+            "OvS ports left on {host}: {ports:?}"
+        );
+        assert_eq!(
+            taps_in(Some(&c.host_netns(host))),
+            Vec::<String>::new(),
+            "taps left in {host}"
+        );
+        let rules = ctl.ok(&["rules", "show", "--host", host]);
+        assert!(!rules.contains("10.0.0."), "lab rules left on {host}:\n{rules}");
+    }
+    assert_eq!(taps_in(None), taps_before, "taps left in the root namespace");
+    let ports = ctl.json(&["port", "ls"]);
+    assert_eq!(ports.as_array().map(Vec::len), Some(0), "{ports}");
+}
