@@ -49,6 +49,14 @@ fn domains_named(part: &str) -> Vec<String> {
         .collect()
 }
 
+fn domain_state(domain: &str) -> String {
+    let out = Command::new("virsh")
+        .args(["-c", "qemu:///system", "domstate", domain])
+        .output()
+        .expect("virsh runs");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
 fn bridge_ports(c: &Cluster, host: &str) -> Vec<String> {
     let out = c.vsctl(host, &["list-ports", "br-int"]).unwrap();
     out.lines().map(String::from).collect()
@@ -71,7 +79,7 @@ fn taps_in(ns: Option<&str>) -> Vec<String> {
 #[test]
 fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
     let _libvirtd = Libvirtd::ensure();
-    let c = cluster("lab", 2, false);
+    let mut c = cluster("lab", 2, false);
     let ctl = Ctl::new(&c);
     let dir = vm_dir("dclab-labtest");
     let pid = std::process::id();
@@ -170,6 +178,19 @@ fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
         .collect();
     assert_eq!(names, ["initial", "s1"]);
     ctl.ok(&["snapshot", "rm", "s1", "--lab", &red]);
+
+    // A host failing midway: nothing is left paused, the error names it.
+    c.kill_agent("h2", libc::SIGKILL).unwrap();
+    let failed = ctl.run(&["snapshot", "create", "s2", "--lab", &red]);
+    assert!(!failed.ok() && failed.stderr.contains("host h2"), "{}", failed.stderr);
+    assert_eq!(domain_state(&format!("dclab.{red}.a")), "running");
+    c.start_agent("h2").unwrap();
+    // A restarted coordinator keeps the labs; the agents converge back.
+    c.restart_coordinator().unwrap();
+    let again = ctl.run(&["lab", "up", &red_file]);
+    assert!(again.ok() && again.stderr.contains("no changes"), "{}", again.stderr);
+    let names = ctl.json(&["snapshot", "ls", "--lab", &red]);
+    assert_eq!(names.as_array().map(Vec::len), Some(1), "only initial is left: {names}");
 
     for lab in [&red, &blue] {
         ctl.ok(&["lab", "down", lab]);
