@@ -105,6 +105,55 @@ fn demand() -> impl Strategy<Value = v1::NodeDemand> {
     )
 }
 
+/// Mostly plausible names and values, so some specs get past the first
+/// check and reach placement and addressing.
+fn lab_word() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => prop::sample::select(vec!["lab", "l-2", "lan", "wan", "a", "b", "h1", "micro", "10.0.0.0/24", "10.0.0.7", ""]).prop_map(String::from),
+        2 => hostile_string(),
+    ]
+}
+
+fn lab_spec() -> impl Strategy<Value = v1::LabSpec> {
+    let node = (
+        lab_word(),
+        prop_oneof![Just(1u32), any::<u32>()],
+        prop_oneof![Just(128u64), any::<u64>()],
+        lab_word(),
+        prop::collection::vec(any::<u64>(), 0..3),
+        lab_word(),
+        prop::collection::vec((lab_word(), lab_word()), 0..3),
+    )
+        .prop_map(|(name, vcpus, memory_mib, image, disks_mib, host, nics)| v1::NodeSpec {
+            name,
+            role: String::new(),
+            vcpus,
+            memory_mib,
+            image,
+            disks_mib,
+            host,
+            interfaces: nics
+                .into_iter()
+                .map(|(network, ip)| v1::InterfaceSpec { network, ip })
+                .collect(),
+        });
+    (
+        lab_word(),
+        prop::collection::vec((lab_word(), lab_word()), 0..3),
+        prop::collection::vec(node, 0..4),
+        prop::collection::vec(hostile_string(), 0..2),
+    )
+        .prop_map(|(name, nets, nodes, ssh_keys)| v1::LabSpec {
+            name,
+            networks: nets
+                .into_iter()
+                .map(|(name, cidr)| v1::LabNetwork { name, cidr })
+                .collect(),
+            nodes,
+            ssh_keys,
+        })
+}
+
 #[derive(Debug, Clone)]
 enum Call {
     CreateHost(String, String, String),
@@ -120,6 +169,10 @@ enum Call {
     ListPorts(String, String, String),
     GetRules(String),
     PlanLab(String, Vec<v1::NodeDemand>),
+    ApplyLab(v1::LabSpec),
+    GetLab(String),
+    Snapshot(u8, String, String),
+    Exec(String, String, String),
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -138,6 +191,10 @@ fn call() -> impl Strategy<Value = Call> {
         1 => (s(), s(), s()).prop_map(|(a, b, c)| Call::ListPorts(a, b, c)),
         1 => s().prop_map(Call::GetRules),
         1 => (s(), prop::collection::vec(demand(), 0..40)).prop_map(|(lab, nodes)| Call::PlanLab(lab, nodes)),
+        3 => lab_spec().prop_map(Call::ApplyLab),
+        1 => lab_word().prop_map(Call::GetLab),
+        1 => (0u8..3, lab_word(), lab_word()).prop_map(|(k, lab, name)| Call::Snapshot(k, lab, name)),
+        1 => (lab_word(), lab_word(), s()).prop_map(|(lab, node, cmd)| Call::Exec(lab, node, cmd)),
     ]
 }
 
@@ -182,6 +239,25 @@ async fn send(c: &mut TopologyClient<tonic::transport::Channel>, call: Call) -> 
             .map(drop),
         Call::GetRules(host) => c.get_rules(v1::GetRulesRequest { host }).await.map(drop),
         Call::PlanLab(lab, nodes) => c.plan_lab(v1::PlanLabRequest { lab, nodes }).await.map(drop),
+        Call::ApplyLab(spec) => c.apply_lab(v1::ApplyLabRequest { spec: Some(spec) }).await.map(drop),
+        Call::GetLab(name) => c.get_lab(v1::GetLabRequest { name }).await.map(drop),
+        Call::Snapshot(kind, lab, name) => {
+            let req = v1::SnapshotRequest { lab, name, cold: false };
+            match kind {
+                0 => c.create_snapshot(req).await.map(drop),
+                1 => c.restore_snapshot(req).await.map(drop),
+                _ => c.delete_snapshot(req).await.map(drop),
+            }
+        }
+        Call::Exec(lab, node, command) => c
+            .exec_node(v1::ExecNodeRequest {
+                lab,
+                node,
+                command,
+                timeout_ms: 100,
+            })
+            .await
+            .map(drop),
     }
 }
 
