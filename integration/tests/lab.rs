@@ -182,15 +182,27 @@ fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
     // A host failing midway: nothing is left paused, the error names it.
     c.kill_agent("h2", libc::SIGKILL).unwrap();
     let failed = ctl.run(&["snapshot", "create", "s2", "--lab", &red]);
-    assert!(!failed.ok() && failed.stderr.contains("host h2"), "{}", failed.stderr);
+    assert!(
+        !failed.ok() && failed.stderr.contains("host h2"),
+        "{}",
+        failed.stderr
+    );
     assert_eq!(domain_state(&format!("dclab.{red}.a")), "running");
     c.start_agent("h2").unwrap();
     // A restarted coordinator keeps the labs; the agents converge back.
     c.restart_coordinator().unwrap();
     let again = ctl.run(&["lab", "up", &red_file]);
-    assert!(again.ok() && again.stderr.contains("no changes"), "{}", again.stderr);
+    assert!(
+        again.ok() && again.stderr.contains("no changes"),
+        "{}",
+        again.stderr
+    );
     let names = ctl.json(&["snapshot", "ls", "--lab", &red]);
-    assert_eq!(names.as_array().map(Vec::len), Some(1), "only initial is left: {names}");
+    assert_eq!(
+        names.as_array().map(Vec::len),
+        Some(1),
+        "only initial is left: {names}"
+    );
 
     for lab in [&red, &blue] {
         ctl.ok(&["lab", "down", lab]);

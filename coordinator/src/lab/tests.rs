@@ -228,3 +228,69 @@ fn the_apt_cache_node_is_the_proxy_of_the_others() {
     assert_eq!(proxy("a"), "http://10.0.0.5:3142");
     assert_eq!(proxy("cache"), "");
 }
+
+#[tokio::test]
+async fn operations_reach_the_connected_agent_and_fail_when_it_leaves() {
+    use super::hub::NodeHub;
+    use std::sync::Arc;
+    use std::time::Duration;
+    use tokio::sync::mpsc;
+
+    let hub = Arc::new(NodeHub::default());
+    let op = v1::Operation {
+        kind: v1::OperationKind::Pause.into(),
+        lab: "l".into(),
+        ..Default::default()
+    };
+    let err = hub
+        .run("h1", op.clone(), Duration::from_secs(1))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("agent of host h1 is not connected"),
+        "{err}"
+    );
+
+    let (tx, mut rx) = mpsc::channel(4);
+    let conn = hub.connect("h1", tx);
+    let agent = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            let sent = rx.recv().await.unwrap();
+            // A result for another host's operation id is ignored.
+            hub.complete(
+                "h2",
+                v1::OperationResult {
+                    id: sent.id,
+                    ..Default::default()
+                },
+            );
+            hub.complete(
+                "h1",
+                v1::OperationResult {
+                    id: sent.id,
+                    ok: true,
+                    ..Default::default()
+                },
+            );
+            rx
+        })
+    };
+    let done = hub.run("h1", op.clone(), Duration::from_secs(5)).await.unwrap();
+    assert!(done.ok);
+    let mut rx = agent.await.unwrap();
+
+    let leaving = {
+        let hub = hub.clone();
+        tokio::spawn(async move {
+            rx.recv().await.unwrap();
+            hub.disconnect("h1", conn);
+        })
+    };
+    let err = hub.run("h1", op, Duration::from_secs(5)).await.unwrap_err();
+    assert!(
+        err.to_string().contains("disconnected during the operation"),
+        "{err}"
+    );
+    leaving.await.unwrap();
+}

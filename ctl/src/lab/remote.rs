@@ -19,17 +19,17 @@ pub fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", s.message(), s.code())
 }
 
+async fn all_labs(client: &mut Client) -> anyhow::Result<Vec<v1::Lab>> {
+    let reply = client.list_labs(v1::ListLabsRequest {}).await;
+    Ok(reply.map_err(status_error)?.into_inner().labs)
+}
+
 /// The lab named, or the only lab there is.
 pub async fn resolve(client: &mut Client, lab: Option<String>) -> anyhow::Result<String> {
     if let Some(lab) = lab {
         return Ok(lab);
     }
-    let labs = client
-        .list_labs(v1::ListLabsRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .labs;
+    let labs = all_labs(client).await?;
     match labs.as_slice() {
         [one] => Ok(one.name.clone()),
         [] => bail!("there are no labs; bring one up with `ctl lab up FILE`"),
@@ -174,12 +174,7 @@ pub async fn status(mut client: Client, lab: Option<String>, format: Format) -> 
 }
 
 pub async fn list(mut client: Client, format: Format) -> anyhow::Result<()> {
-    let labs = client
-        .list_labs(v1::ListLabsRequest {})
-        .await
-        .map_err(status_error)?
-        .into_inner()
-        .labs;
+    let labs = all_labs(&mut client).await?;
     show::print_labs(&labs, format);
     Ok(())
 }

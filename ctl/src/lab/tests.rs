@@ -105,3 +105,13 @@ fn sizes_parse() {
     assert_eq!(parse_mib("0"), None);
     assert_eq!(parse_mib("4GB"), None);
 }
+
+#[test]
+fn ssh_keys_and_lab_name_length_are_checked_where_they_stand() {
+    let keyed = "[lab]\nname = \"l\"\nimage = \"x\"\nssh_keys = [\"ssh-ed25519 AAAA me@host\"]\n";
+    assert_eq!(lab(keyed).unwrap().ssh_keys, ["ssh-ed25519 AAAA me@host"]);
+    let bad = "[lab]\nname = \"l\"\nimage = \"x\"\nssh_keys = [\n  \"not a key\",\n]\n";
+    assert!(error(bad).starts_with("lab.toml:5: ssh_keys:"), "{}", error(bad));
+    let long = format!("[lab]\nname = \"{}\"\n", "x".repeat(25));
+    assert!(error(&long).contains("use 1 to 24 letters"), "{}", error(&long));
+}
