@@ -42,10 +42,16 @@ impl From<StoreError> for ApiError {
 
 impl Store {
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        let db = sled::open(dir).map_err(|source| StoreError::Open {
-            path: dir.display().to_string(),
-            source,
-        })?;
+        // Every commit flushes itself; without sled's background flusher
+        // thread, dropping the store also releases its lock at once.
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(|source| StoreError::Open {
+                path: dir.display().to_string(),
+                source,
+            })?;
         let tree = db.open_tree("topology")?;
         Ok(Store { db, tree })
     }

@@ -30,7 +30,8 @@ fn labs_are_planned_on_the_capacity_agents_report() {
     let c = cluster("lp", 2, false);
     let api = Api::connect(&c.client_config().unwrap());
     let hosts = api.hosts();
-    let cpus = std::thread::available_parallelism().unwrap().get() as u32;
+    // Simulated hosts share this machine; each offers what `ctl local` gives it.
+    let cpus = dclab_ctl::local::LOCAL_VCPUS;
     assert!(
         hosts.iter().all(|h| h.vcpus == cpus && h.memory_mib > 0),
         "{hosts:?}"

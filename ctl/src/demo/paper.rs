@@ -71,7 +71,8 @@ pub fn fping_matrix(cluster: &Cluster, plan: &Plan) -> anyhow::Result<Matrix> {
     let pings: Vec<_> = plan
         .iter()
         .map(|(name, ..)| {
-            let argv = ["fping", "-q", "-r", "1", "-t", "300", "-g", "10.0.0.0/24"];
+            // Retries cover ARP answered late on a loaded machine (plain OvS floods it).
+            let argv = ["fping", "-q", "-r", "2", "-t", "500", "-g", "10.0.0.0/24"];
             cluster
                 .spawn_in(&cluster.instance_netns(name), &argv)
                 .expect("fping starts")

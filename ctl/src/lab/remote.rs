@@ -14,6 +14,8 @@ use crate::output::Format;
 pub type Client = TopologyClient<Channel>;
 
 const POLL: Duration = Duration::from_millis(250);
+/// How long `lab up` waits on a node that keeps failing.
+const GIVE_UP_ON_FAILED: Duration = Duration::from_secs(60);
 
 pub fn status_error(s: tonic::Status) -> anyhow::Error {
     anyhow::anyhow!("{} ({:?})", s.message(), s.code())
@@ -88,6 +90,7 @@ pub async fn up(mut client: Client, file: &str, opts: UpOptions, format: Format)
 pub async fn wait_ready(client: &mut Client, lab: &str, timeout: Duration) -> anyhow::Result<v1::Lab> {
     let deadline = Instant::now() + timeout;
     let mut seen: BTreeMap<String, (i32, String)> = BTreeMap::new();
+    let mut failing_since: BTreeMap<String, Instant> = BTreeMap::new();
     loop {
         let status = client
             .get_lab(v1::GetLabRequest { name: lab.into() })
@@ -109,6 +112,24 @@ pub async fn wait_ready(client: &mut Client, lab: &str, timeout: Duration) -> an
         }
         if status.ready {
             return Ok(status);
+        }
+        // The agents retry failed nodes, but a cause that lasts (a missing
+        // image, no libvirtd) should not keep the operator waiting.
+        for node in &status.nodes {
+            let name = node.spec.as_ref().map_or("", |s| s.name.as_str());
+            if node.state != v1::NodeState::Failed as i32 {
+                failing_since.remove(name);
+                continue;
+            }
+            let since = *failing_since.entry(name.to_string()).or_insert_with(Instant::now);
+            if since.elapsed() >= GIVE_UP_ON_FAILED {
+                bail!(
+                    "node {name} of lab {lab} on {} has failed for {} s: {}; its agent keeps retrying, `ctl lab status {lab}` shows it",
+                    node.host,
+                    GIVE_UP_ON_FAILED.as_secs(),
+                    node.error
+                );
+            }
         }
         if Instant::now() >= deadline {
             let waiting: Vec<String> = status

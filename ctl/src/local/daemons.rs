@@ -15,7 +15,7 @@ use super::up::UPLINK;
 const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(3);
 /// vCPUs each simulated host offers to lab nodes.
-const LOCAL_VCPUS: u32 = 16;
+pub const LOCAL_VCPUS: u32 = 16;
 
 impl Cluster {
     /// Starts the coordinator on its data dir. A restart reuses the port of

@@ -34,6 +34,7 @@ mod tests;
 pub use cli::{run, ClusterName, InstanceCommand, LocalCommand};
 pub use cluster::{Cluster, UpOptions};
 pub use command::ping_counts;
+pub use daemons::LOCAL_VCPUS;
 pub use guard::ClusterGuard;
 pub use instance::{derived_mac, InstanceSpec, MAX_INSTANCE_NAME};
 pub use ovs::BRIDGE;

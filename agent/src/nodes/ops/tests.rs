@@ -7,7 +7,7 @@ fn key(lab: &str, name: &str) -> NodeKey {
     (lab.into(), name.into())
 }
 
-/// Defines and starts `dclab-<lab>-<name>` on the context's test driver.
+/// Defines and starts `dclab.<lab>.<name>` on the context's test driver.
 fn define(ctx: &Context, lab: &str, name: &str) {
     let vm = VmSpec {
         name: domain_name(lab, name),
@@ -76,7 +76,7 @@ fn snapshot_phases_keep_holds_and_states_as_the_coordinator_expects() {
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("domain dclab-opslab1-ghost is not defined yet"),
+        err.contains("domain dclab.opslab1.ghost is not defined yet"),
         "{err}"
     );
     ctx.libvirt
@@ -139,7 +139,7 @@ async fn failures_list_every_node_and_why() {
     assert_eq!(failures.len(), 2, "{failures:?}");
     assert_eq!(failures[0], "node elsewhere of lab opslab2 is not on host h1");
     assert!(
-        failures[1].starts_with("node missing: domain dclab-opslab2-missing is not defined yet"),
+        failures[1].starts_with("node missing: domain dclab.opslab2.missing is not defined yet"),
         "{failures:?}"
     );
     assert!(ctx.holds.is_held(&key("opslab2", "up")));

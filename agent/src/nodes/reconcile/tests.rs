@@ -194,7 +194,7 @@ fn reports_cover_every_desired_node_in_set_order() {
     let other = state_status(&a, VmState::Other);
     assert_eq!(other.state, NodeState::Failed as i32);
     assert!(
-        other.error.contains("virsh domstate dclab-l-a"),
+        other.error.contains("virsh domstate dclab.l.a"),
         "{}",
         other.error
     );
