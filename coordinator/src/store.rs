@@ -40,18 +40,34 @@ impl From<StoreError> for ApiError {
     }
 }
 
-impl Store {
-    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+/// How long to wait for a previous coordinator on the same store (one that
+/// was just killed and is still exiting) to let go of its lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+fn open_locked(dir: &Path) -> Result<sled::Db, sled::Error> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
         // Every commit flushes itself; without sled's background flusher
         // thread, dropping the store also releases its lock at once.
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|source| StoreError::Open {
-                path: dir.display().to_string(),
-                source,
-            })?;
+        let opened = sled::Config::new().path(dir).flush_every_ms(None).open();
+        match opened {
+            Err(sled::Error::Io(e))
+                if e.to_string().contains("could not acquire lock")
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
+}
+
+impl Store {
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        let db = open_locked(dir).map_err(|source| StoreError::Open {
+            path: dir.display().to_string(),
+            source,
+        })?;
         let tree = db.open_tree("topology")?;
         Ok(Store { db, tree })
     }

@@ -238,3 +238,50 @@ fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
     let ports = ctl.json(&["port", "ls"]);
     assert_eq!(ports.as_array().map(Vec::len), Some(0), "{ports}");
 }
+
+fn cache_lab(dir: &Path, name: &str) -> String {
+    let text = format!(
+        "[lab]\nname = \"{name}\"\nimage = \"micro\"\n\n[[network]]\nname = \"lan\"\ncidr = \"10.0.0.0/24\"\n\n\
+         [[node]]\nname = \"cache\"\nrole = \"aptcache\"\nmemory = \"192MiB\"\nhost = \"h1\"\n\
+         interfaces = [{{ network = \"lan\", ip = \"10.0.0.5\" }}]\n"
+    );
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// The apt cache node's disk lives on the host: what one lab's cache node
+/// wrote there, the next lab's cache node on that host finds. (The micro-VM
+/// has no apt-cacher-ng; the disk is what makes reinstalls repeatable.)
+#[test]
+fn the_apt_cache_disk_outlives_its_lab_and_serves_the_next() {
+    let _libvirtd = Libvirtd::ensure();
+    let c = cluster("ac", 1, false);
+    let ctl = Ctl::new(&c);
+    let dir = vm_dir("dclab-cachetest");
+    let pid = std::process::id();
+    let (first, second) = (format!("one{pid}"), format!("two{pid}"));
+    let _labs = Labs(&ctl, vec![first.clone(), second.clone()]);
+    let exec = |lab: &str, cmd: &str| ctl.run(&["lab", "exec", lab, "cache", "--timeout", "60", "--", cmd]);
+
+    ctl.ok(&["lab", "up", &cache_lab(dir.path(), &first)]);
+    // The cache disk is the node's last disk: vdb after the micro root disk.
+    let wrote = exec(
+        &first,
+        "echo cached-by-first | dd of=/dev/vdb conv=fsync 2>/dev/null",
+    );
+    assert!(wrote.ok(), "{}{}", wrote.stdout, wrote.stderr);
+    ctl.ok(&["lab", "down", &first]);
+    let disk = c.host_dir("h1").join("cache/apt-cacher-ng.qcow2");
+    assert!(disk.is_file(), "{} went with the lab", disk.display());
+
+    ctl.ok(&["lab", "up", &cache_lab(dir.path(), &second)]);
+    let read = exec(&second, "dd if=/dev/vdb bs=15 count=1 2>/dev/null");
+    assert!(
+        read.ok() && read.stdout.starts_with("cached-by-first"),
+        "{}{}",
+        read.stdout,
+        read.stderr
+    );
+    ctl.ok(&["lab", "down", &second]);
+}

@@ -63,6 +63,11 @@ fn names_program(record: &ProcRecord) -> bool {
     let Ok(cmdline) = std::fs::read(format!("/proc/{}/cmdline", record.pid)) else {
         return false;
     };
+    // An exiting process has released its memory (and with it cmdline)
+    // but may still hold files and locks: it is not gone yet.
+    if cmdline.is_empty() {
+        return true;
+    }
     let argv0 = cmdline.split(|b| *b == 0).next().unwrap_or_default();
     let argv0 = String::from_utf8_lossy(argv0);
     Path::new(argv0.as_ref())
