@@ -11,14 +11,18 @@ use dclab_integration::ctl::Ctl;
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use dclab_integration::{cluster, Cluster};
 
+/// Nodes get `ip` on lan (10.0.0.0/24) and the same host part on mgmt
+/// (10.1.0.0/24), their second interface.
 fn lab_file(dir: &Path, name: &str, nodes: &[(&str, &str, &str)]) -> String {
     let mut text = format!(
-        "[lab]\nname = \"{name}\"\nimage = \"micro\"\n\n[[network]]\nname = \"lan\"\ncidr = \"10.0.0.0/24\"\n"
+        "[lab]\nname = \"{name}\"\nimage = \"micro\"\n\n[[network]]\nname = \"lan\"\ncidr = \"10.0.0.0/24\"\n\
+         \n[[network]]\nname = \"mgmt\"\ncidr = \"10.1.0.0/24\"\n"
     );
     for (node, host, ip) in nodes {
+        let mgmt = ip.replace("10.0.", "10.1.");
         text.push_str(&format!(
             "\n[[node]]\nname = \"{node}\"\nmemory = \"192MiB\"\nhost = \"{host}\"\n\
-             disks = [\"16MiB\"]\ninterfaces = [{{ network = \"lan\", ip = \"{ip}\" }}]\n"
+             disks = [\"16MiB\"]\ninterfaces = [{{ network = \"lan\", ip = \"{ip}\" }}, {{ network = \"mgmt\", ip = \"{mgmt}\" }}]\n"
         ));
     }
     let path = dir.join(format!("{name}.toml"));
@@ -130,6 +134,13 @@ fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
         "blue c (h2) cannot reach blue d (h1): {}{}",
         ping.stdout,
         ping.stderr
+    );
+    let second = exec(&red, "a", "ping -c 3 -W 2 10.1.0.2");
+    assert!(
+        second.ok(),
+        "red a cannot reach red b on its second interface: {}{}",
+        second.stdout,
+        second.stderr
     );
     let cross = exec(&red, "a", "ping -c 2 -W 1 10.0.0.3");
     assert_eq!(

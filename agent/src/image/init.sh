@@ -16,11 +16,13 @@ for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_p
     insmod "/lib/modules/$m.ko" || echo "dclab-init: insmod $m failed"
 done
 
-name=dclab addr= gw=
+name=dclab addr= gw= extra=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         dclab.hostname=*) name="${arg#*=}" ;;
         dclab.ip=*) addr="${arg#*=}" ;;
+        # dclab.ipN=ADDR/PREFIX for ethN, kept as "N:ADDR/PREFIX".
+        dclab.ip[1-9]=*) n="${arg%%=*}"; extra="$extra ${n#dclab.ip}:${arg#*=}" ;;
         dclab.gw=*) gw="${arg#*=}" ;;
     esac
 done
@@ -42,6 +44,15 @@ if [ -n "$addr" ] && has_virtio 0x0001 && wait_for /sys/class/net/eth0; then
     ip addr add "$addr" dev eth0
     [ -n "$gw" ] && ip route add default via "$gw"
 fi
+for e in $extra; do
+    dev="eth${e%%:*}"
+    if wait_for "/sys/class/net/$dev"; then
+        ip link set "$dev" up
+        ip addr add "${e#*:}" dev "$dev"
+    else
+        echo "dclab-init: no $dev for ${e#*:}"
+    fi
+done
 # Synchronous writes so a snapshot taken right after a command sees its data.
 if has_virtio 0x0002 && wait_for /dev/vda; then
     mount -t ext4 -o sync /dev/vda /data || echo "dclab-init: cannot mount /dev/vda"

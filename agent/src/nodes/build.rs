@@ -167,12 +167,13 @@ pub fn seed(node: &DesiredNode, apt_cache: bool) -> Seed {
     }
 }
 
-/// The micro-VM's kernel command line. Its init configures eth0 only, so
-/// the first nic's address is the one it gets.
+/// The micro-VM's kernel command line: `dclab.ip` for eth0, `dclab.ipN`
+/// for ethN, in the order of the domain's interfaces.
 pub fn micro_cmdline(node: &DesiredNode) -> String {
     let mut cmdline = format!("console=ttyS0 panic=-1 dclab.hostname={}", node.name);
-    if let Some(nic) = node.nics.first().filter(|n| !n.ip.is_empty()) {
-        cmdline.push_str(&format!(" dclab.ip={}/{}", nic.ip, nic.prefix));
+    for (i, nic) in node.nics.iter().enumerate().filter(|(_, n)| !n.ip.is_empty()) {
+        let key = if i == 0 { String::new() } else { i.to_string() };
+        cmdline.push_str(&format!(" dclab.ip{key}={}/{}", nic.ip, nic.prefix));
     }
     cmdline
 }

@@ -34,12 +34,20 @@ fn dir() -> NodeDir {
 }
 
 #[test]
-fn micro_nodes_boot_the_kernel_with_the_first_nics_address() {
+fn micro_nodes_boot_the_kernel_with_every_nics_address() {
     let mut n = node("micro", "server");
     assert_eq!(
         micro_cmdline(&n),
-        "console=ttyS0 panic=-1 dclab.hostname=web dclab.ip=10.0.0.2/24"
+        "console=ttyS0 panic=-1 dclab.hostname=web dclab.ip=10.0.0.2/24 dclab.ip1=10.0.1.2/24"
     );
+    let mut two = n.clone();
+    two.nics.push(dclab_proto::v1::NodeNic {
+        network: "mgmt".into(),
+        ip: "10.1.0.2".into(),
+        prefix: 16,
+        ..Default::default()
+    });
+    assert!(micro_cmdline(&two).ends_with(" dclab.ip1=10.0.1.2/24 dclab.ip2=10.1.0.2/16"));
     let image = NodeImage::Micro(MicroImage {
         kernel: "/img/micro/vmlinuz".into(),
         initrd: "/img/micro/initrd.img".into(),
@@ -53,7 +61,7 @@ fn micro_nodes_boot_the_kernel_with_the_first_nics_address() {
         ("qemu", 2, 512)
     );
     assert!(matches!(&vm.boot, Boot::Kernel { kernel, cmdline, .. }
-        if kernel == Path::new("/img/micro/vmlinuz") && cmdline.ends_with("dclab.ip=10.0.0.2/24")));
+        if kernel == Path::new("/img/micro/vmlinuz") && cmdline.contains("dclab.ip=10.0.0.2/24")));
     assert_eq!(
         vm.disks,
         [
