@@ -214,6 +214,46 @@ fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
         Some(1),
         "only initial is left: {names}"
     );
+    let ping = exec(&red, "a", "ping -c 2 -W 2 10.0.0.2");
+    assert!(
+        ping.ok(),
+        "after the restarts red a cannot reach red b: {}{}",
+        ping.stdout,
+        ping.stderr
+    );
+
+    // Changing one node rebuilds only it; the lab's snapshots are dropped.
+    let grown = std::fs::read_to_string(&red_file)
+        .unwrap()
+        .replacen("192MiB", "224MiB", 2);
+    std::fs::write(&red_file, grown.replacen("224MiB", "192MiB", 1)).unwrap();
+    let changed = ctl.run(&["lab", "up", &red_file]);
+    assert!(changed.ok(), "{}", changed.stderr);
+    assert!(
+        changed.stderr.contains("replaced node b on h2"),
+        "{}",
+        changed.stderr
+    );
+    assert!(
+        !changed.stderr.contains("node a"),
+        "a was touched: {}",
+        changed.stderr
+    );
+    assert!(
+        changed.stderr.contains("dropped snapshots initial"),
+        "{}",
+        changed.stderr
+    );
+    // Running is not booted: wait for b's guest to answer first.
+    assert!(exec(&red, "b", "true").ok());
+    let ping = exec(&red, "a", "ping -c 3 -W 2 10.0.0.2");
+    assert!(
+        ping.ok(),
+        "red a cannot reach the rebuilt b: {}{}",
+        ping.stdout,
+        ping.stderr
+    );
+    ctl.ok(&["snapshot", "create", "initial", "--lab", &red]);
 
     for lab in [&red, &blue] {
         ctl.ok(&["lab", "down", lab]);

@@ -181,8 +181,11 @@ fn apply(ctx: &Context, key: &NodeKey, kind: OperationKind, snapshot: &str) -> a
         }
         OperationKind::Snapshot => {
             state()?;
+            // The coordinator's records decide which snapshots exist: one
+            // left here under the same name (the lab changed since, and
+            // its snapshots were dropped) is stale.
             if hv.has_snapshot(&domain, snapshot)? {
-                anyhow::bail!("{domain} already has a snapshot named {snapshot}; delete it first");
+                hv.delete_snapshot(&domain, snapshot)?;
             }
             hv.snapshot(&domain, snapshot)?;
         }

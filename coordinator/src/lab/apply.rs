@@ -186,6 +186,22 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
             nics,
         });
     }
+    // A snapshot is of the whole lab as it was: once nodes come, go or
+    // change, restoring it would be a lab that never existed.
+    let nodes_changed = changes.iter().any(|c| c.contains(" node "));
+    let stale: Vec<&(String, String)> = topo.snapshots.keys().filter(|(l, _)| l == name).collect();
+    if nodes_changed && !stale.is_empty() {
+        let names: Vec<&str> = stale.iter().map(|(_, s)| s.as_str()).collect();
+        changes.push(format!(
+            "dropped snapshots {} (the lab's nodes changed)",
+            names.join(", ")
+        ));
+        for (lab, snap) in stale {
+            batch
+                .ops
+                .push(Op::Delete(RecordKey::Snapshot(lab.clone(), snap.clone())));
+        }
+    }
     if changes.is_empty() && old.is_some_and(|l| l.ssh_keys == checked.ssh_keys) {
         return Ok(Applied {
             ops: vec![],

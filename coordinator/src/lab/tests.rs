@@ -294,3 +294,37 @@ async fn operations_reach_the_connected_agent_and_fail_when_it_leaves() {
     );
     leaving.await.unwrap();
 }
+
+#[test]
+fn changing_nodes_drops_the_labs_snapshots() {
+    use super::model::Snapshot;
+    use crate::record::{Op, Record};
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    up(&state, &spec("l", vec![node("a", 256, "h1", "")])).unwrap();
+    let snap = Snapshot {
+        lab: "l".into(),
+        name: "initial".into(),
+        cold: false,
+        created_unix_ms: 0,
+        nodes: vec![("a".into(), "h1".into())],
+        micros: 0,
+        phases: vec![],
+    };
+    state
+        .mutate(|_| Ok(vec![Op::Put(Record::Snapshot(snap))]))
+        .unwrap();
+    // SSH keys do not touch the nodes: the snapshot stays.
+    let mut keyed = spec("l", vec![node("a", 256, "h1", "")]);
+    keyed.ssh_keys = vec!["ssh-ed25519 AAAA k".into()];
+    assert_eq!(up(&state, &keyed).unwrap(), ["changed SSH keys"]);
+    assert_eq!(state.read(|t| t.snapshots.len()), 1);
+    let mut grown = keyed.clone();
+    grown.nodes[0].memory_mib = 512;
+    let changes = up(&state, &grown).unwrap();
+    assert!(
+        changes.contains(&"dropped snapshots initial (the lab's nodes changed)".to_string()),
+        "{changes:?}"
+    );
+    assert_eq!(state.read(|t| t.snapshots.len()), 0);
+}
