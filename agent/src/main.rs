@@ -66,12 +66,15 @@ struct Args {
     /// Certificates: by default PKI_DIR/agent-<host-id>.crt and .key.
     #[command(flatten)]
     tls: dclab_proto::net::TlsArgs,
+    #[command(flatten)]
+    telemetry: dclab_proto::logging::TelemetryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    dclab_proto::logging::init();
     let args = Args::parse();
+    let service = format!("dclab-agent {}", args.host_id);
+    let _telemetry = dclab_proto::logging::init_traced(&service, &args.telemetry)?;
     let ovs = Ovs {
         db: args.ovs_db,
         rundir: args.ovs_rundir,

@@ -25,12 +25,14 @@ struct Args {
     key_range: String,
     #[command(flatten)]
     tls: dclab_proto::net::TlsArgs,
+    #[command(flatten)]
+    telemetry: dclab_proto::logging::TelemetryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    dclab_proto::logging::init();
     let args = Args::parse();
+    let _telemetry = dclab_proto::logging::init_traced("dclab-coordinator", &args.telemetry)?;
     let cidr: Cidr = args
         .key_range
         .parse()

@@ -8,6 +8,7 @@ pub mod error;
 pub mod identity;
 pub mod logging;
 pub mod net;
+pub mod telemetry;
 pub mod tls;
 
 #[allow(clippy::all, missing_docs)]

@@ -1,18 +1,56 @@
-//! Log setup shared by the daemons: RUST_LOG filter (default info), to
-//! stderr, colours only on a terminal so log files stay plain.
+//! Log and trace setup shared by the binaries: RUST_LOG filter (default
+//! info) to stderr, colours only on a terminal so log files stay plain;
+//! with an OTLP endpoint, spans also go to an OpenTelemetry collector.
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::telemetry::Telemetry;
+
+/// Where spans go: `--otlp-endpoint` on every binary.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct TelemetryArgs {
+    /// Send traces to this OpenTelemetry collector (OTLP over gRPC, e.g.
+    /// http://127.0.0.1:4317). Unset: logs only.
+    #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
+}
+
+/// Logs only, for binaries without telemetry flags.
 pub fn init() {
     init_with("info");
 }
 
 /// As `init`, with another default level (ctl shows only warnings).
 pub fn init_with(default: &str) {
+    install(default, None);
+}
+
+fn install(default: &str, telemetry: Option<&Telemetry>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
+        .with_ansi(std::io::stderr().is_terminal());
+    // The filter, as a layer, applies to the spans exported too.
+    tracing_subscriber::registry()
+        .with(telemetry.map(Telemetry::layer))
+        .with(filter)
+        .with(fmt)
         .init();
+}
+
+/// Logs, and traces as `service` when `args` names an endpoint. Must run
+/// inside the tokio runtime (the exporter's channel lives there); keep the
+/// returned guard until exit, it flushes the last spans.
+pub fn init_traced(service: &str, args: &TelemetryArgs) -> anyhow::Result<Option<Telemetry>> {
+    let Some(endpoint) = &args.otlp_endpoint else {
+        init();
+        return Ok(None);
+    };
+    let telemetry = Telemetry::start(service, endpoint)?;
+    install("info", Some(&telemetry));
+    tracing::info!(service, endpoint = %endpoint, "sending traces over OTLP");
+    Ok(Some(telemetry))
 }

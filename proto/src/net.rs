@@ -174,6 +174,15 @@ fn connector(
 /// The server builder every dclab service starts from.
 pub fn server() -> Server {
     Server::builder()
+        // Operators' calls are traced; agents' periodic reports only at debug.
+        .trace_fn(|req| {
+            let path = req.uri().path();
+            if path.starts_with("/dclab.v1.Topology/") {
+                tracing::info_span!("rpc", path = %path)
+            } else {
+                tracing::debug_span!("rpc", path = %path)
+            }
+        })
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))

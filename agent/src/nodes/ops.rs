@@ -13,7 +13,7 @@ use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{DesiredNode, Operation, OperationKind, OperationResult};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::layout::{domain_name, NodeKey};
 use super::taps::TapView;
@@ -33,12 +33,16 @@ pub async fn run(channel: Channel, ctx: Arc<Context>, mut ops: mpsc::UnboundedRe
         let kind = OperationKind::try_from(op.kind).unwrap_or(OperationKind::Unspecified);
         let (known, unknown) = split_nodes(&ctx, &op);
         info!(id = op.id, kind = kind.as_str_name(), lab = %op.lab, nodes = ?op.nodes, "operation");
+        // A child of the coordinator's span that sent it, when traced.
+        let span = tracing::info_span!("operation", host = %ctx.host_id, kind = kind.as_str_name(), lab = %op.lab, nodes = ?op.nodes);
+        dclab_proto::telemetry::adopt(&span, &op.traceparent);
         let (ctx, client) = (ctx.clone(), client.clone());
         if kind == OperationKind::Exec {
-            tokio::spawn(async move {
+            let work = async move {
                 let result = exec::run(&ctx, &op, known, unknown).await;
                 answer(client, &ctx.host_id, op.id, started, result).await;
-            });
+            };
+            tokio::spawn(work.instrument(span));
             continue;
         }
         let mut guards = Vec::with_capacity(known.len());
@@ -46,7 +50,7 @@ pub async fn run(channel: Channel, ctx: Arc<Context>, mut ops: mpsc::UnboundedRe
             let key = (node.lab.clone(), node.name.clone());
             guards.push(ctx.locks.get(&key).lock_owned().await);
         }
-        tokio::spawn(async move {
+        let work = async move {
             let failures = run_on_nodes(&ctx, kind, &op, known, unknown).await;
             drop(guards);
             let result = Outcome {
@@ -54,7 +58,8 @@ pub async fn run(channel: Channel, ctx: Arc<Context>, mut ops: mpsc::UnboundedRe
                 ..Outcome::default()
             };
             answer(client, &ctx.host_id, op.id, started, result).await;
-        });
+        };
+        tokio::spawn(work.instrument(span));
     }
 }
 

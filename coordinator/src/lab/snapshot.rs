@@ -10,7 +10,7 @@ use dclab_proto::error::{exists, not_found, precondition, unavailable};
 use dclab_proto::v1::{self, OperationKind as Kind};
 use dclab_proto::ApiError;
 use futures::future::join_all;
-use tracing::{info, warn};
+use tracing::{info, warn, Instrument};
 
 use super::model::Snapshot;
 use crate::mutate::check_name;
@@ -44,6 +44,20 @@ fn phase_name(kind: Kind) -> &'static str {
 
 /// Runs one phase on every host; Err lists each host that failed.
 async fn phase(state: &State, kind: Kind, lab: &str, snapshot: &str, hosts: &ByHost) -> Result<(), String> {
+    let span = tracing::info_span!("phase", phase = phase_name(kind), hosts = hosts.len());
+    run_phase(state, kind, lab, snapshot, hosts)
+        .instrument(span)
+        .await
+}
+
+async fn run_phase(
+    state: &State,
+    kind: Kind,
+    lab: &str,
+    snapshot: &str,
+    hosts: &ByHost,
+) -> Result<(), String> {
+    let traceparent = dclab_proto::telemetry::current_traceparent();
     let runs = hosts.iter().map(|(host, nodes)| {
         let op = v1::Operation {
             id: 0,
@@ -53,6 +67,7 @@ async fn phase(state: &State, kind: Kind, lab: &str, snapshot: &str, hosts: &ByH
             snapshot: snapshot.to_string(),
             command: String::new(),
             timeout_ms: 0,
+            traceparent: traceparent.clone(),
         };
         async move {
             let result = state.nodes.run(host, op, PHASE_TIMEOUT).await;
@@ -139,6 +154,7 @@ async fn recover(state: &State, lab: &str, hosts: &ByHost, error: String) -> Api
     }
 }
 
+#[tracing::instrument(name = "snapshot.create", skip(state))]
 pub async fn create(state: &State, lab: &str, name: &str, cold: bool) -> Result<Snapshot, ApiError> {
     check_name("snapshot", name)?;
     let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
@@ -193,6 +209,7 @@ pub async fn create(state: &State, lab: &str, name: &str, cold: bool) -> Result<
     Ok(snap)
 }
 
+#[tracing::instrument(name = "snapshot.restore", skip(state))]
 pub async fn restore(state: &State, lab: &str, name: &str, cold: bool) -> Result<Snapshot, ApiError> {
     let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
     let nodes = lab_nodes(state, lab)?;
@@ -243,6 +260,7 @@ pub async fn restore(state: &State, lab: &str, name: &str, cold: bool) -> Result
     })
 }
 
+#[tracing::instrument(name = "snapshot.delete", skip(state))]
 pub async fn delete(state: &State, lab: &str, name: &str) -> Result<(), ApiError> {
     let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
     let snap = find(state, lab, name)?;

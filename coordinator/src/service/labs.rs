@@ -15,6 +15,7 @@ const DELETE_WAIT: Duration = Duration::from_secs(60);
 const EXEC_DEFAULT: Duration = Duration::from_secs(30);
 const EXEC_MAX: Duration = Duration::from_secs(600);
 
+#[tracing::instrument(name = "lab.apply", skip_all, fields(lab = req.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("")))]
 pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, ApiError> {
     let spec = req
         .spec
@@ -38,6 +39,7 @@ pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, Api
     Ok(lab)
 }
 
+#[tracing::instrument(name = "lab.delete", skip(state))]
 pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabResponse, ApiError> {
     if state.nodes.is_busy(name) {
         return Err(unavailable(format!(
@@ -198,6 +200,7 @@ pub fn list_snapshots(state: &State, lab: &str) -> v1::ListSnapshotsResponse {
     }
 }
 
+#[tracing::instrument(name = "node.exec", skip_all, fields(lab = %r.lab, node = %r.node))]
 pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
     if r.command.is_empty() || r.command.contains('\n') || r.command.len() > 4096 {
         return Err(invalid(
@@ -227,6 +230,7 @@ pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeR
         snapshot: String::new(),
         command: r.command,
         timeout_ms: timeout.as_millis() as u32,
+        traceparent: dclab_proto::telemetry::current_traceparent(),
     };
     let result = state
         .nodes

@@ -32,6 +32,10 @@ pub enum LocalCommand {
         /// dclab mode without TLS: plaintext gRPC, no certificates.
         #[arg(long, conflicts_with = "plain")]
         insecure: bool,
+        /// Have the coordinator and agents send traces to this OpenTelemetry
+        /// collector (OTLP over gRPC, e.g. http://127.0.0.1:4317).
+        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+        otlp_endpoint: Option<String>,
     },
     /// Stop the cluster's processes (by pid), delete its namespaces and run directory.
     Down {
@@ -105,12 +109,14 @@ fn run_blocking(cmd: LocalCommand, json: bool) -> anyhow::Result<()> {
             hosts,
             plain,
             insecure,
+            otlp_endpoint,
         } => {
             let opts = UpOptions {
                 name: cluster.name,
                 hosts,
                 plain,
                 insecure,
+                otlp_endpoint,
             };
             let cluster = Cluster::up(&opts)?;
             print_status(&cluster.status(), json)

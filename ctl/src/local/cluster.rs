@@ -24,6 +24,8 @@ pub struct UpOptions {
     pub plain: bool,
     /// dclab mode without TLS.
     pub insecure: bool,
+    /// OpenTelemetry collector for the daemons' traces.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl UpOptions {
@@ -33,6 +35,7 @@ impl UpOptions {
             hosts,
             plain: false,
             insecure: false,
+            otlp_endpoint: None,
         }
     }
 

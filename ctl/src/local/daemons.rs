@@ -132,12 +132,17 @@ impl Cluster {
         self.save()
     }
 
-    /// `--pki-dir DIR`, or `--insecure` for a cluster without certificates.
+    /// `--pki-dir DIR`, or `--insecure` for a cluster without certificates;
+    /// and `--otlp-endpoint` when the cluster's daemons are traced.
     fn tls_args(&self) -> Vec<String> {
-        match &self.state.pki_dir {
+        let mut args = match &self.state.pki_dir {
             Some(dir) => vec!["--pki-dir".into(), dir.display().to_string()],
             None => vec!["--insecure".into()],
+        };
+        if let Some(endpoint) = &self.state.otlp_endpoint {
+            args.extend(["--otlp-endpoint".to_string(), endpoint.clone()]);
         }
+        args
     }
 
     /// Sends `signal` to the agent of `host`; see `kill_coordinator`.

@@ -79,6 +79,9 @@ pub struct ClusterState {
     /// The cluster's certificates; None: plaintext (`--insecure`).
     #[serde(default)]
     pub pki_dir: Option<PathBuf>,
+    /// Where the daemons send traces; None: logs only.
+    #[serde(default)]
+    pub otlp_endpoint: Option<String>,
     pub instances: Vec<InstanceState>,
     /// False until `up` finished every step.
     pub complete: bool,
@@ -96,6 +99,7 @@ impl ClusterState {
             coordinator_url: None,
             coordinator_port: None,
             pki_dir: None,
+            otlp_endpoint: None,
             instances: Vec::new(),
             complete: false,
         }

@@ -30,6 +30,7 @@ impl Cluster {
         let mut cluster = Cluster {
             state: ClusterState::new(&opts.name, mode),
         };
+        cluster.state.otlp_endpoint = opts.otlp_endpoint.clone();
         match cluster.build(opts.hosts, opts.insecure) {
             Ok(()) => Ok(cluster),
             Err(err) => {

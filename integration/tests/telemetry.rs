@@ -1,0 +1,160 @@
+//! Traces across processes: with an OTLP endpoint, a whole-lab snapshot is
+//! one trace from the coordinator's call through each phase to the
+//! operation every agent ran for it. The collector here is a real OTLP/gRPC
+//! endpoint, fed by the real binaries' exporters.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dclab_integration::api::Api;
+use dclab_integration::{require_tools, ClusterGuard, UpOptions};
+use dclab_proto::v1;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use tonic::{Request, Response, Status};
+
+/// Every span received, with the service that sent it.
+#[derive(Clone, Default)]
+struct Collector(Arc<Mutex<Vec<(String, Span)>>>);
+
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        req: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
+        for rs in req.into_inner().resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| &r.attributes)
+                .find(|a| a.key == "service.name")
+                .and_then(|a| match a.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            let spans = rs.scope_spans.into_iter().flat_map(|s| s.spans);
+            self.0.lock().unwrap().extend(spans.map(|s| (service.clone(), s)));
+        }
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+fn node(name: &str, host: &str) -> v1::NodeSpec {
+    v1::NodeSpec {
+        name: name.into(),
+        vcpus: 1,
+        memory_mib: 128,
+        // No such image: the agents fail the nodes, so no VM is needed to
+        // see the operations' spans.
+        image: "absent-image".into(),
+        host: host.into(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_snapshot_is_one_trace_across_coordinator_and_agents() {
+    require_tools();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let collector = Collector::default();
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    let server = tonic::transport::Server::builder()
+        .add_service(TraceServiceServer::new(collector.clone()))
+        .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener));
+    rt.spawn(server);
+
+    let mut opts = UpOptions::unique("tr", 2);
+    opts.otlp_endpoint = Some(endpoint);
+    let c = ClusterGuard::up(&opts).expect("local cluster comes up");
+    let api = Api::connect(&c.client_config().unwrap());
+    let spec = v1::LabSpec {
+        name: "traced".into(),
+        nodes: vec![node("a", "h1"), node("b", "h2")],
+        ..Default::default()
+    };
+    api.call(|mut c| async move { c.apply_lab(v1::ApplyLabRequest { spec: Some(spec) }).await })
+        .expect("lab applied");
+    // Both agents have the nodes once they report them (failed: no image).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !api
+        .call(|mut c| async move {
+            c.get_lab(v1::GetLabRequest {
+                name: "traced".into(),
+            })
+            .await
+        })
+        .unwrap()
+        .nodes
+        .iter()
+        .all(|n| n.state == v1::NodeState::Failed as i32)
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the agents never reported the lab's nodes"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let req = v1::SnapshotRequest {
+        lab: "traced".into(),
+        name: "s".into(),
+        cold: false,
+    };
+    let refused = api.call(|mut c| async move { c.create_snapshot(req).await });
+    assert!(refused.is_err(), "the nodes have no VMs, so the pause fails");
+
+    // The batch exporters send within about 5 s.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let spans = collector.0.lock().unwrap().clone();
+        let snapshot = spans
+            .iter()
+            .find(|(svc, s)| svc == "dclab-coordinator" && s.name == "snapshot.create");
+        if let Some((_, root)) = snapshot {
+            let in_trace: Vec<&(String, Span)> = spans
+                .iter()
+                .filter(|(_, s)| s.trace_id == root.trace_id)
+                .collect();
+            let phases: Vec<&Span> = in_trace
+                .iter()
+                .filter(|(svc, s)| svc == "dclab-coordinator" && s.name == "phase")
+                .map(|(_, s)| s)
+                .collect();
+            let ops: Vec<&(String, Span)> = in_trace
+                .iter()
+                .copied()
+                .filter(|(_, s)| s.name == "operation")
+                .collect();
+            let hosts: Vec<&str> = ops.iter().map(|(svc, _)| svc.as_str()).collect();
+            if hosts.contains(&"dclab-agent h1") && hosts.contains(&"dclab-agent h2") {
+                for (svc, op) in &ops {
+                    assert!(
+                        phases.iter().any(|p| p.span_id == op.parent_span_id),
+                        "{svc}'s operation span is not a child of a coordinator phase"
+                    );
+                }
+                assert!(phases.iter().all(|p| p.parent_span_id == root.span_id));
+                return;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no trace joining the coordinator's snapshot and both agents' operations; got {:?}",
+            spans
+                .iter()
+                .map(|(svc, s)| format!("{svc}: {}", s.name))
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
