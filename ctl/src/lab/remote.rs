@@ -123,11 +123,12 @@ pub async fn wait_ready(client: &mut Client, lab: &str, timeout: Duration) -> an
             }
             let since = *failing_since.entry(name.to_string()).or_insert_with(Instant::now);
             if since.elapsed() >= GIVE_UP_ON_FAILED {
+                // The agent's error already names the node and the lab.
                 bail!(
-                    "node {name} of lab {lab} on {} has failed for {} s: {}; its agent keeps retrying, `ctl lab status {lab}` shows it",
+                    "{} (on {}, failing for {} s; its agent keeps retrying, `ctl lab status {lab}` shows it)",
+                    node.error,
                     node.host,
-                    GIVE_UP_ON_FAILED.as_secs(),
-                    node.error
+                    GIVE_UP_ON_FAILED.as_secs()
                 );
             }
         }
