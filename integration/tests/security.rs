@@ -167,7 +167,36 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
             .get_rules(v1::GetRulesRequest { host: "h2".into() })
             .await
             .map(|_| ());
-        [own, other, as_h2, ack, create, rules].map(|r| r.map_err(|s| (s.code(), s.message().to_string())))
+        let nodes = agent
+            .watch_nodes(v1::WatchNodesRequest { host_id: "h2".into() })
+            .await
+            .map(|_| ());
+        let report = agent
+            .report_nodes(v1::NodeReport {
+                host_id: "h2".into(),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ());
+        let result = agent
+            .report_operation(v1::OperationResult {
+                host_id: "h2".into(),
+                ok: true,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ());
+        let lab = topo
+            .apply_lab(v1::ApplyLabRequest {
+                spec: Some(v1::LabSpec {
+                    name: "evil".into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .map(|_| ());
+        [own, other, as_h2, ack, create, rules, nodes, report, result, lab]
+            .map(|r| r.map_err(|s| (s.code(), s.message().to_string())))
     });
     assert!(
         codes[0].is_ok(),
@@ -180,6 +209,10 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
         "ack for h2",
         "create a port",
         "read h2's rules",
+        "watch h2's lab nodes",
+        "report h2's nodes",
+        "answer h2's operations",
+        "create a lab",
     ]
     .iter()
     .zip(&codes[1..])
