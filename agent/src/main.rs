@@ -74,7 +74,7 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let service = format!("dclab-agent {}", args.host_id);
-    let _telemetry = dclab_proto::logging::init_traced(&service, &args.telemetry)?;
+    let _telemetry = dclab_proto::logging::init_traced(&service, "info", &args.telemetry)?;
     let ovs = Ovs {
         db: args.ovs_db,
         rundir: args.ovs_rundir,

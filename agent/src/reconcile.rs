@@ -10,8 +10,8 @@ use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::AckRequest;
 use std::sync::Arc;
 
+use dclab_proto::net::Channel;
 use tokio::sync::{watch, Notify};
-use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use crate::desired::Desired;

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
+use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{RegisterRequest, WatchRulesRequest};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use crate::desired::Desired;

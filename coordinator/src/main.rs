@@ -32,7 +32,7 @@ struct Args {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = dclab_proto::logging::init_traced("dclab-coordinator", &args.telemetry)?;
+    let _telemetry = dclab_proto::logging::init_traced("dclab-coordinator", "info", &args.telemetry)?;
     let cidr: Cidr = args
         .key_range
         .parse()

@@ -5,6 +5,7 @@ use dclab_ctl::output::Format;
 use dclab_ctl::topology::{self, HostCommand, NetworkCommand, PortCommand, RulesCommand, TenantCommand};
 use dclab_ctl::{client_config, local};
 use dclab_proto::v1::topology_client::TopologyClient;
+use tracing::Instrument;
 
 /// dclab: tenant isolation on Open vSwitch across hosts, driven from one coordinator.
 #[derive(Parser)]
@@ -18,6 +19,8 @@ struct Cli {
     output: Format,
     #[command(flatten)]
     tls: dclab_proto::net::TlsArgs,
+    #[command(flatten)]
+    telemetry: dclab_proto::logging::TelemetryArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,9 +66,20 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    dclab_proto::logging::init_with("warn");
     let cli = Cli::parse();
-    match run(cli).await {
+    let telemetry = match dclab_proto::logging::init_traced("dclab-ctl", "warn", &cli.telemetry) {
+        Ok(t) => t,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // One trace per command; the coordinator's spans join it.
+    let command: Vec<String> = std::env::args().skip(1).collect();
+    let span = tracing::info_span!("ctl", command = %command.join(" "));
+    let result = run(cli).instrument(span).await;
+    drop(telemetry);
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -83,7 +97,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     let format = cli.output;
     let result = match cli.command {
-        Command::Local(cmd) => return local::run(cmd, json).await,
+        Command::Local(cmd) => return local::run(cmd, json, cli.telemetry.otlp_endpoint.clone()).await,
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
         Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, format).await,
         Command::Lab(cmd) if dclab_ctl::lab::cli::needs_coordinator(&cmd) => {

@@ -1,9 +1,9 @@
 //! `ctl host|tenant|network|port|rules`: topology commands over gRPC.
 
 use clap::Subcommand;
+use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 use serde_json::json;
-use tonic::transport::Channel;
 
 use crate::output::{print, Format};
 

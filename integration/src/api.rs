@@ -3,10 +3,10 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
+use dclab_proto::net::Channel;
 use dclab_proto::net::ClientConfig;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 use tokio::runtime::Runtime;
-use tonic::transport::Channel;
 
 pub struct Api {
     rt: Runtime,

@@ -201,7 +201,7 @@ fn call() -> impl Strategy<Value = Call> {
     ]
 }
 
-async fn send(c: &mut TopologyClient<tonic::transport::Channel>, call: Call) -> Result<(), tonic::Status> {
+async fn send(c: &mut TopologyClient<dclab_proto::net::Channel>, call: Call) -> Result<(), tonic::Status> {
     match call {
         Call::CreateHost(id, uplink, mac) => c
             .create_host(v1::Host {

@@ -1,12 +1,13 @@
 //! Traces across processes: with an OTLP endpoint, a whole-lab snapshot is
-//! one trace from the coordinator's call through each phase to the
-//! operation every agent ran for it. The collector here is a real OTLP/gRPC
+//! one trace from the `ctl` command through the coordinator's call and each
+//! phase to the operation every agent ran for it. The collector here is a real OTLP/gRPC
 //! endpoint, fed by the real binaries' exporters.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use dclab_integration::api::Api;
+use dclab_integration::ctl::Ctl;
 use dclab_integration::{require_tools, ClusterGuard, UpOptions};
 use dclab_proto::v1;
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
@@ -63,7 +64,7 @@ fn node(name: &str, host: &str) -> v1::NodeSpec {
 }
 
 #[test]
-fn a_snapshot_is_one_trace_across_coordinator_and_agents() {
+fn a_snapshot_is_one_trace_from_ctl_through_coordinator_and_agents() {
     require_tools();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let collector = Collector::default();
@@ -75,7 +76,7 @@ fn a_snapshot_is_one_trace_across_coordinator_and_agents() {
     rt.spawn(server);
 
     let mut opts = UpOptions::unique("tr", 2);
-    opts.otlp_endpoint = Some(endpoint);
+    opts.otlp_endpoint = Some(endpoint.clone());
     let c = ClusterGuard::up(&opts).expect("local cluster comes up");
     let api = Api::connect(&c.client_config().unwrap());
     let spec = v1::LabSpec {
@@ -105,13 +106,18 @@ fn a_snapshot_is_one_trace_across_coordinator_and_agents() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
-    let req = v1::SnapshotRequest {
-        lab: "traced".into(),
-        name: "s".into(),
-        cold: false,
-    };
-    let refused = api.call(|mut c| async move { c.create_snapshot(req).await });
-    assert!(refused.is_err(), "the nodes have no VMs, so the pause fails");
+    // Through the ctl binary, itself traced: its span is the trace's root.
+    let ctl = Ctl::new(&c);
+    let refused = ctl.run(&[
+        "--otlp-endpoint",
+        &endpoint,
+        "snapshot",
+        "create",
+        "s",
+        "--lab",
+        "traced",
+    ]);
+    assert!(!refused.ok(), "the nodes have no VMs, so the pause fails");
 
     // The batch exporters send within about 5 s.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -144,6 +150,13 @@ fn a_snapshot_is_one_trace_across_coordinator_and_agents() {
                     );
                 }
                 assert!(phases.iter().all(|p| p.parent_span_id == root.span_id));
+                // snapshot.create <- rpc (coordinator) <- ctl (the command).
+                let rpc = in_trace.iter().find(|(_, s)| s.span_id == root.parent_span_id);
+                let (_, rpc) = rpc.expect("the snapshot span's parent, the rpc span, is exported");
+                let ctl_span = in_trace.iter().find(|(_, s)| s.span_id == rpc.parent_span_id);
+                let (svc, top) = ctl_span.expect("the rpc span's parent, ctl's span, is exported");
+                assert_eq!((svc.as_str(), top.name.as_str()), ("dclab-ctl", "ctl"));
+                assert!(top.parent_span_id.is_empty(), "ctl's span is the root");
                 return;
             }
         }

@@ -4,8 +4,10 @@
 
 use std::io::IsTerminal;
 
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::Layer as _;
 
 use crate::telemetry::Telemetry;
 
@@ -13,7 +15,8 @@ use crate::telemetry::Telemetry;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TelemetryArgs {
     /// Send traces to this OpenTelemetry collector (OTLP over gRPC, e.g.
-    /// http://127.0.0.1:4317). Unset: logs only.
+    /// http://127.0.0.1:4317). Unset: logs only. `ctl local up` hands it to
+    /// the cluster's coordinator and agents too.
     #[arg(long, global = true, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
 }
@@ -32,25 +35,24 @@ fn install(default: &str, telemetry: Option<&Telemetry>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let fmt = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
-    // The filter, as a layer, applies to the spans exported too.
-    tracing_subscriber::registry()
-        .with(telemetry.map(Telemetry::layer))
-        .with(filter)
-        .with(fmt)
-        .init();
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_filter(filter);
+    // Spans are exported from info up, whatever the log level shows.
+    let spans = telemetry.map(|t| t.layer().with_filter(LevelFilter::INFO));
+    tracing_subscriber::registry().with(spans).with(fmt).init();
 }
 
-/// Logs, and traces as `service` when `args` names an endpoint. Must run
-/// inside the tokio runtime (the exporter's channel lives there); keep the
-/// returned guard until exit, it flushes the last spans.
-pub fn init_traced(service: &str, args: &TelemetryArgs) -> anyhow::Result<Option<Telemetry>> {
+/// Logs (from `default` up unless RUST_LOG says otherwise), and traces as
+/// `service` when `args` names an endpoint. Must run inside the tokio
+/// runtime (the exporter's channel lives there); keep the returned guard
+/// until exit, it flushes the last spans.
+pub fn init_traced(service: &str, default: &str, args: &TelemetryArgs) -> anyhow::Result<Option<Telemetry>> {
     let Some(endpoint) = &args.otlp_endpoint else {
-        init();
+        install(default, None);
         return Ok(None);
     };
     let telemetry = Telemetry::start(service, endpoint)?;
-    install("info", Some(&telemetry));
+    install(default, Some(&telemetry));
     tracing::info!(service, endpoint = %endpoint, "sending traces over OTLP");
     Ok(Some(telemetry))
 }

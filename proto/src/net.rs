@@ -8,7 +8,8 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::net::{TcpListener, TcpStream};
-use tonic::transport::{Channel, Endpoint, Server, Uri};
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Endpoint, Server, Uri};
 use tracing::warn;
 
 use crate::conn;
@@ -118,10 +119,11 @@ impl ClientConfig {
     /// A channel that connects on first use and reconnects by itself.
     pub fn connect_lazy(&self) -> Result<Channel, NetError> {
         let endpoint = self.endpoint()?;
-        Ok(match &self.tls {
+        let channel = match &self.tls {
             None => endpoint.connect_lazy(),
             Some(tls) => endpoint.connect_with_connector_lazy(connector(tls.clone())),
-        })
+        };
+        Ok(InterceptedService::new(channel, TraceContext))
     }
 
     /// Connects now; fails if the coordinator is not there.
@@ -131,10 +133,31 @@ impl ClientConfig {
             None => endpoint.connect().await,
             Some(tls) => endpoint.connect_with_connector(connector(tls.clone())).await,
         };
-        result.map_err(|err| NetError::Connect {
+        let channel = result.map_err(|err| NetError::Connect {
             url: self.url.clone(),
             cause: root_cause(&err),
-        })
+        })?;
+        Ok(InterceptedService::new(channel, TraceContext))
+    }
+}
+
+/// A client channel whose calls carry the caller's trace context.
+pub type Channel = InterceptedService<tonic::transport::Channel, TraceContext>;
+
+/// Adds the current span's W3C `traceparent` to every call, so the
+/// server's span joins the caller's trace.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TraceContext;
+
+impl tonic::service::Interceptor for TraceContext {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        let traceparent = crate::telemetry::current_traceparent();
+        if let Ok(value) = traceparent.parse() {
+            if !traceparent.is_empty() {
+                req.metadata_mut().insert("traceparent", value);
+            }
+        }
+        Ok(req)
     }
 }
 
@@ -177,11 +200,15 @@ pub fn server() -> Server {
         // Operators' calls are traced; agents' periodic reports only at debug.
         .trace_fn(|req| {
             let path = req.uri().path();
-            if path.starts_with("/dclab.v1.Topology/") {
+            let span = if path.starts_with("/dclab.v1.Topology/") {
                 tracing::info_span!("rpc", path = %path)
             } else {
                 tracing::debug_span!("rpc", path = %path)
+            };
+            if let Some(parent) = req.headers().get("traceparent").and_then(|v| v.to_str().ok()) {
+                crate::telemetry::adopt(&span, parent);
             }
+            span
         })
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))

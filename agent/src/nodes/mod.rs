@@ -25,9 +25,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use dclab_proto::net::Channel;
 use dclab_proto::v1::{DesiredNode, NodeSet};
 use tokio::sync::{mpsc, watch as watch_channel};
-use tonic::transport::Channel;
 
 use crate::ovs::Ovs;
 

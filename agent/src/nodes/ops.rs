@@ -9,10 +9,10 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{DesiredNode, Operation, OperationKind, OperationResult};
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 use tracing::{info, warn, Instrument};
 
 use super::layout::{domain_name, NodeKey};

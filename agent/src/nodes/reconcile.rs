@@ -14,10 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{DesiredNode, NodeReport, NodeSet, NodeState, NodeStatus};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tracing::{info, warn};
 
 use super::build::{self, NodeImage};

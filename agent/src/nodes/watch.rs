@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::node_update::Update;
 use dclab_proto::v1::{NodeSet, Operation, WatchNodesRequest};
 use tokio::sync::{mpsc, watch};
-use tonic::transport::Channel;
 use tracing::{debug, info, warn};
 
 use super::Context;

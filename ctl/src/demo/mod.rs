@@ -7,10 +7,10 @@ pub mod paper;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use dclab_proto::net::Channel;
 use dclab_proto::net::ClientConfig;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 use tokio::task::block_in_place;
-use tonic::transport::Channel;
 
 use crate::local::{Cluster, UpOptions};
 use capture::Capture;

@@ -109,7 +109,7 @@ pub async fn run_remote(client: Client, cmd: LabCommand, format: Format) -> anyh
 
 /// Placement of the lab's nodes as the coordinator decides it.
 pub async fn run_plan(
-    mut client: dclab_proto::v1::topology_client::TopologyClient<tonic::transport::Channel>,
+    mut client: dclab_proto::v1::topology_client::TopologyClient<dclab_proto::net::Channel>,
     file: &str,
     format: Format,
 ) -> anyhow::Result<()> {

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
-use tonic::transport::Channel;
 
 use super::show::{self, state_name};
 use super::{load, spec::to_spec};

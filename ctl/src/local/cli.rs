@@ -32,10 +32,6 @@ pub enum LocalCommand {
         /// dclab mode without TLS: plaintext gRPC, no certificates.
         #[arg(long, conflicts_with = "plain")]
         insecure: bool,
-        /// Have the coordinator and agents send traces to this OpenTelemetry
-        /// collector (OTLP over gRPC, e.g. http://127.0.0.1:4317).
-        #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
-        otlp_endpoint: Option<String>,
     },
     /// Stop the cluster's processes (by pid), delete its namespaces and run directory.
     Down {
@@ -97,19 +93,20 @@ pub enum InstanceCommand {
 }
 
 /// Runs a `ctl local` command; `json` selects machine-readable output.
-pub async fn run(cmd: LocalCommand, json: bool) -> anyhow::Result<()> {
+/// `otlp_endpoint` (ctl's `--otlp-endpoint`): where a new cluster's
+/// coordinator and agents send their traces.
+pub async fn run(cmd: LocalCommand, json: bool, otlp_endpoint: Option<String>) -> anyhow::Result<()> {
     // The library blocks (processes, sleeps); keep it off the async workers.
-    tokio::task::spawn_blocking(move || run_blocking(cmd, json)).await?
+    tokio::task::spawn_blocking(move || run_blocking(cmd, json, otlp_endpoint)).await?
 }
 
-fn run_blocking(cmd: LocalCommand, json: bool) -> anyhow::Result<()> {
+fn run_blocking(cmd: LocalCommand, json: bool, otlp_endpoint: Option<String>) -> anyhow::Result<()> {
     match cmd {
         LocalCommand::Up {
             cluster,
             hosts,
             plain,
             insecure,
-            otlp_endpoint,
         } => {
             let opts = UpOptions {
                 name: cluster.name,

@@ -5,9 +5,9 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 use tokio::time::Instant;
-use tonic::transport::Channel;
 
 use super::agents::{Board, SimAgents};
 use super::plan::{host_name, plan, port_ip, port_mac, Rng, TenantPlan};
