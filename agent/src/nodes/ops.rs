@@ -134,7 +134,9 @@ async fn on_node(
     snapshot: String,
 ) -> anyhow::Result<()> {
     let key = (node.lab.clone(), node.name.clone());
-    ctx.blocking(move |ctx| apply(ctx, &key, kind, &snapshot)).await?;
+    let grace = shutdown_grace(&node);
+    ctx.blocking(move |ctx| apply(ctx, &key, kind, &snapshot, grace))
+        .await?;
     let may_restart = matches!(kind, OperationKind::Resume | OperationKind::Revert);
     if may_restart && !node.nics.is_empty() {
         // Starting (or reverting into) a stopped domain makes new taps:
@@ -152,7 +154,23 @@ async fn on_node(
 }
 
 /// One operation on one node's domain, with its hold bookkeeping. Blocks.
-fn apply(ctx: &Context, key: &NodeKey, kind: OperationKind, snapshot: &str) -> anyhow::Result<()> {
+/// How long a node gets to power off. A micro-VM ignores ACPI and writes its
+/// disk synchronously, so it is stopped at once with nothing lost.
+fn shutdown_grace(node: &DesiredNode) -> Duration {
+    if node.image == super::spec::MICRO_IMAGE {
+        Duration::ZERO
+    } else {
+        SHUTDOWN_GRACE
+    }
+}
+
+fn apply(
+    ctx: &Context,
+    key: &NodeKey,
+    kind: OperationKind,
+    snapshot: &str,
+    grace: Duration,
+) -> anyhow::Result<()> {
     let hv = ctx.libvirt.get()?;
     let domain = domain_name(&key.0, &key.1);
     let needs_snapshot = matches!(
@@ -203,7 +221,7 @@ fn apply(ctx: &Context, key: &NodeKey, kind: OperationKind, snapshot: &str) -> a
         OperationKind::Shutdown => {
             ctx.holds.hold(key);
             state()?;
-            hv.shutdown(&domain, SHUTDOWN_GRACE)?;
+            hv.shutdown(&domain, grace)?;
         }
         OperationKind::Exec | OperationKind::Unspecified => {
             anyhow::bail!("{} is not a node state operation", kind.as_str_name())

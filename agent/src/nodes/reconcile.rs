@@ -343,28 +343,35 @@ async fn remove_strays(ctx: &Arc<Context>, set: &NodeSet) {
             return;
         }
     };
+    // Independent nodes: removed side by side (each destroy takes a while).
+    let mut removals = tokio::task::JoinSet::new();
     for key in existing.into_iter().filter(|k| !desired.contains(k)) {
-        let lock = ctx.locks.get(&key);
-        let Ok(guard) = lock.try_lock() else {
-            continue;
-        };
-        let dir = ctx.layout.node_dir(&key.0, &key.1);
-        let taps = spec::read(&dir.spec())
-            .ok()
-            .flatten()
-            .map(|s| s.nics.into_iter().map(|n| n.tap).collect())
-            .unwrap_or_default();
-        match teardown(ctx, &key, taps).await {
-            Ok(()) => {
-                info!(node = %describe(&key), "node no longer desired here; removed");
-                ctx.layout.remove_lab_if_empty(&key.0);
-                ctx.holds.release(&key);
-            }
-            Err(e) => warn!(node = %describe(&key), error = %format!("{e:#}"), "cannot remove node yet"),
-        }
-        drop(guard);
-        ctx.locks.forget(&key);
+        removals.spawn(remove_stray(ctx.clone(), key));
     }
+    while removals.join_next().await.is_some() {}
+}
+
+async fn remove_stray(ctx: Arc<Context>, key: NodeKey) {
+    let lock = ctx.locks.get(&key);
+    let Ok(guard) = lock.try_lock() else {
+        return;
+    };
+    let dir = ctx.layout.node_dir(&key.0, &key.1);
+    let taps = spec::read(&dir.spec())
+        .ok()
+        .flatten()
+        .map(|s| s.nics.into_iter().map(|n| n.tap).collect())
+        .unwrap_or_default();
+    match teardown(&ctx, &key, taps).await {
+        Ok(()) => {
+            info!(node = %describe(&key), "node no longer desired here; removed");
+            ctx.layout.remove_lab_if_empty(&key.0);
+            ctx.holds.release(&key);
+        }
+        Err(e) => warn!(node = %describe(&key), error = %format!("{e:#}"), "cannot remove node yet"),
+    }
+    drop(guard);
+    ctx.locks.forget(&key);
 }
 
 /// Sends `ReportNodes` when the states changed, when forced, and at least

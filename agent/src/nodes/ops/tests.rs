@@ -34,7 +34,7 @@ fn snapshot_phases_keep_holds_and_states_as_the_coordinator_expects() {
     let (lab, name) = ("opslab1", "a");
     let k = key(lab, name);
     define(&ctx, lab, name);
-    let run = |kind, snap: &str| apply(&ctx, &k, kind, snap);
+    let run = |kind, snap: &str| apply(&ctx, &k, kind, snap, SHUTDOWN_GRACE);
 
     run(OperationKind::Pause, "").unwrap();
     assert!(ctx.holds.is_held(&k));
@@ -72,7 +72,7 @@ fn snapshot_phases_keep_holds_and_states_as_the_coordinator_expects() {
     run(OperationKind::DeleteSnapshot, "s1").unwrap();
     let err = run(OperationKind::Revert, "").unwrap_err().to_string();
     assert!(err.contains("names no snapshot"), "{err}");
-    let err = apply(&ctx, &key(lab, "ghost"), OperationKind::Pause, "")
+    let err = apply(&ctx, &key(lab, "ghost"), OperationKind::Pause, "", SHUTDOWN_GRACE)
         .unwrap_err()
         .to_string();
     assert!(
@@ -190,4 +190,14 @@ fn output_is_clipped_on_a_character_boundary() {
     let clipped = clip(long, MAX_OUTPUT);
     assert!(clipped.len() <= MAX_OUTPUT);
     assert!(clipped.ends_with("[output clipped to 64 KiB]\n"));
+}
+
+#[test]
+fn micro_vms_stop_at_once_and_cloud_nodes_get_a_grace() {
+    let node = |image: &str| DesiredNode {
+        image: image.into(),
+        ..Default::default()
+    };
+    assert_eq!(shutdown_grace(&node("micro")), Duration::ZERO);
+    assert_eq!(shutdown_grace(&node("debian-12")), SHUTDOWN_GRACE);
 }
