@@ -17,6 +17,7 @@ mod holds;
 mod layout;
 mod ops;
 mod reconcile;
+mod report;
 mod spec;
 mod taps;
 mod watch;

@@ -1,0 +1,65 @@
+//! `ReportNodes`: what the coordinator knows of this host's nodes.
+
+use std::time::{Duration, Instant};
+
+use dclab_proto::net::Channel;
+use dclab_proto::v1::agent_control_client::AgentControlClient;
+use dclab_proto::v1::{NodeReport, NodeStatus};
+use tracing::warn;
+
+const REPORT_EVERY: Duration = Duration::from_secs(10);
+const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Sends `ReportNodes` when the states changed, when forced, and at least
+/// every `REPORT_EVERY`.
+pub struct Reporter {
+    client: AgentControlClient<Channel>,
+    host_id: String,
+    sent: Option<(u64, Vec<NodeStatus>, Instant)>,
+    last_error: String,
+}
+
+impl Reporter {
+    pub fn new(channel: Channel, host_id: &str) -> Reporter {
+        Reporter {
+            client: AgentControlClient::new(channel),
+            host_id: host_id.to_string(),
+            sent: None,
+            last_error: String::new(),
+        }
+    }
+
+    pub async fn send(&mut self, version: u64, nodes: Vec<NodeStatus>, force: bool) {
+        let due = force
+            || self
+                .sent
+                .as_ref()
+                .is_none_or(|(v, n, at)| *v != version || *n != nodes || at.elapsed() >= REPORT_EVERY);
+        if !due {
+            return;
+        }
+        let report = NodeReport {
+            host_id: self.host_id.clone(),
+            version,
+            nodes: nodes.clone(),
+        };
+        let sent = tokio::time::timeout(REPORT_TIMEOUT, self.client.report_nodes(report)).await;
+        match sent {
+            Ok(Ok(_)) => {
+                self.sent = Some((version, nodes, Instant::now()));
+                self.last_error.clear();
+            }
+            failed => {
+                let error = match failed {
+                    Ok(Err(status)) => status.message().to_string(),
+                    _ => format!("no answer within {} s", REPORT_TIMEOUT.as_secs()),
+                };
+                if error != self.last_error {
+                    warn!(host = %self.host_id, %error, "cannot report node states; retrying");
+                    self.last_error = error;
+                }
+                self.sent = None;
+            }
+        }
+    }
+}
