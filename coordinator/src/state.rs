@@ -112,13 +112,11 @@ impl State {
         inner.revision = revision;
         inner.next_net_id = next_net_id;
         self.hub.publish(&inner.topo, &dirty, revision);
-        let nodes_changed = ops.iter().any(|op| {
-            matches!(
-                op,
-                Op::Put(Record::Lab(_) | Record::Host(_))
-                    | Op::Delete(RecordKey::Lab(_) | RecordKey::Host(_))
-            )
-        });
+        // Node sets come from lab records only (a host with lab nodes has
+        // their ports, so it cannot be deleted under them).
+        let nodes_changed = ops
+            .iter()
+            .any(|op| matches!(op, Op::Put(Record::Lab(_)) | Op::Delete(RecordKey::Lab(_))));
         if nodes_changed {
             self.nodes.publish(&inner.topo, revision);
         }

@@ -29,3 +29,23 @@ pub fn client_config(given: Option<String>, tls: &TlsArgs) -> anyhow::Result<Cli
     let url = given.unwrap_or_else(|| "127.0.0.1:7400".to_string());
     Ok(ClientConfig::new(url, tls.files("operator").as_ref())?)
 }
+
+/// One line for a failed call; transport failures name their root cause.
+pub fn status_error(status: tonic::Status) -> anyhow::Error {
+    use std::error::Error;
+    match status.source() {
+        Some(source)
+            if matches!(
+                status.code(),
+                tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
+            ) =>
+        {
+            anyhow::anyhow!(
+                "the coordinator connection failed: {}; check the URL scheme and certificates \
+                 (https with --pki-dir, or http with --insecure on both sides)",
+                dclab_proto::net::root_cause(source)
+            )
+        }
+        _ => anyhow::anyhow!("{} ({:?})", status.message(), status.code()),
+    }
+}

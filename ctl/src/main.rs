@@ -100,10 +100,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Local(cmd) => return local::run(cmd, json, cli.telemetry.otlp_endpoint.clone()).await,
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
         Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, format).await,
-        Command::Lab(cmd) if dclab_ctl::lab::cli::needs_coordinator(&cmd) => {
-            return dclab_ctl::lab::cli::run_remote(client().await?, cmd, format).await;
-        }
-        Command::Lab(cmd) => return dclab_ctl::lab::cli::run(cmd, format),
+        Command::Lab(cmd) => return dclab_ctl::lab::cli::run(client(), cmd, format).await,
         Command::Snapshot(cmd) => return dclab_ctl::snapshot::run(client().await?, cmd, format).await,
         Command::Image(cmd) => return dclab_ctl::image::run(cmd),
         Command::Certs(cmd) => return dclab_ctl::certs::run(cmd, format),
@@ -113,25 +110,5 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Port(cmd) => topology::port(client().await?, cmd, format).await,
         Command::Rules(cmd) => topology::rules(client().await?, cmd, format).await,
     };
-    result.map_err(describe)
-}
-
-/// One line for a failed call; transport failures name their root cause.
-fn describe(status: tonic::Status) -> anyhow::Error {
-    use std::error::Error;
-    match status.source() {
-        Some(source)
-            if matches!(
-                status.code(),
-                tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
-            ) =>
-        {
-            anyhow::anyhow!(
-                "the coordinator connection failed: {}; check the URL scheme and certificates \
-                 (https with --pki-dir, or http with --insecure on both sides)",
-                dclab_proto::net::root_cause(source)
-            )
-        }
-        _ => anyhow::anyhow!("{} ({:?})", status.message(), status.code()),
-    }
+    result.map_err(dclab_ctl::status_error)
 }

@@ -21,16 +21,6 @@ pub struct TelemetryArgs {
     pub otlp_endpoint: Option<String>,
 }
 
-/// Logs only, for binaries without telemetry flags.
-pub fn init() {
-    init_with("info");
-}
-
-/// As `init`, with another default level (ctl shows only warnings).
-pub fn init_with(default: &str) {
-    install(default, None);
-}
-
 fn install(default: &str, telemetry: Option<&Telemetry>) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default.into());
     let fmt = tracing_subscriber::fmt::layer()

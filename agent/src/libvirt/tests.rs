@@ -4,17 +4,7 @@ use super::*;
 use std::time::Duration;
 
 fn spec(name: &str) -> VmSpec {
-    VmSpec {
-        name: name.into(),
-        domain_type: "test".into(),
-        vcpus: 1,
-        memory_mib: 128,
-        boot: Boot::Disk,
-        disks: vec![],
-        nics: vec![],
-        serial_socket: None,
-        cdrom: None,
-    }
+    VmSpec::for_test_driver(name)
 }
 
 #[test]

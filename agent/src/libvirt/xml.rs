@@ -42,6 +42,24 @@ pub struct VmSpec {
     pub cdrom: Option<PathBuf>,
 }
 
+impl VmSpec {
+    /// A bare domain for libvirt's test driver (`test:///default`).
+    #[cfg(test)]
+    pub fn for_test_driver(name: &str) -> VmSpec {
+        VmSpec {
+            name: name.into(),
+            domain_type: "test".into(),
+            vcpus: 1,
+            memory_mib: 128,
+            boot: Boot::Disk,
+            disks: vec![],
+            nics: vec![],
+            serial_socket: None,
+            cdrom: None,
+        }
+    }
+}
+
 /// Escapes text for XML content and attribute values.
 pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;")

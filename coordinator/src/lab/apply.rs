@@ -188,7 +188,7 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
     }
     // A snapshot is of the whole lab as it was: once nodes come, go or
     // change, restoring it would be a lab that never existed.
-    let nodes_changed = changes.iter().any(|c| c.contains(" node "));
+    let nodes_changed = !to_place.is_empty() || old_nodes.len() > kept.len();
     let stale: Vec<&(String, String)> = topo.snapshots.keys().filter(|(l, _)| l == name).collect();
     if nodes_changed && !stale.is_empty() {
         let names: Vec<&str> = stale.iter().map(|(_, s)| s.as_str()).collect();
@@ -209,7 +209,14 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
         });
     }
     if changes.is_empty() {
-        changes.push("changed SSH keys".into());
+        changes.push(
+            if old.is_some() {
+                "changed SSH keys"
+            } else {
+                "created the lab"
+            }
+            .into(),
+        );
     }
     batch.ops.push(Op::Put(Record::Lab(Lab {
         name: name.to_string(),

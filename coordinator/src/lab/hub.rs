@@ -45,22 +45,28 @@ struct Inner {
     next_id: u64,
 }
 
+impl Inner {
+    fn set_version(&self, host: &str) -> u64 {
+        self.sets.get(host).map_or(0, |tx| tx.borrow().version)
+    }
+}
+
 #[derive(Default)]
 pub struct NodeHub {
     inner: Mutex<Inner>,
 }
 
-/// The nodes `host` runs, as its agent gets them.
-pub fn desired_nodes(topo: &Topology, host: &str) -> Vec<v1::DesiredNode> {
-    let mut nodes = Vec::new();
+/// The nodes every host runs, as its agent gets them: one pass over the labs.
+pub fn desired_by_host(topo: &Topology) -> BTreeMap<String, Vec<v1::DesiredNode>> {
+    let mut by_host: BTreeMap<String, Vec<v1::DesiredNode>> = BTreeMap::new();
     for lab in topo.labs.values() {
         let proxy = lab.apt_proxy();
-        for n in lab.nodes.iter().filter(|n| n.host == host) {
+        for n in &lab.nodes {
             let apt_proxy = match (&proxy, n.spec.role == APT_CACHE_ROLE) {
                 (Some(p), false) => p.clone(),
                 _ => String::new(),
             };
-            nodes.push(v1::DesiredNode {
+            by_host.entry(n.host.clone()).or_default().push(v1::DesiredNode {
                 lab: lab.name.clone(),
                 name: n.spec.name.clone(),
                 role: n.spec.role.clone(),
@@ -74,7 +80,7 @@ pub fn desired_nodes(topo: &Topology, host: &str) -> Vec<v1::DesiredNode> {
             });
         }
     }
-    nodes
+    by_host
 }
 
 pub fn nic(n: &super::model::Nic) -> v1::NodeNic {
@@ -89,20 +95,18 @@ pub fn nic(n: &super::model::Nic) -> v1::NodeNic {
 }
 
 impl NodeHub {
-    /// Recomputes every host's node set; hosts whose set changed get it
-    /// with `revision` as its version.
+    /// Recomputes the node sets from the labs; hosts whose set changed get
+    /// it with `revision` as its version. Only hosts with nodes, now or
+    /// before, are looked at.
     pub fn publish(&self, topo: &Topology, revision: u64) {
+        let mut desired = desired_by_host(topo);
         let mut inner = self.inner.lock().unwrap();
-        let hosts: Vec<String> = topo
-            .hosts
-            .keys()
-            .chain(inner.sets.keys())
-            .cloned()
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        for host in hosts {
-            let nodes = desired_nodes(topo, &host);
+        for (host, tx) in &inner.sets {
+            if !tx.borrow().nodes.is_empty() {
+                desired.entry(host.clone()).or_default();
+            }
+        }
+        for (host, nodes) in desired {
             let tx = inner
                 .sets
                 .entry(host)
@@ -131,8 +135,7 @@ impl NodeHub {
 
     /// The version of `host`'s node set: reports older than it are stale.
     pub fn set_version(&self, host: &str) -> u64 {
-        let inner = self.inner.lock().unwrap();
-        inner.sets.get(host).map_or(0, |tx| tx.borrow().version)
+        self.inner.lock().unwrap().set_version(host)
     }
 
     /// Registers a node stream of `host`; operations go to the newest one.
@@ -175,8 +178,8 @@ impl NodeHub {
 
     /// What `host` reported for a node, if the report is not stale.
     pub fn node_state(&self, host: &str, lab: &str, node: &str) -> (v1::NodeState, String) {
-        let version = self.set_version(host);
         let inner = self.inner.lock().unwrap();
+        let version = inner.set_version(host);
         let Some(report) = inner.reports.get(host).filter(|r| r.version >= version) else {
             return (v1::NodeState::Pending, String::new());
         };
@@ -263,8 +266,8 @@ impl NodeHub {
     /// The agent of `host` has reconciled its current set and runs none of
     /// `lab`'s nodes.
     pub fn host_clear_of(&self, host: &str, lab: &str) -> bool {
-        let version = self.set_version(host);
         let inner = self.inner.lock().unwrap();
+        let version = inner.set_version(host);
         inner
             .reports
             .get(host)

@@ -61,19 +61,16 @@ pub enum LabCommand {
     },
 }
 
-/// `lab check`, the only lab command that needs no coordinator.
-pub fn run(cmd: LabCommand, format: Format) -> anyhow::Result<()> {
-    match cmd {
-        LabCommand::Check { file } => check(&file, format),
-        _ => anyhow::bail!("this lab command needs the coordinator"),
+/// Every lab command but `check` talks to the coordinator; `client` is
+/// only connected when one does.
+pub async fn run<F>(connect: F, cmd: LabCommand, format: Format) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<Client>>,
+{
+    if let LabCommand::Check { file } = &cmd {
+        return check(file, format);
     }
-}
-
-pub fn needs_coordinator(cmd: &LabCommand) -> bool {
-    !matches!(cmd, LabCommand::Check { .. })
-}
-
-pub async fn run_remote(client: Client, cmd: LabCommand, format: Format) -> anyhow::Result<()> {
+    let client = connect.await?;
     match cmd {
         LabCommand::Check { file } => check(&file, format),
         LabCommand::Plan { file } => run_plan(client, &file, format).await,
@@ -132,7 +129,7 @@ pub async fn run_plan(
     let plan = client
         .plan_lab(req)
         .await
-        .map_err(|s| anyhow::anyhow!("{} ({:?})", s.message(), s.code()))?
+        .map_err(crate::status_error)?
         .into_inner();
     let rows: Vec<Vec<String>> = plan
         .placements

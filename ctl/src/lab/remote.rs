@@ -17,9 +17,7 @@ const POLL: Duration = Duration::from_millis(250);
 /// How long `lab up` waits on a node that keeps failing.
 const GIVE_UP_ON_FAILED: Duration = Duration::from_secs(60);
 
-pub fn status_error(s: tonic::Status) -> anyhow::Error {
-    anyhow::anyhow!("{} ({:?})", s.message(), s.code())
-}
+pub use crate::status_error;
 
 async fn all_labs(client: &mut Client) -> anyhow::Result<Vec<v1::Lab>> {
     let reply = client.list_labs(v1::ListLabsRequest {}).await;

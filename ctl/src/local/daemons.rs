@@ -37,7 +37,7 @@ impl Cluster {
             "--addr-file".to_string(),
             addr_file.display().to_string(),
         ];
-        let args = [args, self.tls_args()].concat();
+        let args = [args, self.daemon_args()].concat();
         let record = spawn_detached(&bin, &args, &log)?;
         self.state.coordinator = Some(record.clone());
         self.save()?;
@@ -126,7 +126,7 @@ impl Cluster {
             "--vcpus".to_string(),
             LOCAL_VCPUS.to_string(),
         ];
-        let args = [args, self.tls_args()].concat();
+        let args = [args, self.daemon_args()].concat();
         let record = spawn_detached(&bin, &args, &self.agent_log(host))?;
         self.state.host_mut(host)?.agent = Some(record);
         self.save()
@@ -134,7 +134,7 @@ impl Cluster {
 
     /// `--pki-dir DIR`, or `--insecure` for a cluster without certificates;
     /// and `--otlp-endpoint` when the cluster's daemons are traced.
-    fn tls_args(&self) -> Vec<String> {
+    fn daemon_args(&self) -> Vec<String> {
         let mut args = match &self.state.pki_dir {
             Some(dir) => vec!["--pki-dir".into(), dir.display().to_string()],
             None => vec!["--insecure".into()],

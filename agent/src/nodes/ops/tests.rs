@@ -1,6 +1,6 @@
 use super::exec::{clip, MAX_OUTPUT};
 use super::*;
-use crate::libvirt::{Boot, VmSpec};
+use crate::libvirt::VmSpec;
 use dclab_proto::v1::NodeSet;
 
 fn key(lab: &str, name: &str) -> NodeKey {
@@ -9,17 +9,7 @@ fn key(lab: &str, name: &str) -> NodeKey {
 
 /// Defines and starts `dclab.<lab>.<name>` on the context's test driver.
 fn define(ctx: &Context, lab: &str, name: &str) {
-    let vm = VmSpec {
-        name: domain_name(lab, name),
-        domain_type: "test".into(),
-        vcpus: 1,
-        memory_mib: 128,
-        boot: Boot::Disk,
-        disks: vec![],
-        nics: vec![],
-        serial_socket: None,
-        cdrom: None,
-    };
+    let vm = VmSpec::for_test_driver(&domain_name(lab, name));
     ctx.libvirt.get().unwrap().ensure_running(&vm).unwrap();
 }
 
