@@ -29,6 +29,8 @@ packages="build-essential pkg-config ca-certificates libvirt-dev"
 # Local multi-host setup: namespaces, veths, the Linux bridge switch, OvS,
 # checksum offload control, and the traffic/capture tools tests use.
 packages="$packages iproute2 procps openvswitch-switch ethtool iputils-ping fping iperf3 tcpdump"
+# Hand-built frames (VLAN-tagged, forged) in the dataplane tests.
+packages="$packages python3-scapy"
 if [ "$with_vm" -eq 1 ]; then
     # The virt crate links libvirt; guests run under TCG (KVM guests stall here).
     packages="$packages libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils e2fsprogs linux-image-cloud-amd64 busybox-static"

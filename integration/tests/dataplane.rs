@@ -267,3 +267,68 @@ fn router_traffic_is_rewritten_on_the_vm_side_only() {
         "{reply}"
     );
 }
+
+/// Runs `integration/scripts/send_frames.py` in `instance`: raw frames with
+/// the instance's own MAC and IP, to `dst` (an instance).
+fn send_frames(w: &World, instance: &str, kind: &str, dst: &str, dst_ip: &str) {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/send_frames.py");
+    let (ip, mac) = (w.cluster.instance(instance).unwrap().ip.clone(), w.mac(instance));
+    let src_ip = ip.split('/').next().unwrap().to_string();
+    let (ok, out) = w.run(
+        instance,
+        &["/usr/bin/python3", script, "eth0", kind, &mac, &src_ip, &w.mac(dst), dst_ip],
+    );
+    assert!(ok, "send_frames.py {kind} failed (is python3-scapy installed? scripts/install-deps.sh): {out}");
+}
+
+/// Lines that show a VLAN header or one of the tagged probes (ICMP ids
+/// 4343-4346, or the tagged ARP request for `dst_ip`).
+fn tagged_lines(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|l| {
+            l.contains("802.1Q")
+                || l.contains("802.1ad")
+                || l.contains("vlan ")
+                || (4343..=4346).any(|id| l.contains(&format!("id {id},")))
+        })
+        .cloned()
+        .collect()
+}
+
+/// A tenant's VLAN-tagged frames (802.1Q, priority-tagged, 802.1ad over
+/// 802.1Q, two 802.1Q headers, tagged ARP) never reach the physical switch
+/// nor any instance; the same frame untagged does (the control).
+#[test]
+fn vlan_tagged_frames_from_a_tenant_are_dropped() {
+    let w = World::paper("vl");
+    let wire = Capture::start(&w, &w.switch_netns(), "phys", &[]);
+    let everyone = ["vm1", "vm2", "vm3", "vm4", "vm5", "vm6"];
+    let caps: Vec<(String, Capture)> = everyone
+        .iter()
+        .map(|name| (name.to_string(), Capture::start(&w, &w.ns(name), "eth0", &["-Q", "in"])))
+        .collect();
+    // vm1 (h1) to vm2 (h2) across hosts and to vm4 on its own host.
+    for (dst, ip) in [("vm2", "10.0.0.2"), ("vm4", "10.0.0.4")] {
+        send_frames(&w, "vm1", "tagged", dst, ip);
+        send_frames(&w, "vm1", "plain", dst, ip);
+    }
+    let on_wire = wire.stop();
+    let leaked = tagged_lines(&on_wire);
+    assert!(leaked.is_empty(), "tagged frames crossed the physical switch: {leaked:#?}");
+    assert!(
+        on_wire.iter().any(|l| l.contains("id 4242,")),
+        "the untagged control never crossed the switch, so the capture proves nothing: {on_wire:#?}"
+    );
+    for (name, cap) in caps {
+        let lines = cap.stop();
+        let leaked = tagged_lines(&lines);
+        assert!(leaked.is_empty(), "{name} received tagged frames: {leaked:#?}");
+        let control = lines.iter().any(|l| l.contains("echo request, id 4242,"));
+        assert_eq!(
+            control,
+            name == "vm2" || name == "vm4",
+            "{name}: the untagged control reached exactly vm2 and vm4: {lines:#?}"
+        );
+    }
+}

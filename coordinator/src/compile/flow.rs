@@ -31,6 +31,9 @@ pub type Actions = SmallVec<[Action; 5]>;
 pub enum Match {
     Ip,
     Arp,
+    /// The frame carries a VLAN header (802.1Q or 802.1ad, any VID, also
+    /// priority-tagged): OvS sets the CFI bit of vlan_tci for any of them.
+    Tagged,
     InPort(PortRef),
     Reg(u8, u32),
     EthSrc(Mac),
@@ -114,6 +117,7 @@ impl fmt::Display for Match {
         match self {
             Match::Ip => write!(f, "ip"),
             Match::Arp => write!(f, "arp"),
+            Match::Tagged => write!(f, "vlan_tci=0x1000/0x1000"),
             Match::InPort(port) => write!(f, "in_port={port}"),
             Match::Reg(reg, value) => write!(f, "reg{reg}={value:#x}"),
             Match::EthSrc(mac) => write!(f, "dl_src={mac}"),

@@ -1,9 +1,10 @@
 //! The rule compiler: a pure function from the topology to one host's flows.
 //!
 //! Pipeline (tables):
-//! - 0 classify: traffic from a local port with its own MAC and IP (ARP too)
-//!   records its network (reg0) and mapping key (reg1); uplink traffic goes
-//!   to ingress; anything else is dropped (anti-spoofing).
+//! - 0 classify: any frame with a VLAN header is dropped; traffic from a
+//!   local port with its own MAC and IP (ARP too) records its network (reg0)
+//!   and mapping key (reg1); uplink traffic goes to ingress; anything else
+//!   is dropped (anti-spoofing).
 //! - 10 egress: by destination IP within the network: local delivery
 //!   unmodified, or destination rewritten to the remote host's MAC and key;
 //!   broadcast becomes local copies plus one unicast copy per remote host.

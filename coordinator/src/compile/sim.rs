@@ -24,10 +24,21 @@ pub enum Body {
     },
 }
 
+/// A VLAN header between the MACs and the ethertype.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Vlan {
+    /// 0x8100 (802.1Q) or 0x88a8 (802.1ad).
+    pub tpid: u16,
+    /// PCP, DEI and VID; VID 0 is a priority tag.
+    pub tci: u16,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Packet {
     pub eth_src: Mac,
     pub eth_dst: Mac,
+    /// Outermost first.
+    pub vlans: Vec<Vlan>,
     pub body: Body,
 }
 
@@ -64,6 +75,13 @@ impl<'a> Sim<'a> {
             topo,
             flows,
             wire: Vec::new(),
+        }
+    }
+
+    /// Removes every flow `pred` picks, on every host.
+    pub fn remove_flows(&mut self, pred: impl Fn(&Flow) -> bool) {
+        for flows in self.flows.values_mut() {
+            flows.retain(|f| !pred(f));
         }
     }
 
@@ -170,6 +188,7 @@ impl<'a> Sim<'a> {
                 let reply = Packet {
                     eth_src: *mac,
                     eth_dst: exec.pkt.eth_src,
+                    vlans: exec.pkt.vlans.clone(),
                     body: Body::Arp {
                         op: 2,
                         sha: *mac,
@@ -211,11 +230,16 @@ fn set_ip(pkt: &mut Packet, src: Option<Ipv4Addr>, dst: Option<Ipv4Addr>) {
     *d = dst.unwrap_or(*d);
 }
 
+/// As OvS parses frames (`vlan-limit` 1): the first VLAN header is the
+/// vlan_tci field and the ethertype behind it is dl_type, so a frame with
+/// two headers has dl_type 0x8100 and is neither IP nor ARP.
 fn matches(flow: &Flow, exec: &Exec) -> bool {
     let pkt = &exec.pkt;
+    let typed = pkt.vlans.len() <= 1;
     flow.matches.iter().all(|m| match (m, &pkt.body) {
-        (Match::Ip, body) => matches!(body, Body::Ip { .. }),
-        (Match::Arp, body) => matches!(body, Body::Arp { .. }),
+        (Match::Ip, body) => typed && matches!(body, Body::Ip { .. }),
+        (Match::Arp, body) => typed && matches!(body, Body::Arp { .. }),
+        (Match::Tagged, _) => !pkt.vlans.is_empty(),
         (Match::InPort(p), _) => *p == exec.in_port,
         (Match::Reg(r, v), _) => exec.regs[*r as usize] == *v,
         (Match::EthSrc(mac), _) => pkt.eth_src == *mac,

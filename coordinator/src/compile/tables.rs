@@ -38,8 +38,8 @@ impl<'a> Ctx<'a> {
         flows
     }
 
-    /// Table-miss drops everywhere; uplink traffic enters ingress; source
-    /// rewrite toward the uplink.
+    /// Table-miss drops everywhere; tagged frames dropped; uplink traffic
+    /// enters ingress; source rewrite toward the uplink.
     fn defaults(&self) -> Vec<Flow> {
         let mut flows: Vec<Flow> = [
             T_CLASSIFY,
@@ -53,6 +53,10 @@ impl<'a> Ctx<'a> {
         .into_iter()
         .map(|t| Flow::new(t, 0, smallvec![], smallvec![A::Drop]))
         .collect();
+        // No VLAN header enters the pipeline, from a tenant or the wire: a
+        // tenant's tag would otherwise cross the physical switch inside the
+        // rewritten frame and land in a VLAN of the data center.
+        flows.push(Flow::new(T_CLASSIFY, 300, smallvec![M::Tagged], smallvec![A::Drop]));
         flows.push(Flow::new(
             T_CLASSIFY,
             200,

@@ -5,7 +5,7 @@ use std::net::Ipv4Addr;
 
 use proptest::prelude::*;
 
-use super::sim::{Body, Delivery, Packet, Sim};
+use super::sim::{Body, Delivery, Packet, Sim, Vlan};
 use super::*;
 use crate::addr::Mac;
 use crate::keys::KeyRange;
@@ -70,8 +70,32 @@ fn ip_packet(topo: &Topology, from: &str, dst: Ipv4Addr) -> Packet {
     Packet {
         eth_src: p.mac,
         eth_dst: Mac([2, 0xee, 0, 0, 0, 1]),
+        vlans: vec![],
         body: Body::Ip { src: p.ip, dst },
     }
+}
+
+fn arp_request(mac: Mac, spa: Ipv4Addr, tpa: Ipv4Addr) -> Packet {
+    Packet {
+        eth_src: mac,
+        eth_dst: Mac([0xff; 6]),
+        vlans: vec![],
+        body: Body::Arp {
+            op: 1,
+            sha: mac,
+            spa,
+            tha: Mac([0; 6]),
+            tpa,
+        },
+    }
+}
+
+/// 802.1Q VLAN 100, a priority tag (VID 0), 802.1ad over 802.1Q, and two
+/// 802.1Q headers.
+fn tag_variants() -> Vec<Vec<Vlan>> {
+    let q = |tci| Vlan { tpid: 0x8100, tci };
+    let ad = |tci| Vlan { tpid: 0x88a8, tci };
+    vec![vec![q(100)], vec![q(0x2000)], vec![ad(200), q(100)], vec![q(7), q(8)]]
 }
 
 fn names(deliveries: &[Delivery]) -> BTreeSet<String> {
@@ -121,6 +145,25 @@ proptest! {
     }
 
     #[test]
+    fn vlan_tagged_frames_reach_nobody_and_never_cross_the_wire((hosts, plan) in plan()) {
+        let topo = build(hosts, &plan);
+        let mut sim = Sim::new(&topo);
+        for p in topo.ports.values() {
+            let mut frames: Vec<Packet> = topo.ports.values().map(|q| ip_packet(&topo, &p.name, q.ip)).collect();
+            frames.push(ip_packet(&topo, &p.name, topo.networks[&p.net].cidr.broadcast()));
+            frames.push(arp_request(p.mac, p.ip, Ipv4Addr::new(10, 0, 0, 1)));
+            for frame in frames {
+                for vlans in tag_variants() {
+                    let tagged = Packet { vlans: vlans.clone(), ..frame.clone() };
+                    let got = sim.send(&p.name, tagged);
+                    prop_assert!(got.is_empty(), "{} {vlans:?}: delivered to {:?}", p.name, names(&got));
+                }
+            }
+        }
+        prop_assert!(sim.wire.is_empty(), "a tagged frame crossed the wire: {:?}", sim.wire);
+    }
+
+    #[test]
     fn arp_is_answered_locally_from_the_topology((hosts, plan) in plan()) {
         let topo = build(hosts, &plan);
         let mut sim = Sim::new(&topo);
@@ -129,6 +172,7 @@ proptest! {
                 let request = Packet {
                     eth_src: p.mac,
                     eth_dst: Mac([0xff; 6]),
+                    vlans: vec![],
                     body: Body::Arp { op: 1, sha: p.mac, spa: p.ip, tha: Mac([0; 6]), tpa },
                 };
                 let got = sim.send(&p.name, request);
@@ -239,6 +283,7 @@ fn router_traffic_is_rewritten_on_the_vm_side_only() {
     let back = Packet {
         eth_src: router.mac,
         eth_dst: vm.mac,
+        vlans: vec![],
         body: Body::Ip {
             src: outside,
             dst: vm.ip,
@@ -259,6 +304,7 @@ fn router_traffic_is_rewritten_on_the_vm_side_only() {
     let arp = |spa| Packet {
         eth_src: router.mac,
         eth_dst: Mac([0xff; 6]),
+        vlans: vec![],
         body: Body::Arp {
             op: 1,
             sha: router.mac,
@@ -281,6 +327,7 @@ fn router_traffic_is_rewritten_on_the_vm_side_only() {
     let spoof = Packet {
         eth_src: router.mac,
         eth_dst: vm.mac,
+        vlans: vec![],
         body: Body::Ip {
             src: Ipv4Addr::new(10, 0, 0, 9),
             dst: vm.ip,
@@ -304,4 +351,25 @@ fn keys_repeat_across_hosts_but_not_within_one() {
     let key = |p: &str| topo.ports[p].key;
     assert_eq!(key("p0"), key("p1"));
     assert_ne!(key("p0"), key("p2"));
+}
+
+/// Without its VLAN drop flow the pipeline carried a tagged frame across
+/// hosts, tag and all (the hole the drop flow closes): the interpreter sees
+/// VLAN headers as OvS does.
+#[test]
+fn without_the_vlan_drop_a_tagged_frame_crosses_hosts_tagged() {
+    let topo = build(2, &[(0, 0, 0, 1, false), (0, 0, 1, 2, false)]);
+    let tagged = |sim: &mut Sim| {
+        let mut pkt = ip_packet(&topo, "p0", topo.ports["p1"].ip);
+        pkt.vlans = vec![Vlan { tpid: 0x8100, tci: 100 }];
+        sim.send("p0", pkt)
+    };
+    let mut sim = Sim::new(&topo);
+    assert!(tagged(&mut sim).is_empty());
+    let mut leaky = Sim::new(&topo);
+    leaky.remove_flows(|f| f.matches.contains(&Match::Tagged));
+    let got = tagged(&mut leaky);
+    assert_eq!(names(&got), BTreeSet::from(["p1".to_string()]));
+    assert_eq!(got[0].packet.vlans, vec![Vlan { tpid: 0x8100, tci: 100 }]);
+    assert_eq!(leaky.wire[0].vlans.len(), 1, "the tag crossed the wire");
 }
