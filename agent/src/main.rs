@@ -2,25 +2,36 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
+use clap::{Parser, Subcommand};
+use dclab_agent::nodes::driver::DriverConfig;
 use dclab_agent::{nodes, ovs::Ovs, reconcile::Reconciler, watch};
 use dclab_proto::net::ClientConfig;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+/// How long background work gets to finish when the agent stops.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// dclab agent: keeps this host's Open vSwitch bridge in step with the rules the coordinator computes,
 /// and runs the lab nodes (libvirt VMs) the coordinator places on this host.
 #[derive(Parser)]
-#[command(version)]
+#[command(
+    version,
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true
+)]
 struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Coordinator URL.
     #[arg(long, env = "DCLAB_COORDINATOR", default_value = "http://127.0.0.1:7400")]
     coordinator: String,
     /// This host's id in the topology.
-    #[arg(long)]
-    host_id: String,
+    #[arg(long, required = true)]
+    host_id: Option<String>,
     /// Interface to the physical network; added to the bridge.
-    #[arg(long)]
-    uplink: String,
+    #[arg(long, required = true)]
+    uplink: Option<String>,
     /// The OvS database to manage (several OvS instances may share a machine).
     #[arg(long, default_value = "unix:/run/openvswitch/db.sock")]
     ovs_db: String,
@@ -39,6 +50,26 @@ struct Args {
     /// Memory offered to lab nodes, in MiB [default: this machine's memory less 1 GiB].
     #[arg(long)]
     memory_mib: Option<u64>,
+    /// Where the agent keeps what must survive its restarts: the leases the coordinator
+    /// took on this host's nodes (leases.json).
+    #[arg(long, default_value = "/var/lib/dclab/agent")]
+    state_dir: PathBuf,
+    #[command(flatten)]
+    nodes: NodeArgs,
+    /// Network namespace of this host's ovs-vswitchd (simulated hosts of `ctl local`): node taps
+    /// move there before joining the bridge. Unset: taps stay in libvirtd's namespace.
+    #[arg(long)]
+    vm_netns: Option<String>,
+    /// Certificates: by default PKI_DIR/agent-<host-id>.crt and .key.
+    #[command(flatten)]
+    tls: dclab_proto::net::TlsArgs,
+    #[command(flatten)]
+    telemetry: dclab_proto::logging::TelemetryArgs,
+}
+
+/// Where and how lab nodes run on this host.
+#[derive(clap::Args, Clone)]
+struct NodeArgs {
     /// Where lab nodes' files live: LAB_DIR/<lab>/<node>/ with spec.json, disks, seed and console
     /// socket. Agents sharing one libvirtd need one each: the agent removes only domains it has a
     /// node dir for.
@@ -59,65 +90,136 @@ struct Args {
     /// libvirt domain type of lab nodes: qemu (TCG emulation, works everywhere) or kvm.
     #[arg(long, default_value = "qemu")]
     domain_type: String,
-    /// Network namespace of this host's ovs-vswitchd (simulated hosts of `ctl local`): node taps
-    /// move there before joining the bridge. Unset: taps stay in libvirtd's namespace.
-    #[arg(long)]
-    vm_netns: Option<String>,
-    /// Certificates: by default PKI_DIR/agent-<host-id>.crt and .key.
-    #[command(flatten)]
-    tls: dclab_proto::net::TlsArgs,
-    #[command(flatten)]
-    telemetry: dclab_proto::logging::TelemetryArgs,
+}
+
+impl NodeArgs {
+    fn drivers(&self) -> anyhow::Result<DriverConfig> {
+        Ok(DriverConfig {
+            layout: nodes::Layout {
+                lab_dir: absolute(&self.lab_dir)?,
+            },
+            image_dir: absolute(&self.image_dir)?,
+            cache_dir: absolute(&self.cache_dir)?,
+            libvirt_uri: self.libvirt_uri.clone(),
+            domain_type: self.domain_type.clone(),
+        })
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Remove every lab node this host's agent has a node dir for (its domain, then the dir), with
+    /// the agent stopped: what retiring a host or `ctl local down` needs.
+    Cleanup {
+        #[command(flatten)]
+        nodes: NodeArgs,
+    },
+    /// Build (or refresh) the micro-VM image (kernel, initrd, scratch disk) the agent otherwise
+    /// builds on first use.
+    BuildMicro {
+        #[arg(long, default_value = "/var/lib/dclab/images/micro")]
+        dir: PathBuf,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let service = format!("dclab-agent {}", args.host_id);
+    match &args.command {
+        Some(Command::Cleanup { nodes }) => return cleanup(nodes),
+        Some(Command::BuildMicro { dir }) => return build_micro(dir),
+        None => {}
+    }
+    let (host_id, uplink) = (
+        args.host_id.clone().expect("required by clap"),
+        args.uplink.clone().expect("required by clap"),
+    );
+    let service = format!("dclab-agent {host_id}");
     let _telemetry = dclab_proto::logging::init_traced(&service, "info", &args.telemetry)?;
     let ovs = Ovs {
-        db: args.ovs_db,
-        rundir: args.ovs_rundir,
-        bridge: args.bridge,
-        datapath: args.datapath,
+        db: args.ovs_db.clone(),
+        rundir: args.ovs_rundir.clone(),
+        bridge: args.bridge.clone(),
+        datapath: args.datapath.clone(),
     };
-    ovs.ensure_bridge(&args.uplink)
+    ovs.ensure_bridge(&uplink)
         .await
-        .with_context(|| format!("cannot set up bridge {} with uplink {}", ovs.bridge, args.uplink))?;
-    let mac = uplink_mac(&ovs, &args.uplink).await?;
-    info!(host = %args.host_id, uplink = %args.uplink, %mac, bridge = %ovs.bridge, "agent starting");
-    let files = args.tls.files(&format!("agent-{}", args.host_id));
+        .with_context(|| format!("cannot set up bridge {} with uplink {uplink}", ovs.bridge))?;
+    let mac = uplink_mac(&ovs, &uplink).await?;
+    info!(host = %host_id, %uplink, %mac, bridge = %ovs.bridge, "agent starting");
+    let files = args.tls.files(&format!("agent-{host_id}"));
     let channel = ClientConfig::new(&args.coordinator, files.as_ref())?.connect_lazy()?;
     let (desired_tx, desired_rx) = tokio::sync::watch::channel(None);
     let registration = watch::Registration {
-        host_id: args.host_id.clone(),
-        uplink: args.uplink.clone(),
+        host_id: host_id.clone(),
+        uplink: uplink.clone(),
         mac,
         vcpus: args.vcpus.unwrap_or_else(machine_cpus),
         memory_mib: args.memory_mib.unwrap_or_else(machine_memory_mib),
     };
     let node_config = nodes::Config {
-        host_id: args.host_id.clone(),
-        lab_dir: absolute(&args.lab_dir)?,
-        image_dir: absolute(&args.image_dir)?,
-        cache_dir: absolute(&args.cache_dir)?,
-        libvirt_uri: args.libvirt_uri,
-        domain_type: args.domain_type,
-        vm_netns: args.vm_netns,
+        host_id: host_id.clone(),
+        drivers: args.nodes.drivers()?,
+        state_dir: absolute(&args.state_dir)?,
+        vm_netns: args.vm_netns.clone(),
         ovs: ovs.clone(),
     };
     let reconciler = Reconciler {
         ovs,
-        host_id: args.host_id,
-        uplink: args.uplink,
+        host_id,
+        uplink,
         channel: channel.clone(),
     };
-    tokio::spawn(watch::run(channel.clone(), registration, desired_tx));
+    let stop = CancellationToken::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(watch::run(
+        channel.clone(),
+        registration,
+        desired_tx,
+        stop.clone(),
+    ));
+    tasks.spawn(reconciler.run(desired_rx, stop.clone()));
+    let nodes = tokio::spawn(nodes::run(channel, node_config, stop.clone()));
     tokio::select! {
-        _ = reconciler.run(desired_rx) => {}
-        _ = nodes::run(channel, node_config) => {}
+        ended = nodes => ended.context("the node side panicked")??,
         _ = dclab_proto::net::shutdown_signal() => info!("agent stopping; flows and lab nodes stay as they are"),
     }
+    stop.cancel();
+    let drained =
+        tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    if drained.is_err() {
+        info!(
+            "background work did not finish within {} s; leaving it",
+            STOP_GRACE.as_secs()
+        );
+    }
+    Ok(())
+}
+
+fn cleanup(args: &NodeArgs) -> anyhow::Result<()> {
+    let (removed, failed) = nodes::cleanup::remove_all(args.drivers()?);
+    for r in &removed {
+        println!("removed {r}");
+    }
+    for f in &failed {
+        eprintln!("warning: cannot remove {f}");
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        anyhow::bail!(
+            "{} of {} nodes were not removed",
+            failed.len(),
+            failed.len() + removed.len()
+        )
+    }
+}
+
+fn build_micro(dir: &std::path::Path) -> anyhow::Result<()> {
+    let image = dclab_agent::image::build_micro(dir)?;
+    println!("kernel  {} ({})", image.kernel.display(), image.kernel_version);
+    println!("initrd  {}", image.initrd.display());
+    println!("disk    {}", image.disk.display());
     Ok(())
 }
 

@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use dclab_proto::net::Channel;
 use tokio::sync::{watch, Notify};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::desired::Desired;
@@ -44,15 +45,18 @@ struct Applied {
 }
 
 impl Reconciler {
-    pub async fn run(self, mut desired: watch::Receiver<Option<Desired>>) {
+    pub async fn run(self, mut desired: watch::Receiver<Option<Desired>>, stop: CancellationToken) {
         let mut applied: Option<Applied> = None;
         let ports_changed = Arc::new(Notify::new());
-        tokio::spawn(crate::monitor::watch_interfaces(
+        let monitor = tokio::spawn(crate::monitor::watch_interfaces(
             self.ovs.db.clone(),
             ports_changed.clone(),
         ));
+        // The monitor is an ovsdb-client child: it ends with the loop.
+        let _monitor = AbortOnDrop(monitor);
         loop {
             tokio::select! {
+                _ = stop.cancelled() => return,
                 changed = desired.changed() => if changed.is_err() { return },
                 _ = ports_changed.notified() => {}
                 _ = tokio::time::sleep(PORT_POLL) => {}
@@ -118,6 +122,14 @@ impl Reconciler {
             })
             .await?;
         Ok(())
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -7,6 +7,7 @@ use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{RegisterRequest, WatchRulesRequest};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::desired::Desired;
@@ -21,19 +22,31 @@ pub struct Registration {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Runs forever: register, watch, apply updates to `desired`; on any
+/// Runs until `stop`: register, watch, apply updates to `desired`; on any
 /// failure wait and start again. `desired` stays None until the first full
 /// state arrives, so nothing is flushed while the coordinator is away.
-pub async fn run(channel: Channel, reg: Registration, desired: watch::Sender<Option<Desired>>) {
+pub async fn run(
+    channel: Channel,
+    reg: Registration,
+    desired: watch::Sender<Option<Desired>>,
+    stop: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match watch_once(channel.clone(), &reg, &desired).await {
+        let watched = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = watch_once(channel.clone(), &reg, &desired) => r,
+        };
+        match watched {
             Ok(()) => warn!(host = %reg.host_id, "rule watch ended by the coordinator, reconnecting"),
             Err(status) => {
                 warn!(host = %reg.host_id, error = %status.message(), "rule watch failed, retrying")
             }
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

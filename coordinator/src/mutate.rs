@@ -15,26 +15,10 @@ use crate::record::{Op, Record, RecordKey};
 
 pub type Ops = Result<Vec<Op>, ApiError>;
 
-/// Names become sled keys, OvS external_ids and flow tokens: keep them plain.
+/// Names become sled keys, OvS external_ids and flow tokens: the one name
+/// rule of `dclab_proto::validate`.
 pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    if name.is_empty() {
-        return Err(invalid(format!("{what} name is empty")));
-    }
-    if name.len() > 64 {
-        return Err(invalid(format!(
-            "{what} name is {} bytes long; the limit is 64",
-            name.len()
-        )));
-    }
-    if let Some(c) = name
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
-    {
-        return Err(invalid(format!(
-            "{what} name {name:?} has the character {c:?}; use letters, digits, '-', '_' and '.'"
-        )));
-    }
-    Ok(())
+    dclab_proto::validate::check_name(what, name).map_err(invalid)
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, ApiError> {

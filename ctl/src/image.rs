@@ -1,9 +1,10 @@
-//! `ctl image`: the images lab nodes boot (built by the agent library, so
-//! an agent can build them on its own host too).
+//! `ctl image`: the images lab nodes boot. Agents build them on their own
+//! host on first use; this builds one here ahead of time, with the agent
+//! binary (which owns image building).
 
 use std::path::PathBuf;
 
-use dclab_agent::image::build_micro;
+use anyhow::Context;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ImageCommand {
@@ -17,10 +18,18 @@ pub enum ImageCommand {
 pub fn run(cmd: ImageCommand) -> anyhow::Result<()> {
     match cmd {
         ImageCommand::BuildMicro { dir } => {
-            let image = build_micro(&dir)?;
-            println!("kernel  {} ({})", image.kernel.display(), image.kernel_version);
-            println!("initrd  {}", image.initrd.display());
-            println!("disk    {}", image.disk.display());
+            let agent = crate::local::find_binary("agent")?;
+            let status = std::process::Command::new(&agent)
+                .arg("build-micro")
+                .arg("--dir")
+                .arg(&dir)
+                .status()
+                .with_context(|| format!("cannot run {}", agent.display()))?;
+            anyhow::ensure!(
+                status.success(),
+                "building the micro image in {} failed",
+                dir.display()
+            );
             Ok(())
         }
     }

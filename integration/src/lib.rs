@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod ctl;
+pub mod hostile;
 pub mod libvirtd;
 pub mod world;
 

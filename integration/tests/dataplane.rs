@@ -276,9 +276,21 @@ fn send_frames(w: &World, instance: &str, kind: &str, dst: &str, dst_ip: &str) {
     let src_ip = ip.split('/').next().unwrap().to_string();
     let (ok, out) = w.run(
         instance,
-        &["/usr/bin/python3", script, "eth0", kind, &mac, &src_ip, &w.mac(dst), dst_ip],
+        &[
+            "/usr/bin/python3",
+            script,
+            "eth0",
+            kind,
+            &mac,
+            &src_ip,
+            &w.mac(dst),
+            dst_ip,
+        ],
     );
-    assert!(ok, "send_frames.py {kind} failed (is python3-scapy installed? scripts/install-deps.sh): {out}");
+    assert!(
+        ok,
+        "send_frames.py {kind} failed (is python3-scapy installed? scripts/install-deps.sh): {out}"
+    );
 }
 
 /// Lines that show a VLAN header or one of the tagged probes (ICMP ids
@@ -306,7 +318,12 @@ fn vlan_tagged_frames_from_a_tenant_are_dropped() {
     let everyone = ["vm1", "vm2", "vm3", "vm4", "vm5", "vm6"];
     let caps: Vec<(String, Capture)> = everyone
         .iter()
-        .map(|name| (name.to_string(), Capture::start(&w, &w.ns(name), "eth0", &["-Q", "in"])))
+        .map(|name| {
+            (
+                name.to_string(),
+                Capture::start(&w, &w.ns(name), "eth0", &["-Q", "in"]),
+            )
+        })
         .collect();
     // vm1 (h1) to vm2 (h2) across hosts and to vm4 on its own host.
     for (dst, ip) in [("vm2", "10.0.0.2"), ("vm4", "10.0.0.4")] {
@@ -315,7 +332,10 @@ fn vlan_tagged_frames_from_a_tenant_are_dropped() {
     }
     let on_wire = wire.stop();
     let leaked = tagged_lines(&on_wire);
-    assert!(leaked.is_empty(), "tagged frames crossed the physical switch: {leaked:#?}");
+    assert!(
+        leaked.is_empty(),
+        "tagged frames crossed the physical switch: {leaked:#?}"
+    );
     assert!(
         on_wire.iter().any(|l| l.contains("id 4242,")),
         "the untagged control never crossed the switch, so the capture proves nothing: {on_wire:#?}"

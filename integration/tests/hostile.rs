@@ -5,50 +5,13 @@
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_integration::hostile::{hostile_string, lab_spec, lab_word};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tonic::Code;
 
 /// Random cases; each is one call.
 const CASES: u32 = 1500;
-
-fn hostile_string() -> impl Strategy<Value = String> {
-    let samples = [
-        "",
-        " ",
-        "t",
-        "n",
-        "big",
-        "h1",
-        "p0",
-        "../etc/passwd",
-        "a/b",
-        "host/h1",
-        "%s%n%x",
-        "\0",
-        "\u{202e}x",
-        "${port:p0}",
-        "10.0.0.5",
-        "10.0.0.999",
-        "10.0.0.0/99",
-        "300.1.1.1/24",
-        "10.0.0.0/24",
-        "0.0.0.0/0",
-        "10.0.0.255",
-        "02:00:00:00:00:05",
-        "02:00:00:00:00:1ff",
-        "ff:ff:ff:ff:ff:ff",
-        "-1",
-        "4294967296",
-        "1e400",
-    ];
-    prop_oneof![
-        4 => prop::sample::select(samples.to_vec()).prop_map(String::from),
-        2 => "[a-z0-9._-]{1,12}",
-        2 => any::<String>(),
-        1 => (1000usize..300_000).prop_map(|n| "x".repeat(n)),
-    ]
-}
 
 fn port_request() -> impl Strategy<Value = v1::CreatePortRequest> {
     (
@@ -103,58 +66,6 @@ fn demand() -> impl Strategy<Value = v1::NodeDemand> {
             host,
         },
     )
-}
-
-/// Mostly plausible names and values, so some specs get past the first
-/// check and reach placement and addressing. No real image name: accepted
-/// labs must not boot VMs here (libvirtd may be up for another test).
-fn lab_word() -> impl Strategy<Value = String> {
-    prop_oneof![
-        3 => prop::sample::select(vec!["lab", "l-2", "lan", "wan", "a", "b", "h1", "10.0.0.0/24", "10.0.0.7", ""]).prop_map(String::from),
-        2 => hostile_string(),
-    ]
-}
-
-fn lab_spec() -> impl Strategy<Value = v1::LabSpec> {
-    let node = (
-        lab_word(),
-        prop_oneof![Just(1u32), any::<u32>()],
-        prop_oneof![Just(128u64), any::<u64>()],
-        lab_word(),
-        prop::collection::vec(any::<u64>(), 0..3),
-        lab_word(),
-        prop::collection::vec((lab_word(), lab_word()), 0..3),
-    )
-        .prop_map(
-            |(name, vcpus, memory_mib, image, disks_mib, host, nics)| v1::NodeSpec {
-                name,
-                role: String::new(),
-                vcpus,
-                memory_mib,
-                image,
-                disks_mib,
-                host,
-                interfaces: nics
-                    .into_iter()
-                    .map(|(network, ip)| v1::InterfaceSpec { network, ip })
-                    .collect(),
-            },
-        );
-    (
-        lab_word(),
-        prop::collection::vec((lab_word(), lab_word()), 0..3),
-        prop::collection::vec(node, 0..4),
-        prop::collection::vec(hostile_string(), 0..2),
-    )
-        .prop_map(|(name, nets, nodes, ssh_keys)| v1::LabSpec {
-            name,
-            networks: nets
-                .into_iter()
-                .map(|(name, cidr)| v1::LabNetwork { name, cidr })
-                .collect(),
-            nodes,
-            ssh_keys,
-        })
 }
 
 #[derive(Debug, Clone)]

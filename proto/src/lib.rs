@@ -1,7 +1,9 @@
 //! dclab's wire protocol: generated gRPC code, the error type every service
-//! returns, identities from certificates, and the one place that builds
-//! channels and servers (TLS 1.3 with client certificates).
+//! returns, identities from certificates, the one place that builds
+//! channels and servers (TLS 1.3 with client certificates), and the checks
+//! of what a valid request is (`validate`), shared by coordinator and ctl.
 
+pub mod addr;
 pub mod codec;
 pub mod conn;
 pub mod error;
@@ -10,6 +12,7 @@ pub mod logging;
 pub mod net;
 pub mod telemetry;
 pub mod tls;
+pub mod validate;
 
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {

@@ -21,6 +21,30 @@ use crate::libvirt::{Boot, Nic, VmSpec};
 pub const APT_CACHE_DISK: &str = "apt-cacher-ng.qcow2";
 const APT_CACHE_MIB: u64 = 20 * 1024;
 
+/// What a VM node's image name means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRef<'a> {
+    /// The micro-VM: kernel and busybox initramfs, exec over its console.
+    Micro,
+    /// `<image_dir>/<name>.qcow2`, booted with a cloud-init seed.
+    Cloud(&'a str),
+}
+
+impl<'a> ImageRef<'a> {
+    pub fn of(image: &'a str) -> ImageRef<'a> {
+        if image == MICRO_IMAGE {
+            ImageRef::Micro
+        } else {
+            ImageRef::Cloud(image)
+        }
+    }
+
+    /// Reads the seed (apt proxy, SSH keys): only cloud images do.
+    pub fn has_cloud_init(self) -> bool {
+        matches!(self, ImageRef::Cloud(_))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NodeImage {
     Micro(MicroImage),
@@ -45,7 +69,7 @@ impl Images {
 
     /// Blocks (the first micro build takes a while): call from blocking threads.
     pub fn resolve(&self, image: &str) -> anyhow::Result<NodeImage> {
-        if image == MICRO_IMAGE {
+        if ImageRef::of(image) == ImageRef::Micro {
             // Held while building, so concurrent nodes wait for one build.
             let mut micro = self.micro.lock().unwrap();
             if micro.is_none() {

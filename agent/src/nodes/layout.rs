@@ -29,18 +29,11 @@ pub fn domain_name(lab: &str, node: &str) -> String {
     format!("dclab.{lab}.{node}")
 }
 
-/// Names become path components and domain names: refuse what could
-/// escape the lab dir or hide from the scan.
+/// Names become path components and domain names: the one name rule,
+/// which keeps them from escaping the lab dir or hiding from the scan.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    let plain = name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
-    if name.is_empty() || name.starts_with('.') || !plain {
-        return Err(format!(
-            "{what} name {name:?} cannot name a directory: use letters, digits, '-', '_' and '.', not starting with '.'"
-        ));
-    }
-    Ok(())
+    dclab_proto::validate::check_name(what, name)
+        .map_err(|e| format!("{what} name {name:?} cannot name a directory: {e}"))
 }
 
 #[derive(Debug, Clone)]

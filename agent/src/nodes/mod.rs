@@ -1,20 +1,27 @@
-//! Lab nodes on this host: libvirt VMs as the coordinator desires them.
-//! Independent of the flow side (a host without libvirtd still forwards).
+//! Lab nodes on this host, as the coordinator desires them. Independent of
+//! the flow side (a host without libvirtd still forwards).
 //!
+//! - `driver`: what a node is (a libvirt VM today), behind one trait.
 //! - `watch`: the node stream (`WatchNodes`): desired sets into a watch
-//!   channel, operations to the executor; on a drop, holds are released.
-//! - `reconcile`: every 2 s or on a new set, converges each node (files,
-//!   domain, run state, taps), removes nodes no longer desired, reports.
-//! - `ops`: PAUSE, RESUME, SNAPSHOT, REVERT, DELETE_SNAPSHOT, SHUTDOWN and
-//!   EXEC, concurrently across nodes, answered with `ReportOperation`.
+//!   channel, operations to the executor.
+//! - `reconcile`: every 2 s, on a new set or when a lease lapses,
+//!   converges each node (files, domain, run state, taps), removes nodes no
+//!   longer desired, reports.
+//! - `ops`: the coordinator's operations, concurrently across nodes,
+//!   answered with `ReportOperation`.
+//! - `leases`: what the coordinator imposes (nodes held paused or off), on
+//!   disk, ended by release or expiry — never by a dropped stream.
 //!
 //! Files live under `--lab-dir` (see `layout`); the agent only ever removes
 //! domains it has a node dir for, since several agents may share a libvirtd.
 
 mod build;
+pub mod cleanup;
 mod connection;
-mod holds;
-mod layout;
+pub mod driver;
+pub mod layout;
+mod leases;
+mod locks;
 mod ops;
 mod reconcile;
 mod report;
@@ -24,30 +31,29 @@ mod watch;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use dclab_proto::net::Channel;
 use dclab_proto::v1::{DesiredNode, NodeSet};
-use tokio::sync::{mpsc, watch as watch_channel};
+use tokio::sync::{mpsc, watch as watch_channel, Notify};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
 
 use crate::ovs::Ovs;
 
-pub use layout::domain_name;
+pub use layout::{domain_name, Layout};
+
+/// How often lapsed leases are looked for.
+const EXPIRY_TICK: Duration = Duration::from_millis(250);
 
 /// How the agent runs lab nodes on this host (the agent's flags).
 #[derive(Debug, Clone)]
 pub struct Config {
     pub host_id: String,
-    /// Node dirs: `<lab_dir>/<lab>/<node>/`. Absolute: overlays record
-    /// their backing file's path.
-    pub lab_dir: PathBuf,
-    /// `micro/` (built here) and `<image>.qcow2` cloud images.
-    pub image_dir: PathBuf,
-    /// The apt cache disk, kept across labs.
-    pub cache_dir: PathBuf,
-    pub libvirt_uri: String,
-    /// `qemu` (TCG) or `kvm`.
-    pub domain_type: String,
+    pub drivers: driver::DriverConfig,
+    /// Where the agent keeps what must survive its restarts (leases).
+    pub state_dir: PathBuf,
     /// Namespace of this host's ovs-vswitchd, where taps must go.
     pub vm_netns: Option<String>,
     pub ovs: Ovs,
@@ -57,48 +63,49 @@ pub struct Config {
 struct Context {
     host_id: String,
     layout: layout::Layout,
-    cache_dir: PathBuf,
-    domain_type: String,
-    libvirt: connection::Libvirt,
-    images: build::Images,
+    drivers: driver::Drivers,
     taps: taps::Taps,
-    holds: holds::Holds,
-    /// Taken by operations and reconcile steps (see `holds`).
-    locks: holds::NodeLocks,
-    /// One serial console client at a time per node.
-    exec_locks: holds::NodeLocks,
+    leases: leases::Leases,
+    /// Taken by operations and reconcile steps (see `locks`).
+    locks: locks::NodeLocks,
+    /// One exec at a time per node (a serial console takes one client).
+    exec_locks: locks::NodeLocks,
     desired: watch_channel::Receiver<Option<NodeSet>>,
+    /// Wakes the reconciler (a lease ended).
+    wake: Notify,
 }
 
 impl Context {
-    fn new(config: Config, desired: watch_channel::Receiver<Option<NodeSet>>) -> Context {
+    fn new(
+        config: Config,
+        leases: leases::Leases,
+        desired: watch_channel::Receiver<Option<NodeSet>>,
+    ) -> Context {
         Context {
             host_id: config.host_id,
-            layout: layout::Layout {
-                lab_dir: config.lab_dir,
-            },
-            cache_dir: config.cache_dir,
-            domain_type: config.domain_type,
-            libvirt: connection::Libvirt::new(&config.libvirt_uri),
-            images: build::Images::new(config.image_dir),
+            layout: config.drivers.layout.clone(),
+            drivers: driver::Drivers::new(config.drivers),
             taps: taps::Taps::new(config.ovs, config.vm_netns),
-            holds: holds::Holds::default(),
-            locks: holds::NodeLocks::default(),
-            exec_locks: holds::NodeLocks::default(),
+            leases,
+            locks: locks::NodeLocks::default(),
+            exec_locks: locks::NodeLocks::default(),
             desired,
+            wake: Notify::new(),
         }
     }
 
     /// Runs `f` on a blocking thread: libvirt, qemu-img and file work.
-    async fn blocking<T, F>(self: &Arc<Self>, f: F) -> anyhow::Result<T>
+    async fn blocking<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
     where
         T: Send + 'static,
-        F: FnOnce(&Context) -> anyhow::Result<T> + Send + 'static,
+        E: From<anyhow::Error> + Send + 'static,
+        F: FnOnce(&Context) -> Result<T, E> + Send + 'static,
     {
         let ctx = self.clone();
-        tokio::task::spawn_blocking(move || f(&ctx))
-            .await
-            .context("a node task panicked")?
+        match tokio::task::spawn_blocking(move || f(&ctx)).await {
+            Ok(result) => result,
+            Err(e) => Err(anyhow::anyhow!("a node task panicked: {e}").into()),
+        }
     }
 
     /// The node as last desired, if this host runs it.
@@ -112,15 +119,55 @@ impl Context {
     }
 }
 
-/// Runs the node side until the process ends: the stream, the executor
-/// and the reconciler. Nothing is touched before the first desired set.
-pub async fn run(channel: Channel, config: Config) {
+/// Runs the node side until `stop` is cancelled: the stream, the executor,
+/// the lease clock and the reconciler. Nothing is touched before the first
+/// desired set.
+pub async fn run(channel: Channel, config: Config, stop: CancellationToken) -> anyhow::Result<()> {
+    let leases = leases::Leases::open(config.state_dir.join("leases.json"))
+        .with_context(|| format!("opening the lease file in {}", config.state_dir.display()))?;
+    let held = leases.list();
+    if !held.is_empty() {
+        info!(
+            leases = held.len(),
+            "leases taken before the restart are honoured until they end"
+        );
+    }
     let (sets_tx, sets_rx) = watch_channel::channel(None);
     let (ops_tx, ops_rx) = mpsc::unbounded_channel();
-    let ctx = Arc::new(Context::new(config, sets_rx.clone()));
-    tokio::spawn(watch::run(channel.clone(), ctx.clone(), sets_tx, ops_tx));
-    tokio::spawn(ops::run(channel.clone(), ctx.clone(), ops_rx));
-    reconcile::run(channel, ctx, sets_rx).await;
+    let ctx = Arc::new(Context::new(config, leases, sets_rx.clone()));
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(watch::run(
+        channel.clone(),
+        ctx.clone(),
+        sets_tx,
+        ops_tx,
+        stop.clone(),
+    ));
+    tasks.spawn(ops::run(channel.clone(), ctx.clone(), ops_rx, stop.clone()));
+    tasks.spawn(expire_leases(ctx.clone(), stop.clone()));
+    tasks.spawn(reconcile::run(channel, ctx, sets_rx, stop));
+    while tasks.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// Ends lapsed leases and wakes the reconciler to bring their nodes back.
+async fn expire_leases(ctx: Arc<Context>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(EXPIRY_TICK) => {}
+        }
+        match ctx.leases.expire() {
+            Ok(lapsed) if lapsed.is_empty() => {}
+            Ok(lapsed) => {
+                for lease in &lapsed {
+                    warn!(lease = %lease.id, nodes = ?lease.nodes, "lease lapsed without release; its nodes run again");
+                }
+                ctx.wake.notify_one();
+            }
+            Err(e) => warn!(error = %format!("{e:#}"), "cannot end lapsed leases"),
+        }
+    }
 }
 
 /// A context on libvirt's test driver with its files under `dir`, and the
@@ -138,11 +185,16 @@ fn test_context_on(
     let (tx, rx) = watch_channel::channel(None);
     let config = Config {
         host_id: "h1".into(),
-        lab_dir: dir.join("labs"),
-        image_dir: dir.join("images"),
-        cache_dir: dir.join("cache"),
-        libvirt_uri: libvirt_uri.into(),
-        domain_type: "test".into(),
+        drivers: driver::DriverConfig {
+            layout: layout::Layout {
+                lab_dir: dir.join("labs"),
+            },
+            image_dir: dir.join("images"),
+            cache_dir: dir.join("cache"),
+            libvirt_uri: libvirt_uri.into(),
+            domain_type: "test".into(),
+        },
+        state_dir: dir.join("state"),
         vm_netns: None,
         ovs: Ovs {
             db: format!("unix:{}/no-db.sock", dir.display()),
@@ -151,5 +203,8 @@ fn test_context_on(
             datapath: "netdev".into(),
         },
     };
-    (Arc::new(Context::new(config, rx)), tx)
+    (
+        Arc::new(Context::new(config, leases::Leases::in_memory(), rx)),
+        tx,
+    )
 }

@@ -1,8 +1,8 @@
-//! Converges this host's nodes to the desired set: on every new set and
-//! every 2 s. Each desired node gets its dir, spec.json, disks and seed,
-//! its domain defined and (unless held) running, and its taps plugged; a
-//! node dir nobody desires is removed with its domain. Then the states go
-//! to the coordinator (`ReportNodes`).
+//! Converges this host's nodes to the desired set: on every new set, when
+//! a lease ends, and every 2 s. Each desired node gets its dir, spec.json,
+//! files and definition (its driver's work) and, unless a lease holds it,
+//! runs; then its taps are plugged. A node dir nobody desires is removed
+//! with its node. Then the states go to the coordinator (`ReportNodes`).
 //!
 //! Crash safety: spec.json is written before the disks, the disks before
 //! the domain; removal goes domain first, dir last. So a node dir without a
@@ -17,9 +17,10 @@ use anyhow::Context as _;
 use dclab_proto::net::Channel;
 use dclab_proto::v1::{DesiredNode, NodeSet, NodeState, NodeStatus};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::build::{self, NodeImage};
+use super::driver::NodeResult;
 use super::layout::{check_name, describe, domain_name, NodeKey};
 use super::report::Reporter;
 use super::spec::{self, AppliedSpec, Change};
@@ -29,17 +30,24 @@ use crate::libvirt::VmState;
 
 const PASS_EVERY: Duration = Duration::from_secs(2);
 
-pub async fn run(channel: Channel, ctx: Arc<Context>, mut sets: watch::Receiver<Option<NodeSet>>) {
+pub async fn run(
+    channel: Channel,
+    ctx: Arc<Context>,
+    mut sets: watch::Receiver<Option<NodeSet>>,
+    stop: CancellationToken,
+) {
     let mut reporter = Reporter::new(channel, &ctx.host_id);
     let mut last: BTreeMap<NodeKey, NodeStatus> = BTreeMap::new();
     loop {
         let fresh = tokio::select! {
+            _ = stop.cancelled() => return,
             changed = sets.changed() => {
                 if changed.is_err() {
                     return;
                 }
                 true
             }
+            _ = ctx.wake.notified() => false,
             _ = tokio::time::sleep(PASS_EVERY) => false,
         };
         let Some(set) = sets.borrow_and_update().clone() else {
@@ -113,16 +121,19 @@ fn log_change(key: &NodeKey, s: &NodeStatus) {
 async fn about_to_build(ctx: &Arc<Context>, set: &NodeSet) -> BTreeSet<NodeKey> {
     let nodes = set.nodes.clone();
     let found = ctx.blocking(move |ctx| {
-        Ok(nodes
-            .iter()
-            .filter(|n| {
-                let dir = ctx.layout.node_dir(&n.lab, &n.name);
-                let applied = spec::read(&dir.spec()).ok().flatten();
-                let changed = applied.is_none_or(|a| a.compare(&AppliedSpec::from(*n)) == Change::Rebuild);
-                changed || !dir.root_disk().exists()
-            })
-            .map(|n| (n.lab.clone(), n.name.clone()))
-            .collect())
+        anyhow::Ok(
+            nodes
+                .iter()
+                .filter(|n| {
+                    let dir = ctx.layout.node_dir(&n.lab, &n.name);
+                    let applied = spec::read(&dir.spec()).ok().flatten();
+                    let changed =
+                        applied.is_none_or(|a| a.compare(&AppliedSpec::from(*n)) == Change::Rebuild);
+                    changed || !dir.root_disk().exists()
+                })
+                .map(|n| (n.lab.clone(), n.name.clone()))
+                .collect(),
+        )
     });
     found.await.unwrap_or_default()
 }
@@ -160,7 +171,7 @@ async fn pass(
         };
         let s = match outcome {
             Some(Ok(state)) => state_status(&key, state),
-            Some(Err(e)) => status(&key, NodeState::Failed, format!("{}: {e:#}", describe(&key))),
+            Some(Err(e)) => status(&key, NodeState::Failed, format!("{}: {e}", describe(&key))),
             // An operation has the node: keep what was last seen.
             None => match last.get(&key) {
                 Some(s) => s.clone(),
@@ -195,50 +206,44 @@ async fn step(
     ctx: &Arc<Context>,
     node: DesiredNode,
     view: Option<Arc<TapView>>,
-) -> Option<anyhow::Result<VmState>> {
+) -> Option<NodeResult<VmState>> {
     let key = (node.lab.clone(), node.name.clone());
     // Outside the lock: the first micro build is slow, and operations
     // waiting for the lock must not wait for it.
-    let image = match checked_image(ctx, &node).await {
-        Ok(image) => image,
-        Err(e) => return Some(Err(e)),
-    };
+    if let Err(e) = provision(ctx, &node).await {
+        return Some(Err(e));
+    }
     let lock = ctx.locks.get(&key);
     let _guard = lock.try_lock().ok()?;
-    Some(converge(ctx, node, image, view).await)
+    Some(converge(ctx, node, view).await)
 }
 
-async fn checked_image(ctx: &Arc<Context>, node: &DesiredNode) -> anyhow::Result<NodeImage> {
-    check_name("lab", &node.lab).map_err(anyhow::Error::msg)?;
-    check_name("node", &node.name).map_err(anyhow::Error::msg)?;
-    let image = node.image.clone();
-    ctx.blocking(move |ctx| {
-        // Without libvirtd, say so rather than build an image for nothing.
-        ctx.libvirt.get()?;
-        ctx.images.resolve(&image)
-    })
-    .await
+async fn provision(ctx: &Arc<Context>, node: &DesiredNode) -> NodeResult<()> {
+    check_name("lab", &node.lab).map_err(super::driver::NodeError::Invalid)?;
+    check_name("node", &node.name).map_err(super::driver::NodeError::Invalid)?;
+    let node = node.clone();
+    ctx.blocking(move |ctx| ctx.drivers.for_node(&node)?.provision(&node))
+        .await
 }
 
-async fn converge(
-    ctx: &Arc<Context>,
-    node: DesiredNode,
-    image: NodeImage,
-    view: Option<Arc<TapView>>,
-) -> anyhow::Result<VmState> {
+async fn converge(ctx: &Arc<Context>, node: DesiredNode, view: Option<Arc<TapView>>) -> NodeResult<VmState> {
     let key = (node.lab.clone(), node.name.clone());
     let stale = {
         let node = node.clone();
         ctx.blocking(move |ctx| stale_build(ctx, &node)).await?
     };
-    if let Some(old_taps) = stale {
+    if let Some(old) = stale {
         info!(node = %describe(&key), "node changed (or was left half built); rebuilding it");
-        teardown(ctx, &key, old_taps).await?;
-        ctx.holds.release(&key);
+        teardown(ctx, &key, old).await?;
+        ctx.leases.release("", &key)?;
     }
     let (before, after) = {
         let node = node.clone();
-        ctx.blocking(move |ctx| build_and_run(ctx, &node, &image)).await?
+        ctx.blocking(move |ctx| {
+            let held = ctx.leases.is_held(&(node.lab.clone(), node.name.clone()));
+            ctx.drivers.for_node(&node)?.converge(&node, held)
+        })
+        .await?
     };
     if matches!(after, VmState::Running | VmState::Paused) && !node.nics.is_empty() {
         // A qemu started just now has fresh taps the pass's view predates.
@@ -258,70 +263,44 @@ async fn converge(
 }
 
 /// Whether the node dir holds something other than the desired node:
-/// Some(taps of the old spec) to tear down first, None to keep it.
-fn stale_build(ctx: &Context, node: &DesiredNode) -> anyhow::Result<Option<Vec<String>>> {
+/// Some(what was built there, as far as known) to tear down first, None to
+/// keep it.
+fn stale_build(ctx: &Context, node: &DesiredNode) -> anyhow::Result<Option<DesiredNode>> {
     let dir = ctx.layout.node_dir(&node.lab, &node.name);
     let desired = AppliedSpec::from(node);
+    // What is left of a build whose spec is lost: the same node, no taps.
+    let unknown = || DesiredNode {
+        nics: vec![],
+        ..node.clone()
+    };
     match spec::read(&dir.spec()) {
         Ok(Some(applied)) => match applied.compare(&desired) {
             Change::Same => Ok(None),
             Change::SpecOnly => spec::write(&dir.spec(), &desired).map(|()| None),
-            Change::Rebuild => Ok(Some(applied.nics.into_iter().map(|n| n.tap).collect())),
+            Change::Rebuild => Ok(Some(applied.into())),
         },
         // A dir without spec.json was cut short before it was written.
-        Ok(None) if dir.path.exists() => Ok(Some(vec![])),
+        Ok(None) if dir.path.exists() => Ok(Some(unknown())),
         Ok(None) => Ok(None),
         Err(e) => {
             warn!(error = %format!("{e:#}"), "unreadable node spec; rebuilding the node");
-            Ok(Some(vec![]))
+            Ok(Some(unknown()))
         }
     }
 }
 
-/// Files, then domain, then run state. Returns the state before and after.
-fn build_and_run(
-    ctx: &Context,
-    node: &DesiredNode,
-    image: &NodeImage,
-) -> anyhow::Result<(Option<VmState>, VmState)> {
-    let key = (node.lab.clone(), node.name.clone());
-    let hv = ctx.libvirt.get()?;
-    let dir = ctx.layout.node_dir(&node.lab, &node.name);
-    dir.create()?;
-    if !dir.spec().exists() {
-        spec::write(&dir.spec(), &AppliedSpec::from(node))?;
-    }
-    let cache = build::cache_disk(&ctx.cache_dir, node);
-    build::prepare(&dir, node, image, cache.as_deref())?;
-    let vm = build::vm_spec(node, &dir, image, &ctx.domain_type, cache.as_deref());
-    let before = hv.state(&vm.name)?;
-    if ctx.holds.is_held(&key) {
-        hv.ensure_defined(&vm)?;
-    } else {
-        // Converge after crashes and restarts: not held means running.
-        match before {
-            Some(VmState::Paused) => hv.resume(&vm.name)?,
-            Some(VmState::Other) => {}
-            _ => hv.ensure_running(&vm)?,
-        }
-    }
-    let after = hv
-        .state(&vm.name)?
-        .with_context(|| format!("domain {} vanished right after it was defined", vm.name))?;
-    Ok((before, after))
-}
-
-/// Domain (with snapshot metadata), then the taps' OvS ports, then the
-/// node dir. Stops at the first failure so the dir outlives the domain.
-async fn teardown(ctx: &Arc<Context>, key: &NodeKey, taps: Vec<String>) -> anyhow::Result<()> {
-    let domain = domain_name(&key.0, &key.1);
-    ctx.blocking(move |ctx| Ok(ctx.libvirt.get()?.remove(&domain)?))
+/// The node (its domain with snapshot metadata), then its taps' OvS ports,
+/// then the node dir. Stops at the first failure so the dir outlives the
+/// domain.
+async fn teardown(ctx: &Arc<Context>, key: &NodeKey, built: DesiredNode) -> NodeResult<()> {
+    let taps: Vec<String> = built.nics.iter().map(|n| n.tap.clone()).collect();
+    ctx.blocking(move |ctx| ctx.drivers.for_node(&built)?.remove(&built))
         .await?;
     ctx.taps.unplug(&taps).await?;
     let dir = ctx.layout.node_dir(&key.0, &key.1);
     match std::fs::remove_dir_all(&dir.path) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing {}", dir.path.display()))
+            Err(e).with_context(|| format!("removing {}", dir.path.display()))?
         }
         _ => Ok(()),
     }
@@ -355,18 +334,25 @@ async fn remove_stray(ctx: Arc<Context>, key: NodeKey) {
         return;
     };
     let dir = ctx.layout.node_dir(&key.0, &key.1);
-    let taps = spec::read(&dir.spec())
+    // Without a readable spec it was a VM (the only kind before specs had one).
+    let built = spec::read(&dir.spec())
         .ok()
         .flatten()
-        .map(|s| s.nics.into_iter().map(|n| n.tap).collect())
-        .unwrap_or_default();
-    match teardown(&ctx, &key, taps).await {
+        .map(DesiredNode::from)
+        .unwrap_or_else(|| DesiredNode {
+            lab: key.0.clone(),
+            name: key.1.clone(),
+            ..DesiredNode::default()
+        });
+    match teardown(&ctx, &key, built).await {
         Ok(()) => {
             info!(node = %describe(&key), "node no longer desired here; removed");
             ctx.layout.remove_lab_if_empty(&key.0);
-            ctx.holds.release(&key);
+            if let Err(e) = ctx.leases.release("", &key) {
+                warn!(node = %describe(&key), error = %format!("{e:#}"), "cannot end the removed node's leases");
+            }
         }
-        Err(e) => warn!(node = %describe(&key), error = %format!("{e:#}"), "cannot remove node yet"),
+        Err(e) => warn!(node = %describe(&key), error = %e, "cannot remove node yet"),
     }
     drop(guard);
     ctx.locks.forget(&key);

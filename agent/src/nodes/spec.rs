@@ -35,6 +35,9 @@ pub struct AppliedSpec {
     pub nics: Vec<AppliedNic>,
     pub apt_proxy: String,
     pub ssh_keys: Vec<String>,
+    /// The proto's NodeKind; specs written before kinds existed are VMs.
+    #[serde(default)]
+    pub kind: i32,
 }
 
 impl From<&DesiredNode> for AppliedSpec {
@@ -61,6 +64,7 @@ impl From<&DesiredNode> for AppliedSpec {
                 .collect(),
             apt_proxy: n.apt_proxy.clone(),
             ssh_keys: n.ssh_keys.clone(),
+            kind: n.kind,
         }
     }
 }
@@ -89,6 +93,7 @@ impl From<AppliedSpec> for DesiredNode {
                 .collect(),
             apt_proxy: s.apt_proxy,
             ssh_keys: s.ssh_keys,
+            kind: s.kind,
         }
     }
 }
@@ -109,7 +114,7 @@ impl AppliedSpec {
     /// a lab must not rebuild its micro-VMs.
     fn vm_shape(&self) -> AppliedSpec {
         let mut shape = self.clone();
-        if shape.image == MICRO_IMAGE {
+        if !super::build::ImageRef::of(&shape.image).has_cloud_init() {
             shape.apt_proxy.clear();
             shape.ssh_keys.clear();
         }
@@ -191,6 +196,7 @@ mod tests {
             }],
             apt_proxy: "http://10.0.0.9:3142".into(),
             ssh_keys: vec!["ssh-ed25519 AAAA a@b".into()],
+            kind: dclab_proto::v1::NodeKind::Vm.into(),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The node stream: `WatchNodes` with reconnects. Desired sets go to a
 //! watch channel (the reconciler keeps the last one while the coordinator
-//! is away, so nodes keep running); operations go to the executor.
+//! is away, so nodes keep running); operations go to the executor. A
+//! dropped stream ends nothing: leases lapse on their own clock.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::node_update::Update;
 use dclab_proto::v1::{NodeSet, Operation, WatchNodesRequest};
 use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Context;
@@ -17,36 +19,39 @@ use super::Context;
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
-/// Runs forever. The host registers through the rule watch, so NotFound
-/// only means "not yet": retried like any failure.
+/// Runs until `stop`. The host registers through the rule watch, so
+/// NotFound only means "not yet": retried like any failure.
 pub async fn run(
     channel: Channel,
     ctx: Arc<Context>,
     sets: watch::Sender<Option<NodeSet>>,
     ops: mpsc::UnboundedSender<Operation>,
+    stop: CancellationToken,
 ) {
     let mut backoff = FIRST_BACKOFF;
     let mut last_error = String::new();
     loop {
-        let error = match watch_once(channel.clone(), &ctx.host_id, &sets, &ops, &mut backoff).await {
+        let watched = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = watch_once(channel.clone(), &ctx.host_id, &sets, &ops, &mut backoff) => r,
+        };
+        let error = match watched {
             Ok(()) => "node watch ended by the coordinator".to_string(),
             Err(status) if status.code() == tonic::Code::NotFound => {
                 format!("host not registered yet: {}", status.message())
             }
             Err(status) => format!("node watch failed: {}", status.message()),
         };
-        // Whoever held nodes (a snapshot in progress) is gone: let them run.
-        let released = ctx.holds.release_all();
-        if released > 0 {
-            warn!(host = %ctx.host_id, released, "node stream dropped; released the holds, held nodes resume");
-        }
         if error != last_error {
             warn!(host = %ctx.host_id, %error, "retrying the node watch");
             last_error = error;
         } else {
             debug!(host = %ctx.host_id, %error, "retrying the node watch");
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(backoff) => {}
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

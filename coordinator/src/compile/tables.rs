@@ -56,7 +56,12 @@ impl<'a> Ctx<'a> {
         // No VLAN header enters the pipeline, from a tenant or the wire: a
         // tenant's tag would otherwise cross the physical switch inside the
         // rewritten frame and land in a VLAN of the data center.
-        flows.push(Flow::new(T_CLASSIFY, 300, smallvec![M::Tagged], smallvec![A::Drop]));
+        flows.push(Flow::new(
+            T_CLASSIFY,
+            300,
+            smallvec![M::Tagged],
+            smallvec![A::Drop],
+        ));
         flows.push(Flow::new(
             T_CLASSIFY,
             200,

@@ -95,7 +95,12 @@ fn arp_request(mac: Mac, spa: Ipv4Addr, tpa: Ipv4Addr) -> Packet {
 fn tag_variants() -> Vec<Vec<Vlan>> {
     let q = |tci| Vlan { tpid: 0x8100, tci };
     let ad = |tci| Vlan { tpid: 0x88a8, tci };
-    vec![vec![q(100)], vec![q(0x2000)], vec![ad(200), q(100)], vec![q(7), q(8)]]
+    vec![
+        vec![q(100)],
+        vec![q(0x2000)],
+        vec![ad(200), q(100)],
+        vec![q(7), q(8)],
+    ]
 }
 
 fn names(deliveries: &[Delivery]) -> BTreeSet<String> {
@@ -361,7 +366,10 @@ fn without_the_vlan_drop_a_tagged_frame_crosses_hosts_tagged() {
     let topo = build(2, &[(0, 0, 0, 1, false), (0, 0, 1, 2, false)]);
     let tagged = |sim: &mut Sim| {
         let mut pkt = ip_packet(&topo, "p0", topo.ports["p1"].ip);
-        pkt.vlans = vec![Vlan { tpid: 0x8100, tci: 100 }];
+        pkt.vlans = vec![Vlan {
+            tpid: 0x8100,
+            tci: 100,
+        }];
         sim.send("p0", pkt)
     };
     let mut sim = Sim::new(&topo);
@@ -370,6 +378,12 @@ fn without_the_vlan_drop_a_tagged_frame_crosses_hosts_tagged() {
     leaky.remove_flows(|f| f.matches.contains(&Match::Tagged));
     let got = tagged(&mut leaky);
     assert_eq!(names(&got), BTreeSet::from(["p1".to_string()]));
-    assert_eq!(got[0].packet.vlans, vec![Vlan { tpid: 0x8100, tci: 100 }]);
+    assert_eq!(
+        got[0].packet.vlans,
+        vec![Vlan {
+            tpid: 0x8100,
+            tci: 100
+        }]
+    );
     assert_eq!(leaky.wire[0].vlans.len(), 1, "the tag crossed the wire");
 }

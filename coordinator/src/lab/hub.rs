@@ -11,7 +11,7 @@ use dclab_proto::v1;
 use dclab_proto::ApiError;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::model::APT_CACHE_ROLE;
+use super::model::{NodeKind, APT_CACHE_ROLE};
 use crate::model::Topology;
 
 /// A host's desired nodes, and the revision at which they last changed.
@@ -54,6 +54,7 @@ impl Inner {
 #[derive(Default)]
 pub struct NodeHub {
     inner: Mutex<Inner>,
+    pub lease_ids: super::lease::LeaseIds,
 }
 
 /// The nodes every host runs, as its agent gets them: one pass over the labs.
@@ -77,6 +78,11 @@ pub fn desired_by_host(topo: &Topology) -> BTreeMap<String, Vec<v1::DesiredNode>
                 nics: n.nics.iter().map(nic).collect(),
                 apt_proxy,
                 ssh_keys: lab.ssh_keys.clone(),
+                kind: match n.spec.kind {
+                    NodeKind::Vm => v1::NodeKind::Vm,
+                    NodeKind::Container => v1::NodeKind::Container,
+                }
+                .into(),
             });
         }
     }

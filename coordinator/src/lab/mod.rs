@@ -4,7 +4,9 @@
 
 pub mod apply;
 pub mod hub;
+pub mod lease;
 pub mod model;
+pub mod ops;
 pub mod snapshot;
 pub mod validate;
 

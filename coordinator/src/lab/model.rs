@@ -16,10 +16,22 @@ pub struct IfaceSpec {
     pub ip: Option<String>,
 }
 
+/// What runs a node: a libvirt qemu/kvm domain or an LXC container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    /// Labs stored before kinds existed are VMs.
+    #[default]
+    Vm,
+    Container,
+}
+
 /// A node as the lab file describes it; two equal specs need no change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeSpec {
     pub name: String,
+    #[serde(default)]
+    pub kind: NodeKind,
     pub role: String,
     pub vcpus: u32,
     pub memory_mib: u64,

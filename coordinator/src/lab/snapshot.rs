@@ -7,12 +7,14 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use dclab_proto::error::{exists, not_found, precondition, unavailable};
-use dclab_proto::v1::{self, OperationKind as Kind};
+use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
 use futures::future::join_all;
 use tracing::{info, warn, Instrument};
 
+use super::lease::{LeaseKeeper, SNAPSHOT_LEASE_TTL};
 use super::model::Snapshot;
+use super::ops;
 use crate::mutate::check_name;
 use crate::record::{Op, Record, RecordKey};
 use crate::state::State;
@@ -30,59 +32,110 @@ fn by_host(nodes: &[(String, String)]) -> ByHost {
     map
 }
 
-fn phase_name(kind: Kind) -> &'static str {
-    match kind {
-        Kind::Pause => "pause",
-        Kind::Resume => "resume",
-        Kind::Snapshot => "snapshot",
-        Kind::Revert => "revert",
-        Kind::DeleteSnapshot => "delete",
-        Kind::Shutdown => "shutdown",
-        Kind::Exec | Kind::Unspecified => "other",
+/// One step of a snapshot operation, done on every host of the lab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Pause,
+    Shutdown,
+    Resume,
+    Snapshot,
+    Revert,
+    Delete,
+}
+
+impl Phase {
+    fn name(self) -> &'static str {
+        match self {
+            Phase::Pause => "pause",
+            Phase::Shutdown => "shutdown",
+            Phase::Resume => "resume",
+            Phase::Snapshot => "snapshot",
+            Phase::Revert => "revert",
+            Phase::Delete => "delete",
+        }
+    }
+
+    /// The agent's action; phases that hold nodes do it under `lease`.
+    fn action(self, snapshot: &str, lease: &v1::Lease) -> Action {
+        let snapshot = snapshot.to_string();
+        let lease = Some(lease.clone());
+        match self {
+            Phase::Pause => Action::Pause(v1::PauseNodes { lease }),
+            Phase::Shutdown => Action::Shutdown(v1::ShutdownNodes { lease }),
+            Phase::Resume => Action::Resume(v1::ResumeNodes {
+                lease_id: lease.map(|l| l.id).unwrap_or_default(),
+            }),
+            Phase::Snapshot => Action::Snapshot(v1::SnapshotNodes { snapshot }),
+            Phase::Revert => Action::Revert(v1::RevertNodes { snapshot, lease }),
+            Phase::Delete => Action::DeleteSnapshot(v1::DeleteSnapshot { snapshot }),
+        }
     }
 }
 
-/// Runs one phase on every host; Err lists each host that failed.
-async fn phase(state: &State, kind: Kind, lab: &str, snapshot: &str, hosts: &ByHost) -> Result<(), String> {
-    let span = tracing::info_span!("phase", phase = phase_name(kind), hosts = hosts.len());
-    run_phase(state, kind, lab, snapshot, hosts)
-        .instrument(span)
-        .await
+/// One snapshot operation on one lab: its hosts and the lease that holds
+/// its nodes, renewed until the operation ends.
+struct Run<'a> {
+    state: &'a State,
+    lab: &'a str,
+    snapshot: &'a str,
+    hosts: ByHost,
+    lease: v1::Lease,
+    _keeper: LeaseKeeper,
 }
 
-async fn run_phase(
-    state: &State,
-    kind: Kind,
-    lab: &str,
-    snapshot: &str,
-    hosts: &ByHost,
-) -> Result<(), String> {
-    let traceparent = dclab_proto::telemetry::current_traceparent();
-    let runs = hosts.iter().map(|(host, nodes)| {
-        let op = v1::Operation {
-            id: 0,
-            kind: kind.into(),
-            lab: lab.to_string(),
-            nodes: nodes.clone(),
-            snapshot: snapshot.to_string(),
-            command: String::new(),
-            timeout_ms: 0,
-            traceparent: traceparent.clone(),
-        };
-        async move {
-            let result = state.nodes.run(host, op, PHASE_TIMEOUT).await;
-            match result {
-                Ok(r) if r.ok => Ok(()),
-                Ok(r) => Err(format!("host {host}: {}", r.error)),
-                Err(e) => Err(format!("host {host}: {e}")),
-            }
+impl<'a> Run<'a> {
+    fn new(state: &'a State, lab: &'a str, snapshot: &'a str, hosts: ByHost) -> Run<'a> {
+        let lease = state.nodes.lease_ids.lease("snapshot", SNAPSHOT_LEASE_TTL);
+        let keeper = LeaseKeeper::start(
+            state.nodes.clone(),
+            hosts.keys().cloned().collect(),
+            lease.clone(),
+        );
+        Run {
+            state,
+            lab,
+            snapshot,
+            hosts,
+            lease,
+            _keeper: keeper,
         }
-    });
-    let failures: Vec<String> = join_all(runs).await.into_iter().filter_map(Result::err).collect();
-    if failures.is_empty() {
-        Ok(())
-    } else {
-        Err(failures.join("; "))
+    }
+
+    /// Runs one phase on every host; Err lists each host that failed.
+    async fn phase(&self, phase: Phase) -> Result<(), String> {
+        let span = tracing::info_span!("phase", phase = phase.name(), hosts = self.hosts.len());
+        self.run_phase(phase, &self.hosts).instrument(span).await
+    }
+
+    async fn run_phase(&self, phase: Phase, hosts: &ByHost) -> Result<(), String> {
+        let runs = hosts.iter().map(|(host, nodes)| {
+            let op = ops::on_nodes(self.lab, nodes.clone(), phase.action(self.snapshot, &self.lease));
+            async move {
+                let result = self.state.nodes.run(host, op, PHASE_TIMEOUT).await;
+                match result {
+                    Ok(r) if r.ok => Ok(()),
+                    Ok(r) => Err(format!("host {host}: {}", r.error)),
+                    Err(e) => Err(format!("host {host}: {e}")),
+                }
+            }
+        });
+        let failures: Vec<String> = join_all(runs).await.into_iter().filter_map(Result::err).collect();
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+
+    /// Resumes every node after a failed phase; its own failure is added to `error`.
+    async fn recover(&self, error: String) -> ApiError {
+        match self.phase(Phase::Resume).await {
+            Ok(()) => precondition(format!("{error}; every node was resumed as it was")),
+            Err(e) => precondition(format!(
+                "{error}; resuming the nodes failed too ({e}); their agents resume them when the hold lapses ({} s)",
+                SNAPSHOT_LEASE_TTL.as_secs()
+            )),
+        }
     }
 }
 
@@ -103,10 +156,10 @@ impl Clock {
         }
     }
 
-    fn lap(&mut self, kind: Kind) {
+    fn lap(&mut self, phase: Phase) {
         let now = Instant::now();
         let micros = (now - self.last).as_micros() as u64;
-        self.phases.push((phase_name(kind).to_string(), micros));
+        self.phases.push((phase.name().to_string(), micros));
         self.last = now;
     }
 
@@ -115,11 +168,11 @@ impl Clock {
     }
 }
 
-fn stop_kind(cold: bool) -> Kind {
+fn stop_phase(cold: bool) -> Phase {
     if cold {
-        Kind::Shutdown
+        Phase::Shutdown
     } else {
-        Kind::Pause
+        Phase::Pause
     }
 }
 
@@ -144,16 +197,6 @@ fn busy(lab: &str) -> ApiError {
     ))
 }
 
-/// Resumes every node after a failed phase; its own failure is added to `error`.
-async fn recover(state: &State, lab: &str, hosts: &ByHost, error: String) -> ApiError {
-    match phase(state, Kind::Resume, lab, "", hosts).await {
-        Ok(()) => precondition(format!("{error}; every node was resumed as it was")),
-        Err(e) => precondition(format!(
-            "{error}; resuming the nodes failed too ({e}); their agents resume them once reconnected"
-        )),
-    }
-}
-
 #[tracing::instrument(name = "snapshot.create", skip(state))]
 pub async fn create(state: &State, lab: &str, name: &str, cold: bool) -> Result<Snapshot, ApiError> {
     check_name("snapshot", name)?;
@@ -164,24 +207,24 @@ pub async fn create(state: &State, lab: &str, name: &str, cold: bool) -> Result<
             "lab {lab} already has a snapshot {name}; remove it first (`ctl snapshot rm {name} --lab {lab}`)"
         )));
     }
-    let hosts = by_host(&nodes);
+    let run = Run::new(state, lab, name, by_host(&nodes));
     let mut clock = Clock::new();
-    let stop = stop_kind(cold);
-    if let Err(e) = phase(state, stop, lab, name, &hosts).await {
-        let what = format!("snapshot {name} of lab {lab}: {} failed on {e}", phase_name(stop));
-        return Err(recover(state, lab, &hosts, what).await);
+    let stop = stop_phase(cold);
+    if let Err(e) = run.phase(stop).await {
+        let what = format!("snapshot {name} of lab {lab}: {} failed on {e}", stop.name());
+        return Err(run.recover(what).await);
     }
     clock.lap(stop);
-    if let Err(e) = phase(state, Kind::Snapshot, lab, name, &hosts).await {
-        if let Err(cleanup) = phase(state, Kind::DeleteSnapshot, lab, name, &hosts).await {
+    if let Err(e) = run.phase(Phase::Snapshot).await {
+        if let Err(cleanup) = run.phase(Phase::Delete).await {
             warn!(lab, snapshot = name, error = %cleanup, "removing a partial snapshot failed");
         }
         let what = format!("snapshot {name} of lab {lab} failed on {e}");
-        return Err(recover(state, lab, &hosts, what).await);
+        return Err(run.recover(what).await);
     }
-    clock.lap(Kind::Snapshot);
-    let resumed = phase(state, Kind::Resume, lab, name, &hosts).await;
-    clock.lap(Kind::Resume);
+    clock.lap(Phase::Snapshot);
+    let resumed = run.phase(Phase::Resume).await;
+    clock.lap(Phase::Resume);
     let snap = Snapshot {
         lab: lab.to_string(),
         name: name.to_string(),
@@ -203,7 +246,7 @@ pub async fn create(state: &State, lab: &str, name: &str, cold: bool) -> Result<
     );
     if let Err(e) = resumed {
         return Err(precondition(format!(
-            "snapshot {name} of lab {lab} was taken, but resuming failed on {e}; the agents keep trying"
+            "snapshot {name} of lab {lab} was taken, but resuming failed on {e}; the agents resume the nodes when the hold lapses"
         )));
     }
     Ok(snap)
@@ -223,28 +266,25 @@ pub async fn restore(state: &State, lab: &str, name: &str, cold: bool) -> Result
             "lab {lab} changed since snapshot {name} (nodes or their hosts differ); take a new snapshot"
         )));
     }
-    let hosts = by_host(&nodes);
+    let run = Run::new(state, lab, name, by_host(&nodes));
     let mut clock = Clock::new();
-    let stop = stop_kind(cold);
-    if let Err(e) = phase(state, stop, lab, name, &hosts).await {
-        let what = format!(
-            "restoring {name} of lab {lab}: {} failed on {e}",
-            phase_name(stop)
-        );
-        return Err(recover(state, lab, &hosts, what).await);
+    let stop = stop_phase(cold);
+    if let Err(e) = run.phase(stop).await {
+        let what = format!("restoring {name} of lab {lab}: {} failed on {e}", stop.name());
+        return Err(run.recover(what).await);
     }
     clock.lap(stop);
-    if let Err(e) = phase(state, Kind::Revert, lab, name, &hosts).await {
+    if let Err(e) = run.phase(Phase::Revert).await {
         let what =
             format!("restoring {name} of lab {lab}: revert failed on {e} (other hosts' nodes were reverted)");
-        return Err(recover(state, lab, &hosts, what).await);
+        return Err(run.recover(what).await);
     }
-    clock.lap(Kind::Revert);
-    let resumed = phase(state, Kind::Resume, lab, name, &hosts).await;
-    clock.lap(Kind::Resume);
+    clock.lap(Phase::Revert);
+    let resumed = run.phase(Phase::Resume).await;
+    clock.lap(Phase::Resume);
     if let Err(e) = resumed {
         return Err(precondition(format!(
-            "snapshot {name} of lab {lab} was restored, but resuming failed on {e}; the agents keep trying"
+            "snapshot {name} of lab {lab} was restored, but resuming failed on {e}; the agents resume the nodes when the hold lapses"
         )));
     }
     info!(
@@ -267,7 +307,8 @@ pub async fn delete(state: &State, lab: &str, name: &str) -> Result<(), ApiError
     let nodes = lab_nodes(state, lab)?;
     // Only nodes that still exist hold the snapshot.
     let holding: Vec<(String, String)> = snap.nodes.iter().filter(|n| nodes.contains(n)).cloned().collect();
-    if let Err(e) = phase(state, Kind::DeleteSnapshot, lab, name, &by_host(&holding)).await {
+    let run = Run::new(state, lab, name, by_host(&holding));
+    if let Err(e) = run.phase(Phase::Delete).await {
         return Err(precondition(format!(
             "removing snapshot {name} of lab {lab} failed on {e}; it is kept, try again"
         )));

@@ -7,7 +7,7 @@ use dclab_proto::v1::{self, agent_control_server::AgentControl};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use tracing::{debug, info};
+use tracing::{debug, info, Instrument};
 
 use super::convert;
 use crate::rules::{diff_rules, HostRules};
@@ -62,7 +62,7 @@ impl AgentControl for AgentService {
                 sent = next;
             }
             info!(host = %host, "rule watch ended");
-        });
+        }.in_current_span());
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

@@ -3,12 +3,12 @@
 use std::time::{Duration, Instant};
 
 use dclab_proto::error::{invalid, not_found, unavailable};
-use dclab_proto::v1;
+use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
 use tracing::info;
 
 use crate::lab::model::{Lab, Snapshot};
-use crate::lab::{apply, hub, snapshot, validate};
+use crate::lab::{apply, hub, ops, snapshot, validate};
 use crate::state::State;
 
 const DELETE_WAIT: Duration = Duration::from_secs(60);
@@ -129,8 +129,14 @@ fn lab_status(state: &State, lab: &Lab) -> v1::Lab {
 }
 
 fn node_spec(s: &crate::lab::model::NodeSpec) -> v1::NodeSpec {
+    use crate::lab::model::NodeKind;
     v1::NodeSpec {
         name: s.name.clone(),
+        kind: match s.kind {
+            NodeKind::Vm => v1::NodeKind::Vm,
+            NodeKind::Container => v1::NodeKind::Container,
+        }
+        .into(),
         role: s.role.clone(),
         vcpus: s.vcpus,
         memory_mib: s.memory_mib,
@@ -222,25 +228,18 @@ pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeR
         0 => EXEC_DEFAULT,
         ms => Duration::from_millis(u64::from(ms)).min(EXEC_MAX),
     };
-    let op = v1::Operation {
-        id: 0,
-        kind: v1::OperationKind::Exec.into(),
-        lab: r.lab.clone(),
-        nodes: vec![r.node.clone()],
-        snapshot: String::new(),
+    let exec = v1::ExecCommand {
         command: r.command,
         timeout_ms: timeout.as_millis() as u32,
-        traceparent: dclab_proto::telemetry::current_traceparent(),
     };
+    let op = ops::on_nodes(&r.lab, vec![r.node.clone()], Action::Exec(exec));
     let result = state
         .nodes
         .run(&host, op, timeout + Duration::from_secs(15))
         .await?;
     if !result.ok {
-        return Err(ApiError::FailedPrecondition(format!(
-            "node {} of lab {} on {host}: {}",
-            r.node, r.lab, result.error
-        )));
+        let context = format!("node {} of lab {} on {host}", r.node, r.lab);
+        return Err(ops::result_error(&result, &context));
     }
     Ok(v1::ExecNodeResponse {
         exit_code: result.exit_code,

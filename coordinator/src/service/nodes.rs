@@ -8,7 +8,7 @@ use dclab_proto::v1::{self, node_update::Update};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
-use tracing::info;
+use tracing::{info, Instrument};
 
 use crate::lab::hub::HostNodes;
 use crate::state::State;
@@ -33,29 +33,33 @@ pub fn watch(state: &Arc<State>, host: String) -> Result<NodeStream, Status> {
     let mut sets = state.nodes.subscribe(&host);
     let conn = state.nodes.connect(&host, ops_tx);
     let hub = state.nodes.clone();
-    tokio::spawn(async move {
-        let first = sets.borrow_and_update().clone();
-        info!(host = %host, nodes = first.nodes.len(), version = first.version, "node watch started");
-        if tx.send(Ok(node_set(&first))).await.is_ok() {
-            loop {
-                let update = tokio::select! {
-                    changed = sets.changed() => match changed {
-                        Ok(()) => node_set(&sets.borrow_and_update().clone()),
-                        Err(_) => break,
-                    },
-                    op = ops_rx.recv() => match op {
-                        Some(op) => v1::NodeUpdate { update: Some(Update::Operation(op)) },
-                        None => break,
-                    },
-                    _ = tx.closed() => break,
-                };
-                if tx.send(Ok(update)).await.is_err() {
-                    break;
+    // The stream's task keeps the rpc's span, so its logs and spans nest.
+    tokio::spawn(
+        async move {
+            let first = sets.borrow_and_update().clone();
+            info!(host = %host, nodes = first.nodes.len(), version = first.version, "node watch started");
+            if tx.send(Ok(node_set(&first))).await.is_ok() {
+                loop {
+                    let update = tokio::select! {
+                        changed = sets.changed() => match changed {
+                            Ok(()) => node_set(&sets.borrow_and_update().clone()),
+                            Err(_) => break,
+                        },
+                        op = ops_rx.recv() => match op {
+                            Some(op) => v1::NodeUpdate { update: Some(Update::Operation(op)) },
+                            None => break,
+                        },
+                        _ = tx.closed() => break,
+                    };
+                    if tx.send(Ok(update)).await.is_err() {
+                        break;
+                    }
                 }
             }
+            hub.disconnect(&host, conn);
+            info!(host = %host, "node watch ended");
         }
-        hub.disconnect(&host, conn);
-        info!(host = %host, "node watch ended");
-    });
+        .in_current_span(),
+    );
     Ok(ReceiverStream::new(rx))
 }

@@ -78,6 +78,7 @@ fn lab_spec(nodes: usize) -> v1::LabSpec {
                     network: "lan".into(),
                     ip: String::new(),
                 }],
+                kind: v1::NodeKind::Vm.into(),
             })
             .collect(),
         ssh_keys: vec![],

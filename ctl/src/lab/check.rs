@@ -1,73 +1,71 @@
-//! From a parsed lab file to a checked lab: names, sizes, networks and
-//! addresses validated, each error naming its line and field.
+//! From a lab file to a checked LabSpec: the file's own syntax (TOML,
+//! sizes) is checked here, everything else by `dclab_proto::validate`,
+//! the same checks the coordinator makes, so `ctl lab check` and `lab up`
+//! agree. Each error names its line and field.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::ops::Range;
 
+use dclab_proto::v1;
+use dclab_proto::validate::{self, Location};
 use toml::Spanned;
 
 use super::file::{line_of, parse, parse_mib, LabFile, LabFileError};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Lab {
-    pub name: String,
-    pub networks: Vec<LabNetwork>,
-    pub nodes: Vec<LabNode>,
-    pub ssh_keys: Vec<String>,
+/// Where each field of a node stands in the file.
+struct NodeSpans {
+    name: Range<usize>,
+    fields: Vec<(&'static str, Range<usize>)>,
+    disks: Vec<Range<usize>>,
+    /// (network, ip) of each interface.
+    interfaces: Vec<(Range<usize>, Option<Range<usize>>)>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabNetwork {
-    pub name: String,
-    pub addr: Ipv4Addr,
-    pub prefix: u8,
+/// Spans of the file's parts, to point a validator error at its line.
+struct Spans {
+    lab_name: Range<usize>,
+    networks: Vec<(Range<usize>, Range<usize>)>,
+    nodes: Vec<NodeSpans>,
+    ssh_keys: Vec<Range<usize>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabNode {
-    pub name: String,
-    pub role: String,
-    pub vcpus: u32,
-    pub memory_mib: u64,
-    pub image: String,
-    pub disks_mib: Vec<u64>,
-    pub host: Option<String>,
-    pub interfaces: Vec<LabInterface>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LabInterface {
-    pub network: String,
-    pub ip: Option<Ipv4Addr>,
-}
-
-struct Checker<'a> {
-    file: &'a str,
-    text: &'a str,
-}
-
-impl Checker<'_> {
-    fn err<T>(&self, at: &Spanned<T>, message: String) -> LabFileError {
-        LabFileError {
-            file: self.file.to_string(),
-            line: line_of(self.text, &at.span()),
-            message,
-        }
-    }
-
-    fn name(&self, what: &str, name: &Spanned<String>, max: usize) -> Result<String, LabFileError> {
-        let n = name.get_ref();
-        let plain = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '_';
-        if n.is_empty() || n.len() > max || !n.chars().all(plain) {
-            let msg = format!("{what} name {n:?}: use 1 to {max} letters, digits, '-' or '_'");
-            return Err(self.err(name, msg));
-        }
-        Ok(n.clone())
+impl Spans {
+    fn of(&self, at: Location) -> Range<usize> {
+        let node = |i: usize| self.nodes.get(i);
+        let found = match at {
+            Location::LabName => Some(self.lab_name.clone()),
+            Location::Network { index, field } => self.networks.get(index).map(|(name, cidr)| {
+                if field == "cidr" {
+                    cidr.clone()
+                } else {
+                    name.clone()
+                }
+            }),
+            Location::Node { index, field } => node(index).map(|n| {
+                n.fields
+                    .iter()
+                    .find(|(f, span)| *f == field && !span.is_empty())
+                    .map_or(n.name.clone(), |(_, span)| span.clone())
+            }),
+            Location::Disk { node: i, index } => {
+                node(i).map(|n| n.disks.get(index).unwrap_or(&n.name).clone())
+            }
+            Location::Interface {
+                node: i,
+                index,
+                field,
+            } => node(i).map(|n| match n.interfaces.get(index) {
+                Some((_, Some(ip))) if field == "ip" => ip.clone(),
+                Some((net, _)) => net.clone(),
+                None => n.name.clone(),
+            }),
+            Location::SshKey(i) => self.ssh_keys.get(i).cloned(),
+        };
+        found.unwrap_or(self.lab_name.clone())
     }
 }
 
 /// Reads, parses and checks the lab file at `path`.
-pub fn load(path: &str) -> Result<Lab, LabFileError> {
+pub fn load(path: &str) -> Result<v1::LabSpec, LabFileError> {
     let text = std::fs::read_to_string(path).map_err(|e| LabFileError {
         file: path.to_string(),
         line: 0,
@@ -76,185 +74,126 @@ pub fn load(path: &str) -> Result<Lab, LabFileError> {
     check(path, &text, parse(path, &text)?)
 }
 
-pub fn check(file: &str, text: &str, raw: LabFile) -> Result<Lab, LabFileError> {
-    let c = Checker { file, text };
-    // Port names are <lab>.<node>.<n> within 64 bytes.
-    let name = c.name("lab", &raw.lab.name, 24)?;
-    let mut networks = BTreeMap::new();
-    for n in &raw.networks {
-        let net_name = c.name("network", &n.name, 32)?;
-        let (addr, prefix) = parse_cidr(n.cidr.get_ref()).ok_or_else(|| {
-            let msg = format!(
-                "network {net_name}: cidr {:?} is not an IPv4 network like 10.0.0.0/24",
-                n.cidr.get_ref()
-            );
-            c.err(&n.cidr, msg)
-        })?;
-        if let Some(other) = networks
-            .values()
-            .find(|o: &&LabNetwork| overlaps(o, addr, prefix))
-        {
-            let msg = format!(
-                "network {net_name}: cidr {} overlaps network {}",
-                n.cidr.get_ref(),
-                other.name
-            );
-            return Err(c.err(&n.cidr, msg));
-        }
-        let net = LabNetwork {
-            name: net_name.clone(),
-            addr,
-            prefix,
-        };
-        if networks.insert(net_name.clone(), net).is_some() {
-            return Err(c.err(&n.name, format!("network {net_name} is defined twice")));
-        }
+pub fn check(file: &str, text: &str, raw: LabFile) -> Result<v1::LabSpec, LabFileError> {
+    let err = |span: &Range<usize>, message: String| LabFileError {
+        file: file.to_string(),
+        line: line_of(text, span),
+        message,
+    };
+    let (spec, spans) = to_spec(&raw).map_err(|(span, message)| err(&span, message))?;
+    match validate::lab(&spec) {
+        Ok(_) => Ok(spec),
+        Err(e) => Err(err(&spans.of(e.at), e.message)),
     }
-    let mut nodes = Vec::new();
-    let mut names = BTreeSet::new();
-    let mut used_ips: BTreeSet<(String, Ipv4Addr)> = BTreeSet::new();
+}
+
+/// The file as the coordinator's LabSpec, with defaults filled in: role
+/// "node", one vCPU, the image of `[lab]`. Sizes are parsed here.
+fn to_spec(raw: &LabFile) -> Result<(v1::LabSpec, Spans), (Range<usize>, String)> {
+    let mut spans = Spans {
+        lab_name: raw.lab.name.span(),
+        networks: vec![],
+        nodes: vec![],
+        ssh_keys: raw.lab.ssh_keys.iter().map(Spanned::span).collect(),
+    };
+    let networks = raw
+        .networks
+        .iter()
+        .map(|n| {
+            spans.networks.push((n.name.span(), n.cidr.span()));
+            v1::LabNetwork {
+                name: n.name.get_ref().clone(),
+                cidr: n.cidr.get_ref().clone(),
+            }
+        })
+        .collect();
+    let mut nodes = Vec::with_capacity(raw.nodes.len());
     for n in &raw.nodes {
-        let node = c.name("node", &n.name, 32)?;
-        if !names.insert(node.clone()) {
-            return Err(c.err(&n.name, format!("node {node} is defined twice")));
-        }
-        let vcpus = *n.vcpus.get_ref();
-        if !(1..=64).contains(&vcpus) {
-            return Err(c.err(
-                &n.vcpus,
-                format!("node {node}: vcpus {vcpus} must be between 1 and 64"),
-            ));
-        }
-        let size = |s: &Spanned<String>, field: &str, min: u64| {
-            parse_mib(s.get_ref()).filter(|m| *m >= min).ok_or_else(|| {
-                let msg = format!("node {node}: {field} {:?} is not a size like \"512MiB\" or \"4GiB\" (at least {min} MiB)", s.get_ref());
-                c.err(s, msg)
+        let name = n.name.get_ref();
+        let size = |s: &Spanned<String>, field: &str| {
+            parse_mib(s.get_ref()).ok_or_else(|| {
+                let msg = format!(
+                    "node {name}: {field} {:?} is not a size like \"512MiB\" or \"4GiB\" (at least 64 MiB)",
+                    s.get_ref()
+                );
+                (s.span(), msg)
             })
         };
-        let memory_mib = size(&n.memory, "memory", 64)?;
-        let disks_mib = n
-            .disks
-            .iter()
-            .map(|d| size(d, "disk", 1))
-            .collect::<Result<Vec<_>, _>>()?;
-        let image = n
-            .image
-            .as_ref()
-            .or(raw.lab.image.as_ref())
-            .map(|i| i.get_ref().clone());
-        let image = image.ok_or_else(|| {
-            c.err(
-                &n.name,
-                format!("node {node}: no image; set image on the node or in [lab]"),
-            )
-        })?;
-        let mut interfaces = Vec::new();
-        for i in &n.interfaces {
-            let spec = i.get_ref();
-            let net_name = spec.network.get_ref();
-            let net = networks.get(net_name).ok_or_else(|| {
-                let known: Vec<&str> = networks.keys().map(String::as_str).collect();
-                let known = if known.is_empty() {
-                    "none are defined".to_string()
-                } else {
-                    known.join(", ")
-                };
-                let msg = format!("node {node}: network {net_name:?} is not defined (networks: {known})");
-                c.err(&spec.network, msg)
-            })?;
-            let ip = match &spec.ip {
-                None => None,
-                Some(ip) => Some(check_ip(&c, &node, net, ip, &mut used_ips)?),
-            };
-            interfaces.push(LabInterface {
-                network: net_name.clone(),
-                ip,
-            });
-        }
-        nodes.push(LabNode {
-            name: node,
+        let kind = match n.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
+            None | Some(("vm", _)) => v1::NodeKind::Vm,
+            Some(("container", _)) => v1::NodeKind::Container,
+            Some((other, span)) => {
+                return Err((
+                    span,
+                    format!("node {name}: kind {other:?} is not \"vm\" or \"container\""),
+                ))
+            }
+        };
+        let span_of = |f: &Option<Spanned<String>>| f.as_ref().map_or(0..0, Spanned::span);
+        let image = n.image.as_ref().or(raw.lab.image.as_ref());
+        spans.nodes.push(NodeSpans {
+            name: n.name.span(),
+            fields: vec![
+                ("role", span_of(&n.role)),
+                ("vcpus", n.vcpus.span()),
+                ("memory", n.memory.span()),
+                ("image", span_of(&n.image)),
+                ("host", span_of(&n.host)),
+                ("kind", span_of(&n.kind)),
+            ],
+            disks: n.disks.iter().map(Spanned::span).collect(),
+            interfaces: n
+                .interfaces
+                .iter()
+                .map(|i| {
+                    (
+                        i.get_ref().network.span(),
+                        i.get_ref().ip.as_ref().map(Spanned::span),
+                    )
+                })
+                .collect(),
+        });
+        nodes.push(v1::NodeSpec {
+            name: name.clone(),
             role: n
                 .role
                 .as_ref()
                 .map_or_else(|| "node".to_string(), |r| r.get_ref().clone()),
-            vcpus,
-            memory_mib,
-            image,
-            disks_mib,
-            host: n.host.as_ref().map(|h| h.get_ref().clone()),
-            interfaces,
+            vcpus: *n.vcpus.get_ref(),
+            memory_mib: size(&n.memory, "memory")?,
+            image: image.map(|i| i.get_ref().clone()).unwrap_or_default(),
+            disks_mib: n
+                .disks
+                .iter()
+                .map(|d| size(d, "disk"))
+                .collect::<Result<_, _>>()?,
+            host: n.host.as_ref().map(|h| h.get_ref().clone()).unwrap_or_default(),
+            interfaces: n
+                .interfaces
+                .iter()
+                .map(|i| v1::InterfaceSpec {
+                    network: i.get_ref().network.get_ref().clone(),
+                    ip: i
+                        .get_ref()
+                        .ip
+                        .as_ref()
+                        .map(|ip| ip.get_ref().clone())
+                        .unwrap_or_default(),
+                })
+                .collect(),
+            kind: kind.into(),
         });
     }
-    let mut ssh_keys = Vec::new();
-    for key in &raw.lab.ssh_keys {
-        let text = key.get_ref().trim();
-        if text.is_empty() || text.contains('\n') || !text.starts_with("ssh-") && !text.starts_with("ecdsa-")
-        {
-            return Err(c.err(
-                key,
-                "ssh_keys: each entry is one public key line, like \"ssh-ed25519 AAAA... user@host\"".into(),
-            ));
-        }
-        ssh_keys.push(text.to_string());
-    }
-    Ok(Lab {
-        name,
-        networks: networks.into_values().collect(),
+    let spec = v1::LabSpec {
+        name: raw.lab.name.get_ref().clone(),
+        networks,
         nodes,
-        ssh_keys,
-    })
-}
-
-fn check_ip(
-    c: &Checker,
-    node: &str,
-    net: &LabNetwork,
-    ip: &Spanned<String>,
-    used: &mut BTreeSet<(String, Ipv4Addr)>,
-) -> Result<Ipv4Addr, LabFileError> {
-    let text = ip.get_ref();
-    let addr: Ipv4Addr = text
-        .parse()
-        .map_err(|_| c.err(ip, format!("node {node}: ip {text:?} is not an IPv4 address")))?;
-    let mask = if net.prefix == 0 {
-        0
-    } else {
-        u32::MAX << (32 - net.prefix)
+        ssh_keys: raw
+            .lab
+            .ssh_keys
+            .iter()
+            .map(|k| k.get_ref().trim().to_string())
+            .collect(),
     };
-    let host_part = u32::from(addr) & !mask;
-    if u32::from(addr) & mask != u32::from(net.addr) || host_part == 0 || host_part == !mask {
-        let msg = format!(
-            "node {node}: ip {addr} is not a host address of network {} ({}/{})",
-            net.name, net.addr, net.prefix
-        );
-        return Err(c.err(ip, msg));
-    }
-    if !used.insert((net.name.clone(), addr)) {
-        return Err(c.err(
-            ip,
-            format!("node {node}: ip {addr} is used twice in network {}", net.name),
-        ));
-    }
-    Ok(addr)
-}
-
-fn parse_cidr(text: &str) -> Option<(Ipv4Addr, u8)> {
-    let (addr, prefix) = text.split_once('/')?;
-    let (addr, prefix): (Ipv4Addr, u8) = (addr.parse().ok()?, prefix.parse().ok()?);
-    let mask = if prefix == 0 {
-        0
-    } else {
-        u32::MAX.checked_shl(32 - u32::from(prefix))?
-    };
-    (prefix <= 30 && u32::from(addr) & !mask == 0).then_some((addr, prefix))
-}
-
-fn overlaps(net: &LabNetwork, addr: Ipv4Addr, prefix: u8) -> bool {
-    let shorter = net.prefix.min(prefix);
-    let mask = if shorter == 0 {
-        0
-    } else {
-        u32::MAX << (32 - shorter)
-    };
-    u32::from(net.addr) & mask == u32::from(addr) & mask
+    Ok((spec, spans))
 }

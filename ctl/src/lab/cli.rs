@@ -119,7 +119,7 @@ pub async fn run_plan(
             name: n.name.clone(),
             vcpus: n.vcpus,
             memory_mib: n.memory_mib,
-            host: n.host.clone().unwrap_or_default(),
+            host: n.host.clone(),
         })
         .collect();
     let req = v1::PlanLabRequest {
@@ -173,11 +173,12 @@ fn check(file: &str, format: Format) -> anyhow::Result<()> {
                 .interfaces
                 .iter()
                 .map(|i| {
-                    format!(
-                        "{}{}",
-                        i.network,
-                        i.ip.map(|ip| format!("={ip}")).unwrap_or_default()
-                    )
+                    let ip = if i.ip.is_empty() {
+                        String::new()
+                    } else {
+                        format!("={}", i.ip)
+                    };
+                    format!("{}{ip}", i.network)
                 })
                 .collect();
             vec![
@@ -187,7 +188,11 @@ fn check(file: &str, format: Format) -> anyhow::Result<()> {
                 format!("{} MiB", n.memory_mib),
                 n.image.clone(),
                 disks.join(","),
-                n.host.clone().unwrap_or_else(|| "-".into()),
+                if n.host.is_empty() {
+                    "-".into()
+                } else {
+                    n.host.clone()
+                },
                 nics.join(" "),
             ]
         })
@@ -196,15 +201,20 @@ fn check(file: &str, format: Format) -> anyhow::Result<()> {
         .nodes
         .iter()
         .map(|n| {
-            let nics: Vec<_> = n.interfaces.iter().map(|i| json!({"network": i.network, "ip": i.ip})).collect();
-            json!({"name": n.name, "role": n.role, "vcpus": n.vcpus, "memory_mib": n.memory_mib, "image": n.image,
-                   "disks_mib": n.disks_mib, "host": n.host, "interfaces": nics})
+            let nics: Vec<_> = n
+                .interfaces
+                .iter()
+                .map(|i| json!({"network": i.network, "ip": (!i.ip.is_empty()).then_some(&i.ip)}))
+                .collect();
+            let kind = if n.kind == dclab_proto::v1::NodeKind::Container as i32 { "container" } else { "vm" };
+            json!({"name": n.name, "kind": kind, "role": n.role, "vcpus": n.vcpus, "memory_mib": n.memory_mib, "image": n.image,
+                   "disks_mib": n.disks_mib, "host": (!n.host.is_empty()).then_some(&n.host), "interfaces": nics})
         })
         .collect();
     let networks: Vec<_> = lab
         .networks
         .iter()
-        .map(|n| json!({"name": n.name, "cidr": format!("{}/{}", n.addr, n.prefix)}))
+        .map(|n| json!({"name": n.name, "cidr": n.cidr}))
         .collect();
     let doc = json!({"lab": lab.name, "networks": networks, "nodes": nodes});
     print(

@@ -72,6 +72,9 @@ pub struct NodeSpec {
     pub host: Option<Spanned<String>>,
     #[serde(default)]
     pub interfaces: Vec<Spanned<InterfaceSpec>>,
+    /// "vm" (default) or "container".
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
 }
 
 fn one() -> Spanned<u32> {

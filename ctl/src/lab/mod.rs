@@ -7,9 +7,8 @@ pub mod cli;
 pub mod file;
 pub mod remote;
 pub mod show;
-pub mod spec;
 #[cfg(test)]
 mod tests;
 
-pub use check::{load, Lab, LabInterface, LabNetwork, LabNode};
+pub use check::load;
 pub use file::LabFileError;

@@ -7,8 +7,8 @@ use anyhow::{bail, Context};
 use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 
+use super::load;
 use super::show::{self, state_name};
-use super::{load, spec::to_spec};
 use crate::output::Format;
 
 pub type Client = TopologyClient<Channel>;
@@ -54,7 +54,7 @@ pub async fn up(mut client: Client, file: &str, opts: UpOptions, format: Format)
     let started = Instant::now();
     let applied = client
         .apply_lab(v1::ApplyLabRequest {
-            spec: Some(to_spec(&lab)),
+            spec: Some(lab.clone()),
         })
         .await
         .map_err(status_error)?

@@ -2,7 +2,7 @@ use super::check::check;
 use super::file::{parse, parse_mib};
 use super::*;
 
-fn lab(text: &str) -> Result<Lab, LabFileError> {
+fn lab(text: &str) -> Result<dclab_proto::v1::LabSpec, LabFileError> {
     check("lab.toml", text, parse("lab.toml", text)?)
 }
 
@@ -28,7 +28,7 @@ fn the_papers_architecture_example_is_valid() {
     let storage: Vec<_> = lab.nodes.iter().filter(|n| n.role == "object-storage").collect();
     assert!(storage.iter().all(|n| n.disks_mib == [10240, 10240]));
     let nets: Vec<&str> = lab.networks.iter().map(|n| n.name.as_str()).collect();
-    assert_eq!(nets, ["external", "management", "tunnel"]);
+    assert_eq!(nets, ["management", "tunnel", "external"], "in file order");
     assert_eq!(lab.nodes[2].interfaces.len(), 3);
     load(&format!("{EXAMPLES}/micro-pair.toml")).unwrap();
 }
@@ -113,5 +113,5 @@ fn ssh_keys_and_lab_name_length_are_checked_where_they_stand() {
     let bad = "[lab]\nname = \"l\"\nimage = \"x\"\nssh_keys = [\n  \"not a key\",\n]\n";
     assert!(error(bad).starts_with("lab.toml:5: ssh_keys:"), "{}", error(bad));
     let long = format!("[lab]\nname = \"{}\"\n", "x".repeat(25));
-    assert!(error(&long).contains("use 1 to 24 letters"), "{}", error(&long));
+    assert!(error(&long).contains("the limit is 24"), "{}", error(&long));
 }

@@ -122,6 +122,9 @@ impl Cluster {
             // The apt cache disk lives on its (simulated) host.
             "--cache-dir".to_string(),
             dir.join("cache").display().to_string(),
+            // Leases survive the agent's restarts, per simulated host.
+            "--state-dir".to_string(),
+            dir.join("agent").display().to_string(),
             // All simulated hosts share this machine's CPUs; TCG guests mostly idle.
             "--vcpus".to_string(),
             LOCAL_VCPUS.to_string(),

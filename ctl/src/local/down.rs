@@ -91,37 +91,44 @@ fn stop(record: Option<&ProcRecord>, what: &str, removed: &mut Vec<String>) {
     }
 }
 
-/// Domains of the lab nodes an agent kept under `labs/<lab>/<node>`.
+/// The lab nodes an agent kept under `labs/<lab>/<node>`, removed by the
+/// agent binary's own `cleanup` (it knows what each kind of node is).
 fn remove_lab_nodes(labs: &Path, removed: &mut Vec<String>) {
-    let nodes: Vec<(String, String)> = subdirs(labs)
-        .iter()
-        .flat_map(|lab| subdirs(lab).into_iter().map(move |node| (lab.clone(), node)))
-        .map(|(lab, node)| (file_name(&lab), file_name(&node)))
-        .collect();
-    if nodes.is_empty() {
+    if subdirs(labs).is_empty() {
         return;
     }
-    let hv = match dclab_agent::libvirt::Hypervisor::open("qemu:///system") {
-        Ok(hv) => hv,
+    let agent = match process::find_binary("agent") {
+        Ok(agent) => agent,
         Err(e) => {
-            eprintln!("warning: cannot remove lab nodes under {}: {e}", labs.display());
+            eprintln!("warning: cannot remove lab nodes under {}: {e:#}", labs.display());
             return;
         }
     };
-    for (lab, node) in nodes {
-        let domain = dclab_agent::nodes::domain_name(&lab, &node);
-        match hv.remove(&domain) {
-            Ok(()) => removed.push(format!("lab node {domain}")),
-            Err(e) => eprintln!("warning: {e}"),
+    let out = std::process::Command::new(agent)
+        .arg("cleanup")
+        .arg("--lab-dir")
+        .arg(labs)
+        .output();
+    match out {
+        Ok(out) => {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            removed.extend(
+                stdout
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("removed "))
+                    .map(str::to_string),
+            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() {
+                eprintln!(
+                    "warning: lab nodes under {} not all removed: {}",
+                    labs.display(),
+                    stderr.trim()
+                );
+            }
         }
+        Err(e) => eprintln!("warning: cannot run the agent's cleanup: {e}"),
     }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .unwrap_or_default()
-        .to_string_lossy()
-        .into_owned()
 }
 
 fn subdirs(dir: &Path) -> Vec<std::path::PathBuf> {

@@ -38,6 +38,7 @@ pub use daemons::LOCAL_VCPUS;
 pub use guard::ClusterGuard;
 pub use instance::{derived_mac, InstanceSpec, MAX_INSTANCE_NAME};
 pub use ovs::BRIDGE;
+pub use process::find_binary;
 pub use state::{ClusterState, HostState, InstanceKind, InstanceState, Mode, ProcRecord};
 pub use status::{ClusterStatus, HostStatus, ProcStatus};
 pub use up::UPLINK;

@@ -24,6 +24,7 @@ fn node(image: &str, role: &str) -> DesiredNode {
         nics: vec![nic(0, "10.0.0.2"), nic(1, "10.0.1.2")],
         apt_proxy: String::new(),
         ssh_keys: vec!["ssh-ed25519 AAAA a@b".into()],
+        kind: dclab_proto::v1::NodeKind::Vm.into(),
     }
 }
 

@@ -1,30 +1,26 @@
-//! EXEC: a shell command in a micro-VM, over its serial console
-//! (`<node dir>/console.sock`; protocol in `crate::image`).
+//! EXEC: one shell command line in nodes, through their driver (the
+//! micro-VM's serial console today).
 
-use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use dclab_proto::v1::{DesiredNode, Operation};
+use dclab_proto::v1::{self, DesiredNode, ExecCommand};
 
-use super::super::spec::MICRO_IMAGE;
+use super::super::driver::{key, NodeResult};
 use super::super::Context;
 use super::Outcome;
-use crate::image::SerialConsole;
 
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-/// The console socket exists as soon as qemu runs.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub const MAX_OUTPUT: usize = 64 * 1024;
 const CLIPPED: &str = "\n[output clipped to 64 KiB]\n";
 
 pub async fn run(
     ctx: &Arc<Context>,
-    op: &Operation,
+    exec: &ExecCommand,
     known: Vec<DesiredNode>,
-    mut failures: Vec<String>,
+    mut failures: Vec<(v1::OperationError, String)>,
 ) -> Outcome {
-    let timeout = match op.timeout_ms {
+    let timeout = match exec.timeout_ms {
         0 => DEFAULT_TIMEOUT,
         ms => Duration::from_millis(u64::from(ms)),
     };
@@ -32,7 +28,7 @@ pub async fn run(
     let tasks: Vec<_> = known
         .into_iter()
         .map(|node| {
-            let (ctx, command) = (ctx.clone(), op.command.clone());
+            let (ctx, command) = (ctx.clone(), exec.command.clone());
             tokio::spawn(async move {
                 let result = on_node(&ctx, &node, command, timeout).await;
                 (node.name, result)
@@ -51,8 +47,8 @@ pub async fn run(
                 }
                 outcome.output.push_str(&output);
             }
-            Ok((name, Err(e))) => failures.push(format!("node {name}: {e:#}")),
-            Err(e) => failures.push(format!("a node task failed: {e}")),
+            Ok((name, Err(e))) => failures.push((e.kind(), format!("node {name}: {e}"))),
+            Err(e) => failures.push((v1::OperationError::Failed, format!("a node task failed: {e}"))),
         }
     }
     outcome.output = clip(outcome.output, MAX_OUTPUT);
@@ -65,32 +61,12 @@ async fn on_node(
     node: &DesiredNode,
     command: String,
     timeout: Duration,
-) -> anyhow::Result<(i32, String)> {
-    if node.image != MICRO_IMAGE {
-        anyhow::bail!(
-            "exec runs over the micro-VM's serial console; this node boots image {:?} (use ssh)",
-            node.image
-        );
-    }
-    let key = (node.lab.clone(), node.name.clone());
-    // The console takes one client at a time.
-    let _console = ctx.exec_locks.get(&key).lock_owned().await;
-    let socket = ctx.layout.node_dir(&node.lab, &node.name).console();
-    ctx.blocking(move |_| run_on_console(socket, &command, timeout))
+) -> NodeResult<(i32, String)> {
+    // One command at a time per node: a console takes one client.
+    let _console = ctx.exec_locks.get(&key(node)).lock_owned().await;
+    let node = node.clone();
+    ctx.blocking(move |ctx| ctx.drivers.for_node(&node)?.exec(&node, &command, timeout))
         .await
-}
-
-/// Waiting for the guest and running the command share `timeout`, so the
-/// coordinator (which waits a little longer) always gets an answer.
-fn run_on_console(socket: PathBuf, command: &str, timeout: Duration) -> anyhow::Result<(i32, String)> {
-    let mut console = SerialConsole::connect(&socket, CONNECT_TIMEOUT)?;
-    let started = Instant::now();
-    console.wait_ready(timeout)?;
-    let left = timeout.saturating_sub(started.elapsed());
-    if left.is_zero() {
-        anyhow::bail!("the guest took all of the {timeout:?} timeout to answer; {command:?} did not run");
-    }
-    console.run(command, left)
 }
 
 /// At most `max` bytes, cut on a character boundary, with a note when cut.

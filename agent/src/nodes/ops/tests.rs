@@ -1,6 +1,8 @@
 use super::exec::{clip, MAX_OUTPUT};
 use super::*;
 use crate::libvirt::VmSpec;
+use crate::nodes::driver::QemuDriver;
+use crate::nodes::layout::{domain_name, NodeKey};
 use dclab_proto::v1::NodeSet;
 
 fn key(lab: &str, name: &str) -> NodeKey {
@@ -10,67 +12,101 @@ fn key(lab: &str, name: &str) -> NodeKey {
 /// Defines and starts `dclab.<lab>.<name>` on the context's test driver.
 fn define(ctx: &Context, lab: &str, name: &str) {
     let vm = VmSpec::for_test_driver(&domain_name(lab, name));
-    ctx.libvirt.get().unwrap().ensure_running(&vm).unwrap();
+    ctx.drivers
+        .vm()
+        .hypervisor()
+        .unwrap()
+        .ensure_running(&vm)
+        .unwrap();
 }
 
 fn state(ctx: &Context, lab: &str, name: &str) -> Option<VmState> {
-    ctx.libvirt.get().unwrap().state(&domain_name(lab, name)).unwrap()
+    ctx.drivers
+        .vm()
+        .hypervisor()
+        .unwrap()
+        .state(&domain_name(lab, name))
+        .unwrap()
+}
+
+fn lease() -> v1::Lease {
+    v1::Lease {
+        id: "snapshot-test-1".into(),
+        ttl_ms: 60_000,
+    }
 }
 
 #[test]
-fn snapshot_phases_keep_holds_and_states_as_the_coordinator_expects() {
+fn snapshot_phases_keep_leases_and_states_as_the_coordinator_expects() {
     let tmp = tempfile::tempdir().unwrap();
     let (ctx, _tx) = crate::nodes::test_context(tmp.path());
     let (lab, name) = ("opslab1", "a");
-    let k = key(lab, name);
+    let (k, node) = (key(lab, name), desired(lab, name));
     define(&ctx, lab, name);
-    let run = |kind, snap: &str| apply(&ctx, &k, kind, snap, SHUTDOWN_GRACE);
+    let run = |action: NodeAction| apply(&ctx, &node, &action);
+    let snap = |s: &str| NodeAction::Snapshot(s.into());
+    let resume = || NodeAction::Resume(lease().id);
 
-    run(OperationKind::Pause, "").unwrap();
-    assert!(ctx.holds.is_held(&k));
+    run(NodeAction::Pause(lease())).unwrap();
+    assert!(ctx.leases.is_held(&k));
     assert_eq!(state(&ctx, lab, name), Some(VmState::Paused));
-    run(OperationKind::Pause, "").unwrap();
-    run(OperationKind::Snapshot, "s1").unwrap();
+    run(NodeAction::Pause(lease())).unwrap();
+    run(snap("s1")).unwrap();
     // A stale snapshot of the same name is replaced.
-    run(OperationKind::Snapshot, "s1").unwrap();
-    run(OperationKind::Resume, "").unwrap();
-    assert!(!ctx.holds.is_held(&k));
+    run(snap("s1")).unwrap();
+    run(resume()).unwrap();
+    assert!(!ctx.leases.is_held(&k));
     assert_eq!(state(&ctx, lab, name), Some(VmState::Running));
 
     // Restore: pause, revert (stays paused and held), resume.
-    run(OperationKind::Pause, "").unwrap();
-    run(OperationKind::Revert, "s1").unwrap();
-    assert!(ctx.holds.is_held(&k));
+    run(NodeAction::Pause(lease())).unwrap();
+    run(NodeAction::Revert("s1".into(), lease())).unwrap();
+    assert!(ctx.leases.is_held(&k));
     assert_eq!(state(&ctx, lab, name), Some(VmState::Paused));
-    run(OperationKind::Resume, "").unwrap();
+    run(resume()).unwrap();
     assert_eq!(state(&ctx, lab, name), Some(VmState::Running));
 
     // Cold: shutdown holds it off; the snapshot is disk-only; revert stays off.
-    run(OperationKind::Shutdown, "").unwrap();
-    assert!(ctx.holds.is_held(&k));
+    run(NodeAction::Shutdown(lease())).unwrap();
+    assert!(ctx.leases.is_held(&k));
     assert_eq!(state(&ctx, lab, name), Some(VmState::Off));
-    run(OperationKind::Snapshot, "cold").unwrap();
-    run(OperationKind::Resume, "").unwrap();
+    run(snap("cold")).unwrap();
+    run(resume()).unwrap();
     assert_eq!(state(&ctx, lab, name), Some(VmState::Running));
-    run(OperationKind::Shutdown, "").unwrap();
-    run(OperationKind::Revert, "cold").unwrap();
+    run(NodeAction::Shutdown(lease())).unwrap();
+    run(NodeAction::Revert("cold".into(), lease())).unwrap();
     assert_eq!(state(&ctx, lab, name), Some(VmState::Off));
-    run(OperationKind::Resume, "").unwrap();
+    run(resume()).unwrap();
     assert_eq!(state(&ctx, lab, name), Some(VmState::Running));
 
-    run(OperationKind::DeleteSnapshot, "s1").unwrap();
-    run(OperationKind::DeleteSnapshot, "s1").unwrap();
-    let err = run(OperationKind::Revert, "").unwrap_err().to_string();
-    assert!(err.contains("names no snapshot"), "{err}");
-    let err = apply(&ctx, &key(lab, "ghost"), OperationKind::Pause, "", SHUTDOWN_GRACE)
+    run(NodeAction::DeleteSnapshot("s1".into())).unwrap();
+    run(NodeAction::DeleteSnapshot("s1".into())).unwrap();
+    let revert = Action::Revert(v1::RevertNodes {
+        snapshot: String::new(),
+        lease: Some(lease()),
+    });
+    let err = NodeAction::from_proto(&revert).unwrap_err();
+    assert!(err.to_string().contains("names no snapshot"), "{err}");
+    assert_eq!(err.kind(), v1::OperationError::Invalid);
+    let no_lease = Action::Pause(v1::PauseNodes { lease: None });
+    assert!(NodeAction::from_proto(&no_lease)
         .unwrap_err()
-        .to_string();
+        .to_string()
+        .contains("no lease"));
+    let err = apply(&ctx, &desired(lab, "ghost"), &NodeAction::Pause(lease())).unwrap_err();
     assert!(
-        err.contains("domain dclab.opslab1.ghost is not defined yet"),
+        err.to_string()
+            .contains("domain dclab.opslab1.ghost is not defined yet"),
         "{err}"
     );
-    ctx.libvirt
-        .get()
+    assert_eq!(err.kind(), v1::OperationError::NotFound);
+    assert!(
+        !ctx.leases.is_held(&key(lab, "ghost")),
+        "no lease for a node that was not paused"
+    );
+    ctx.drivers
+        .vm()
+        .hypervisor()
         .unwrap()
         .remove(&domain_name(lab, name))
         .unwrap();
@@ -93,15 +129,20 @@ fn operations_name_nodes_this_host_does_not_run() {
         version: 3,
         nodes: vec![desired("l", "a"), desired("l", "b"), desired("other", "c")],
     }));
-    let op = Operation {
+    let target = v1::NodeTarget {
         lab: "l".into(),
         nodes: vec!["a".into(), "c".into(), "a".into(), "b".into(), "c".into()],
-        ..Default::default()
     };
-    let (known, unknown) = split_nodes(&ctx, &op);
+    let (known, unknown) = split_nodes(&ctx, &target);
     let names: Vec<&str> = known.iter().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["a", "b"], "each once, in order");
-    assert_eq!(unknown, ["node c of lab l is not on host h1"]);
+    assert_eq!(
+        unknown,
+        [(
+            v1::OperationError::NotFound,
+            "node c of lab l is not on host h1".to_string()
+        )]
+    );
 }
 
 #[tokio::test]
@@ -114,40 +155,30 @@ async fn failures_list_every_node_and_why() {
     }));
     ctx.blocking(|ctx| {
         define(ctx, "opslab2", "up");
-        Ok(())
+        anyhow::Ok(())
     })
     .await
     .unwrap();
-    let op = Operation {
-        kind: OperationKind::Pause.into(),
+    let target = v1::NodeTarget {
         lab: "opslab2".into(),
         nodes: vec!["up".into(), "missing".into(), "elsewhere".into()],
-        ..Default::default()
     };
-    let (known, unknown) = split_nodes(&ctx, &op);
-    let failures = run_on_nodes(&ctx, OperationKind::Pause, &op, known, unknown).await;
+    let (known, unknown) = split_nodes(&ctx, &target);
+    let failures = run_on_nodes(&ctx, &NodeAction::Pause(lease()), known, unknown).await;
+    let messages: Vec<&str> = failures.iter().map(|(_, m)| m.as_str()).collect();
     assert_eq!(failures.len(), 2, "{failures:?}");
-    assert_eq!(failures[0], "node elsewhere of lab opslab2 is not on host h1");
+    assert_eq!(messages[0], "node elsewhere of lab opslab2 is not on host h1");
     assert!(
-        failures[1].starts_with("node missing: domain dclab.opslab2.missing is not defined yet"),
+        messages[1].starts_with("node missing: domain dclab.opslab2.missing is not defined yet"),
         "{failures:?}"
     );
-    assert!(ctx.holds.is_held(&key("opslab2", "up")));
-
-    let op = Operation {
-        kind: 99,
-        lab: "opslab2".into(),
-        nodes: vec!["up".into()],
-        ..Default::default()
-    };
-    let failures = run_on_nodes(&ctx, OperationKind::Unspecified, &op, vec![], vec![]).await;
-    assert!(
-        failures[0].contains("operation kind 99 is unknown"),
-        "{failures:?}"
-    );
-    ctx.blocking(|ctx| Ok(ctx.libvirt.get()?.remove(&domain_name("opslab2", "up"))?))
-        .await
-        .unwrap();
+    assert!(ctx.leases.is_held(&key("opslab2", "up")));
+    ctx.blocking(|ctx| {
+        let hv = ctx.drivers.vm().hypervisor()?;
+        anyhow::Ok(hv.remove(&domain_name("opslab2", "up"))?)
+    })
+    .await
+    .unwrap();
 }
 
 #[tokio::test]
@@ -156,21 +187,20 @@ async fn exec_refuses_cloud_nodes_and_reports_a_dead_console() {
     let (ctx, _tx) = crate::nodes::test_context(tmp.path());
     let mut cloud = desired("l", "web");
     cloud.image = "debian-12".into();
-    let op = Operation {
-        kind: OperationKind::Exec.into(),
-        lab: "l".into(),
+    let exec = v1::ExecCommand {
         command: "true".into(),
         timeout_ms: 200,
-        ..Default::default()
     };
-    let out = exec::run(&ctx, &op, vec![cloud, desired("l", "off")], vec![]).await;
+    let out = exec::run(&ctx, &exec, vec![cloud, desired("l", "off")], vec![]).await;
     assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
+    let (kind, message) = &out.failures[0];
     assert!(
-        out.failures[0].starts_with("node web: exec runs over the micro-VM's serial console"),
+        message.starts_with("node web: exec runs over the micro-VM's serial console"),
         "{:?}",
         out.failures
     );
-    assert!(out.failures[1].contains("console.sock"), "{:?}", out.failures);
+    assert_eq!(*kind, v1::OperationError::Unsupported);
+    assert!(out.failures[1].1.contains("console.sock"), "{:?}", out.failures);
 }
 
 #[test]
@@ -188,6 +218,9 @@ fn micro_vms_stop_at_once_and_cloud_nodes_get_a_grace() {
         image: image.into(),
         ..Default::default()
     };
-    assert_eq!(shutdown_grace(&node("micro")), Duration::ZERO);
-    assert_eq!(shutdown_grace(&node("debian-12")), SHUTDOWN_GRACE);
+    assert_eq!(QemuDriver::shutdown_grace(&node("micro")), Duration::ZERO);
+    assert_eq!(
+        QemuDriver::shutdown_grace(&node("debian-12")),
+        crate::nodes::driver::SHUTDOWN_GRACE
+    );
 }

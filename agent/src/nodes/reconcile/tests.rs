@@ -2,7 +2,18 @@
 //! micro build) and nodes without nics (so no OvS).
 
 use super::*;
-use crate::nodes::build::create_blank;
+use crate::nodes::build::{self, create_blank, NodeImage};
+
+fn hv(ctx: &Context) -> std::sync::Arc<crate::libvirt::Hypervisor> {
+    ctx.drivers.vm().hypervisor().unwrap()
+}
+
+fn lease() -> dclab_proto::v1::Lease {
+    dclab_proto::v1::Lease {
+        id: "snapshot-test-2".into(),
+        ttl_ms: 60_000,
+    }
+}
 
 fn node(lab: &str, name: &str, image: &str) -> DesiredNode {
     DesiredNode {
@@ -27,7 +38,7 @@ fn state_of(statuses: &BTreeMap<NodeKey, NodeStatus>, lab: &str, name: &str) -> 
 }
 
 fn vm_state(ctx: &Context, lab: &str, name: &str) -> Option<VmState> {
-    ctx.libvirt.get().unwrap().state(&domain_name(lab, name)).unwrap()
+    hv(ctx).state(&domain_name(lab, name)).unwrap()
 }
 
 #[tokio::test]
@@ -62,19 +73,15 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
 
     // Held nodes keep their run state; others converge back to running.
     let key = (lab.to_string(), "a".to_string());
-    ctx.holds.hold(&key);
-    ctx.libvirt.get().unwrap().pause(&domain_name(lab, "a")).unwrap();
+    ctx.leases.hold(&lease(), &key).unwrap();
+    hv(&ctx).pause(&domain_name(lab, "a")).unwrap();
     let only_a = set(2, vec![a.clone()]);
     let now = pass(&ctx, &only_a, &now).await;
     assert_eq!(state_of(&now, lab, "a").0, NodeState::Paused);
-    ctx.holds.release(&key);
+    ctx.leases.release(&lease().id, &key).unwrap();
     let now = pass(&ctx, &only_a, &now).await;
     assert_eq!(state_of(&now, lab, "a").0, NodeState::Running);
-    ctx.libvirt
-        .get()
-        .unwrap()
-        .destroy(&domain_name(lab, "a"))
-        .unwrap();
+    hv(&ctx).destroy(&domain_name(lab, "a")).unwrap();
     let now = pass(&ctx, &only_a, &now).await;
     assert_eq!(state_of(&now, lab, "a").0, NodeState::Running, "started again");
 
@@ -114,7 +121,7 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
             name: domain_name(lab, n),
             ..vm
         };
-        ctx.libvirt.get().unwrap().ensure_running(&vm).unwrap();
+        hv(&ctx).ensure_running(&vm).unwrap();
     }
     let now = pass(&ctx, &changed, &now).await;
     assert_eq!(now.len(), 1);
@@ -130,11 +137,7 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
         !ctx.layout.lab_dir.join(lab).exists(),
         "the empty lab dir goes too"
     );
-    ctx.libvirt
-        .get()
-        .unwrap()
-        .remove(&domain_name(lab, "foreign"))
-        .unwrap();
+    hv(&ctx).remove(&domain_name(lab, "foreign")).unwrap();
 }
 
 #[tokio::test]
@@ -160,14 +163,16 @@ async fn a_spec_change_the_vm_cannot_see_only_rewrites_the_spec() {
         ..Default::default()
     }];
     spec::write(&dir.spec(), &AppliedSpec::from(&old)).unwrap();
+    let taps =
+        |built: Option<DesiredNode>| built.map(|b| b.nics.into_iter().map(|n| n.tap).collect::<Vec<_>>());
     assert_eq!(
-        stale(n.clone()).await.unwrap(),
+        taps(stale(n.clone()).await.unwrap()),
         Some(vec!["dl-m-0".to_string()]),
         "old taps to unplug"
     );
     std::fs::remove_file(dir.spec()).unwrap();
     assert_eq!(
-        stale(n.clone()).await.unwrap(),
+        taps(stale(n.clone()).await.unwrap()),
         Some(vec![]),
         "cut short before spec.json"
     );

@@ -1,0 +1,141 @@
+//! What a node is, behind one interface: the reconciler and the operations
+//! ask a driver to prepare, run, stop, snapshot or exec a node and never
+//! care which kind it is. A driver that cannot do something says so with
+//! `NodeError::Unsupported`.
+//!
+//! Adding a kind is one file here and one arm in `Drivers::for_kind`.
+
+mod qemu;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dclab_proto::v1::{self, DesiredNode, NodeKind};
+
+use super::layout::{describe, Layout, NodeDir, NodeKey};
+use crate::libvirt::{SnapshotKind, VirtError, VmState};
+
+pub use qemu::{QemuDriver, SHUTDOWN_GRACE};
+
+/// Why a node could not be driven, as callers tell cases apart.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// This kind of node cannot do it (exec on a cloud-image VM, say).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The node (or its domain) is not there.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request itself was wrong (no snapshot named).
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Libvirt(#[from] VirtError),
+    #[error("{0:#}")]
+    Failed(#[from] anyhow::Error),
+}
+
+impl NodeError {
+    /// The kind an operation result carries to the coordinator.
+    pub fn kind(&self) -> v1::OperationError {
+        match self {
+            NodeError::Unsupported(_) => v1::OperationError::Unsupported,
+            NodeError::NotFound(_) => v1::OperationError::NotFound,
+            NodeError::Invalid(_) => v1::OperationError::Invalid,
+            NodeError::Libvirt(_) | NodeError::Failed(_) => v1::OperationError::Failed,
+        }
+    }
+}
+
+pub type NodeResult<T> = Result<T, NodeError>;
+
+/// One kind of node. Every method blocks (libvirt, qemu-img, consoles):
+/// call them from blocking threads.
+pub trait NodeDriver: Send + Sync {
+    /// Whatever the node needs from outside its dir (its image, built or
+    /// found once per host). May be slow; runs outside the node's lock.
+    fn provision(&self, node: &DesiredNode) -> NodeResult<()>;
+    /// Creates what is missing of the node's files and its definition and,
+    /// unless `held`, brings it to running. Returns the state before
+    /// (None: not defined) and after.
+    fn converge(&self, node: &DesiredNode, held: bool) -> NodeResult<(Option<VmState>, VmState)>;
+    /// None when the node is not defined.
+    fn state(&self, node: &DesiredNode) -> NodeResult<Option<VmState>>;
+    /// Runs a node that is off (a running or paused one is left alone).
+    fn start(&self, node: &DesiredNode) -> NodeResult<()>;
+    /// Pulls the plug.
+    fn power_off(&self, node: &DesiredNode) -> NodeResult<()>;
+    /// Asks the node to stop and pulls the plug after a grace.
+    fn shutdown(&self, node: &DesiredNode) -> NodeResult<()>;
+    fn pause(&self, node: &DesiredNode) -> NodeResult<()>;
+    fn resume(&self, node: &DesiredNode) -> NodeResult<()>;
+    /// Replaces a snapshot of the same name.
+    fn snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()>;
+    /// Back to the snapshot, never running afterwards: paused or off.
+    fn revert(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<SnapshotKind>;
+    fn delete_snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()>;
+    /// Runs one shell command line in the node: (exit code, output).
+    fn exec(&self, node: &DesiredNode, command: &str, timeout: Duration) -> NodeResult<(i32, String)>;
+    /// Stops and undefines the node; its dir is the caller's.
+    fn remove(&self, node: &DesiredNode) -> NodeResult<()>;
+}
+
+/// How the agent runs each kind of node on this host (the agent's flags).
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    pub layout: Layout,
+    /// `micro/` (built here) and `<image>.qcow2` cloud images.
+    pub image_dir: PathBuf,
+    /// The apt cache disk, kept across labs.
+    pub cache_dir: PathBuf,
+    pub libvirt_uri: String,
+    /// `qemu` (TCG) or `kvm`.
+    pub domain_type: String,
+}
+
+/// One driver per kind.
+pub struct Drivers {
+    vm: QemuDriver,
+}
+
+impl Drivers {
+    pub fn new(config: DriverConfig) -> Drivers {
+        Drivers {
+            vm: QemuDriver::new(config),
+        }
+    }
+
+    pub fn for_kind(&self, kind: NodeKind) -> NodeResult<&dyn NodeDriver> {
+        match kind {
+            NodeKind::Unspecified | NodeKind::Vm => Ok(&self.vm),
+            NodeKind::Container => Err(NodeError::Unsupported(
+                "this agent has no container driver; upgrade the agent".into(),
+            )),
+        }
+    }
+
+    pub fn for_node(&self, node: &DesiredNode) -> NodeResult<&dyn NodeDriver> {
+        let kind = NodeKind::try_from(node.kind)
+            .map_err(|_| NodeError::Unsupported(format!("unknown node kind {}", node.kind)))?;
+        self.for_kind(kind)
+    }
+
+    /// The qemu driver, for what only VMs have (tests reach libvirt here).
+    pub fn vm(&self) -> &QemuDriver {
+        &self.vm
+    }
+}
+
+/// "node NAME of lab LAB", for messages.
+pub fn about(node: &DesiredNode) -> String {
+    describe(&key(node))
+}
+
+pub fn key(node: &DesiredNode) -> NodeKey {
+    (node.lab.clone(), node.name.clone())
+}
+
+/// Where the node's files are.
+pub fn dir_of(layout: &Layout, node: &DesiredNode) -> NodeDir {
+    layout.node_dir(&node.lab, &node.name)
+}
