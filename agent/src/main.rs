@@ -38,6 +38,10 @@ struct Args {
     /// ovs-vswitchd's run directory, where the bridge's .mgmt socket lives.
     #[arg(long, default_value = "/run/openvswitch")]
     ovs_rundir: PathBuf,
+    /// ovs-vswitchd's control socket (for `ovs-appctl ofproto/trace`) [default: the one its
+    /// pidfile in --ovs-rundir names].
+    #[arg(long)]
+    ovs_unixctl: Option<PathBuf>,
     /// The bridge the agent owns.
     #[arg(long, default_value = "br-int")]
     bridge: String,
@@ -141,6 +145,7 @@ async fn main() -> anyhow::Result<()> {
         rundir: args.ovs_rundir.clone(),
         bridge: args.bridge.clone(),
         datapath: args.datapath.clone(),
+        unixctl: args.ovs_unixctl.clone(),
     };
     ovs.ensure_bridge(&uplink)
         .await
@@ -163,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
         state_dir: absolute(&args.state_dir)?,
         vm_netns: args.vm_netns.clone(),
         ovs: ovs.clone(),
+        uplink: uplink.clone(),
     };
     let reconciler = Reconciler {
         ovs,

@@ -16,6 +16,9 @@ pub struct Ovs {
     pub bridge: String,
     /// `netdev` (userspace) or `system` (kernel module).
     pub datapath: String,
+    /// ovs-vswitchd's control socket for ovs-appctl; None: the default
+    /// one in `rundir` (found through its pidfile).
+    pub unixctl: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +59,36 @@ impl Ovs {
         };
         let args = [bundle, &["-O", "OpenFlow13", command, target.as_str()], extra].concat();
         run("ovs-ofctl", &args).await
+    }
+
+    /// `ovs-appctl` against this instance's ovs-vswitchd.
+    pub async fn appctl(&self, args: &[&str]) -> Result<String, OvsError> {
+        let target = match &self.unixctl {
+            Some(path) => path.display().to_string(),
+            None => "ovs-vswitchd".to_string(),
+        };
+        let rundir = format!("OVS_RUNDIR={}", self.rundir.display());
+        run(
+            "env",
+            &[&[rundir.as_str(), "ovs-appctl", "-t", target.as_str()], args].concat(),
+        )
+        .await
+    }
+
+    /// What the bridge does with a packet (`ofproto/trace`), as OvS prints it.
+    pub async fn trace(&self, flow: &str) -> Result<String, OvsError> {
+        self.appctl(&["ofproto/trace", &self.bridge, flow]).await
+    }
+
+    /// The bridge's datapath port numbers: datapath port → OpenFlow port.
+    pub async fn datapath_ports(&self) -> Result<BTreeMap<u32, u32>, OvsError> {
+        let out = self.appctl(&["dpif/show"]).await?;
+        Ok(parse_dpif_show(&out, &self.bridge))
+    }
+
+    /// The flows installed now, without counters.
+    pub async fn dump_flows(&self) -> Result<String, OvsError> {
+        self.ofctl("dump-flows", &["--no-stats"]).await
     }
 
     pub fn mgmt(&self) -> String {
@@ -163,9 +196,37 @@ pub fn parse_interfaces(json: &str) -> Result<Vec<Interface>, OvsError> {
         .collect()
 }
 
+/// Parses `ovs-appctl dpif/show`: under `  BRIDGE:`, lines `    NAME OFPORT/ODPPORT: (TYPE)`.
+pub fn parse_dpif_show(text: &str, bridge: &str) -> BTreeMap<u32, u32> {
+    let mut ports = BTreeMap::new();
+    let mut inside = false;
+    for line in text.lines() {
+        let indent = line.len() - line.trim_start().len();
+        let line = line.trim();
+        if indent <= 2 {
+            inside = line == format!("{bridge}:");
+            continue;
+        }
+        let numbers = line.split_whitespace().nth(1).map(|n| n.trim_end_matches(':'));
+        if let Some((ofport, odp)) = numbers.and_then(|n| n.split_once('/')) {
+            if let (true, Ok(ofport), Ok(odp)) = (inside, ofport.parse(), odp.parse()) {
+                ports.insert(odp, ofport);
+            }
+        }
+    }
+    ports
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_dpif_show() {
+        let text = "netdev@ovs-netdev: hit:0 missed:0\n  br0:\n    br0 65534/2: (tap)\n    ta 1/1: (system)\n    tc 2/3: (system)\n  br1:\n    x 1/4: (system)\n";
+        let ports = parse_dpif_show(text, "br0");
+        assert_eq!(ports, BTreeMap::from([(2, 65534), (1, 1), (3, 2)]));
+    }
 
     #[test]
     fn parses_vsctl_json() {

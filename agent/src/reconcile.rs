@@ -135,7 +135,7 @@ impl Drop for AbortOnDrop {
 
 /// OvS ports by the topology port they carry: `external_ids:iface-id` as
 /// OpenStack and libvirt set it, else the interface name.
-fn port_map(uplink: &str, ifaces: &[Interface]) -> PortMap {
+pub fn port_map(uplink: &str, ifaces: &[Interface]) -> PortMap {
     let mut ports = BTreeMap::new();
     let mut uplink_port = None;
     for iface in ifaces.iter().filter(|i| i.ofport > 0) {

@@ -10,24 +10,45 @@ pub mod local;
 pub mod output;
 pub mod snapshot;
 pub mod topology;
+pub mod trace;
+pub mod verify;
 
 use dclab_proto::net::{ClientConfig, TlsArgs};
 
 /// How to reach the coordinator: the address given, with the TLS flags;
 /// else the local setup's coordinator (`DCLAB_LOCAL_CLUSTER`, default `default`) with its operator
-/// certificate, if it is up; else the standard port on this machine.
+/// certificate, if it is up; else the standard port on this machine. An
+/// address given without TLS flags that is a local cluster's gets that
+/// cluster's certificates.
 pub fn client_config(given: Option<String>, tls: &TlsArgs) -> anyhow::Result<ClientConfig> {
-    let explicit_tls = tls.ca.is_some() || tls.cert.is_some() || tls.insecure;
-    if given.is_none() && !explicit_tls {
-        let name = std::env::var("DCLAB_LOCAL_CLUSTER").unwrap_or_else(|_| "default".into());
-        if let Ok(cluster) = local::Cluster::load(&name) {
-            if cluster.coordinator_url().is_some() {
-                return cluster.client_config();
+    let default_pki = std::path::Path::new("/etc/dclab/pki");
+    let explicit_tls = tls.ca.is_some() || tls.cert.is_some() || tls.pki_dir != default_pki || tls.insecure;
+    if !explicit_tls {
+        let cluster = match &given {
+            None => {
+                let name = std::env::var("DCLAB_LOCAL_CLUSTER").unwrap_or_else(|_| "default".into());
+                local::Cluster::load(&name)
+                    .ok()
+                    .filter(|c| c.coordinator_url().is_some())
             }
+            Some(url) => local::Cluster::serving(url),
+        };
+        if let Some(cluster) = cluster {
+            return cluster.client_config();
         }
     }
     let url = given.unwrap_or_else(|| "127.0.0.1:7400".to_string());
-    Ok(ClientConfig::new(url, tls.files("operator").as_ref())?)
+    let files = tls.files("operator");
+    if let Some(f) = &files {
+        if !f.ca.exists() {
+            anyhow::bail!(
+                "cannot read CA certificate {}: point at the deployment's certificates with --pki-dir DIR \
+                 (or --ca, --cert and --key), or use --insecure against a plaintext coordinator",
+                f.ca.display()
+            );
+        }
+    }
+    Ok(ClientConfig::new(url, files.as_ref())?)
 }
 
 /// One line for a failed call; transport failures name their root cause.

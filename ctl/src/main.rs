@@ -42,6 +42,12 @@ enum Command {
     /// The flows the coordinator computed for a host.
     #[command(subcommand)]
     Rules(RulesCommand),
+    /// Follow a packet through the flows OvS really has installed, host by host (like ovn-trace,
+    /// on the real bridges): tables, rewrites, and where each copy is delivered or dropped.
+    Trace(dclab_ctl::trace::TraceArgs),
+    /// Verify on a running deployment, from the flows OvS really has, that tenants are isolated.
+    #[command(subcommand)]
+    Verify(dclab_ctl::verify::VerifyCommand),
     /// Images for lab nodes: the micro-VM (Debian kernel, busybox initramfs, ext4 scratch disk).
     #[command(subcommand)]
     Image(dclab_ctl::image::ImageCommand),
@@ -109,6 +115,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Network(cmd) => topology::network(client().await?, cmd, format).await,
         Command::Port(cmd) => topology::port(client().await?, cmd, format).await,
         Command::Rules(cmd) => topology::rules(client().await?, cmd, format).await,
+        Command::Trace(args) => return dclab_ctl::trace::run(client().await?, args, format).await,
+        Command::Verify(cmd) => return dclab_ctl::verify::run(client().await?, cmd, format).await,
     };
     result.map_err(dclab_ctl::status_error)
 }

@@ -98,7 +98,6 @@ pub fn lab_spec() -> impl Strategy<Value = v1::LabSpec> {
         })
 }
 
-
 /// Mostly one of `good`, now and then one of `bad`.
 fn mostly<T: Clone + std::fmt::Debug + 'static>(good: Vec<T>, bad: Vec<T>) -> impl Strategy<Value = T> {
     prop_oneof![12 => prop::sample::select(good), 1 => prop::sample::select(bad)]
@@ -112,7 +111,10 @@ fn words(w: &[&str]) -> Vec<String> {
 /// sides, so a checker that disagrees on one of them shows.
 pub fn plausible_lab_spec() -> impl Strategy<Value = v1::LabSpec> {
     let node = (
-        mostly(words(&["a", "b", "node-1", "x_y"]), words(&["a.b", "-a", &"n".repeat(33)])),
+        mostly(
+            words(&["a", "b", "node-1", "x_y"]),
+            words(&["a.b", "-a", &"n".repeat(33)]),
+        ),
         mostly(vec![1u32, 2, 64], vec![0, 65]),
         mostly(vec![64u64, 128, 1 << 20], vec![63, (1 << 20) + 1]),
         mostly(words(&["nope", "img-2"]), words(&["", "a b"])),
@@ -121,31 +123,39 @@ pub fn plausible_lab_spec() -> impl Strategy<Value = v1::LabSpec> {
         prop::collection::vec(
             (
                 mostly(words(&["lan"]), words(&["wan"])),
-                mostly(words(&["", "10.0.0.5", "10.0.0.6"]), words(&["10.0.1.5", "10.0.0.0", "x"])),
+                mostly(
+                    words(&["", "10.0.0.5", "10.0.0.6"]),
+                    words(&["10.0.1.5", "10.0.0.0", "x"]),
+                ),
             ),
             0..2,
         ),
         mostly(vec![1i32, 0], vec![2, 9]),
     )
-        .prop_map(|(name, vcpus, memory_mib, image, disks_mib, host, nics, kind)| v1::NodeSpec {
-            name,
-            role: String::new(),
-            vcpus,
-            memory_mib,
-            image,
-            disks_mib,
-            host,
-            interfaces: nics
-                .into_iter()
-                .map(|(network, ip)| v1::InterfaceSpec { network, ip })
-                .collect(),
-            kind,
-        });
+        .prop_map(
+            |(name, vcpus, memory_mib, image, disks_mib, host, nics, kind)| v1::NodeSpec {
+                name,
+                role: String::new(),
+                vcpus,
+                memory_mib,
+                image,
+                disks_mib,
+                host,
+                interfaces: nics
+                    .into_iter()
+                    .map(|(network, ip)| v1::InterfaceSpec { network, ip })
+                    .collect(),
+                kind,
+            },
+        );
     (
         mostly(words(&["lab", "l-2"]), words(&["lab.x", &"l".repeat(25)])),
         mostly(words(&["10.0.0.0/24"]), words(&["10.0.0.0/31", "10.0.0.1/24"])),
         prop::collection::vec(node, 0..3),
-        prop::collection::vec(mostly(words(&["ssh-ed25519 AAAA a@b"]), words(&["not a key"])), 0..2),
+        prop::collection::vec(
+            mostly(words(&["ssh-ed25519 AAAA a@b"]), words(&["not a key"])),
+            0..2,
+        ),
     )
         .prop_map(|(name, cidr, nodes, ssh_keys)| v1::LabSpec {
             name,

@@ -4,8 +4,8 @@
 
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
-use dclab_proto::v1::{self, topology_client::TopologyClient};
 use dclab_integration::hostile::{hostile_string, lab_spec, lab_word};
+use dclab_proto::v1::{self, topology_client::TopologyClient};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use tonic::Code;

@@ -19,7 +19,10 @@ fn lab_file(spec: &v1::LabSpec) -> String {
     let s = |v: &str| Value::String(v.to_string());
     let mut lab = Table::new();
     lab.insert("name".into(), s(&spec.name));
-    lab.insert("ssh_keys".into(), Value::Array(spec.ssh_keys.iter().map(|k| s(k)).collect()));
+    lab.insert(
+        "ssh_keys".into(),
+        Value::Array(spec.ssh_keys.iter().map(|k| s(k)).collect()),
+    );
     let networks = spec
         .networks
         .iter()
@@ -107,7 +110,11 @@ fn ctl_lab_check_and_apply_lab_agree_on_every_spec() {
             if checked.ok() { "accepts" } else { "refuses" },
             checked.stderr.trim(),
             applied.as_ref().map(|l| &l.name),
-            std::fs::read_to_string(&path).unwrap().chars().take(2000).collect::<String>()
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .chars()
+                .take(2000)
+                .collect::<String>()
         );
         if refused {
             invalid += 1;
@@ -116,12 +123,15 @@ fn ctl_lab_check_and_apply_lab_agree_on_every_spec() {
         }
         if let Ok(lab) = applied {
             let name = lab.name.clone();
-            api.call(|mut c: TopologyClient<_>| async move {
-                c.delete_lab(v1::DeleteLabRequest { name }).await
-            })
+            api.call(
+                |mut c: TopologyClient<_>| async move { c.delete_lab(v1::DeleteLabRequest { name }).await },
+            )
             .unwrap();
         }
     }
     println!("{valid} specs passed both checks, {invalid} were refused by both");
-    assert!(valid > 5 && invalid > 5, "the corpus needs both kinds: {valid} valid, {invalid} invalid");
+    assert!(
+        valid > 5 && invalid > 5,
+        "the corpus needs both kinds: {valid} valid, {invalid} invalid"
+    );
 }

@@ -57,11 +57,14 @@ pub struct Config {
     /// Namespace of this host's ovs-vswitchd, where taps must go.
     pub vm_netns: Option<String>,
     pub ovs: Ovs,
+    /// The bridge's uplink interface (`${uplink}` in traces).
+    pub uplink: String,
 }
 
 /// What the watch, the reconciler and the executor share.
 struct Context {
     host_id: String,
+    uplink: String,
     layout: layout::Layout,
     drivers: driver::Drivers,
     taps: taps::Taps,
@@ -83,6 +86,7 @@ impl Context {
     ) -> Context {
         Context {
             host_id: config.host_id,
+            uplink: config.uplink,
             layout: config.drivers.layout.clone(),
             drivers: driver::Drivers::new(config.drivers),
             taps: taps::Taps::new(config.ovs, config.vm_netns),
@@ -196,11 +200,13 @@ fn test_context_on(
         },
         state_dir: dir.join("state"),
         vm_netns: None,
+        uplink: "up0".into(),
         ovs: Ovs {
             db: format!("unix:{}/no-db.sock", dir.display()),
             rundir: dir.to_path_buf(),
             bridge: "br-int".into(),
             datapath: "netdev".into(),
+            unixctl: None,
         },
     };
     (

@@ -22,6 +22,7 @@ use super::taps::TapView;
 use super::Context;
 use crate::libvirt::VmState;
 
+mod bridge;
 mod exec;
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -62,7 +63,7 @@ impl NodeAction {
             Action::DeleteSnapshot(d) => {
                 NodeAction::DeleteSnapshot(snapshot(&d.snapshot, "delete snapshot")?)
             }
-            Action::Exec(_) | Action::Renew(_) => return Ok(None),
+            Action::Exec(_) | Action::Renew(_) | Action::Trace(_) | Action::DumpFlows(_) => return Ok(None),
         }))
     }
 
@@ -82,6 +83,8 @@ pub fn action_name(action: Option<&Action>) -> &'static str {
         Some(Action::DeleteSnapshot(_)) => "delete_snapshot",
         Some(Action::Exec(_)) => "exec",
         Some(Action::Renew(_)) => "renew",
+        Some(Action::Trace(_)) => "trace",
+        Some(Action::DumpFlows(_)) => "dump_flows",
         None => "unknown",
     }
 }
@@ -92,6 +95,7 @@ pub struct Outcome {
     pub failures: Vec<(v1::OperationError, String)>,
     pub exit_code: i32,
     pub output: String,
+    pub detail: Option<v1::operation_result::Detail>,
 }
 
 impl Outcome {
@@ -134,6 +138,20 @@ pub async fn run(
                 let outcome = renew_leases(&ctx, &renew);
                 running.spawn(answer(client, ctx.host_id.clone(), id, started, outcome).instrument(span));
             }
+            (Some(Target::Host(_)), Some(Action::Trace(t))) => {
+                let work = async move {
+                    let outcome = bridge::trace(&ctx, &t.flow).await;
+                    answer(client, ctx.host_id.clone(), id, started, outcome).await;
+                };
+                running.spawn(work.instrument(span));
+            }
+            (Some(Target::Host(_)), Some(Action::DumpFlows(_))) => {
+                let work = async move {
+                    let outcome = bridge::dump(&ctx).await;
+                    answer(client, ctx.host_id.clone(), id, started, outcome).await;
+                };
+                running.spawn(work.instrument(span));
+            }
             (Some(Target::Nodes(t)), Some(Action::Exec(exec))) => {
                 let (known, unknown) = split_nodes(&ctx, &t);
                 let work = async move {
@@ -145,7 +163,14 @@ pub async fn run(
             (Some(Target::Nodes(t)), Some(action)) => {
                 let action = match NodeAction::from_proto(&action) {
                     Ok(Some(a)) => a,
-                    Ok(None) => unreachable!("exec and renew are matched above"),
+                    Ok(None) => {
+                        let message = format!("action {name} does not act on nodes");
+                        let outcome = Outcome::failed(v1::OperationError::Unsupported, message);
+                        running.spawn(
+                            answer(client, ctx.host_id.clone(), id, started, outcome).instrument(span),
+                        );
+                        continue;
+                    }
                     Err(e) => {
                         let outcome = Outcome::failed(e.kind(), e.to_string());
                         running.spawn(
@@ -353,6 +378,7 @@ async fn answer(
         exit_code: outcome.exit_code,
         output: outcome.output,
         error_kind: error_kind.into(),
+        detail: outcome.detail,
     };
     match tokio::time::timeout(REPORT_TIMEOUT, client.report_operation(result)).await {
         Ok(Ok(_)) => {}

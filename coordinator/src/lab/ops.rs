@@ -36,6 +36,8 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::DeleteSnapshot(_) => "delete",
         Action::Exec(_) => "exec",
         Action::Renew(_) => "renew",
+        Action::Trace(_) => "trace",
+        Action::DumpFlows(_) => "dump_flows",
     }
 }
 

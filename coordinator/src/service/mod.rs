@@ -1,6 +1,7 @@
 //! gRPC services of the coordinator.
 
 pub mod agent;
+mod bridges;
 mod convert;
 mod labs;
 mod nodes;

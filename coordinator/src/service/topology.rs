@@ -319,6 +319,18 @@ impl TopologyApi for TopologyService {
         Ok(Response::new(labs::exec(&self.state, req.into_inner()).await?))
     }
 
+    async fn trace_flow(&self, req: Request<v1::TraceFlowRequest>) -> Reply<v1::FlowTrace> {
+        Ok(Response::new(
+            super::bridges::trace(&self.state, req.into_inner()).await?,
+        ))
+    }
+
+    async fn dump_flows(&self, req: Request<v1::DumpFlowsRequest>) -> Reply<v1::FlowDump> {
+        Ok(Response::new(
+            super::bridges::dump(&self.state, req.into_inner()).await?,
+        ))
+    }
+
     async fn get_rules(&self, req: Request<v1::GetRulesRequest>) -> Reply<v1::HostRules> {
         let host = req.into_inner().host;
         if !self.state.read(|t| t.hosts.contains_key(&host)) {

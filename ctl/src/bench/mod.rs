@@ -5,6 +5,7 @@ pub mod control;
 pub mod dataplane;
 pub mod lab;
 pub mod restart;
+pub mod verify;
 
 use clap::Subcommand;
 
@@ -24,6 +25,9 @@ pub enum BenchCommand {
     /// A 6-node micro-VM lab on 2 simulated hosts: lab up, whole-lab
     /// snapshot create and restore (live and cold), lab down.
     Lab(lab::LabBenchArgs),
+    /// `ctl verify isolation` on the compiled flows of up to 1,000 simulated hosts and 20,000
+    /// ports: how long the proof takes.
+    Verify(verify::VerifyBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
@@ -36,6 +40,7 @@ pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || restart::run(args, format)).await?
         }
         BenchCommand::Lab(args) => tokio::task::spawn_blocking(move || lab::run(args, format)).await?,
+        BenchCommand::Verify(args) => verify::run(args, format).await,
     }
 }
 

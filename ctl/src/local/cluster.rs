@@ -81,6 +81,22 @@ impl Cluster {
         })
     }
 
+    /// The running local cluster whose coordinator is at `url` (with or
+    /// without scheme; `localhost` as 127.0.0.1), if there is one.
+    pub fn serving(url: &str) -> Option<Cluster> {
+        let key = |u: &str| {
+            let bare = u.split_once("://").map_or(u, |(_, rest)| rest);
+            bare.trim_end_matches('/').replacen("localhost", "127.0.0.1", 1)
+        };
+        let wanted = key(url);
+        let entries = std::fs::read_dir(super::state::RUN_ROOT).ok()?;
+        entries
+            .filter_map(Result::ok)
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter_map(|name| Cluster::load(&name).ok())
+            .find(|c| c.coordinator_url().is_some_and(|u| key(u) == wanted))
+    }
+
     pub fn state(&self) -> &ClusterState {
         &self.state
     }

@@ -112,6 +112,8 @@ impl Cluster {
             ovs::db_address(&dir),
             "--ovs-rundir".to_string(),
             dir.display().to_string(),
+            "--ovs-unixctl".to_string(),
+            dir.join("vswitchd.ctl").display().to_string(),
             "--bridge".to_string(),
             ovs::BRIDGE.to_string(),
             // Lab nodes: disks per simulated host, taps moved into its namespace.

@@ -1,8 +1,8 @@
 //! `ctl bench control-plane`: the real coordinator process with thousands
 //! of simulated agents, at the scales the NVP and OVN papers report.
 
-mod agents;
-mod measure;
+pub mod agents;
+pub mod measure;
 pub mod plan;
 
 use serde_json::json;
