@@ -31,14 +31,17 @@ pub struct Reconciler {
     pub host_id: String,
     pub uplink: String,
     pub channel: Channel,
+    /// Flows faults add above the pipeline (partitions).
+    pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
 }
 
 struct Applied {
     text: String,
     flows: u32,
     missing: u32,
-    /// What the text was rendered from: epoch, version, attached ports.
-    inputs: (u64, u64, PortMap),
+    /// What the text was rendered from: epoch, version, attached ports,
+    /// fault flows' generation.
+    inputs: (u64, u64, PortMap, u64),
     /// What the coordinator was last told: epoch, version, missing ports.
     acked: Option<(u64, u64, u32)>,
     at: tokio::time::Instant,
@@ -59,6 +62,7 @@ impl Reconciler {
                 _ = stop.cancelled() => return,
                 changed = desired.changed() => if changed.is_err() { return },
                 _ = ports_changed.notified() => {}
+                _ = self.fault_flows.changed.notified() => {}
                 _ = tokio::time::sleep(PORT_POLL) => {}
             }
             let Some(want) = desired.borrow_and_update().clone() else {
@@ -72,13 +76,14 @@ impl Reconciler {
 
     async fn step(&self, want: &Desired, applied: &mut Option<Applied>) -> anyhow::Result<()> {
         let ports = port_map(&self.uplink, &self.ovs.interfaces().await?);
-        let inputs = (want.epoch, want.version, ports);
+        let (extra, generation) = self.fault_flows.all();
+        let inputs = (want.epoch, want.version, ports, generation);
         // Nothing changed since the last render: only re-verify now and then.
         let fresh = applied
             .as_ref()
             .is_some_and(|a| a.inputs == inputs && a.at.elapsed() < REVERIFY);
         if !fresh {
-            let rendered = render(want.flows.iter(), &inputs.2);
+            let rendered = render(want.flows.iter().chain(extra.iter()), &inputs.2);
             let changed = applied.as_ref().is_none_or(|a| a.text != rendered.text);
             let file = tempfile::Builder::new().prefix("dclab-flows").tempfile()?;
             std::fs::write(file.path(), &rendered.text)?;

@@ -4,6 +4,7 @@
 pub use dclab_proto::addr;
 pub mod auth;
 pub mod compile;
+pub mod experiment;
 pub mod keys;
 pub mod lab;
 pub mod model;

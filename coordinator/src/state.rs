@@ -20,6 +20,8 @@ pub struct State {
     pub hub: Arc<RuleHub>,
     /// Lab nodes per host, operations and what agents report.
     pub nodes: Arc<NodeHub>,
+    /// Experiment runs: those under way and the records of all.
+    pub runs: crate::experiment::Runs,
     /// The compile of every host at start, from scratch.
     pub startup_compile: crate::rules::CompileStats,
     pub load_micros: u64,
@@ -53,6 +55,8 @@ impl State {
         let startup_compile = hub.last_compile();
         let nodes = Arc::new(NodeHub::default());
         nodes.publish(&loaded.topo, loaded.revision);
+        let runs = crate::experiment::Runs::new(crate::experiment::RunStore::new(store.runs_tree()?));
+        runs.close_interrupted();
         let inner = Inner {
             topo: loaded.topo,
             store,
@@ -64,6 +68,7 @@ impl State {
             inner: Mutex::new(inner),
             hub,
             nodes,
+            runs,
             startup_compile,
             load_micros,
         })

@@ -124,6 +124,11 @@ impl Store {
         Ok(())
     }
 
+    /// The tree experiment runs are kept in.
+    pub fn runs_tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.db.open_tree("runs")?)
+    }
+
     /// Bytes on disk, for status and benchmarks.
     pub fn size_on_disk(&self) -> u64 {
         self.db.size_on_disk().unwrap_or(0)

@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod certs;
 pub mod demo;
+pub mod experiment;
 pub mod image;
 pub mod lab;
 pub mod local;

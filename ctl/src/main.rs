@@ -45,6 +45,9 @@ enum Command {
     /// Follow a packet through the flows OvS really has installed, host by host (like ovn-trace,
     /// on the real bridges): tables, rewrites, and where each copy is delivered or dropped.
     Trace(dclab_ctl::trace::TraceArgs),
+    /// Dependability experiments: break a lab on purpose (faults), check what happens, report it.
+    #[command(subcommand)]
+    Experiment(dclab_ctl::experiment::ExperimentCommand),
     /// Verify on a running deployment, from the flows OvS really has, that tenants are isolated.
     #[command(subcommand)]
     Verify(dclab_ctl::verify::VerifyCommand),
@@ -117,6 +120,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Rules(cmd) => topology::rules(client().await?, cmd, format).await,
         Command::Trace(args) => return dclab_ctl::trace::run(client().await?, args, format).await,
         Command::Verify(cmd) => return dclab_ctl::verify::run(client().await?, cmd, format).await,
+        Command::Experiment(cmd) => return dclab_ctl::experiment::run(client(), cmd, format).await,
     };
     result.map_err(dclab_ctl::status_error)
 }

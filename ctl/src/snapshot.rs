@@ -19,6 +19,9 @@ pub enum SnapshotCommand {
         /// Shut the nodes down for the snapshot and start them again (as the paper did).
         #[arg(long)]
         cold: bool,
+        /// Go ahead although an experiment run (and its faults) is under way on the lab.
+        #[arg(long)]
+        force: bool,
     },
     /// Bring every node of the lab back to the snapshot, on every host.
     Restore {
@@ -28,6 +31,9 @@ pub enum SnapshotCommand {
         /// Shut the nodes down first instead of pausing them.
         #[arg(long)]
         cold: bool,
+        /// Go ahead although an experiment run (and its faults) is under way on the lab.
+        #[arg(long)]
+        force: bool,
     },
     /// List snapshots (of one lab with --lab).
     Ls {
@@ -63,24 +69,44 @@ fn timing_json(s: &v1::Snapshot) -> serde_json::Value {
 
 pub async fn run(mut client: Client, cmd: SnapshotCommand, format: Format) -> anyhow::Result<()> {
     match cmd {
-        SnapshotCommand::Create { name, lab, cold } => {
+        SnapshotCommand::Create {
+            name,
+            lab,
+            cold,
+            force,
+        } => {
             let lab = resolve(&mut client, lab).await?;
             eprintln!(
                 "lab {lab}: taking snapshot {name}{}",
                 if cold { " (cold)" } else { "" }
             );
             let s = client
-                .create_snapshot(v1::SnapshotRequest { lab, name, cold })
+                .create_snapshot(v1::SnapshotRequest {
+                    lab,
+                    name,
+                    cold,
+                    force,
+                })
                 .await
                 .map_err(status_error)?
                 .into_inner();
             report(format, "created", &s);
         }
-        SnapshotCommand::Restore { name, lab, cold } => {
+        SnapshotCommand::Restore {
+            name,
+            lab,
+            cold,
+            force,
+        } => {
             let lab = resolve(&mut client, lab).await?;
             eprintln!("lab {lab}: restoring snapshot {name}");
             let s = client
-                .restore_snapshot(v1::SnapshotRequest { lab, name, cold })
+                .restore_snapshot(v1::SnapshotRequest {
+                    lab,
+                    name,
+                    cold,
+                    force,
+                })
                 .await
                 .map_err(status_error)?
                 .into_inner();
@@ -124,6 +150,7 @@ pub async fn run(mut client: Client, cmd: SnapshotCommand, format: Format) -> an
                     lab: lab.clone(),
                     name: name.clone(),
                     cold: false,
+                    force: false,
                 })
                 .await
                 .map_err(status_error)?;

@@ -163,6 +163,7 @@ async fn send(c: &mut TopologyClient<dclab_proto::net::Channel>, call: Call) -> 
                 lab,
                 name,
                 cold: false,
+                force: false,
             };
             match kind {
                 0 => c.create_snapshot(req).await.map(drop),

@@ -7,6 +7,7 @@ pub mod addr;
 pub mod codec;
 pub mod conn;
 pub mod error;
+pub mod experiment;
 pub mod flows;
 pub mod identity;
 pub mod logging;

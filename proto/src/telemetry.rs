@@ -57,6 +57,18 @@ pub fn current_traceparent() -> String {
     carrier.remove("traceparent").unwrap_or_default()
 }
 
+/// The trace id of `span` in hex ("" when it is not traced).
+pub fn trace_id_of(span: &tracing::Span) -> String {
+    use opentelemetry::trace::TraceContextExt;
+    let cx = span.context();
+    let id = cx.span().span_context().trace_id();
+    if id == opentelemetry::trace::TraceId::INVALID {
+        String::new()
+    } else {
+        id.to_string()
+    }
+}
+
 /// Makes `span` a child of the remote span `traceparent` names (if any).
 pub fn adopt(span: &tracing::Span, traceparent: &str) {
     if traceparent.is_empty() {

@@ -157,6 +157,16 @@ impl Hypervisor {
         )
     }
 
+    /// Asks the guest to reboot (ACPI).
+    pub fn reboot(&self, name: &str) -> Result<(), VirtError> {
+        self.op(name, "rebooting", |d| d.reboot(0).map(drop))
+    }
+
+    /// Resets the domain at once, like its reset button.
+    pub fn reset(&self, name: &str) -> Result<(), VirtError> {
+        self.op(name, "resetting", |d| d.reset().map(drop))
+    }
+
     pub fn pause(&self, name: &str) -> Result<(), VirtError> {
         self.op(name, "pausing", |d| d.suspend().map(drop))
     }

@@ -32,6 +32,9 @@ pub struct Lease {
     /// Nodes whose run state the lease owns: the reconciler leaves them
     /// paused or off.
     pub nodes: BTreeSet<NodeKey>,
+    /// Faults applied under the lease, in the order applied.
+    #[serde(default)]
+    pub faults: Vec<super::faults::Applied>,
 }
 
 pub struct Leases {
@@ -44,6 +47,17 @@ pub fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn entry<'a>(all: &'a mut BTreeMap<String, Lease>, lease: &v1::Lease, expires: u64) -> &'a mut Lease {
+    let entry = all.entry(lease.id.clone()).or_insert_with(|| Lease {
+        id: lease.id.clone(),
+        expires_unix_ms: expires,
+        nodes: BTreeSet::new(),
+        faults: Vec::new(),
+    });
+    entry.expires_unix_ms = entry.expires_unix_ms.max(expires);
+    entry
 }
 
 /// The lease of an operation, or why it cannot be taken.
@@ -126,14 +140,20 @@ impl Leases {
     pub fn hold(&self, lease: &v1::Lease, key: &NodeKey) -> anyhow::Result<()> {
         let expires = now_ms() + u64::from(lease.ttl_ms);
         self.update(|all| {
-            let entry = all.entry(lease.id.clone()).or_insert_with(|| Lease {
-                id: lease.id.clone(),
-                expires_unix_ms: expires,
-                nodes: BTreeSet::new(),
-            });
-            entry.expires_unix_ms = entry.expires_unix_ms.max(expires);
+            let entry = entry(all, lease, expires);
             entry.nodes.insert(key.clone());
         })
+    }
+
+    /// Records a fault under `lease` (taking or extending it).
+    pub fn add_fault(&self, lease: &v1::Lease, applied: super::faults::Applied) -> anyhow::Result<()> {
+        let expires = now_ms() + u64::from(lease.ttl_ms);
+        self.update(|all| entry(all, lease, expires).faults.push(applied))
+    }
+
+    /// Ends lease `id` and returns it, with its faults to heal.
+    pub fn take(&self, id: &str) -> anyhow::Result<Option<Lease>> {
+        self.update(|all| all.remove(id))
     }
 
     /// Takes `key` out of lease `id` (an empty id: out of every lease); a
@@ -143,7 +163,7 @@ impl Leases {
             for lease in all.values_mut().filter(|l| id.is_empty() || l.id == id) {
                 lease.nodes.remove(key);
             }
-            all.retain(|_, l| !l.nodes.is_empty());
+            all.retain(|_, l| !l.nodes.is_empty() || !l.faults.is_empty());
         })
     }
 

@@ -19,6 +19,7 @@ mod build;
 pub mod cleanup;
 mod connection;
 pub mod driver;
+mod faults;
 pub mod layout;
 mod leases;
 mod locks;
@@ -59,6 +60,8 @@ pub struct Config {
     pub ovs: Ovs,
     /// The bridge's uplink interface (`${uplink}` in traces).
     pub uplink: String,
+    /// Flows faults add, shared with the rule reconciler.
+    pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
 }
 
 /// What the watch, the reconciler and the executor share.
@@ -76,6 +79,9 @@ struct Context {
     desired: watch_channel::Receiver<Option<NodeSet>>,
     /// Wakes the reconciler (a lease ended).
     wake: Notify,
+    fault_flows: Arc<crate::fault_flows::FaultFlows>,
+    /// Netem relays by the lease that holds them.
+    relays: std::sync::Mutex<std::collections::HashMap<String, crate::netem::Relay>>,
 }
 
 impl Context {
@@ -95,6 +101,8 @@ impl Context {
             exec_locks: locks::NodeLocks::default(),
             desired,
             wake: Notify::new(),
+            fault_flows: config.fault_flows,
+            relays: Default::default(),
         }
     }
 
@@ -149,6 +157,7 @@ pub async fn run(channel: Channel, config: Config, stop: CancellationToken) -> a
     ));
     tasks.spawn(ops::run(channel.clone(), ctx.clone(), ops_rx, stop.clone()));
     tasks.spawn(expire_leases(ctx.clone(), stop.clone()));
+    tasks.spawn(heal_at_start(ctx.clone(), sets_rx.clone()));
     tasks.spawn(reconcile::run(channel, ctx, sets_rx, stop));
     while tasks.join_next().await.is_some() {}
     Ok(())
@@ -165,13 +174,25 @@ async fn expire_leases(ctx: Arc<Context>, stop: CancellationToken) {
             Ok(lapsed) if lapsed.is_empty() => {}
             Ok(lapsed) => {
                 for lease in &lapsed {
-                    warn!(lease = %lease.id, nodes = ?lease.nodes, "lease lapsed without release; its nodes run again");
+                    warn!(lease = %lease.id, nodes = ?lease.nodes, faults = lease.faults.len(), "lease lapsed without release; healing and running its nodes again");
+                    faults::heal_all(&ctx, lease).await;
                 }
                 ctx.wake.notify_one();
             }
             Err(e) => warn!(error = %format!("{e:#}"), "cannot end lapsed leases"),
         }
     }
+}
+
+/// Heals what the agent's last run left, once the first node set says
+/// which nodes are here (a heal may have to run a command in one).
+async fn heal_at_start(ctx: Arc<Context>, mut sets: watch_channel::Receiver<Option<NodeSet>>) {
+    while sets.borrow_and_update().is_none() {
+        if sets.changed().await.is_err() {
+            return;
+        }
+    }
+    faults::heal_leftovers(&ctx).await;
 }
 
 /// A context on libvirt's test driver with its files under `dir`, and the
@@ -201,6 +222,7 @@ fn test_context_on(
         state_dir: dir.join("state"),
         vm_netns: None,
         uplink: "up0".into(),
+        fault_flows: Default::default(),
         ovs: Ovs {
             db: format!("unix:{}/no-db.sock", dir.display()),
             rundir: dir.to_path_buf(),

@@ -63,7 +63,12 @@ impl NodeAction {
             Action::DeleteSnapshot(d) => {
                 NodeAction::DeleteSnapshot(snapshot(&d.snapshot, "delete snapshot")?)
             }
-            Action::Exec(_) | Action::Renew(_) | Action::Trace(_) | Action::DumpFlows(_) => return Ok(None),
+            Action::Exec(_)
+            | Action::Renew(_)
+            | Action::Trace(_)
+            | Action::DumpFlows(_)
+            | Action::Fault(_)
+            | Action::Heal(_) => return Ok(None),
         }))
     }
 
@@ -85,6 +90,8 @@ pub fn action_name(action: Option<&Action>) -> &'static str {
         Some(Action::Renew(_)) => "renew",
         Some(Action::Trace(_)) => "trace",
         Some(Action::DumpFlows(_)) => "dump_flows",
+        Some(Action::Fault(_)) => "fault",
+        Some(Action::Heal(_)) => "heal",
         None => "unknown",
     }
 }
@@ -137,6 +144,20 @@ pub async fn run(
             (Some(Target::Host(_)), Some(Action::Renew(renew))) => {
                 let outcome = renew_leases(&ctx, &renew);
                 running.spawn(answer(client, ctx.host_id.clone(), id, started, outcome).instrument(span));
+            }
+            (target, Some(Action::Fault(af))) => {
+                let work = async move {
+                    let outcome = super::faults::apply(&ctx, target, af).await;
+                    answer(client, ctx.host_id.clone(), id, started, outcome).await;
+                };
+                running.spawn(work.instrument(span));
+            }
+            (_, Some(Action::Heal(h))) => {
+                let work = async move {
+                    let outcome = super::faults::heal_lease(&ctx, &h.lease_id).await;
+                    answer(client, ctx.host_id.clone(), id, started, outcome).await;
+                };
+                running.spawn(work.instrument(span));
             }
             (Some(Target::Host(_)), Some(Action::Trace(t))) => {
                 let work = async move {

@@ -103,6 +103,8 @@ pub struct Taps {
     netns: Option<String>,
     /// tap → ifindex when plugged (root namespace mode only).
     plugged: Mutex<HashMap<String, u32>>,
+    /// Taps a fault owns (cut, or behind a netem relay): left as they are.
+    faulted: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Taps {
@@ -111,6 +113,7 @@ impl Taps {
             ovs,
             netns,
             plugged: Mutex::new(HashMap::new()),
+            faulted: Mutex::new(std::collections::HashSet::new()),
         }
     }
 
@@ -118,9 +121,44 @@ impl Taps {
         &self.ovs
     }
 
+    /// The namespace taps live in (None: the agent's own).
+    pub fn netns(&self) -> Option<&str> {
+        self.netns.as_deref()
+    }
+
+    /// A fault owns the tap until `release_fault`: plugging leaves it alone.
+    pub fn hold_for_fault(&self, tap: &str) {
+        self.faulted.lock().unwrap().insert(tap.to_string());
+    }
+
+    pub fn release_fault(&self, tap: &str) {
+        self.faulted.lock().unwrap().remove(tap);
+    }
+
+    /// `ip ARGS` in the taps' namespace.
+    pub async fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
+        match &self.netns {
+            Some(ns) => run("ip", &[&["-n", ns.as_str()], args].concat()).await,
+            None => run("ip", args).await,
+        }
+    }
+
+    /// Attaches `tap` to the bridge as `port` (its iface-id), up.
+    pub async fn attach(&self, tap: &str, port: &str) -> anyhow::Result<()> {
+        let nic = NodeNic {
+            tap: tap.to_string(),
+            port: port.to_string(),
+            ..NodeNic::default()
+        };
+        self.act(&nic, Action::Attach).await
+    }
+
     /// Plugs every nic of an active domain that needs it; errors name the tap.
     pub async fn plug(&self, nics: &[NodeNic], view: &TapView) -> anyhow::Result<()> {
         for nic in nics {
+            if self.faulted.lock().unwrap().contains(&nic.tap) {
+                continue;
+            }
             let remembered = self.plugged.lock().unwrap().get(&nic.tap).copied();
             let action = decide(nic, self.netns.is_some(), view, remembered).map_err(anyhow::Error::msg)?;
             self.act(nic, action)

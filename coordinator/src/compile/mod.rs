@@ -19,6 +19,7 @@
 
 pub mod flow;
 mod netview;
+mod partition;
 mod tables;
 
 #[cfg(test)]
@@ -29,6 +30,7 @@ mod tests;
 use crate::model::{NetId, Topology};
 pub use flow::{Action, Flow, Match, PortRef};
 pub use netview::{views, NetView};
+pub use partition::{partition, PARTITION_PRIORITY};
 
 pub const T_CLASSIFY: u8 = 0;
 pub const T_EGRESS: u8 = 10;

@@ -78,6 +78,14 @@ impl<'a> Sim<'a> {
         }
     }
 
+    /// Adds flows to `host`'s tables (what an agent merges in for a fault).
+    pub fn add_flows(&mut self, host: &str, flows: &[Flow]) {
+        self.flows
+            .get_mut(host)
+            .expect("known host")
+            .extend(flows.iter().cloned());
+    }
+
     /// Removes every flow `pred` picks, on every host.
     pub fn remove_flows(&mut self, pred: impl Fn(&Flow) -> bool) {
         for flows in self.flows.values_mut() {

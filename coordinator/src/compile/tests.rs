@@ -387,3 +387,40 @@ fn without_the_vlan_drop_a_tagged_frame_crosses_hosts_tagged() {
     );
     assert_eq!(leaky.wire[0].vlans.len(), 1, "the tag crossed the wire");
 }
+
+/// A partition between two groups of a network cuts unicast, ARP and
+/// broadcast between exactly the pairs across the groups, on every host,
+/// and leaves every other pair as it was.
+#[test]
+fn a_partition_cuts_exactly_the_pairs_across_its_groups() {
+    proptest!(ProptestConfig::with_cases(200), |((hosts, plan) in plan(), split in 0u8..8)| {
+        let topo = build(hosts, &plan);
+        let ports: Vec<&crate::model::Port> = topo.ports.values().collect();
+        let a: BTreeSet<String> = ports.iter().enumerate().filter(|(i, _)| (*i as u8 + split).is_multiple_of(3)).map(|(_, p)| p.name.clone()).collect();
+        let b: BTreeSet<String> = ports.iter().enumerate().filter(|(i, _)| (*i as u8 + split) % 3 == 1).map(|(_, p)| p.name.clone()).collect();
+        let nets: Vec<_> = topo.networks.keys().copied().collect();
+        let cut = partition(&topo, &nets, &a, &b);
+        let mut before = Sim::new(&topo);
+        let mut after = Sim::new(&topo);
+        for (host, flows) in &cut {
+            after.add_flows(host, flows);
+        }
+        let across = |p: &str, q: &str| (a.contains(p) && b.contains(q)) || (b.contains(p) && a.contains(q));
+        for p in topo.ports.values() {
+            let dsts: BTreeSet<Ipv4Addr> = topo.ports.values().map(|q| q.ip).collect();
+            let bcast = topo.networks[&p.net].cidr.broadcast();
+            for dst in dsts.into_iter().chain([bcast, Ipv4Addr::BROADCAST]) {
+                let want: BTreeSet<String> = names(&before.send(&p.name, ip_packet(&topo, &p.name, dst)))
+                    .into_iter().filter(|q| !across(&p.name, q)).collect();
+                let got = names(&after.send(&p.name, ip_packet(&topo, &p.name, dst)));
+                prop_assert_eq!(got, want, "{} -> {}", p.name, dst);
+            }
+            for q in topo.ports_of_net(p.net) {
+                let ask = arp_request(p.mac, p.ip, q.ip);
+                let answered = !after.send(&p.name, ask.clone()).is_empty();
+                let before_answered = !before.send(&p.name, ask).is_empty();
+                prop_assert_eq!(answered, before_answered && !across(&p.name, &q.name), "ARP {} for {}", p.name, q.name);
+            }
+        }
+    });
+}

@@ -38,6 +38,8 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::Renew(_) => "renew",
         Action::Trace(_) => "trace",
         Action::DumpFlows(_) => "dump_flows",
+        Action::Fault(_) => "fault",
+        Action::Heal(_) => "heal",
     }
 }
 

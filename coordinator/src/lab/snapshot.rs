@@ -191,6 +191,18 @@ fn lab_nodes(state: &State, lab: &str) -> Result<Vec<(String, String)>, ApiError
     })
 }
 
+/// Faults would end up in the snapshot: refused while a run is under way
+/// on the lab, unless forced.
+fn no_run_under_way(state: &State, lab: &str, force: bool) -> Result<(), ApiError> {
+    match state.runs.active_on(lab) {
+        Some(run) if !force => Err(precondition(format!(
+            "lab {lab} has experiment run {run} under way, and its faults may be active; \
+             snapshot after it ends (`ctl experiment abort {run}` ends it now), or pass --force"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn busy(lab: &str) -> ApiError {
     unavailable(format!(
         "lab {lab} is busy with another snapshot operation; try again when it ends"
@@ -198,8 +210,15 @@ fn busy(lab: &str) -> ApiError {
 }
 
 #[tracing::instrument(name = "snapshot.create", skip(state))]
-pub async fn create(state: &State, lab: &str, name: &str, cold: bool) -> Result<Snapshot, ApiError> {
+pub async fn create(
+    state: &State,
+    lab: &str,
+    name: &str,
+    cold: bool,
+    force: bool,
+) -> Result<Snapshot, ApiError> {
     check_name("snapshot", name)?;
+    no_run_under_way(state, lab, force)?;
     let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
     let nodes = lab_nodes(state, lab)?;
     if state.read(|t| t.snapshots.contains_key(&(lab.to_string(), name.to_string()))) {
@@ -253,7 +272,14 @@ pub async fn create(state: &State, lab: &str, name: &str, cold: bool) -> Result<
 }
 
 #[tracing::instrument(name = "snapshot.restore", skip(state))]
-pub async fn restore(state: &State, lab: &str, name: &str, cold: bool) -> Result<Snapshot, ApiError> {
+pub async fn restore(
+    state: &State,
+    lab: &str,
+    name: &str,
+    cold: bool,
+    force: bool,
+) -> Result<Snapshot, ApiError> {
+    no_run_under_way(state, lab, force)?;
     let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
     let nodes = lab_nodes(state, lab)?;
     let snap = find(state, lab, name)?;

@@ -177,14 +177,14 @@ pub fn snapshot_reply(s: &Snapshot) -> v1::Snapshot {
 pub async fn create_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
     validate::lab_name(&r.lab)?;
     Ok(snapshot_reply(
-        &snapshot::create(state, &r.lab, &r.name, r.cold).await?,
+        &snapshot::create(state, &r.lab, &r.name, r.cold, r.force).await?,
     ))
 }
 
 pub async fn restore_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
     validate::lab_name(&r.lab)?;
     Ok(snapshot_reply(
-        &snapshot::restore(state, &r.lab, &r.name, r.cold).await?,
+        &snapshot::restore(state, &r.lab, &r.name, r.cold, r.force).await?,
     ))
 }
 

@@ -331,6 +331,41 @@ impl TopologyApi for TopologyService {
         ))
     }
 
+    type RunExperimentStream = crate::experiment::RunStream;
+
+    async fn run_experiment(
+        &self,
+        req: Request<v1::RunExperimentRequest>,
+    ) -> Reply<Self::RunExperimentStream> {
+        Ok(Response::new(
+            crate::experiment::start(self.state.clone(), req.into_inner()).await?,
+        ))
+    }
+
+    async fn abort_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Empty> {
+        crate::experiment::abort(&self.state, &req.into_inner().id)?;
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn continue_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Empty> {
+        crate::experiment::proceed(&self.state, &req.into_inner().id)?;
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn list_runs(&self, req: Request<v1::ListRunsRequest>) -> Reply<v1::ListRunsResponse> {
+        Ok(Response::new(crate::experiment::list(
+            &self.state,
+            &req.into_inner().lab,
+        )?))
+    }
+
+    async fn get_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Run> {
+        Ok(Response::new(crate::experiment::get(
+            &self.state,
+            &req.into_inner().id,
+        )?))
+    }
+
     async fn get_rules(&self, req: Request<v1::GetRulesRequest>) -> Reply<v1::HostRules> {
         let host = req.into_inner().host;
         if !self.state.read(|t| t.hosts.contains_key(&host)) {

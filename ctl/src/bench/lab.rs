@@ -115,6 +115,7 @@ async fn measure(cluster: &Cluster, args: &LabBenchArgs) -> anyhow::Result<Vec<R
                 lab: LAB.into(),
                 name: name.clone(),
                 cold,
+                force: false,
             };
             let s = c
                 .create_snapshot(req.clone())

@@ -127,5 +127,5 @@ pub fn parse_mib(size: &str) -> Option<u64> {
         .parse::<u64>()
         .ok()
         .filter(|n| *n > 0)
-        .map(|n| n * factor)
+        .and_then(|n| n.checked_mul(factor))
 }

@@ -171,6 +171,7 @@ async fn take_initial(client: &mut Client, lab: &str, name: &str) -> anyhow::Res
             lab: lab.into(),
             name: name.into(),
             cold: false,
+            force: false,
         })
         .await
         .map_err(status_error)?

@@ -104,6 +104,7 @@ fn sizes_parse() {
     assert_eq!(parse_mib("300"), Some(300));
     assert_eq!(parse_mib("0"), None);
     assert_eq!(parse_mib("4GB"), None);
+    assert_eq!(parse_mib("18446744073709551615GiB"), None, "too big, not a crash");
 }
 
 #[test]

@@ -67,6 +67,11 @@ pub trait NodeDriver: Send + Sync {
     fn power_off(&self, node: &DesiredNode) -> NodeResult<()>;
     /// Asks the node to stop and pulls the plug after a grace.
     fn shutdown(&self, node: &DesiredNode) -> NodeResult<()>;
+    /// Restarts the node the way its own reboot would (a guest that cannot
+    /// reboot itself is reset).
+    fn reboot(&self, node: &DesiredNode) -> NodeResult<()>;
+    /// The reset button: restarts at once, nothing flushed.
+    fn reset(&self, node: &DesiredNode) -> NodeResult<()>;
     fn pause(&self, node: &DesiredNode) -> NodeResult<()>;
     fn resume(&self, node: &DesiredNode) -> NodeResult<()>;
     /// Replaces a snapshot of the same name.

@@ -132,6 +132,22 @@ impl NodeDriver for QemuDriver {
         Ok(self.hypervisor()?.shutdown(&Self::domain(node), grace)?)
     }
 
+    fn reboot(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.defined_state(node)?;
+        let hv = self.hypervisor()?;
+        // A micro-VM has no ACPI: its reboot is a reset.
+        if is_micro(node) {
+            Ok(hv.reset(&Self::domain(node))?)
+        } else {
+            Ok(hv.reboot(&Self::domain(node))?)
+        }
+    }
+
+    fn reset(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.defined_state(node)?;
+        Ok(self.hypervisor()?.reset(&Self::domain(node))?)
+    }
+
     fn pause(&self, node: &DesiredNode) -> NodeResult<()> {
         self.defined_state(node)?;
         Ok(self.hypervisor()?.pause(&Self::domain(node))?)

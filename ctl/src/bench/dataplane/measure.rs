@@ -15,6 +15,9 @@ use crate::local::Cluster;
 pub struct Settings {
     pub ping_count: u32,
     pub iperf_seconds: u32,
+    /// TCP samples per figure and round, taken in turns on the two
+    /// clusters (ABBA...), so each dclab sample has a plain one next to it.
+    pub tcp_samples: u32,
     pub arp_rounds: u32,
     pub broadcast_count: u32,
     pub connect_seconds: u32,
@@ -24,7 +27,8 @@ impl Settings {
     pub fn full() -> Self {
         Settings {
             ping_count: 200,
-            iperf_seconds: 5,
+            iperf_seconds: 2,
+            tcp_samples: 4,
             arp_rounds: 20,
             broadcast_count: 40,
             connect_seconds: 5,
@@ -36,6 +40,7 @@ impl Settings {
         Settings {
             ping_count: 20,
             iperf_seconds: 1,
+            tcp_samples: 1,
             arp_rounds: 3,
             broadcast_count: 5,
             connect_seconds: 1,
@@ -50,6 +55,11 @@ pub struct Figures {
     pub rtt_cross_host_ms: Summary,
     pub tcp_same_host_mbps: f64,
     pub tcp_cross_host_mbps: f64,
+    /// Every TCP sample in the order taken; sample i of one cluster was
+    /// taken right before or after sample i of the other.
+    pub tcp_same_host_samples: Vec<f64>,
+    pub tcp_cross_host_samples: Vec<f64>,
+    pub tcp_unflooded_samples: Vec<f64>,
     pub arp_resolution_ms: Summary,
     pub broadcast_rtt_ms: Summary,
     pub tcp_unflooded_mbps: f64,
@@ -90,23 +100,21 @@ pub fn all(clusters: &[(&str, &Cluster)], s: &Settings) -> anyhow::Result<Vec<Fi
         f.rtt_cross_host_ms = ping::rtt(c, "vm1", VM2, s.ping_count, 0.01)?;
         Ok(())
     })?;
-    step(
+    paired(
         clusters,
         &mut figs,
         "TCP throughput on one host (vm1 -> vm4)",
-        |c, f| {
-            f.tcp_same_host_mbps = iperf::throughput(c, ("vm1", "vm4", VM4), s.iperf_seconds)?;
-            Ok(())
-        },
+        s,
+        ("vm1", "vm4", VM4),
+        |f| &mut f.tcp_same_host_samples,
     )?;
-    step(
+    paired(
         clusters,
         &mut figs,
         "TCP throughput across hosts (vm1 -> vm2)",
-        |c, f| {
-            f.tcp_cross_host_mbps = iperf::throughput(c, ("vm1", "vm2", VM2), s.iperf_seconds)?;
-            Ok(())
-        },
+        s,
+        ("vm1", "vm2", VM2),
+        |f| &mut f.tcp_cross_host_samples,
     )?;
     step(
         clusters,
@@ -127,14 +135,13 @@ pub fn all(clusters: &[(&str, &Cluster)], s: &Settings) -> anyhow::Result<Vec<Fi
         },
     )?;
     let pair = ("vm1", "vm3", VM3);
-    step(
+    paired(
         clusters,
         &mut figs,
         "TCP throughput vm1 -> vm3 without flood",
-        |c, f| {
-            f.tcp_unflooded_mbps = iperf::throughput(c, pair, s.iperf_seconds)?;
-            Ok(())
-        },
+        s,
+        pair,
+        |f| &mut f.tcp_unflooded_samples,
     )?;
     step(
         clusters,
@@ -161,7 +168,39 @@ pub fn all(clusters: &[(&str, &Cluster)], s: &Settings) -> anyhow::Result<Vec<Fi
             Ok(())
         },
     )?;
+    for f in &mut figs {
+        f.tcp_same_host_mbps = super::stats::median(&f.tcp_same_host_samples);
+        f.tcp_cross_host_mbps = super::stats::median(&f.tcp_cross_host_samples);
+        f.tcp_unflooded_mbps = super::stats::median(&f.tcp_unflooded_samples);
+    }
     Ok(figs)
+}
+
+/// TCP throughput samples taken in turns, the order flipping each sample
+/// (ABBA...): run-to-run swings of this shared machine (about 20 % here)
+/// then weigh on both clusters alike, and the paired ratios cancel them.
+fn paired(
+    clusters: &[(&str, &Cluster)],
+    figures: &mut [Figures],
+    what: &str,
+    s: &Settings,
+    pair: (&str, &str, &str),
+    slot: fn(&mut Figures) -> &mut Vec<f64>,
+) -> anyhow::Result<()> {
+    for k in 0..s.tcp_samples.max(1) {
+        let mut order: Vec<usize> = (0..clusters.len()).collect();
+        if k % 2 == 1 {
+            order.reverse();
+        }
+        for i in order {
+            let (label, cluster) = clusters[i];
+            eprintln!("{label}: measuring {what} ({}/{}) ...", k + 1, s.tcp_samples);
+            let mbps = iperf::throughput(cluster, pair, s.iperf_seconds)
+                .with_context(|| format!("{label}: {what}"))?;
+            slot(&mut figures[i]).push(mbps);
+        }
+    }
+    Ok(())
 }
 
 /// One figure on every cluster in turn.

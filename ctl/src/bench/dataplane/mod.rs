@@ -79,8 +79,13 @@ pub fn run(args: DataplaneArgs, format: Format) -> anyhow::Result<()> {
         println!("{}", report::PAPER);
         println!(
             "each figure is the median of {rounds} rounds; in a round, times are means of {} pings, {} ARP \
-             resolutions and {} broadcast pings, and TCP runs {} s\n",
-            settings.ping_count, settings.arp_rounds, settings.broadcast_count, settings.iperf_seconds
+             resolutions and {} broadcast pings; TCP is the median of {} runs of {} s per round, taken in turns \
+             with the other setup, and its ratio the median of the back-to-back pairs' ratios\n",
+            settings.ping_count,
+            settings.arp_rounds,
+            settings.broadcast_count,
+            settings.tcp_samples,
+            settings.iperf_seconds
         );
     }
     output::print(format, &report::HEADERS, &report::cells(&rows), json);

@@ -46,17 +46,36 @@ fn flooded(rounds: &[Figures], get: fn(&Figures) -> &Flooded) -> Flooded {
     }
 }
 
+/// Every round's samples, in the order taken.
+fn joined(rounds: &[Figures], get: fn(&Figures) -> &Vec<f64>) -> Vec<f64> {
+    rounds.iter().flat_map(|f| get(f).iter().copied()).collect()
+}
+
+/// The median of every round's samples (of the figure itself when a round
+/// kept none).
+fn all(rounds: &[Figures], get: fn(&Figures) -> &Vec<f64>, figure: fn(&Figures) -> f64) -> f64 {
+    let samples = joined(rounds, get);
+    if samples.is_empty() {
+        mid(rounds.iter().map(figure).collect())
+    } else {
+        super::stats::median(&samples)
+    }
+}
+
 /// Each figure the median over the rounds.
 fn median(rounds: &[Figures]) -> Figures {
     let number = |get: fn(&Figures) -> f64| mid(rounds.iter().map(get).collect());
     Figures {
         rtt_same_host_ms: summary(rounds, |f| f.rtt_same_host_ms),
         rtt_cross_host_ms: summary(rounds, |f| f.rtt_cross_host_ms),
-        tcp_same_host_mbps: number(|f| f.tcp_same_host_mbps),
-        tcp_cross_host_mbps: number(|f| f.tcp_cross_host_mbps),
+        tcp_same_host_mbps: all(rounds, |f| &f.tcp_same_host_samples, |f| f.tcp_same_host_mbps),
+        tcp_cross_host_mbps: all(rounds, |f| &f.tcp_cross_host_samples, |f| f.tcp_cross_host_mbps),
+        tcp_same_host_samples: joined(rounds, |f| &f.tcp_same_host_samples),
+        tcp_cross_host_samples: joined(rounds, |f| &f.tcp_cross_host_samples),
+        tcp_unflooded_samples: joined(rounds, |f| &f.tcp_unflooded_samples),
         arp_resolution_ms: summary(rounds, |f| f.arp_resolution_ms),
         broadcast_rtt_ms: summary(rounds, |f| f.broadcast_rtt_ms),
-        tcp_unflooded_mbps: number(|f| f.tcp_unflooded_mbps),
+        tcp_unflooded_mbps: all(rounds, |f| &f.tcp_unflooded_samples, |f| f.tcp_unflooded_mbps),
         ping_flood: flooded(rounds, |f| &f.ping_flood),
         paced_flood: flooded(rounds, |f| &f.paced_flood),
         new_connections: ConnRate {

@@ -26,9 +26,34 @@ impl Summary {
     }
 }
 
+/// The median (the upper middle of an even count); 0 for no samples.
+pub fn median(samples: &[f64]) -> f64 {
+    Summary::of(samples).map_or(0.0, |s| s.p50)
+}
+
+/// The median of a[i] / b[i]: each pair was measured back to back, so the
+/// machine's swings cancel in each ratio. None unless both have as many
+/// samples and at least one.
+pub fn paired_ratio(a: &[f64], b: &[f64]) -> Option<f64> {
+    if a.len() != b.len() || a.is_empty() || b.contains(&0.0) {
+        return None;
+    }
+    let ratios: Vec<f64> = a.iter().zip(b).map(|(x, y)| x / y).collect();
+    Some(median(&ratios))
+}
+
 #[cfg(test)]
 mod tests {
-    use super::Summary;
+    use super::{paired_ratio, Summary};
+
+    #[test]
+    fn paired_ratios_cancel_what_both_saw() {
+        let plain = [1000.0, 1500.0, 1200.0];
+        let dclab = [980.0, 1470.0, 1176.0];
+        assert!((paired_ratio(&dclab, &plain).unwrap() - 0.98).abs() < 1e-9);
+        assert!(paired_ratio(&dclab[..2], &plain).is_none());
+        assert!(paired_ratio(&[], &[]).is_none());
+    }
 
     #[test]
     fn mean_and_median() {

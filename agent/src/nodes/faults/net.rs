@@ -1,0 +1,154 @@
+//! Network faults on a node's interface, at the host end of its tap (or
+//! veth): a cut takes the host end down, so nothing passes either way;
+//! netem moves the interface off the bridge behind a user-space relay
+//! (`crate::netem`; this kernel has no sch_netem) whose other end joins the
+//! bridge as the same dclab port, so the flows follow it by iface-id.
+
+use std::sync::Arc;
+
+use dclab_proto::v1::{self, DesiredNode, NodeNic};
+
+use super::{Applied, Context};
+use crate::netem::{Netem, Relay};
+use crate::nodes::driver::{NodeError, NodeResult};
+use crate::nodes::taps::TapView;
+
+fn failed(e: anyhow::Error) -> NodeError {
+    NodeError::Failed(e)
+}
+
+pub async fn link_cut(
+    ctx: &Arc<Context>,
+    node: &DesiredNode,
+    nic: &NodeNic,
+    lease: &v1::Lease,
+) -> NodeResult<()> {
+    let applied = Applied::LinkCut {
+        lab: node.lab.clone(),
+        node: node.name.clone(),
+        tap: nic.tap.clone(),
+    };
+    ctx.leases.add_fault(lease, applied)?;
+    ctx.taps.hold_for_fault(&nic.tap);
+    ctx.taps
+        .ip(&["link", "set", &nic.tap, "down"])
+        .await
+        .map_err(failed)?;
+    Ok(())
+}
+
+pub async fn link_restore(ctx: &Arc<Context>, tap: &str) -> NodeResult<()> {
+    ctx.taps.release_fault(tap);
+    match ctx.taps.ip(&["link", "set", tap, "up"]).await {
+        Ok(_) => Ok(()),
+        // The tap went with its node (stopped, removed): nothing to restore.
+        Err(e) if e.to_string().contains("Cannot find device") => Ok(()),
+        Err(e) => Err(failed(e)),
+    }
+}
+
+/// Interface names for the relay: short, and unique per tap.
+fn relay_names(tap: &str) -> (String, String) {
+    let mut hash: u32 = 0x811c_9dc5;
+    for b in tap.bytes() {
+        hash = (hash ^ u32::from(b)).wrapping_mul(0x0100_0193);
+    }
+    (format!("dn{hash:08x}a"), format!("dn{hash:08x}b"))
+}
+
+fn both_ways(n: &v1::NetemFault) -> Netem {
+    Netem {
+        delay_ms: n.delay_ms,
+        jitter_ms: n.jitter_ms,
+        loss_pct: n.loss_pct,
+        duplicate_pct: n.duplicate_pct,
+        corrupt_pct: n.corrupt_pct,
+        reorder_pct: n.reorder_pct,
+        rate_kbit: n.rate_kbit,
+        ..Netem::default()
+    }
+}
+
+pub async fn netem(
+    ctx: &Arc<Context>,
+    node: &DesiredNode,
+    nic: &NodeNic,
+    n: &v1::NetemFault,
+    lease: &v1::Lease,
+) -> NodeResult<()> {
+    let netem = both_ways(n);
+    netem.validate().map_err(|e| NodeError::Invalid(e.to_string()))?;
+    let (a, b) = relay_names(&nic.tap);
+    let applied = Applied::Netem {
+        lab: node.lab.clone(),
+        node: node.name.clone(),
+        tap: nic.tap.clone(),
+        port: nic.port.clone(),
+        relay: (a.clone(), b.clone()),
+    };
+    ctx.leases.add_fault(lease, applied)?;
+    ctx.taps.hold_for_fault(&nic.tap);
+    let taps = &ctx.taps;
+    taps.ip(&["link", "add", &a, "type", "veth", "peer", "name", &b])
+        .await
+        .map_err(failed)?;
+    for dev in [&a, &b] {
+        taps.ip(&["link", "set", dev, "up"]).await.map_err(failed)?;
+    }
+    // The tap leaves the bridge; the relay's end joins as the same port.
+    let br = taps.ovs().bridge.clone();
+    taps.ovs()
+        .vsctl(&["--if-exists", "del-port", &br, &nic.tap])
+        .await
+        .map_err(|e| failed(e.into()))?;
+    taps.attach(&a, &nic.port).await.map_err(failed)?;
+    let netns = taps.netns().map(str::to_string);
+    let (tap, peer, out, back) = (nic.tap.clone(), b.clone(), netem.clone(), netem);
+    let relay = tokio::task::spawn_blocking(move || Relay::start(netns.as_deref(), &tap, &peer, out, back))
+        .await
+        .map_err(|e| failed(anyhow::anyhow!("the relay task panicked: {e}")))?
+        .map_err(|e| failed(e.into()))?;
+    ctx.relays.lock().unwrap().insert(lease.id.clone(), relay);
+    Ok(())
+}
+
+pub async fn netem_heal(
+    ctx: &Arc<Context>,
+    lease: &str,
+    tap: &str,
+    port: &str,
+    relay: &(String, String),
+) -> NodeResult<()> {
+    let running = ctx.relays.lock().unwrap().remove(lease);
+    if let Some(r) = running {
+        tokio::task::spawn_blocking(move || {
+            r.stop();
+        })
+        .await
+        .ok();
+    }
+    let taps = &ctx.taps;
+    let br = taps.ovs().bridge.clone();
+    taps.ovs()
+        .vsctl(&["--if-exists", "del-port", &br, &relay.0])
+        .await
+        .map_err(|e| failed(e.into()))?;
+    // Deleting one end removes both; gone already is fine.
+    let _ = taps.ip(&["link", "del", &relay.0]).await;
+    taps.release_fault(tap);
+    match taps.attach(tap, port).await {
+        Err(e) if e.to_string().contains("Cannot find device") => Ok(()),
+        other => other.map_err(failed),
+    }
+}
+
+/// Plugs the node's taps now (a started node has fresh ones) rather than
+/// on the next reconcile pass.
+pub async fn replug(ctx: &Arc<Context>, node: &DesiredNode) -> NodeResult<()> {
+    if node.nics.is_empty() {
+        return Ok(());
+    }
+    let view = TapView::fetch(ctx.taps.ovs()).await?;
+    ctx.taps.plug(&node.nics, &view).await?;
+    Ok(())
+}

@@ -1,0 +1,345 @@
+//! What a run asks of agents: commands in nodes, faults applied under
+//! leases and healed, and the renewals that keep those leases alive while
+//! the run lives.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use dclab_proto::experiment::{Fault, NetemSpec};
+use dclab_proto::v1::{self, operation::Action, target::Target};
+use futures::future::join_all;
+use tokio::task::JoinHandle;
+
+use crate::compile;
+use crate::lab::hub::NodeHub;
+use crate::lab::model::Node;
+use crate::lab::ops;
+use crate::state::State;
+
+/// How long an agent gets to apply or heal a fault.
+const FAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Runs `command` in `node`: (exit code, output).
+pub async fn exec(
+    state: &State,
+    lab: &str,
+    node: &Node,
+    command: &str,
+    timeout: Duration,
+) -> Result<(i32, String), String> {
+    let action = Action::Exec(v1::ExecCommand {
+        command: command.to_string(),
+        timeout_ms: timeout.as_millis() as u32,
+    });
+    let op = ops::on_nodes(lab, vec![node.spec.name.clone()], action);
+    match state
+        .nodes
+        .run(&node.host, op, timeout + Duration::from_secs(15))
+        .await
+    {
+        Ok(r) if r.ok => Ok((r.exit_code, r.output)),
+        Ok(r) => Err(format!("node {} on {}: {}", node.spec.name, node.host, r.error)),
+        Err(e) => Err(format!("node {} on {}: {e}", node.spec.name, node.host)),
+    }
+}
+
+/// The leases a run holds on each host, renewed every third of their TTL
+/// until dropped; a host away misses renewals, and its agent heals.
+pub struct Renewals {
+    held: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
+    task: JoinHandle<()>,
+}
+
+impl Renewals {
+    pub fn start(hub: Arc<NodeHub>, ttl: Duration) -> Renewals {
+        let held: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
+        let shared = held.clone();
+        let every = ttl / 3;
+        let task = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let now: Vec<(String, Vec<String>)> = shared
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .filter(|(_, ids)| !ids.is_empty())
+                    .map(|(h, ids)| (h.clone(), ids.iter().cloned().collect()))
+                    .collect();
+                let renewals = now.into_iter().map(|(host, ids)| {
+                    let hub = hub.clone();
+                    async move {
+                        let renew = v1::RenewLeases {
+                            ids,
+                            ttl_ms: ttl.as_millis() as u32,
+                        };
+                        let _ = hub.run(&host, ops::on_host(Action::Renew(renew)), every).await;
+                    }
+                });
+                join_all(renewals).await;
+            }
+        });
+        Renewals { held, task }
+    }
+
+    pub fn add(&self, host: &str, lease: &str) {
+        self.held
+            .lock()
+            .unwrap()
+            .entry(host.to_string())
+            .or_default()
+            .insert(lease.to_string());
+    }
+
+    pub fn remove(&self, host: &str, lease: &str) {
+        if let Some(ids) = self.held.lock().unwrap().get_mut(host) {
+            ids.remove(lease);
+        }
+    }
+}
+
+impl Drop for Renewals {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One fault as the agents got it: a target and a fault per host.
+pub struct Plan {
+    pub per_host: Vec<(String, v1::Target, v1::Fault)>,
+}
+
+fn target(t: Target) -> v1::Target {
+    v1::Target { target: Some(t) }
+}
+
+fn netem(n: &NetemSpec) -> v1::NetemFault {
+    v1::NetemFault {
+        delay_ms: n.delay_ms,
+        jitter_ms: n.jitter_ms,
+        loss_pct: n.loss_pct,
+        duplicate_pct: n.duplicate_pct,
+        corrupt_pct: n.corrupt_pct,
+        reorder_pct: n.reorder_pct,
+        rate_kbit: n.rate_kbit,
+    }
+}
+
+/// The command a command fault runs, and the one that undoes it; `tag`
+/// keeps the run's files apart.
+fn commands(fault: &Fault, tag: &str) -> Option<(String, String)> {
+    Some(match fault {
+        Fault::Kill { process, restart } => (
+            format!("killall -9 {process}"),
+            restart.clone().unwrap_or_default(),
+        ),
+        Fault::Stop { process } => (
+            format!("killall -STOP {process}"),
+            format!("killall -CONT {process}"),
+        ),
+        Fault::Restart { service } => (format!("systemctl restart {service}"), String::new()),
+        Fault::DiskFill { mib, path } => {
+            let file = format!("{path}/dclab-fill-{tag}");
+            (
+                format!("dd if=/dev/zero of={file} bs=1M count={mib} 2>/dev/null; sync; test -e {file}"),
+                format!("rm -f {file}"),
+            )
+        }
+        Fault::CpuStress { workers } => {
+            let pids = format!("/tmp/dclab-cpu-{tag}.pids");
+            (
+                format!("for i in $(seq {workers}); do (while :; do :; done) >/dev/null 2>&1 & echo $! >> {pids}; done"),
+                format!("kill $(cat {pids}); rm -f {pids}"),
+            )
+        }
+        Fault::MemoryStress { mib } => {
+            let pid = format!("/tmp/dclab-mem-{tag}.pid");
+            (
+                format!(
+                    "(sh -c 'v=$(head -c {mib}m /dev/zero | tr \"\\0\" x); exec sleep 1000000') >/dev/null 2>&1 & echo $! > {pid}"
+                ),
+                format!("kill $(cat {pid}); rm -f {pid}"),
+            )
+        }
+        Fault::FlushMemcached { port } => (
+            format!("printf 'flush_all\\r\\nquit\\r\\n' | nc 127.0.0.1 {port}"),
+            String::new(),
+        ),
+        _ => return None,
+    })
+}
+
+/// What each host's agent gets for `fault` on `nodes` (or, for a
+/// partition, on the groups' nodes).
+pub fn plan(
+    state: &State,
+    lab: &str,
+    fault: &Fault,
+    nodes: &[Node],
+    groups: (&[Node], &[Node]),
+    tag: &str,
+) -> Result<Plan, String> {
+    let by_host = |nodes: &[Node]| {
+        let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for n in nodes {
+            m.entry(n.host.clone()).or_default().push(n.spec.name.clone());
+        }
+        m
+    };
+    let on_nodes = |kind: v1::fault::Kind| -> Plan {
+        let per_host = by_host(nodes)
+            .into_iter()
+            .map(|(host, names)| {
+                let t = target(Target::Nodes(v1::NodeTarget {
+                    lab: lab.to_string(),
+                    nodes: names,
+                }));
+                (
+                    host,
+                    t,
+                    v1::Fault {
+                        kind: Some(kind.clone()),
+                    },
+                )
+            })
+            .collect();
+        Plan { per_host }
+    };
+    let on_interfaces = |network: &Option<String>, kind: v1::fault::Kind| -> Result<Plan, String> {
+        let mut per_host = Vec::new();
+        for n in nodes {
+            let nic = super::targets::nic(n, network.as_deref())?;
+            let t = target(Target::Interface(v1::InterfaceTarget {
+                lab: lab.to_string(),
+                node: n.spec.name.clone(),
+                network: nic.network.clone(),
+            }));
+            per_host.push((
+                n.host.clone(),
+                t,
+                v1::Fault {
+                    kind: Some(kind.clone()),
+                },
+            ));
+        }
+        Ok(Plan { per_host })
+    };
+    use v1::fault::Kind as K;
+    use v1::PowerAction as P;
+    Ok(match fault {
+        Fault::PowerOff => on_nodes(K::Power(P::Off.into())),
+        Fault::Shutdown => on_nodes(K::Power(P::Shutdown.into())),
+        Fault::Reboot => on_nodes(K::Power(P::Reboot.into())),
+        Fault::Reset => on_nodes(K::Power(P::Reset.into())),
+        Fault::Freeze => on_nodes(K::Power(P::Freeze.into())),
+        Fault::LinkCut { network } => on_interfaces(network, K::LinkCut(v1::LinkCutFault {}))?,
+        Fault::Netem { network, netem: n } => on_interfaces(network, K::Netem(netem(n)))?,
+        Fault::Partition { network, .. } => partition(state, lab, network.as_deref(), groups)?,
+        other => {
+            let (apply, heal) = commands(other, tag).expect("every other fault is a command");
+            on_nodes(K::Command(v1::CommandFault { apply, heal }))
+        }
+    })
+}
+
+fn partition(
+    state: &State,
+    lab: &str,
+    network: Option<&str>,
+    groups: (&[Node], &[Node]),
+) -> Result<Plan, String> {
+    let ports = |nodes: &[Node]| -> BTreeSet<String> {
+        nodes
+            .iter()
+            .flat_map(|n| n.nics.iter())
+            .filter(|nic| network.is_none_or(|net| nic.network == net))
+            .map(|nic| nic.port.clone())
+            .collect()
+    };
+    let (a, b) = (ports(groups.0), ports(groups.1));
+    let flows = state.read(|t| {
+        let nets: Vec<_> = t
+            .net_ids
+            .iter()
+            .filter(|((tenant, name), _)| tenant == lab && network.is_none_or(|n| n == name))
+            .map(|(_, id)| *id)
+            .collect();
+        if nets.is_empty() {
+            return Err(format!(
+                "lab {lab} has no network {}",
+                network.unwrap_or("at all")
+            ));
+        }
+        Ok(compile::partition(t, &nets, &a, &b))
+    })?;
+    let per_host = flows
+        .into_iter()
+        .map(|(host, flows)| {
+            let flows = flows
+                .iter()
+                .map(|f| v1::Flow {
+                    table: u32::from(f.table),
+                    priority: u32::from(f.priority),
+                    r#match: f.match_text(),
+                    actions: f.actions_text(),
+                })
+                .collect();
+            let fault = v1::Fault {
+                kind: Some(v1::fault::Kind::Flows(v1::FlowFault { flows })),
+            };
+            (host, target(Target::Host(v1::HostTarget {})), fault)
+        })
+        .collect();
+    Ok(Plan { per_host })
+}
+
+/// Applies the plan under `lease` on every host at once; per host the time
+/// the agent took until the fault was in effect (µs).
+pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<(String, u64)>, String> {
+    let runs = plan.per_host.iter().map(|(host, t, fault)| {
+        let op = v1::Operation {
+            id: 0,
+            traceparent: dclab_proto::telemetry::current_traceparent(),
+            target: Some(t.clone()),
+            action: Some(Action::Fault(v1::ApplyFault {
+                fault: Some(fault.clone()),
+                lease: Some(lease.clone()),
+            })),
+        };
+        async move {
+            match state.nodes.run(host, op, FAULT_TIMEOUT).await {
+                Ok(r) if r.ok => Ok((host.clone(), r.micros)),
+                Ok(r) => Err(format!("host {host}: {}", r.error)),
+                Err(e) => Err(format!("host {host}: {e}")),
+            }
+        }
+    });
+    let results = join_all(runs).await;
+    let failed: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
+    if !failed.is_empty() {
+        return Err(failed.join("; "));
+    }
+    Ok(results.into_iter().filter_map(Result::ok).collect())
+}
+
+/// Heals lease `lease` on every host of the plan.
+pub async fn heal(state: &State, hosts: &BTreeSet<String>, lease: &str) -> Result<(), String> {
+    let runs = hosts.iter().map(|host| {
+        let op = ops::on_host(Action::Heal(v1::HealFault {
+            lease_id: lease.to_string(),
+        }));
+        async move {
+            match state.nodes.run(host, op, FAULT_TIMEOUT).await {
+                Ok(r) if r.ok => Ok(()),
+                Ok(r) => Err(format!("host {host}: {}", r.error)),
+                Err(e) => Err(format!("host {host}: {e}; its agent heals when the lease lapses")),
+            }
+        }
+    });
+    let failed: Vec<String> = join_all(runs).await.into_iter().filter_map(Result::err).collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("; "))
+    }
+}

@@ -1,0 +1,407 @@
+//! Dependability experiments (the HPI paper, section 5): runs of an
+//! experiment file on a lab. `run` is the engine; `act` what it asks of
+//! agents; `checks` and `probes` what it observes; `targets` how nodes are
+//! chosen; `store` where run records live.
+
+mod act;
+mod checks;
+mod env;
+mod probes;
+mod run;
+pub mod store;
+mod targets;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use dclab_proto::error::{invalid, not_found, precondition};
+use dclab_proto::experiment::record::{Chosen as ChosenRecord, RunRecord, Verdict};
+use dclab_proto::experiment::{self, Fault, Step};
+use dclab_proto::v1;
+use dclab_proto::ApiError;
+use tokio::sync::{mpsc, Notify};
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tracing::{info, warn, Instrument};
+
+use crate::lab::model::Lab;
+use crate::state::State;
+pub use store::RunStore;
+
+/// How often a run's stream carries a heartbeat (an event with no line).
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(300);
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+struct Handle {
+    id: String,
+    cancel: CancellationToken,
+    proceed: Arc<Notify>,
+}
+
+/// The runs under way (one per lab at most) and the stored ones.
+pub struct Runs {
+    pub store: RunStore,
+    active: Mutex<HashMap<String, Handle>>,
+    next: AtomicU64,
+}
+
+impl Runs {
+    pub fn new(store: RunStore) -> Runs {
+        Runs {
+            store,
+            active: Mutex::new(HashMap::new()),
+            next: AtomicU64::new(1),
+        }
+    }
+
+    /// The run under way on `lab`, if any.
+    pub fn active_on(&self, lab: &str) -> Option<String> {
+        self.active.lock().unwrap().get(lab).map(|h| h.id.clone())
+    }
+
+    fn find(&self, id: &str) -> Option<(CancellationToken, Arc<Notify>)> {
+        let active = self.active.lock().unwrap();
+        active
+            .values()
+            .find(|h| h.id == id)
+            .map(|h| (h.cancel.clone(), h.proceed.clone()))
+    }
+
+    /// Runs the coordinator was in the middle of when it stopped end as
+    /// aborted (their agents healed when the leases lapsed).
+    pub fn close_interrupted(&self) {
+        let Ok(runs) = self.store.list() else { return };
+        for mut run in runs.into_iter().filter(|r| r.verdict == Verdict::Running) {
+            run.verdict = Verdict::Aborted;
+            run.error = Some(
+                "the coordinator stopped during the run; its agents healed the faults when the leases lapsed"
+                    .into(),
+            );
+            run.findings.push(run.error.clone().unwrap_or_default());
+            run.ended_unix_ms = Some(now_ms());
+            if let Err(e) = self.store.put(&run) {
+                warn!(run = %run.id, error = %e, "cannot close an interrupted run");
+            }
+        }
+    }
+}
+
+pub fn abort(state: &State, id: &str) -> Result<(), ApiError> {
+    match state.runs.find(id) {
+        Some((cancel, _)) => {
+            cancel.cancel();
+            Ok(())
+        }
+        None => Err(not_under_way(state, id)),
+    }
+}
+
+pub fn proceed(state: &State, id: &str) -> Result<(), ApiError> {
+    match state.runs.find(id) {
+        Some((_, proceed)) => {
+            proceed.notify_one();
+            Ok(())
+        }
+        None => Err(not_under_way(state, id)),
+    }
+}
+
+fn not_under_way(state: &State, id: &str) -> ApiError {
+    match state.runs.store.get(id) {
+        Ok(Some(r)) => precondition(format!("run {id} already ended ({})", r.verdict.name())),
+        _ => not_found(format!("no run {id}; `ctl experiment ls` lists the runs")),
+    }
+}
+
+pub fn summary(r: &RunRecord, with_record: bool) -> v1::Run {
+    v1::Run {
+        id: r.id.clone(),
+        experiment: r.experiment.clone(),
+        lab: r.lab.clone(),
+        verdict: r.verdict.name().to_string(),
+        started_unix_ms: r.started_unix_ms,
+        ended_unix_ms: r.ended_unix_ms.unwrap_or(0),
+        record_json: if with_record {
+            serde_json::to_string(r).unwrap_or_default()
+        } else {
+            String::new()
+        },
+    }
+}
+
+pub fn list(state: &State, lab: &str) -> Result<v1::ListRunsResponse, ApiError> {
+    let runs = state
+        .runs
+        .store
+        .list()?
+        .iter()
+        .filter(|r| lab.is_empty() || r.lab == lab)
+        .map(|r| summary(r, false))
+        .collect();
+    Ok(v1::ListRunsResponse { runs })
+}
+
+pub fn get(state: &State, id: &str) -> Result<v1::Run, ApiError> {
+    match state.runs.store.get(id)? {
+        Some(r) => Ok(summary(&r, true)),
+        None => Err(not_found(format!(
+            "no run {id}; `ctl experiment ls` lists the runs"
+        ))),
+    }
+}
+
+/// Every node and network the spec names must be in the lab.
+fn check_against(lab: &Lab, spec: &experiment::Spec) -> Result<(), ApiError> {
+    let nets: Vec<&str> = lab.networks.iter().map(|n| n.name.as_str()).collect();
+    let net_ok = |n: &Option<String>| match n {
+        Some(n) if !nets.contains(&n.as_str()) => Err(precondition(format!(
+            "experiment {} names network {n}, which lab {} does not have (networks: {})",
+            spec.name,
+            lab.name,
+            nets.join(", ")
+        ))),
+        _ => Ok(()),
+    };
+    for p in &spec.probes {
+        net_ok(&p.network)?;
+    }
+    for stage in &spec.stages {
+        for step in &stage.steps {
+            if let Step::Fault {
+                fault:
+                    Fault::LinkCut { network } | Fault::Netem { network, .. } | Fault::Partition { network, .. },
+                ..
+            } = step
+            {
+                net_ok(network)?;
+            }
+        }
+        for c in &stage.checks {
+            if let experiment::CheckWhat::Reach { network, .. } = &c.what {
+                net_ok(network)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+pub type RunStream = ReceiverStream<Result<v1::RunEvent, Status>>;
+
+/// Parses, plans and (unless dry) starts a run; its events come down the stream.
+pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<RunStream, ApiError> {
+    if req.file_text.len() > 256 << 10 {
+        return Err(invalid("the experiment file is over 256 KiB"));
+    }
+    let file = if req.file_name.is_empty() {
+        "experiment"
+    } else {
+        req.file_name.as_str()
+    };
+    let spec = experiment::parse(file, &req.file_text).map_err(|e| invalid(e.to_string()))?;
+    let lab_name = if req.lab.is_empty() {
+        spec.lab.clone().ok_or_else(|| {
+            invalid(format!(
+                "experiment {} names no lab: pass one (`--lab LAB`)",
+                spec.name
+            ))
+        })?
+    } else {
+        crate::lab::validate::lab_name(&req.lab)?;
+        req.lab.clone()
+    };
+    let lab = state.read(|t| t.labs.get(&lab_name).cloned()).ok_or_else(|| {
+        not_found(format!(
+            "lab {lab_name} does not exist; `ctl lab ls` lists the labs"
+        ))
+    })?;
+    check_against(&lab, &spec)?;
+    let seed = if req.seed == 0 { now_ms() } else { req.seed };
+    let chosen = targets::resolve(&lab, &spec.targets, seed).map_err(precondition)?;
+    let (tx, rx) = mpsc::channel(64);
+    let id = format!(
+        "r{}-{}",
+        now_ms(),
+        state.runs.next.fetch_add(1, Ordering::Relaxed)
+    );
+    let record = RunRecord {
+        id: id.clone(),
+        experiment: spec.name.clone(),
+        title: spec.title.clone(),
+        lab: lab_name.clone(),
+        seed,
+        started_unix_ms: now_ms(),
+        ended_unix_ms: None,
+        verdict: Verdict::Running,
+        targets: spec
+            .targets
+            .iter()
+            .map(|t| ChosenRecord {
+                target: t.name.clone(),
+                nodes: chosen[&t.name]
+                    .iter()
+                    .map(|n| (n.spec.name.clone(), n.host.clone()))
+                    .collect(),
+            })
+            .collect(),
+        timeline: vec![],
+        checks: vec![],
+        probes: vec![],
+        findings: vec![],
+        error: None,
+        trace_id: String::new(),
+        spec,
+    };
+    if req.dry_run {
+        let plan = plan_lines(&record);
+        tokio::spawn(async move {
+            for line in plan {
+                let _ = tx
+                    .send(Ok(v1::RunEvent {
+                        line,
+                        ..Default::default()
+                    }))
+                    .await;
+            }
+            let done = v1::RunEvent {
+                record_json: serde_json::to_string(&record).unwrap_or_default(),
+                done: true,
+                ..Default::default()
+            };
+            let _ = tx.send(Ok(done)).await;
+        });
+        return Ok(ReceiverStream::new(rx));
+    }
+    if let Some(other) = state.runs.active_on(&lab_name) {
+        return Err(precondition(format!(
+            "lab {lab_name} already has run {other} under way; wait for it or `ctl experiment abort {other}`"
+        )));
+    }
+    if state.nodes.is_busy(&lab_name) {
+        return Err(precondition(format!(
+            "lab {lab_name} is busy with a snapshot; try again when it ends"
+        )));
+    }
+    let cancel = CancellationToken::new();
+    let proceed = Arc::new(Notify::new());
+    {
+        let mut active = state.runs.active.lock().unwrap();
+        if active.contains_key(&lab_name) {
+            return Err(precondition(format!(
+                "lab {lab_name} already has a run under way"
+            )));
+        }
+        active.insert(
+            lab_name.clone(),
+            Handle {
+                id: id.clone(),
+                cancel: cancel.clone(),
+                proceed: proceed.clone(),
+            },
+        );
+    }
+    state.runs.store.put(&record)?;
+    info!(run = %id, experiment = %record.experiment, lab = %lab_name, seed, "run started");
+    let first = plan_lines(&record);
+    let run = run::Run::new(
+        state.clone(),
+        record,
+        chosen,
+        tx.clone(),
+        cancel.clone(),
+        proceed,
+        req.yes,
+    );
+    tokio::spawn(
+        async move {
+            for line in first {
+                let _ = tx
+                    .send(Ok(v1::RunEvent {
+                        run_id: id.clone(),
+                        line,
+                        ..Default::default()
+                    }))
+                    .await;
+            }
+            // A caller that goes away aborts the run. The server notices a
+            // closed connection only when it next writes to it, so a
+            // heartbeat goes down the stream every HEARTBEAT.
+            let watcher = {
+                let (tx, cancel) = (tx.clone(), cancel.clone());
+                let id = id.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = tx.closed() => break,
+                            _ = tokio::time::sleep(HEARTBEAT) => {
+                                let beat = v1::RunEvent { run_id: id.clone(), ..Default::default() };
+                                let _ = tx.try_send(Ok(beat));
+                            }
+                        }
+                    }
+                    cancel.cancel();
+                })
+            };
+            let record = run.execute().await;
+            watcher.abort();
+            state.runs.active.lock().unwrap().remove(&record.lab);
+            let done = v1::RunEvent {
+                run_id: record.id.clone(),
+                line: format!(
+                    "run {} {}, {} findings",
+                    record.id,
+                    record.verdict.name(),
+                    record.findings.len()
+                ),
+                record_json: serde_json::to_string(&record).unwrap_or_default(),
+                done: true,
+                exit_code: record.verdict.exit_code(),
+                ..Default::default()
+            };
+            let _ = tx.send(Ok(done)).await;
+        }
+        .in_current_span(),
+    );
+    Ok(ReceiverStream::new(rx))
+}
+
+/// What a run will do, in words: the chosen nodes and every step.
+fn plan_lines(r: &RunRecord) -> Vec<String> {
+    let mut lines = vec![format!(
+        "experiment {} on lab {} (seed {}){}",
+        r.experiment,
+        r.lab,
+        r.seed,
+        if r.title.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", r.title)
+        }
+    )];
+    for c in &r.targets {
+        let nodes: Vec<String> = c.nodes.iter().map(|(n, h)| format!("{n} on {h}")).collect();
+        lines.push(format!("  target {}: {}", c.target, nodes.join(", ")));
+    }
+    for p in &r.spec.probes {
+        lines.push(format!(
+            "  probe {}: {} -> {} every {} ms",
+            p.name, p.from, p.to, p.interval_ms
+        ));
+    }
+    for s in &r.spec.stages {
+        lines.push(format!(
+            "  stage {}: {} steps, {} checks",
+            s.name,
+            s.steps.len(),
+            s.checks.len()
+        ));
+    }
+    lines
+}
