@@ -5,6 +5,7 @@
 pub mod api;
 pub mod ctl;
 pub mod hostile;
+pub mod labs;
 pub mod libvirtd;
 pub mod world;
 

@@ -8,58 +8,9 @@ use std::path::Path;
 use std::process::Command;
 
 use dclab_integration::ctl::Ctl;
+use dclab_integration::labs::{domain_state, domains_named, lab_file, Labs};
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use dclab_integration::{cluster, Cluster};
-
-/// Nodes get `ip` on lan (10.0.0.0/24) and the same host part on mgmt
-/// (10.1.0.0/24), their second interface.
-fn lab_file(dir: &Path, name: &str, nodes: &[(&str, &str, &str)]) -> String {
-    let mut text = format!(
-        "[lab]\nname = \"{name}\"\nimage = \"micro\"\n\n[[network]]\nname = \"lan\"\ncidr = \"10.0.0.0/24\"\n\
-         \n[[network]]\nname = \"mgmt\"\ncidr = \"10.1.0.0/24\"\n"
-    );
-    for (node, host, ip) in nodes {
-        let mgmt = ip.replace("10.0.", "10.1.");
-        text.push_str(&format!(
-            "\n[[node]]\nname = \"{node}\"\nmemory = \"192MiB\"\nhost = \"{host}\"\n\
-             disks = [\"16MiB\"]\ninterfaces = [{{ network = \"lan\", ip = \"{ip}\" }}, {{ network = \"mgmt\", ip = \"{mgmt}\" }}]\n"
-        ));
-    }
-    let path = dir.join(format!("{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
-/// Takes the labs down even when an assertion fails.
-struct Labs<'a>(&'a Ctl, Vec<String>);
-
-impl Drop for Labs<'_> {
-    fn drop(&mut self) {
-        for lab in &self.1 {
-            let _ = self.0.run(&["lab", "down", lab]);
-        }
-    }
-}
-
-fn domains_named(part: &str) -> Vec<String> {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system", "list", "--all", "--name"])
-        .output()
-        .expect("virsh runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(part))
-        .map(String::from)
-        .collect()
-}
-
-fn domain_state(domain: &str) -> String {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system", "domstate", domain])
-        .output()
-        .expect("virsh runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
 
 fn bridge_ports(c: &Cluster, host: &str) -> Vec<String> {
     let out = c.vsctl(host, &["list-ports", "br-int"]).unwrap();

@@ -148,7 +148,9 @@ fn commands(fault: &Fault, tag: &str) -> Option<(String, String)> {
         Fault::CpuStress { workers } => {
             let pids = format!("/tmp/dclab-cpu-{tag}.pids");
             (
-                format!("for i in $(seq {workers}); do (while :; do :; done) >/dev/null 2>&1 & echo $! >> {pids}; done"),
+                format!(
+                    "mkdir -p /tmp && for i in $(seq {workers}); do (while :; do :; done) >/dev/null 2>&1 & echo $! >> {pids}; done; test -s {pids}"
+                ),
                 format!("kill $(cat {pids}); rm -f {pids}"),
             )
         }
@@ -156,7 +158,7 @@ fn commands(fault: &Fault, tag: &str) -> Option<(String, String)> {
             let pid = format!("/tmp/dclab-mem-{tag}.pid");
             (
                 format!(
-                    "(sh -c 'v=$(head -c {mib}m /dev/zero | tr \"\\0\" x); exec sleep 1000000') >/dev/null 2>&1 & echo $! > {pid}"
+                    "mkdir -p /tmp && (sh -c 'v=$(head -c {mib}m /dev/zero | tr \"\\0\" x); exec sleep 1000000') >/dev/null 2>&1 & echo $! > {pid}; test -s {pid}"
                 ),
                 format!("kill $(cat {pid}); rm -f {pid}"),
             )

@@ -11,7 +11,7 @@ mod run;
 pub mod store;
 mod targets;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -92,6 +92,24 @@ impl Runs {
             }
         }
     }
+}
+
+/// A run needs the agents of its targets' hosts from the start: refused
+/// now rather than failed at its first fault.
+fn require_agents(state: &State, lab: &str, chosen: &targets::Chosen) -> Result<(), ApiError> {
+    let hosts: BTreeSet<&str> = chosen.values().flatten().map(|n| n.host.as_str()).collect();
+    let away: Vec<&str> = hosts
+        .into_iter()
+        .filter(|h| !state.nodes.is_connected(h))
+        .collect();
+    if away.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Unavailable(format!(
+        "the agent of host {} is not connected, and lab {lab} has targets there; \
+         start it (or wait for it to reconnect) and run again; `ctl host ls` shows the hosts",
+        away.join(", ")
+    )))
 }
 
 pub fn abort(state: &State, id: &str) -> Result<(), ApiError> {
@@ -225,6 +243,9 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
     check_against(&lab, &spec)?;
     let seed = if req.seed == 0 { now_ms() } else { req.seed };
     let chosen = targets::resolve(&lab, &spec.targets, seed).map_err(precondition)?;
+    if !req.dry_run {
+        require_agents(&state, &lab_name, &chosen)?;
+    }
     let (tx, rx) = mpsc::channel(64);
     let id = format!(
         "r{}-{}",

@@ -203,7 +203,11 @@ impl Run {
             if self.cancel.is_cancelled() {
                 return Err(Stop::Aborted("aborted".into()));
             }
-            self.step(&stage.name, step).await?;
+            let done = self.step(&stage.name, step).await;
+            // Saved as it goes: `ctl experiment show` follows a run under
+            // way, and a coordinator that dies keeps what happened so far.
+            self.save();
+            done?;
         }
         for check in &stage.checks {
             if self.cancel.is_cancelled() {

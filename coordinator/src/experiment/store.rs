@@ -1,5 +1,5 @@
-//! Run records in their own sled tree: written at the start of a run, at
-//! every stage and at its end, each write flushed. Kept apart from the
+//! Run records in their own sled tree: written at the start of a run,
+//! after every step and check and at its end, each write flushed. Kept apart from the
 //! topology so runs never touch the revision or the rules.
 
 use dclab_proto::experiment::record::RunRecord;
@@ -32,14 +32,61 @@ impl RunStore {
         }
     }
 
-    /// Every run, oldest first (ids sort by start).
+    /// Every run, oldest first. Ids do not sort by start as text (the
+    /// counter after the coordinator's start time has no leading zeros).
     pub fn list(&self) -> Result<Vec<RunRecord>, ApiError> {
-        self.tree
+        let mut runs = self
+            .tree
             .iter()
             .map(|item| {
                 let (_, v) = item.map_err(internal)?;
                 serde_json::from_slice(&v).map_err(internal)
             })
-            .collect()
+            .collect::<Result<Vec<RunRecord>, ApiError>>()?;
+        runs.sort_by_key(|r| r.started_unix_ms);
+        Ok(runs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dclab_proto::experiment::record::Verdict;
+
+    fn record(id: &str, started: u64) -> RunRecord {
+        let spec = dclab_proto::experiment::parse(
+            "t.toml",
+            "[experiment]\nname = \"t\"\n[[stage]]\nname = \"s\"\n[[stage.step]]\nwait = \"1s\"\n",
+        )
+        .unwrap();
+        RunRecord {
+            id: id.into(),
+            experiment: "t".into(),
+            title: String::new(),
+            lab: "l".into(),
+            spec,
+            seed: 1,
+            started_unix_ms: started,
+            ended_unix_ms: None,
+            verdict: Verdict::Running,
+            targets: vec![],
+            timeline: vec![],
+            checks: vec![],
+            probes: vec![],
+            findings: vec![],
+            error: None,
+            trace_id: String::new(),
+        }
+    }
+
+    #[test]
+    fn runs_are_listed_in_the_order_they_started_not_by_id_text() {
+        let db = sled::Config::new().temporary(true).open().unwrap();
+        let store = RunStore::new(db.open_tree("runs").unwrap());
+        for n in [2, 10, 1, 11, 9] {
+            store.put(&record(&format!("r100-{n}"), 100 + n)).unwrap();
+        }
+        let order: Vec<u64> = store.list().unwrap().iter().map(|r| r.started_unix_ms).collect();
+        assert_eq!(order, vec![101, 102, 109, 110, 111]);
     }
 }

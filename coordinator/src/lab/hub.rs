@@ -154,6 +154,11 @@ impl NodeHub {
     }
 
     /// The stream `id` of `host` ended: operations waiting on it fail.
+    /// Whether the agent of `host` has its operation stream open now.
+    pub fn is_connected(&self, host: &str) -> bool {
+        self.inner.lock().unwrap().connections.contains_key(host)
+    }
+
     pub fn disconnect(&self, host: &str, id: u64) {
         let mut inner = self.inner.lock().unwrap();
         if inner.connections.get(host).is_some_and(|c| c.id == id) {
