@@ -52,6 +52,28 @@ pub fn client_config(given: Option<String>, tls: &TlsArgs) -> anyhow::Result<Cli
     Ok(ClientConfig::new(url, files.as_ref())?)
 }
 
+/// A command that ran and has its own exit code to give (a deviated
+/// experiment, a verification that found a leak, a command's exit in a
+/// node): main exits with it, after flushing stdout and the traces.
+#[derive(Debug)]
+pub struct ExitWith(pub u8);
+
+impl std::fmt::Display for ExitWith {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit code {}", self.0)
+    }
+}
+
+impl std::error::Error for ExitWith {}
+
+/// Ok for exit code 0, else an [`ExitWith`] error.
+pub fn exit_with(code: i32) -> anyhow::Result<()> {
+    match code {
+        0 => Ok(()),
+        c => Err(ExitWith(u8::try_from(c).unwrap_or(1)).into()),
+    }
+}
+
 /// One line for a failed call; transport failures name their root cause.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     use std::error::Error;

@@ -87,9 +87,14 @@ async fn main() -> ExitCode {
     let command: Vec<String> = std::env::args().skip(1).collect();
     let span = tracing::info_span!("ctl", command = %command.join(" "));
     let result = run(cli).instrument(span).await;
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
     drop(telemetry);
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(err) if err.is::<dclab_ctl::ExitWith>() => {
+            ExitCode::from(err.downcast_ref::<dclab_ctl::ExitWith>().map_or(1, |e| e.0))
+        }
         Err(err) => {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE

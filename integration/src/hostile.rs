@@ -167,3 +167,61 @@ pub fn plausible_lab_spec() -> impl Strategy<Value = v1::LabSpec> {
             ssh_keys,
         })
 }
+
+/// The built-in experiments, as shipped.
+pub const BUILTIN_EXPERIMENTS: [&str; 8] = [
+    include_str!("../../examples/experiments/node-crash.toml"),
+    include_str!("../../examples/experiments/freeze.toml"),
+    include_str!("../../examples/experiments/partition.toml"),
+    include_str!("../../examples/experiments/network-delay.toml"),
+    include_str!("../../examples/experiments/controller-crash.toml"),
+    include_str!("../../examples/experiments/controller-crash-power-off.toml"),
+    include_str!("../../examples/experiments/token-loss.toml"),
+    include_str!("../../examples/experiments/compute-unreachable.toml"),
+];
+
+/// Lines that break an experiment file in ways the parser must name:
+/// undefined targets, bad units, unknown fields and kinds, out-of-range
+/// numbers, a heal before its fault, broken TOML.
+const BAD_EXPERIMENT_LINES: [&str; 16] = [
+    "on = \"ghost\"",
+    "wait = \"-5s\"",
+    "wait = \"10 parsecs\"",
+    "delay = \"1e400ms\"",
+    "fault = \"meteor-strike\"",
+    "samples = 0",
+    "tolerance = 4294967296",
+    "heal = \"never-applied\"",
+    "pick = \"random:0\"",
+    "pick = \"random:99999999999\"",
+    "[[stage]]",
+    "[[stage.step]]\nexec = \"\"",
+    "expect = \"within forever\"",
+    "interval = \"0ms\"",
+    "size = \"99999999TiB\"",
+    "unknown_field = 1",
+];
+
+/// Experiment files: the built-ins as they are, wholly hostile strings,
+/// built-ins cut short, and built-ins with a bad line spliced in somewhere.
+pub fn experiment_text() -> impl Strategy<Value = String> {
+    let builtin = prop::sample::select(BUILTIN_EXPERIMENTS.to_vec());
+    prop_oneof![
+        2 => builtin.clone().prop_map(String::from),
+        2 => hostile_string(),
+        1 => (builtin.clone(), any::<prop::sample::Index>()).prop_map(|(text, cut)| {
+            let at = cut.index(text.len() + 1);
+            text[..text.floor_char_boundary(at)].to_string()
+        }),
+        4 => (
+            builtin,
+            any::<prop::sample::Index>(),
+            prop::sample::select(BAD_EXPERIMENT_LINES.to_vec()),
+        )
+            .prop_map(|(text, at, bad)| {
+                let mut lines: Vec<&str> = text.lines().collect();
+                lines.insert(at.index(lines.len() + 1), bad);
+                lines.join("\n")
+            }),
+    ]
+}

@@ -4,7 +4,7 @@
 
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
-use dclab_integration::hostile::{hostile_string, lab_spec, lab_word};
+use dclab_integration::hostile::{experiment_text, hostile_string, lab_spec, lab_word};
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -87,6 +87,9 @@ enum Call {
     GetLab(String),
     Snapshot(u8, String, String),
     Exec(String, String, String),
+    RunExperiment(String, String, String, bool),
+    Run(u8, String),
+    ListRuns(String),
 }
 
 fn call() -> impl Strategy<Value = Call> {
@@ -109,6 +112,9 @@ fn call() -> impl Strategy<Value = Call> {
         1 => lab_word().prop_map(Call::GetLab),
         1 => (0u8..3, lab_word(), lab_word()).prop_map(|(k, lab, name)| Call::Snapshot(k, lab, name)),
         1 => (lab_word(), lab_word(), s()).prop_map(|(lab, node, cmd)| Call::Exec(lab, node, cmd)),
+        3 => (s(), experiment_text(), prop_oneof![Just("lab".to_string()), lab_word()], any::<bool>()).prop_map(|(name, text, lab, dry)| Call::RunExperiment(name, text, lab, dry)),
+        1 => (0u8..3, prop_oneof![s(), Just("r1-1".to_string())]).prop_map(|(k, id)| Call::Run(k, id)),
+        1 => lab_word().prop_map(Call::ListRuns),
     ]
 }
 
@@ -180,6 +186,29 @@ async fn send(c: &mut TopologyClient<dclab_proto::net::Channel>, call: Call) -> 
             })
             .await
             .map(drop),
+        Call::RunExperiment(file_name, file_text, lab, dry_run) => {
+            let req = v1::RunExperimentRequest {
+                file_name,
+                file_text,
+                lab,
+                dry_run,
+                seed: 7,
+                yes: true,
+            };
+            // A refusal is the call's status or the stream's first item;
+            // a run that did start is aborted when the stream is dropped.
+            let mut events = c.run_experiment(req).await?.into_inner();
+            events.message().await.map(drop)
+        }
+        Call::Run(kind, id) => {
+            let r = v1::RunRef { id };
+            match kind {
+                0 => c.abort_run(r).await.map(drop),
+                1 => c.continue_run(r).await.map(drop),
+                _ => c.get_run(r).await.map(drop),
+            }
+        }
+        Call::ListRuns(lab) => c.list_runs(v1::ListRunsRequest { lab }).await.map(drop),
     }
 }
 
@@ -199,6 +228,32 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
     api.tenant("t");
     api.network("t", "n", "10.0.0.0/24");
     api.network("t", "big", "10.16.0.0/16");
+    // A lab the built-in experiments can resolve targets on, so some runs
+    // start (and are aborted when their stream is dropped). Its image does
+    // not exist: no VM boots.
+    let node = |name: &str| v1::NodeSpec {
+        name: name.into(),
+        vcpus: 1,
+        memory_mib: 64,
+        image: "absent-image".into(),
+        host: "h1".into(),
+        interfaces: vec![v1::InterfaceSpec {
+            network: "lan".into(),
+            ip: String::new(),
+        }],
+        ..Default::default()
+    };
+    let spec = v1::LabSpec {
+        name: "lab".into(),
+        networks: vec![v1::LabNetwork {
+            name: "lan".into(),
+            cidr: "10.9.0.0/24".into(),
+        }],
+        nodes: vec![node("a"), node("b"), node("c")],
+        ..Default::default()
+    };
+    api.call(|mut c| async move { c.apply_lab(v1::ApplyLabRequest { spec: Some(spec) }).await })
+        .expect("lab applied");
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -212,6 +267,10 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
             .unwrap()
             .into_inner()
     };
+    let runs = |client: &mut TopologyClient<_>| {
+        let all = rt.block_on(client.list_runs(v1::ListRunsRequest::default()));
+        all.unwrap().into_inner().runs.len()
+    };
 
     let (accepted, refused) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
     let mut runner = TestRunner::new(Config {
@@ -222,6 +281,7 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
     let result = runner.run(&call(), |call| {
         let mut client = client.clone();
         let before = status(&mut client);
+        let runs_before = runs(&mut client);
         let label: String = format!("{call:?}").chars().take(300).collect();
         match rt.block_on(send(&mut client, call)) {
             Ok(()) => accepted.set(accepted.get() + 1),
@@ -237,6 +297,12 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
                 let after = status(&mut client);
                 prop_assert_eq!(before.revision, after.revision, "{}: refused but wrote", label);
                 prop_assert_eq!(before.ports, after.ports);
+                prop_assert_eq!(
+                    runs_before,
+                    runs(&mut client),
+                    "{}: refused but recorded a run",
+                    label
+                );
             }
         }
         Ok::<(), TestCaseError>(())
@@ -246,6 +312,27 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
     println!("{CASES} hostile calls: {accepted} accepted, {refused} refused with a client-error status");
     assert!(refused > CASES / 2, "the suite should mostly send bad input");
     let mut client = client.clone();
+
+    // Runs that started were aborted when their caller went: none is left
+    // running, so none holds a fault.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let all = rt
+            .block_on(client.list_runs(v1::ListRunsRequest::default()))
+            .unwrap()
+            .into_inner()
+            .runs;
+        let running: Vec<&v1::Run> = all.iter().filter(|r| r.verdict == "running").collect();
+        if running.is_empty() {
+            println!("{} runs started by the suite, all ended", all.len());
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "runs left running: {running:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 
     // Strings that are not UTF-8 at all, which a typed client cannot send.
     for raw in raw_invalid_utf8(&rt, c.client_config().unwrap()) {

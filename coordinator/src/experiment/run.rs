@@ -380,8 +380,18 @@ impl Run {
             || "the groups".to_string(),
             |t| format!("{t} ({})", names(&nodes)),
         );
-        let span = tracing::info_span!("fault", fault = %id, kind = fault.kind(), hosts = hosts.len());
-        let result = act::apply(&self.state, &plan, &lease).instrument(span).await;
+        let span = tracing::info_span!(
+            "fault",
+            fault = %id,
+            kind = fault.kind(),
+            nodes = %names(&nodes),
+            hosts = %hosts.iter().cloned().collect::<Vec<_>>().join(","),
+            outcome = tracing::field::Empty
+        );
+        let result = act::apply(&self.state, &plan, &lease)
+            .instrument(span.clone())
+            .await;
+        span.record("outcome", if result.is_ok() { "applied" } else { "failed" });
         // Recorded as active even when a host failed: the others applied it.
         self.active.push(Active {
             id: id.to_string(),

@@ -107,12 +107,7 @@ pub async fn run(
                 yes,
             };
             let code = run::follow(client.await?, req, format).await?;
-            if code != 0 {
-                use std::io::Write;
-                std::io::stdout().flush()?;
-                std::process::exit(code);
-            }
-            Ok(())
+            crate::exit_with(code)
         }
         ExperimentCommand::Abort { run } => {
             client

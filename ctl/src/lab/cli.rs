@@ -97,9 +97,7 @@ where
             command,
         } => {
             let code = remote::exec(client, &lab, &node, &command, Duration::from_secs(timeout)).await?;
-            use std::io::Write;
-            std::io::stdout().flush()?;
-            std::process::exit(code);
+            crate::exit_with(code)
         }
     }
 }

@@ -78,12 +78,7 @@ pub async fn run(mut client: Client, cmd: VerifyCommand, format: Format) -> anyh
     .await?;
     let seconds = started.elapsed().as_secs_f64();
     print(&report, &topo, checked, seconds, format);
-    if !report.violations.is_empty() {
-        use std::io::Write;
-        std::io::stdout().flush()?;
-        std::process::exit(1);
-    }
-    Ok(())
+    crate::exit_with(if report.violations.is_empty() { 0 } else { 1 })
 }
 
 async fn dump_all(client: &mut Client, hosts: &[v1::Host]) -> anyhow::Result<Vec<v1::FlowDump>> {
