@@ -296,7 +296,8 @@ fn partition(
 }
 
 /// Applies the plan under `lease` on every host at once; per host the time
-/// the agent took until the fault was in effect (µs).
+/// from issuing the fault to the agent's confirmation that it is in effect
+/// (µs).
 pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<(String, u64)>, String> {
     let runs = plan.per_host.iter().map(|(host, t, fault)| {
         let op = v1::Operation {
@@ -309,8 +310,11 @@ pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<
             })),
         };
         async move {
+            // From issue to the agent's word that it is in effect: the
+            // agent's own time plus both trips.
+            let issued = std::time::Instant::now();
             match state.nodes.run(host, op, FAULT_TIMEOUT).await {
-                Ok(r) if r.ok => Ok((host.clone(), r.micros)),
+                Ok(r) if r.ok => Ok((host.clone(), issued.elapsed().as_micros() as u64)),
                 Ok(r) => Err(format!("host {host}: {}", r.error)),
                 Err(e) => Err(format!("host {host}: {e}")),
             }

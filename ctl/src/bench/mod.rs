@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod experiment;
 pub mod lab;
 pub mod restart;
 pub mod verify;
@@ -28,6 +29,10 @@ pub enum BenchCommand {
     /// `ctl verify isolation` on the compiled flows of up to 1,000 simulated hosts and 20,000
     /// ports: how long the proof takes.
     Verify(verify::VerifyBenchArgs),
+    /// The experiment engine on a 2-node micro-VM lab: fault issue to
+    /// effect, lease expiry to healed (coordinator killed), and probe
+    /// downtime against the true outage a wire capture measures.
+    Experiment(experiment::ExperimentBenchArgs),
 }
 
 pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
@@ -41,6 +46,9 @@ pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
         }
         BenchCommand::Lab(args) => tokio::task::spawn_blocking(move || lab::run(args, format)).await?,
         BenchCommand::Verify(args) => verify::run(args, format).await,
+        BenchCommand::Experiment(args) => {
+            tokio::task::spawn_blocking(move || experiment::run(args, format)).await?
+        }
     }
 }
 

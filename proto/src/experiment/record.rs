@@ -74,8 +74,8 @@ pub struct Event {
     pub error: Option<String>,
     pub node: Option<String>,
     pub host: Option<String>,
-    /// For faults: from the operation being sent to the agent answering that
-    /// the fault is in effect, as the agent measured it.
+    /// For faults: from the coordinator issuing the fault to the agent's
+    /// answer that it is in effect (both trips included).
     pub effect_us: Option<u64>,
 }
 

@@ -122,8 +122,14 @@ impl NodeDriver for QemuDriver {
     }
 
     fn power_off(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        Ok(self.hypervisor()?.destroy(&Self::domain(node))?)
+        let before = self.defined_state(node)?;
+        let (hv, domain) = (self.hypervisor()?, Self::domain(node));
+        // qemu takes about a second to exit on libvirt's SIGTERM (more under
+        // load): paused first, the guest stops at once, as at a plug pull.
+        if before == VmState::Running {
+            hv.pause(&domain)?;
+        }
+        Ok(hv.destroy(&domain)?)
     }
 
     fn shutdown(&self, node: &DesiredNode) -> NodeResult<()> {
