@@ -108,6 +108,33 @@ fn wait_for_event(ctl: &Ctl, lab: &str, before: usize, what: &str, timeout: Dura
     }
 }
 
+/// Starts `file` on `lab` and waits for its held fault, starting it again
+/// while it is refused because an agent has not reconnected yet.
+fn start_when_agents_are_back(ctl: &Ctl, cluster: &str, lab: &str, file: &str) -> Child {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let before = runs(ctl, lab).len();
+    loop {
+        let mut run = ctl_child(&ctl_bin(), cluster, &["experiment", "run", file, "--lab", lab]);
+        loop {
+            if runs(ctl, lab).len() > before {
+                wait_for_event(ctl, lab, before, "held", Duration::from_secs(60));
+                return run;
+            }
+            if let Some(status) = run.try_wait().unwrap() {
+                let mut err = String::new();
+                std::io::Read::read_to_string(run.stderr.as_mut().unwrap(), &mut err).unwrap();
+                assert!(
+                    err.contains("not connected") && Instant::now() < deadline,
+                    "the run was refused ({status}): {err}"
+                );
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 fn until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !ok() {
@@ -376,15 +403,6 @@ fn faults_are_healed_whoever_goes_away_in_the_middle() {
         String::from_utf8_lossy(&out.stderr)
     );
     c.start_coordinator().unwrap();
-    // Until the agents are back, runs are refused (see below).
-    until("the agents reconnected", Duration::from_secs(10), || {
-        ctl.json(&["host", "ls"])
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|h| h["connected"] == true)
-    });
-    std::thread::sleep(Duration::from_millis(500));
     let closed = runs(&ctl, &main)
         .into_iter()
         .rfind(|r| r["experiment"] == "held-freeze")
@@ -393,13 +411,8 @@ fn faults_are_healed_whoever_goes_away_in_the_middle() {
 
     // The agent killed mid-freeze and started again: the node stays
     // frozen while the agent is gone, and the new agent heals it.
-    let before = runs(&ctl, &main).len();
-    let mut run = ctl_child(
-        &ctl_bin(),
-        c.name(),
-        &["experiment", "run", &freeze, "--lab", &main],
-    );
-    wait_for_event(&ctl, &main, before, "freeze held", Duration::from_secs(60));
+    // Until the agents are back with the new coordinator, runs are refused.
+    let mut run = start_when_agents_are_back(&ctl, c.name(), &main, &freeze);
     assert_eq!(domain_state(&a), "paused");
     c.kill_agent("h1", libc::SIGKILL).unwrap();
     // The other lab has a target on h1 too: its run is refused.

@@ -105,10 +105,13 @@ fn require_agents(state: &State, lab: &str, chosen: &targets::Chosen) -> Result<
     if away.is_empty() {
         return Ok(());
     }
+    let (who, verb) = match away.as_slice() {
+        [one] => (format!("the agent of host {one} is"), "it"),
+        many => (format!("the agents of hosts {} are", many.join(", ")), "them"),
+    };
     Err(ApiError::Unavailable(format!(
-        "the agent of host {} is not connected, and lab {lab} has targets there; \
-         start it (or wait for it to reconnect) and run again; `ctl host ls` shows the hosts",
-        away.join(", ")
+        "{who} not connected, and lab {lab} has targets there; start {verb} (or wait for \
+         {verb} to reconnect) and run again; `ctl host ls` shows the hosts"
     )))
 }
 

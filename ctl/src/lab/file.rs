@@ -22,8 +22,6 @@
 //! interfaces = [{ network = "management", ip = "10.0.0.11" }]
 //! ```
 
-use std::ops::Range;
-
 use serde::Deserialize;
 use toml::Spanned;
 
@@ -98,10 +96,7 @@ pub struct LabFileError {
     pub message: String,
 }
 
-/// Line (1-based) of a byte offset.
-pub fn line_of(text: &str, span: &Range<usize>) -> usize {
-    text[..span.start.min(text.len())].matches('\n').count() + 1
-}
+pub use dclab_proto::units::{line_of, mib as parse_mib};
 
 /// Parses TOML; syntax and shape errors carry the line of the fault.
 pub fn parse(file: &str, text: &str) -> Result<LabFile, LabFileError> {
@@ -110,22 +105,4 @@ pub fn parse(file: &str, text: &str) -> Result<LabFile, LabFileError> {
         line: e.span().map_or(1, |s| line_of(text, &s)),
         message: e.message().trim().to_string(),
     })
-}
-
-/// Sizes like "512MiB", "4GiB" or a plain number of MiB.
-pub fn parse_mib(size: &str) -> Option<u64> {
-    let size = size.trim();
-    let (number, factor) = if let Some(n) = size.strip_suffix("GiB") {
-        (n, 1024)
-    } else if let Some(n) = size.strip_suffix("MiB") {
-        (n, 1)
-    } else {
-        (size, 1)
-    };
-    number
-        .trim()
-        .parse::<u64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .and_then(|n| n.checked_mul(factor))
 }

@@ -14,6 +14,9 @@ use super::up::UPLINK;
 
 const ADDR_TIMEOUT: Duration = Duration::from_secs(10);
 const STOP_GRACE: Duration = Duration::from_secs(3);
+/// A killed process still finishes the disk writes it is blocked in (sled's
+/// fsync on a busy disk): how long to wait for it to be gone.
+const KILLED_EXIT: Duration = Duration::from_secs(30);
 /// vCPUs each simulated host offers to lab nodes.
 pub const LOCAL_VCPUS: u32 = 16;
 
@@ -172,8 +175,12 @@ fn signal_and_wait(record: &ProcRecord, signal: i32, what: &str) -> anyhow::Resu
     if ![libc::SIGTERM, libc::SIGINT, libc::SIGKILL].contains(&signal) {
         return Ok(Some(record.clone()));
     }
-    if process::stop(record, STOP_GRACE) && process::is_alive(record) {
-        bail!("the {what} (pid {}) survived SIGKILL", record.pid);
+    if process::stop(record, STOP_GRACE) && !process::wait_gone(record, KILLED_EXIT) {
+        bail!(
+            "the {what} (pid {}) survived SIGKILL for {} s",
+            record.pid,
+            (STOP_GRACE + KILLED_EXIT).as_secs()
+        );
     }
     Ok(None)
 }

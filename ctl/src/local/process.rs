@@ -102,6 +102,21 @@ pub fn stop(record: &ProcRecord, grace: Duration) -> bool {
     true
 }
 
+/// Waits up to `timeout` for the process to be gone; whether it is.
+pub fn wait_gone(record: &ProcRecord, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        reap(record.pid);
+        if !is_alive(record) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Sends `sig` if the pid still is the recorded program.
 pub fn signal(record: &ProcRecord, sig: i32) -> bool {
     if !is_alive(record) {

@@ -5,7 +5,6 @@
 mod parse;
 pub mod record;
 mod spec;
-pub mod units;
 
 pub use parse::{line_of, load, parse, FileError};
 pub use spec::*;

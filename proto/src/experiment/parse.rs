@@ -9,7 +9,8 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use super::spec::*;
-use super::units::{kbit, mib, millis};
+pub use crate::units::line_of;
+use crate::units::{kbit, mib, millis};
 use crate::validate::check_name;
 
 /// A problem in an experiment file, with where it is.
@@ -145,11 +146,6 @@ struct RawReach {
 struct Ctx<'a> {
     file: &'a str,
     text: &'a str,
-}
-
-/// Line (1-based) of a byte offset.
-pub fn line_of(text: &str, span: &Range<usize>) -> usize {
-    text[..span.start.min(text.len())].matches('\n').count() + 1
 }
 
 impl Ctx<'_> {

@@ -330,8 +330,7 @@ async fn expiry_rows(cluster: &mut Cluster, expiries: usize) -> anyhow::Result<V
             round + 1
         );
         let mut c = connect(cluster).await?;
-        wait_agents(&mut c).await?;
-        let mut events = start(&mut c, "bench-lease", files::held(LEASE_S)).await?;
+        let mut events = start_when_agents_are_back(&mut c).await?;
         loop {
             let event = events.message().await.map_err(status_error)?;
             let event = event.context("the run ended before its freeze")?;
@@ -369,23 +368,16 @@ async fn expiry_rows(cluster: &mut Cluster, expiries: usize) -> anyhow::Result<V
     )])
 }
 
-/// Until every agent has its operation stream open (a run refuses to
-/// start before).
-async fn wait_agents(c: &mut Client) -> anyhow::Result<()> {
+/// Starts the held freeze, retrying while the agents have not yet
+/// reconnected to a restarted coordinator (a run refuses to start before).
+async fn start_when_agents_are_back(c: &mut Client) -> anyhow::Result<Streaming<v1::RunEvent>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let hosts = c
-            .list_hosts(v1::ListHostsRequest {})
-            .await
-            .map(|r| r.into_inner().hosts);
-        if hosts.is_ok_and(|h| h.len() == 2 && h.iter().all(|h| h.connected)) {
-            // The node stream connects right after the rule watch.
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            return Ok(());
+        match start(c, "bench-lease", files::held(LEASE_S)).await {
+            Err(e) if format!("{e:#}").contains("not connected") && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            other => return other,
         }
-        if Instant::now() > deadline {
-            bail!("the agents did not reconnect within 30 s");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

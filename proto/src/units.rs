@@ -1,4 +1,10 @@
-//! Durations and sizes as experiment and lab files write them.
+//! Durations and sizes as experiment and lab files write them, and the
+//! line of a TOML span for their errors.
+
+/// Line (1-based) of a byte offset.
+pub fn line_of(text: &str, span: &std::ops::Range<usize>) -> usize {
+    text[..span.start.min(text.len())].matches('\n').count() + 1
+}
 
 /// "100ms", "5s", "2m", "1h" → milliseconds; None when malformed or 0.
 pub fn millis(text: &str) -> Option<u64> {
