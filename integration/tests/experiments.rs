@@ -389,10 +389,20 @@ fn faults_are_healed_whoever_goes_away_in_the_middle() {
     wait_for_event(&ctl, &main, before, "freeze held", Duration::from_secs(60));
     assert_eq!(domain_state(&a), "paused");
     c.kill_coordinator(libc::SIGKILL).unwrap();
-    let took = until(
+    let killed = Instant::now();
+    // The agent's streams are cut; the lease (10 s) still holds the node.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(domain_state(&a), "paused", "a cut stream releases nothing");
+    until(
         "a resumed after the coordinator died",
         Duration::from_secs(15),
         || domain_state(&a) == "running",
+    );
+    let took = killed.elapsed();
+    // Renewed every third of the TTL: it lapses 6.7 to 10 s after the kill.
+    assert!(
+        took >= Duration::from_secs(6),
+        "resumed after {took:?}, before the lease lapsed"
     );
     println!("freeze healed by the agent {took:?} after the coordinator was killed");
     let out = run.wait_with_output().unwrap();

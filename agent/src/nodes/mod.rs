@@ -202,10 +202,27 @@ fn test_context(dir: &std::path::Path) -> (Arc<Context>, watch_channel::Sender<O
     test_context_on(dir, "test:///default")
 }
 
+/// As [`test_context`], with its leases in `dir/state/leases.json` as an
+/// agent keeps them, so a second context on `dir` is the agent restarted.
+#[cfg(test)]
+fn test_context_on_disk(dir: &std::path::Path) -> (Arc<Context>, watch_channel::Sender<Option<NodeSet>>) {
+    let leases = leases::Leases::open(dir.join("state/leases.json")).unwrap();
+    test_context_with(dir, "test:///default", leases)
+}
+
 #[cfg(test)]
 fn test_context_on(
     dir: &std::path::Path,
     libvirt_uri: &str,
+) -> (Arc<Context>, watch_channel::Sender<Option<NodeSet>>) {
+    test_context_with(dir, libvirt_uri, leases::Leases::in_memory())
+}
+
+#[cfg(test)]
+fn test_context_with(
+    dir: &std::path::Path,
+    libvirt_uri: &str,
+    leases: leases::Leases,
 ) -> (Arc<Context>, watch_channel::Sender<Option<NodeSet>>) {
     let (tx, rx) = watch_channel::channel(None);
     let config = Config {
@@ -231,8 +248,5 @@ fn test_context_on(
             unixctl: None,
         },
     };
-    (
-        Arc::new(Context::new(config, leases::Leases::in_memory(), rx)),
-        tx,
-    )
+    (Arc::new(Context::new(config, leases, rx)), tx)
 }

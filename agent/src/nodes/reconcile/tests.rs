@@ -141,6 +141,52 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
 }
 
 #[tokio::test]
+async fn a_restarted_agent_honours_a_lease_its_predecessor_took_until_it_lapses() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(tmp.path().join("images")).unwrap();
+    create_blank(&tmp.path().join("images/cloud.qcow2"), 16).expect("qemu-img (qemu-utils)");
+    let lab = "reclab3";
+    let only_a = set(1, vec![node(lab, "a", "cloud")]);
+    let key = (lab.to_string(), "a".to_string());
+    let (before, _tx) = crate::nodes::test_context_on_disk(tmp.path());
+    let now = pass(&before, &only_a, &BTreeMap::new()).await;
+    assert_eq!(state_of(&now, lab, "a").0, NodeState::Running);
+    let ttl = Duration::from_millis(1500);
+    let short = dclab_proto::v1::Lease {
+        id: "snapshot-test-3".into(),
+        ttl_ms: ttl.as_millis() as u32,
+    };
+    before.leases.hold(&short, &key).unwrap();
+    hv(&before).pause(&domain_name(lab, "a")).unwrap();
+
+    // The agent is gone; the next one starts from what is on disk. (The
+    // first context is kept only for its libvirt connection: the test
+    // driver's domains live as long as one is open.)
+    let (after, _tx) = crate::nodes::test_context_on_disk(tmp.path());
+    let now = pass(&after, &only_a, &BTreeMap::new()).await;
+    assert_eq!(
+        state_of(&now, lab, "a").0,
+        NodeState::Paused,
+        "the lease on disk holds it"
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    let lapsed = after.leases.expire().unwrap();
+    assert_eq!(
+        lapsed.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
+        [short.id.as_str()]
+    );
+    let now = pass(&after, &only_a, &now).await;
+    assert_eq!(
+        state_of(&now, lab, "a").0,
+        NodeState::Running,
+        "resumed once the lease lapsed"
+    );
+    let now = pass(&after, &set(2, vec![]), &now).await;
+    assert!(now.is_empty());
+    assert_eq!(vm_state(&after, lab, "a"), None);
+}
+
+#[tokio::test]
 async fn a_spec_change_the_vm_cannot_see_only_rewrites_the_spec() {
     let tmp = tempfile::tempdir().unwrap();
     let (ctx, _tx) = crate::nodes::test_context(tmp.path());
