@@ -36,6 +36,8 @@ if [ "$with_vm" -eq 1 ]; then
     packages="$packages libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils e2fsprogs linux-image-cloud-amd64 busybox-static"
     # genisoimage: the cloud-init NoCloud seed ISOs of cloud-image nodes.
     packages="$packages genisoimage"
+    # Container nodes: libvirt's LXC driver; Debian rootfs images built by mmdebstrap.
+    packages="$packages libvirt-daemon-driver-lxc mmdebstrap"
 fi
 
 export DEBIAN_FRONTEND=noninteractive

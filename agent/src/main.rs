@@ -96,6 +96,10 @@ struct NodeArgs {
     /// still manages flows and reports its nodes as failed.
     #[arg(long, default_value = "qemu:///system")]
     libvirt_uri: String,
+    /// libvirt connection for container nodes (libvirt's LXC driver). On hosts with the hybrid
+    /// cgroup layout, libvirtd must be started by scripts/libvirtd.sh for containers to start.
+    #[arg(long, default_value = "lxc:///system")]
+    lxc_uri: String,
     /// libvirt domain type of lab nodes: qemu (TCG emulation, works everywhere) or kvm.
     #[arg(long, default_value = "qemu")]
     domain_type: String,
@@ -110,6 +114,7 @@ impl NodeArgs {
             image_dir: absolute(&self.image_dir)?,
             cache_dir: absolute(&self.cache_dir)?,
             libvirt_uri: self.libvirt_uri.clone(),
+            lxc_uri: self.lxc_uri.clone(),
             domain_type: self.domain_type.clone(),
         })
     }

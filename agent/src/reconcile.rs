@@ -88,6 +88,13 @@ impl Reconciler {
             let file = tempfile::Builder::new().prefix("dclab-flows").tempfile()?;
             std::fs::write(file.path(), &rendered.text)?;
             self.ovs.replace_flows(&file.path().to_string_lossy()).await?;
+            let faults_moved = applied.as_ref().is_none_or(|a| a.inputs.3 != generation);
+            if faults_moved && generation > 0 {
+                // Packets of flows the datapath has cached still take the
+                // old path until revalidated: a fault is in effect after.
+                self.ovs.appctl(&["revalidator/wait"]).await?;
+            }
+            self.fault_flows.installed(generation);
             if changed {
                 let first = applied.is_none();
                 info!(host = %self.host_id, version = want.version, flows = rendered.flows, first, "flows applied");

@@ -36,22 +36,36 @@ impl Drop for Labs<'_> {
     }
 }
 
+/// Both of libvirt's drivers dclab uses: VMs and containers.
+const URIS: [&str; 2] = ["qemu:///system", "lxc:///system"];
+
 pub fn domains_named(part: &str) -> Vec<String> {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system", "list", "--all", "--name"])
-        .output()
-        .expect("virsh runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(part))
-        .map(String::from)
-        .collect()
+    let mut names = Vec::new();
+    for uri in URIS {
+        let out = Command::new("virsh")
+            .args(["-c", uri, "list", "--all", "--name"])
+            .output()
+            .expect("virsh runs");
+        names.extend(
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| l.contains(part))
+                .map(String::from),
+        );
+    }
+    names
 }
 
+/// What virsh says of the domain, from whichever driver has it.
 pub fn domain_state(domain: &str) -> String {
-    let out = Command::new("virsh")
-        .args(["-c", "qemu:///system", "domstate", domain])
-        .output()
-        .expect("virsh runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
+    for uri in URIS {
+        let out = Command::new("virsh")
+            .args(["-c", uri, "domstate", domain])
+            .output()
+            .expect("virsh runs");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().to_string();
+        }
+    }
+    format!("no domain {domain}")
 }

@@ -4,7 +4,7 @@
 pub use dclab_ctl::local::libvirtd::Libvirtd as Daemons;
 
 /// libvirtd for a test; a missing one fails the test with what to install.
-pub struct Libvirtd(#[allow(dead_code)] Daemons);
+pub struct Libvirtd(pub Daemons);
 
 impl Libvirtd {
     pub fn ensure() -> Libvirtd {

@@ -44,12 +44,14 @@
 
 mod build;
 mod cpio;
+mod micro_rootfs;
 pub mod seed;
 mod serial;
 #[cfg(test)]
 mod tests;
 
 pub use build::build_micro;
+pub use micro_rootfs::build_micro_rootfs;
 pub use serial::SerialConsole;
 
 use std::path::PathBuf;

@@ -2,6 +2,7 @@
 //! callers go through `spawn_blocking`.
 
 pub mod disk;
+pub mod lxc_xml;
 pub mod xml;
 
 use std::time::{Duration, Instant};
@@ -12,7 +13,32 @@ use virt::domain_snapshot::DomainSnapshot;
 use virt::enumutil::Enum;
 use virt::error::ErrorNumber;
 
+pub use lxc_xml::{container_xml, ContainerSpec};
 pub use xml::{domain_xml, Boot, Nic, VmSpec};
+
+/// What a domain is defined from: a VM's or a container's spec.
+pub trait DomainDef {
+    fn name(&self) -> &str;
+    fn xml(&self) -> String;
+}
+
+impl DomainDef for VmSpec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn xml(&self) -> String {
+        domain_xml(self)
+    }
+}
+
+impl DomainDef for ContainerSpec {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn xml(&self) -> String {
+        container_xml(self)
+    }
+}
 
 /// What the agent tried and libvirt's own words on why it failed.
 #[derive(Debug, thiserror::Error)]
@@ -114,28 +140,41 @@ impl Hypervisor {
 
     /// Defines the domain unless one of that name exists (an existing
     /// definition is kept as it is).
-    pub fn ensure_defined(&self, spec: &VmSpec) -> Result<(), VirtError> {
+    pub fn ensure_defined(&self, spec: &impl DomainDef) -> Result<(), VirtError> {
         self.define(spec).map(drop)
     }
 
-    fn define(&self, spec: &VmSpec) -> Result<Domain, VirtError> {
-        match self.domain(&spec.name)? {
+    fn define(&self, spec: &impl DomainDef) -> Result<Domain, VirtError> {
+        match self.domain(spec.name())? {
             Some(dom) => Ok(dom),
             None => self
                 .conn
-                .define_domain_xml(&domain_xml(spec))
-                .map_err(ctx(format!("defining {}", spec.name))),
+                .define_domain_xml(&spec.xml())
+                .map_err(ctx(format!("defining {}", spec.name()))),
         }
     }
 
     /// Defines the domain unless it exists and starts it unless it runs:
     /// running this again changes nothing. A paused domain stays paused.
-    pub fn ensure_running(&self, spec: &VmSpec) -> Result<(), VirtError> {
+    pub fn ensure_running(&self, spec: &impl DomainDef) -> Result<(), VirtError> {
         let dom = self.define(spec)?;
-        if !dom.is_active().map_err(ctx(format!("state of {}", spec.name)))? {
-            dom.create().map_err(ctx(format!("starting {}", spec.name)))?;
+        if !dom
+            .is_active()
+            .map_err(ctx(format!("state of {}", spec.name())))?
+        {
+            dom.create().map_err(ctx(format!("starting {}", spec.name())))?;
         }
         Ok(())
+    }
+
+    /// The pid libvirt gives an active domain (for containers, that of
+    /// the libvirt_lxc controller whose child is the container's init).
+    pub fn id(&self, name: &str) -> Result<Option<u32>, VirtError> {
+        let dom = self.existing(name)?;
+        if !dom.is_active().map_err(ctx(format!("state of {name}")))? {
+            return Ok(None);
+        }
+        Ok(dom.id())
     }
 
     fn op(
@@ -272,8 +311,12 @@ impl Hypervisor {
         destroy_if_active(&dom).map_err(ctx(format!("stopping {name}")))?;
         let flags =
             virt::sys::VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA | virt::sys::VIR_DOMAIN_UNDEFINE_MANAGED_SAVE;
-        dom.undefine_flags(flags)
-            .map_err(ctx(format!("undefining {name}")))
+        match dom.undefine_flags(flags) {
+            // LXC has neither snapshots nor managed saves, and refuses the flags.
+            Err(e) if is_code(&e, ErrorNumber::InvalidArg) => dom.undefine(),
+            other => other,
+        }
+        .map_err(ctx(format!("undefining {name}")))
     }
 
     /// Names of defined domains starting with `prefix` (a lab's nodes).

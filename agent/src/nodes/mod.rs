@@ -26,6 +26,7 @@ mod locks;
 mod ops;
 mod reconcile;
 mod report;
+mod rootfs;
 mod spec;
 mod taps;
 mod watch;
@@ -234,6 +235,7 @@ fn test_context_with(
             image_dir: dir.join("images"),
             cache_dir: dir.join("cache"),
             libvirt_uri: libvirt_uri.into(),
+            lxc_uri: libvirt_uri.into(),
             domain_type: "test".into(),
         },
         state_dir: dir.join("state"),

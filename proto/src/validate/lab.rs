@@ -183,12 +183,7 @@ fn node_fields(index: usize, n: &NodeSpec) -> Result<NodeKind, LabError> {
     let node = &n.name;
     let kind = match NodeKind::try_from(n.kind) {
         Ok(NodeKind::Unspecified | NodeKind::Vm) => NodeKind::Vm,
-        Ok(NodeKind::Container) => {
-            return err(
-                at("kind"),
-                format!("node {node}: kind \"container\" is not supported by this version; use \"vm\""),
-            )
-        }
+        Ok(NodeKind::Container) => NodeKind::Container,
         Err(_) => return err(at("kind"), format!("node {node}: unknown kind {}", n.kind)),
     };
     if !(1..=MAX_VCPUS).contains(&n.vcpus) {
@@ -221,6 +216,12 @@ fn node_fields(index: usize, n: &NodeSpec) -> Result<NodeKind, LabError> {
     check_name("image", &n.image).or_else(|m| err(at("image"), format!("node {node}: {m}")))?;
     if !n.role.is_empty() {
         check_name("role", &n.role).or_else(|m| err(at("role"), format!("node {node}: {m}")))?;
+    }
+    if kind == NodeKind::Container && !n.disks_mib.is_empty() {
+        return err(
+            at("disks"),
+            format!("node {node}: a container has no block devices; drop disks or use kind \"vm\""),
+        );
     }
     if n.disks_mib.len() > MAX_DISKS {
         let msg = format!(

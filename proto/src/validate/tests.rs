@@ -63,6 +63,28 @@ fn a_valid_lab_gets_its_addresses_and_kinds() {
 }
 
 #[test]
+fn containers_mix_with_vms_but_have_no_disks() {
+    let mut c = node("c", &[("lan", "10.0.0.6")]);
+    c.kind = NodeKind::Container.into();
+    let checked = lab(&spec(vec![node("a", &[("lan", "")]), c.clone()])).unwrap();
+    assert_eq!(checked.nodes[1].kind, NodeKind::Container);
+    c.disks_mib = vec![1024];
+    let e = lab(&spec(vec![c])).unwrap_err();
+    assert_eq!(
+        e.at,
+        Location::Node {
+            index: 0,
+            field: "disks"
+        }
+    );
+    assert!(
+        e.message.contains("a container has no block devices"),
+        "{}",
+        e.message
+    );
+}
+
+#[test]
 fn errors_say_where_they_are() {
     let mut bad = node("a", &[("lan", "10.0.1.9")]);
     let e = lab(&spec(vec![bad.clone()])).unwrap_err();

@@ -5,6 +5,8 @@
 //!
 //! Adding a kind is one file here and one arm in `Drivers::for_kind`.
 
+mod lxc;
+mod lxc_exec;
 mod qemu;
 
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use dclab_proto::v1::{self, DesiredNode, NodeKind};
 use super::layout::{describe, Layout, NodeDir, NodeKey};
 use crate::libvirt::{SnapshotKind, VirtError, VmState};
 
+pub use lxc::LxcDriver;
 pub use qemu::{QemuDriver, SHUTDOWN_GRACE};
 
 /// Why a node could not be driven, as callers tell cases apart.
@@ -73,6 +76,11 @@ pub trait NodeDriver: Send + Sync {
     /// The reset button: restarts at once, nothing flushed.
     fn reset(&self, node: &DesiredNode) -> NodeResult<()>;
     fn pause(&self, node: &DesiredNode) -> NodeResult<()>;
+    /// Whether a paused node still answers on the network (a container's
+    /// network stack is the host kernel's, which no freezer stops).
+    fn answers_while_paused(&self) -> bool {
+        false
+    }
     fn resume(&self, node: &DesiredNode) -> NodeResult<()>;
     /// Replaces a snapshot of the same name.
     fn snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()>;
@@ -94,6 +102,8 @@ pub struct DriverConfig {
     /// The apt cache disk, kept across labs.
     pub cache_dir: PathBuf,
     pub libvirt_uri: String,
+    /// Libvirt's LXC driver, for container nodes.
+    pub lxc_uri: String,
     /// `qemu` (TCG) or `kvm`.
     pub domain_type: String,
 }
@@ -101,11 +111,13 @@ pub struct DriverConfig {
 /// One driver per kind.
 pub struct Drivers {
     vm: QemuDriver,
+    container: LxcDriver,
 }
 
 impl Drivers {
     pub fn new(config: DriverConfig) -> Drivers {
         Drivers {
+            container: LxcDriver::new(&config),
             vm: QemuDriver::new(config),
         }
     }
@@ -113,9 +125,7 @@ impl Drivers {
     pub fn for_kind(&self, kind: NodeKind) -> NodeResult<&dyn NodeDriver> {
         match kind {
             NodeKind::Unspecified | NodeKind::Vm => Ok(&self.vm),
-            NodeKind::Container => Err(NodeError::Unsupported(
-                "this agent has no container driver; upgrade the agent".into(),
-            )),
+            NodeKind::Container => Ok(&self.container),
         }
     }
 

@@ -31,6 +31,8 @@ use super::Context;
 use crate::desired::FlowKey;
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a partition's flows may take to be installed and revalidated.
+const FLOWS_INSTALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// What a fault changed, kept with its lease so it can be undone even by
 /// a restarted agent.
@@ -102,7 +104,7 @@ pub async fn apply(ctx: &Arc<Context>, target: Option<Target>, af: v1::ApplyFaul
             Ok((node, nic)) => result(net::netem(ctx, &node, &nic, &n, &lease).await, &i.node),
             Err(o) => *o,
         },
-        (Kind::Flows(f), Some(Target::Host(_))) => flows(ctx, f, &lease),
+        (Kind::Flows(f), Some(Target::Host(_))) => flows(ctx, f, &lease).await,
         (kind, target) => failed(
             v1::OperationError::Invalid,
             format!("fault {kind:?} cannot act on target {target:?}"),
@@ -189,6 +191,25 @@ async fn power(
     action: PowerAction,
     lease: v1::Lease,
 ) -> NodeResult<()> {
+    let frozen_answers = ctx.drivers.for_node(&node)?.answers_while_paused();
+    let (probe, held_lease) = (node.clone(), lease.clone());
+    power_action(ctx.clone(), probe, action, held_lease).await?;
+    if action == PowerAction::Freeze && frozen_answers {
+        // A frozen container's kernel still answers pings and handshakes;
+        // a frozen machine does not. Its links go down with it.
+        for nic in &node.nics {
+            net::link_cut(&ctx, &node, nic, &lease).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn power_action(
+    ctx: Arc<Context>,
+    node: DesiredNode,
+    action: PowerAction,
+    lease: v1::Lease,
+) -> NodeResult<()> {
     ctx.blocking(move |ctx| {
         let driver = ctx.drivers.for_node(&node)?;
         let held = matches!(
@@ -252,13 +273,26 @@ async fn command(
     .await
 }
 
-fn flows(ctx: &Context, f: v1::FlowFault, lease: &v1::Lease) -> Outcome {
+/// In effect once OvS forwards by the flows, not when they are queued.
+async fn flows(ctx: &Context, f: v1::FlowFault, lease: &v1::Lease) -> Outcome {
     let flows: Vec<FlowKey> = f.flows.into_iter().map(FlowKey::from).collect();
     let applied = Applied::Flows { count: flows.len() };
     if let Err(e) = ctx.leases.add_fault(lease, applied) {
         return failed(v1::OperationError::Failed, format!("recording the fault: {e:#}"));
     }
-    ctx.fault_flows.insert(&lease.id, flows);
+    let generation = ctx.fault_flows.insert(&lease.id, flows);
+    if !ctx
+        .fault_flows
+        .wait_installed(generation, FLOWS_INSTALL_TIMEOUT)
+        .await
+    {
+        return failed(
+            v1::OperationError::Failed,
+            format!(
+                "the fault's flows were not installed within {FLOWS_INSTALL_TIMEOUT:?}; see the agent's log for why OvS refused them"
+            ),
+        );
+    }
     Outcome::default()
 }
 
@@ -309,10 +343,19 @@ async fn heal(ctx: &Arc<Context>, lease: &str, applied: &Applied) -> NodeResult<
         }
         Applied::LinkCut { tap, .. } => net::link_restore(ctx, tap).await,
         Applied::Netem { tap, port, relay, .. } => net::netem_heal(ctx, lease, tap, port, relay).await,
-        Applied::Flows { .. } => {
-            ctx.fault_flows.remove(lease);
-            Ok(())
-        }
+        Applied::Flows { .. } => match ctx.fault_flows.remove(lease) {
+            Some(generation)
+                if !ctx
+                    .fault_flows
+                    .wait_installed(generation, FLOWS_INSTALL_TIMEOUT)
+                    .await =>
+            {
+                Err(NodeError::Failed(anyhow::anyhow!(
+                    "the fault's flows were not removed from OvS within {FLOWS_INSTALL_TIMEOUT:?}"
+                )))
+            }
+            _ => Ok(()),
+        },
         Applied::Command { lab, node, heal } => {
             let Some(n) = desired(lab, node) else {
                 return Ok(());

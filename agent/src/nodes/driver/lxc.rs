@@ -1,0 +1,274 @@
+//! Container nodes: libvirt LXC domains on an overlay of a shared rootfs
+//! image (`micro`: busybox, or a Debian rootfs built by `ctl image
+//! build`). Interfaces are veth pairs whose host ends the agent plugs into
+//! OvS exactly like taps. Containers have no memory to snapshot: a
+//! snapshot is a copy of the writable layer taken while frozen, and a
+//! restore brings the files back and starts the node afresh.
+
+use std::time::Duration;
+
+use dclab_proto::v1::DesiredNode;
+
+use super::{dir_of, lxc_exec, DriverConfig, NodeDriver, NodeError, NodeResult, SHUTDOWN_GRACE};
+use crate::libvirt::lxc_xml::ContainerNic;
+use crate::libvirt::{ContainerSpec, Hypervisor, SnapshotKind, VirtError, VmState};
+use crate::nodes::connection::Libvirt;
+use crate::nodes::layout::{domain_name, Layout};
+use crate::nodes::rootfs::{Overlay, RootfsImages};
+use crate::nodes::spec::{self, AppliedSpec, MICRO_IMAGE};
+
+/// What libvirt says when it runs in the host's hybrid cgroup layout.
+const HYBRID_CGROUP_ERROR: &str = "/sys/fs/cgroup/unified";
+
+pub struct LxcDriver {
+    libvirt: Libvirt,
+    images: RootfsImages,
+    layout: Layout,
+}
+
+impl LxcDriver {
+    pub fn new(config: &DriverConfig) -> LxcDriver {
+        LxcDriver {
+            libvirt: Libvirt::new(&config.lxc_uri),
+            images: RootfsImages::new(config.image_dir.clone()),
+            layout: config.layout.clone(),
+        }
+    }
+
+    fn hypervisor(&self) -> NodeResult<std::sync::Arc<Hypervisor>> {
+        Ok(self.libvirt.get()?)
+    }
+
+    fn domain(node: &DesiredNode) -> String {
+        domain_name(&node.lab, &node.name)
+    }
+
+    fn defined_state(&self, node: &DesiredNode) -> NodeResult<VmState> {
+        let domain = Self::domain(node);
+        self.hypervisor()?.state(&domain)?.ok_or_else(|| {
+            NodeError::NotFound(format!(
+                "container {domain} is not defined yet (is the node still being created?)"
+            ))
+        })
+    }
+
+    /// The node's layers; the image is resolved (built for micro) first.
+    fn overlay(&self, node: &DesiredNode) -> NodeResult<Overlay> {
+        let lower = self.images.resolve(&node.image)?;
+        Ok(Overlay::of(&dir_of(&self.layout, node), lower))
+    }
+
+    /// Starts a defined container, its overlay mounted first.
+    fn start_mounted(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.overlay(node)?.ensure_mounted()?;
+        hinted(self.hypervisor()?.start(&Self::domain(node)))
+    }
+
+    fn spec(node: &DesiredNode, overlay: &Overlay) -> ContainerSpec {
+        ContainerSpec {
+            name: Self::domain(node),
+            vcpus: node.vcpus,
+            memory_mib: node.memory_mib,
+            rootfs: overlay.root.clone(),
+            init: "/sbin/init".into(),
+            env: vec![
+                ("DCLAB_HOSTNAME".into(), node.name.clone()),
+                // systemd and others look for this to know they are in one.
+                ("container".into(), "lxc-libvirt".into()),
+            ],
+            nics: node
+                .nics
+                .iter()
+                .enumerate()
+                .map(|(i, n)| ContainerNic {
+                    host_dev: n.tap.clone(),
+                    guest_dev: format!("eth{i}"),
+                    mac: n.mac.clone(),
+                    ip: (!n.ip.is_empty()).then(|| (n.ip.clone(), n.prefix as u8)),
+                })
+                .collect(),
+        }
+    }
+
+    fn is_micro(node: &DesiredNode) -> bool {
+        node.image == MICRO_IMAGE
+    }
+}
+
+/// Names the fix when libvirtd sees the hybrid cgroup layout.
+fn hinted<T>(result: Result<T, VirtError>) -> NodeResult<T> {
+    result.map_err(|e| {
+        if e.reason().contains(HYBRID_CGROUP_ERROR) {
+            NodeError::Failed(anyhow::anyhow!(
+                "{e}; libvirtd must not see the cgroup2 mount of this host's hybrid cgroup layout: \
+                 restart it with scripts/libvirtd.sh (docs/containers.md)"
+            ))
+        } else {
+            NodeError::Libvirt(e)
+        }
+    })
+}
+
+impl NodeDriver for LxcDriver {
+    fn provision(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.libvirt.get()?;
+        self.images.resolve(&node.image)?;
+        Ok(())
+    }
+
+    fn converge(&self, node: &DesiredNode, held: bool) -> NodeResult<(Option<VmState>, VmState)> {
+        let overlay = self.overlay(node)?;
+        let hv = self.hypervisor()?;
+        let dir = dir_of(&self.layout, node);
+        dir.create()?;
+        if !dir.spec().exists() {
+            spec::write(&dir.spec(), &AppliedSpec::from(node))?;
+        }
+        overlay.create_dirs()?;
+        if !Self::is_micro(node) {
+            overlay.seed_file("/etc/hostname", &format!("{}\n", node.name))?;
+        }
+        let spec = Self::spec(node, &overlay);
+        let before = hv.state(&spec.name)?;
+        if held {
+            hv.ensure_defined(&spec)?;
+        } else {
+            match before {
+                Some(VmState::Paused) => hv.resume(&spec.name)?,
+                Some(VmState::Other | VmState::Running) => {}
+                _ => {
+                    overlay.ensure_mounted()?;
+                    hinted(hv.ensure_running(&spec))?;
+                }
+            }
+        }
+        let after = hv.state(&spec.name)?.ok_or_else(|| {
+            NodeError::Failed(anyhow::anyhow!(
+                "container {} vanished right after it was defined",
+                spec.name
+            ))
+        })?;
+        Ok((before, after))
+    }
+
+    fn state(&self, node: &DesiredNode) -> NodeResult<Option<VmState>> {
+        Ok(self.hypervisor()?.state(&Self::domain(node))?)
+    }
+
+    fn start(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.defined_state(node)?;
+        self.start_mounted(node)
+    }
+
+    fn power_off(&self, node: &DesiredNode) -> NodeResult<()> {
+        let state = self.defined_state(node)?;
+        let (hv, domain) = (self.hypervisor()?, Self::domain(node));
+        // libvirt's destroy sends init SIGTERM and waits for it to wind
+        // down (busybox init takes about 2 s); a plug pull kills at once.
+        // A frozen init would not die before it is thawed: libvirt's way then.
+        if state == VmState::Running {
+            if let Some(controller) = hv.id(&domain)? {
+                let init = lxc_exec::init_pid(controller)?;
+                // SAFETY: SIGKILL to the init of a container this agent runs.
+                unsafe { libc::kill(init as i32, libc::SIGKILL) };
+            }
+        }
+        Ok(hv.destroy(&domain)?)
+    }
+
+    fn shutdown(&self, node: &DesiredNode) -> NodeResult<()> {
+        // busybox init has no orderly shutdown to wait for.
+        if Self::is_micro(node) {
+            return self.power_off(node);
+        }
+        self.defined_state(node)?;
+        Ok(self.hypervisor()?.shutdown(&Self::domain(node), SHUTDOWN_GRACE)?)
+    }
+
+    fn reboot(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.defined_state(node)?;
+        let hv = self.hypervisor()?;
+        if Self::is_micro(node) {
+            Ok(hv.reset(&Self::domain(node))?)
+        } else {
+            Ok(hv.reboot(&Self::domain(node))?)
+        }
+    }
+
+    fn reset(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.defined_state(node)?;
+        Ok(self.hypervisor()?.reset(&Self::domain(node))?)
+    }
+
+    fn pause(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.defined_state(node)?;
+        Ok(self.hypervisor()?.pause(&Self::domain(node))?)
+    }
+
+    fn answers_while_paused(&self) -> bool {
+        true
+    }
+
+    fn resume(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.defined_state(node)?;
+        Ok(self.hypervisor()?.resume(&Self::domain(node))?)
+    }
+
+    fn snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()> {
+        let state = self.defined_state(node)?;
+        let (hv, domain) = (self.hypervisor()?, Self::domain(node));
+        // Frozen while copied, so the copy is of one moment.
+        let thaw = state == VmState::Running;
+        if thaw {
+            hv.pause(&domain)?;
+        }
+        let copied = self.overlay(node)?.snapshot(snapshot);
+        if thaw {
+            hv.resume(&domain)?;
+        }
+        Ok(copied?)
+    }
+
+    fn revert(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<SnapshotKind> {
+        self.defined_state(node)?;
+        let overlay = self.overlay(node)?;
+        if !overlay.has_snapshot(snapshot) {
+            return Err(NodeError::NotFound(format!(
+                "container {} has no snapshot named {snapshot}",
+                Self::domain(node)
+            )));
+        }
+        self.hypervisor()?.destroy(&Self::domain(node))?;
+        overlay.unmount()?;
+        overlay.restore(snapshot)?;
+        // No memory image: the node comes back off and starts afresh.
+        Ok(SnapshotKind::Offline)
+    }
+
+    fn delete_snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()> {
+        let dir = dir_of(&self.layout, node);
+        // The image may be gone; the snapshot dir does not depend on it.
+        Ok(Overlay::of(&dir, Default::default()).delete_snapshot(snapshot)?)
+    }
+
+    fn exec(&self, node: &DesiredNode, command: &str, timeout: Duration) -> NodeResult<(i32, String)> {
+        let domain = Self::domain(node);
+        let state = self.defined_state(node)?;
+        if state != VmState::Running {
+            return Err(NodeError::Invalid(format!(
+                "container {domain} is {state:?}, not running: nothing to run {command:?} in"
+            )));
+        }
+        let controller = self.hypervisor()?.id(&domain)?.ok_or_else(|| {
+            NodeError::NotFound(format!("container {domain} stopped before {command:?} could run"))
+        })?;
+        let init = lxc_exec::init_pid(controller)?;
+        Ok(lxc_exec::run(init, command, timeout)?)
+    }
+
+    fn remove(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.hypervisor()?.remove(&Self::domain(node))?;
+        let dir = dir_of(&self.layout, node);
+        Ok(Overlay::of(&dir, Default::default()).unmount()?)
+    }
+}

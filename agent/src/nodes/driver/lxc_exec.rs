@@ -1,0 +1,115 @@
+//! Running a command in a container node the way `lxc-attach` does: in
+//! the namespaces of its init (nsenter) and in its cgroups, so what the
+//! command uses counts against the node's limits.
+
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+
+/// PATH inside the node (Debian's, which covers busybox's /bin).
+const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+const POLL: Duration = Duration::from_millis(20);
+/// Output still arriving after the command exited: from what it left
+/// running in the background, which may hold the pipe for ever.
+const DRAIN: Duration = Duration::from_millis(200);
+
+/// The container's init: the one child of libvirt's controller process.
+pub fn init_pid(controller: u32) -> anyhow::Result<u32> {
+    let path = format!("/proc/{controller}/task/{controller}/children");
+    let children = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    children
+        .split_whitespace()
+        .next()
+        .and_then(|p| p.parse().ok())
+        .with_context(|| format!("the container's controller (pid {controller}) has no init process"))
+}
+
+/// `cgroup.procs` of every cgroup v1 hierarchy init is in.
+fn cgroup_procs(init: u32) -> anyhow::Result<Vec<String>> {
+    let path = format!("/proc/{init}/cgroup");
+    let table = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    Ok(table
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.splitn(3, ':');
+            let (_, controllers, cgroup) = (parts.next()?, parts.next()?, parts.next()?);
+            let mount = match controllers {
+                "" => return None, // cgroup2: not mounted for libvirt here
+                c => c.strip_prefix("name=").unwrap_or(c),
+            };
+            Some(format!("/sys/fs/cgroup/{mount}{cgroup}/cgroup.procs"))
+        })
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect())
+}
+
+/// Runs `command` with `sh -c` in the container: (exit code, stdout and
+/// stderr). On timeout the whole process group is killed.
+pub fn run(init: u32, command: &str, timeout: Duration) -> anyhow::Result<(i32, String)> {
+    // The host shell joins the container's cgroups, then becomes nsenter.
+    let script = r#"exec 2>&1; init=$1; cmd=$2; shift 2
+for procs; do echo $$ > "$procs" || exit 125; done
+exec nsenter --target "$init" --all -- /bin/sh -c "cd /root 2>/dev/null || cd /; $cmd""#;
+    let mut child = Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .arg("sh")
+        .arg(init.to_string())
+        .arg(command)
+        .args(cgroup_procs(init)?)
+        .env_clear()
+        .env("PATH", NODE_PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .context("starting nsenter")?;
+    let pid = child.id() as i32;
+    let mut stdout = child.stdout.take().expect("piped");
+    let (chunks, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if chunks.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            // SAFETY: a signal to the process group this call started.
+            unsafe { libc::kill(-pid, libc::SIGKILL) };
+            let _ = child.wait();
+            bail!("{command:?} did not finish within {timeout:?}; it was killed");
+        }
+        std::thread::sleep(POLL);
+    };
+    let mut out = Vec::new();
+    let drain_until = Instant::now() + DRAIN;
+    while let Ok(chunk) = received.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
+        out.extend(chunk);
+    }
+    let output = String::from_utf8_lossy(&out).into_owned();
+    let code = match status.code() {
+        Some(125) if output.contains("cgroup.procs") => {
+            bail!("cannot join the container's cgroups: {output}")
+        }
+        Some(code) => code,
+        None => {
+            use std::os::unix::process::ExitStatusExt;
+            128 + status.signal().unwrap_or(0)
+        }
+    };
+    Ok((code, output))
+}

@@ -1,0 +1,358 @@
+//! Container nodes end to end through `ctl`, on real libvirtd (LXC and
+//! qemu) and two simulated hosts: containers and a micro-VM in one lab
+//! reach each other across hosts, a second lab with the same CIDR does
+//! not reach them, `/dev/net/tun` and the memory and CPU limits hold, a
+//! whole-lab snapshot brings back a container's files, the faults act on
+//! containers, and `lab down` leaves no domain, overlay, veth, OvS port or
+//! rule behind.
+
+use std::path::Path;
+use std::process::Command;
+
+use dclab_integration::ctl::Ctl;
+use dclab_integration::labs::{domains_named, Labs};
+use dclab_integration::libvirtd::{vm_dir, Libvirtd};
+use dclab_integration::{cluster, Cluster};
+use serde_json::Value;
+
+/// `nodes`: (name, kind, host, ip on lan).
+fn lab_file(dir: &Path, name: &str, nodes: &[(&str, &str, &str, &str)]) -> String {
+    let mut text = format!(
+        "[lab]\nname = \"{name}\"\nimage = \"micro\"\n\n[[network]]\nname = \"lan\"\ncidr = \"10.0.0.0/24\"\n"
+    );
+    for (node, kind, host, ip) in nodes {
+        text.push_str(&format!(
+            "\n[[node]]\nname = \"{node}\"\nkind = \"{kind}\"\nmemory = \"128MiB\"\nhost = \"{host}\"\n\
+             interfaces = [{{ network = \"lan\", ip = \"{ip}\" }}]\n"
+        ));
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
+/// Faults on container `a`, seen from container `b`: a stage runs its
+/// steps, then its checks.
+const CONTAINER_FAULTS: &str = r#"
+[experiment]
+name = "container-faults"
+title = "Every kind of fault on a container"
+
+[[target]]
+name = "victim"
+node = "a"
+
+[[target]]
+name = "prober"
+node = "b"
+
+[[stage]]
+name = "setup"
+[[stage.check]]
+name = "reachable"
+reach = { from = "prober", to = "victim" }
+
+[[stage]]
+name = "freeze"
+[[stage.step]]
+fault = "freeze"
+on = "victim"
+id = "freeze"
+[[stage.check]]
+name = "frozen"
+reach = { from = "prober", to = "victim" }
+expect = "fails"
+
+[[stage]]
+name = "thaw"
+[[stage.step]]
+heal = "freeze"
+[[stage.check]]
+name = "thawed"
+reach = { from = "prober", to = "victim" }
+expect = "within 10s"
+
+[[stage]]
+name = "crash"
+[[stage.step]]
+fault = "power-off"
+on = "victim"
+id = "crash"
+[[stage.check]]
+name = "off"
+reach = { from = "prober", to = "victim" }
+expect = "fails"
+
+[[stage]]
+name = "start"
+[[stage.step]]
+heal = "crash"
+[[stage.check]]
+name = "back"
+reach = { from = "prober", to = "victim" }
+expect = "within 20s"
+
+[[stage]]
+name = "delay"
+[[stage.step]]
+fault = "netem"
+on = "victim"
+delay = "100ms"
+id = "delay"
+[[stage.check]]
+name = "slow"
+command = { on = "prober", run = "ping -c 3 -W 2 ${victim.ip} | tail -1", output = "= [0-9.]+/(9[0-9]|1[0-9][0-9]|2[0-9][0-9])[.]" }
+
+[[stage]]
+name = "cut"
+[[stage.step]]
+heal = "delay"
+[[stage.step]]
+fault = "link-cut"
+on = "victim"
+id = "cut"
+[[stage.check]]
+name = "cut off"
+reach = { from = "prober", to = "victim" }
+expect = "fails"
+
+[[stage]]
+name = "relink"
+[[stage.step]]
+heal = "cut"
+[[stage.check]]
+name = "linked again"
+reach = { from = "prober", to = "victim" }
+expect = "within 10s"
+"#;
+
+fn veths(ns: Option<&str>) -> Vec<String> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let out = cmd.args(["-o", "link", "show"]).output().expect("ip runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("dl"))
+        .collect()
+}
+
+/// Mount points under `dir` as libvirtd sees them.
+fn mounts_under(dir: &Path) -> Vec<String> {
+    let pid = std::fs::read_to_string("/run/libvirtd.pid").unwrap();
+    let table = std::fs::read_to_string(format!("/proc/{}/mountinfo", pid.trim())).unwrap();
+    let prefix = dir.display().to_string();
+    table
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| m.starts_with(&prefix))
+        .map(String::from)
+        .collect()
+}
+
+/// The container's cgroup dir in `controller`, found by its domain name.
+fn cgroup_file(controller: &str, domain: &str, file: &str) -> String {
+    let machine = Path::new("/sys/fs/cgroup").join(controller).join("machine");
+    let dir = std::fs::read_dir(&machine)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(&format!("-{domain}.libvirt-lxc")))
+        .unwrap_or_else(|| panic!("no cgroup of {domain} under {}", machine.display()));
+    std::fs::read_to_string(dir.join(file))
+        .unwrap()
+        .trim()
+        .to_string()
+}
+
+fn leftovers(c: &Cluster, ctl: &Ctl, host: &str) {
+    let labs = c.host_dir(host).join("labs");
+    let left: Vec<_> = std::fs::read_dir(&labs)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "node dirs left on {host}: {left:?}");
+    assert!(mounts_under(&labs).is_empty(), "overlays left on {host}");
+    let ports = c.vsctl(host, &["list-ports", "br-int"]).unwrap();
+    assert!(
+        !ports.lines().any(|p| p.starts_with("dl")),
+        "OvS ports left on {host}: {ports}"
+    );
+    assert_eq!(
+        veths(Some(&c.host_netns(host))),
+        Vec::<String>::new(),
+        "veths left in {host}"
+    );
+    let rules = ctl.ok(&["rules", "show", "--host", host]);
+    assert!(!rules.contains("10.0.0."), "lab rules left on {host}:\n{rules}");
+}
+
+#[test]
+fn containers_and_vms_share_a_lab_stay_isolated_snapshot_and_leave_nothing() {
+    let libvirtd = Libvirtd::ensure();
+    libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
+    let c = cluster("ctr", 2, false);
+    let ctl = Ctl::new(&c);
+    let dir = vm_dir("dclab-ctrtest");
+    let pid = std::process::id();
+    let (mix, other) = (format!("mix{pid}"), format!("oth{pid}"));
+    let mix_file = lab_file(
+        dir.path(),
+        &mix,
+        &[
+            ("a", "container", "h1", "10.0.0.1"),
+            ("b", "container", "h2", "10.0.0.2"),
+            ("v", "vm", "h2", "10.0.0.3"),
+        ],
+    );
+    let other_file = lab_file(dir.path(), &other, &[("c", "container", "h1", "10.0.0.2")]);
+    let veths_before = veths(None);
+    let _labs = Labs(&ctl, vec![mix.clone(), other.clone()]);
+
+    let started = std::time::Instant::now();
+    let up = ctl.json(&["lab", "up", &mix_file]);
+    assert_eq!(up["ready"], true, "{up}");
+    println!("lab up of 2 containers and a micro-VM: {:?}", started.elapsed());
+    ctl.ok(&["lab", "up", &other_file]);
+    let status = ctl.json(&["lab", "status", &mix]);
+    let kinds: Vec<(&str, &str)> = status["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| (n["name"].as_str().unwrap(), n["state"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("a", "running"), ("b", "running"), ("v", "running")],
+        "{status}"
+    );
+
+    let exec =
+        |lab: &str, node: &str, cmd: &str| ctl.run(&["lab", "exec", lab, node, "--timeout", "60", "--", cmd]);
+    let hostname = exec(&mix, "a", "hostname");
+    assert_eq!(hostname.stdout.trim(), "a", "{}", hostname.stderr);
+    for (from, to) in [
+        ("a", "10.0.0.2"),
+        ("a", "10.0.0.3"),
+        ("v", "10.0.0.1"),
+        ("b", "10.0.0.1"),
+    ] {
+        let ping = exec(&mix, from, &format!("ping -c 3 -W 2 {to}"));
+        assert!(
+            ping.ok(),
+            "{from} cannot reach {to}: {}{}",
+            ping.stdout,
+            ping.stderr
+        );
+    }
+    // The other lab's c has b's address on a's host: it reaches nobody of mix.
+    for to in ["10.0.0.1", "10.0.0.3"] {
+        let cross = exec(&other, "c", &format!("ping -c 2 -W 1 {to}"));
+        assert_eq!(
+            cross.code, 1,
+            "c reached mix's {to}: {}{}",
+            cross.stdout, cross.stderr
+        );
+    }
+    let mac = exec(&mix, "a", "cat /sys/class/net/eth0/address");
+    let nodes = ctl.json(&["lab", "status", &mix]);
+    let want_mac = nodes["nodes"][0]["interfaces"][0]["mac"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !want_mac.is_empty() && mac.stdout.trim() == want_mac,
+        "{} vs {nodes}",
+        mac.stdout
+    );
+
+    // What nova-compute and userspace OvS need, and the limits.
+    let tun = exec(&mix, "a", "test -c /dev/net/tun && echo tun");
+    assert_eq!(tun.stdout.trim(), "tun", "{}", tun.stderr);
+    let domain = format!("dclab.{mix}.a");
+    assert_eq!(
+        cgroup_file("memory", &domain, "memory.limit_in_bytes"),
+        (128u64 << 20).to_string()
+    );
+    assert_eq!(cgroup_file("cpu", &domain, "cpu.cfs_quota_us"), "100000");
+    let hog = exec(
+        &mix,
+        "a",
+        "dd if=/dev/zero bs=1M count=400 2>/dev/null | tail > /dev/null; echo rc=$?",
+    );
+    assert!(
+        hog.stdout.contains("rc=137"),
+        "400 MiB fit in a 128 MiB container: {}{}",
+        hog.stdout,
+        hog.stderr
+    );
+    let exec_cgroup = exec(&mix, "a", "cat /proc/self/cgroup | grep memory");
+    assert!(
+        exec_cgroup.stdout.contains(&domain),
+        "exec ran outside the container's cgroup: {}",
+        exec_cgroup.stdout
+    );
+
+    // A whole-lab snapshot across both kinds; a restore brings back files.
+    let created = ctl.ok(&["snapshot", "create", "s1", "--lab", &mix]);
+    assert!(created.contains("3 nodes on h1, h2"), "{created}");
+    let marker = exec(&mix, "b", "echo after-s1 > /root/marker && cat /root/marker");
+    assert_eq!(marker.stdout.trim(), "after-s1", "{}", marker.stderr);
+    let restored_at = std::time::Instant::now();
+    ctl.ok(&["snapshot", "restore", "s1", "--lab", &mix]);
+    println!("restore of the mixed lab: {:?}", restored_at.elapsed());
+    let gone = exec(&mix, "b", "test -e /root/marker");
+    assert_eq!(gone.code, 1, "the marker survived the restore: {}", gone.stderr);
+    let ping = exec(&mix, "a", "ping -c 3 -W 2 10.0.0.2");
+    assert!(
+        ping.ok(),
+        "after restore a cannot reach b: {}{}",
+        ping.stdout,
+        ping.stderr
+    );
+
+    // The same fault names as for VMs, on a container.
+    let faults = dir.path().join("container-faults.toml");
+    std::fs::write(&faults, CONTAINER_FAULTS).unwrap();
+    let run = ctl.run(&[
+        "-o",
+        "json",
+        "experiment",
+        "run",
+        faults.to_str().unwrap(),
+        "--lab",
+        &mix,
+    ]);
+    let record: Value =
+        serde_json::from_str(&run.stdout).unwrap_or_else(|e| panic!("{e}: {}{}", run.stdout, run.stderr));
+    let deviated: Vec<&Value> = record["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["passed"] != true)
+        .collect();
+    assert!(deviated.is_empty(), "{deviated:#?}\n{}", run.stderr);
+    for step in record["timeline"].as_array().unwrap() {
+        if step["kind"] == "fault" {
+            println!("{}: in effect after {} us", step["what"], step["effect_us"]);
+        }
+    }
+    assert_eq!(
+        (record["verdict"].as_str(), run.code),
+        (Some("passed"), 0),
+        "{}",
+        run.stderr
+    );
+
+    for lab in [&mix, &other] {
+        ctl.ok(&["lab", "down", lab]);
+    }
+    assert_eq!(domains_named(&mix), Vec::<String>::new());
+    assert_eq!(domains_named(&other), Vec::<String>::new());
+    for host in ["h1", "h2"] {
+        leftovers(&c, &ctl, host);
+    }
+    assert_eq!(veths(None), veths_before, "veths left in the root namespace");
+}
