@@ -100,6 +100,10 @@ struct NodeArgs {
     /// cgroup layout, libvirtd must be started by scripts/libvirtd.sh for containers to start.
     #[arg(long, default_value = "lxc:///system")]
     lxc_uri: String,
+    /// Debian mirror the images debian and debian-<role> are built from on first use (their
+    /// packages are then frozen in --cache-dir).
+    #[arg(long, default_value = dclab_agent::image::debian::MIRROR)]
+    debian_mirror: String,
     /// libvirt domain type of lab nodes: qemu (TCG emulation, works everywhere) or kvm.
     #[arg(long, default_value = "qemu")]
     domain_type: String,
@@ -115,6 +119,7 @@ impl NodeArgs {
             cache_dir: absolute(&self.cache_dir)?,
             libvirt_uri: self.libvirt_uri.clone(),
             lxc_uri: self.lxc_uri.clone(),
+            debian_mirror: self.debian_mirror.clone(),
             domain_type: self.domain_type.clone(),
         })
     }
@@ -134,6 +139,32 @@ enum Command {
         #[arg(long, default_value = "/var/lib/dclab/images/micro")]
         dir: PathBuf,
     },
+    /// Build a Debian image (debian, debian-<role>) for container nodes with mmdebstrap, its
+    /// packages frozen in the cache dir so a rebuild gets the same versions.
+    BuildDebian {
+        #[command(flatten)]
+        build: DebianArgs,
+    },
+}
+
+#[derive(clap::Args, Debug)]
+struct DebianArgs {
+    /// base, controller, network, compute, object-storage or aptcache.
+    #[arg(long, default_value = "base")]
+    role: String,
+    #[arg(long, default_value = "/var/lib/dclab/images")]
+    image_dir: PathBuf,
+    /// The host's package cache (apt lists and .debs), kept across builds and labs.
+    #[arg(long, default_value = "/var/lib/dclab/cache")]
+    cache_dir: PathBuf,
+    #[arg(long, default_value = dclab_agent::image::debian::MIRROR)]
+    mirror: String,
+    /// Take new package lists from the mirror (newer versions) instead of the frozen ones.
+    #[arg(long)]
+    refresh: bool,
+    /// Build again even if the image exists.
+    #[arg(long)]
+    rebuild: bool,
 }
 
 #[tokio::main]
@@ -142,6 +173,7 @@ async fn main() -> anyhow::Result<()> {
     match &args.command {
         Some(Command::Cleanup { nodes }) => return cleanup(nodes),
         Some(Command::BuildMicro { dir }) => return build_micro(dir),
+        Some(Command::BuildDebian { build }) => return build_debian(build),
         None => {}
     }
     let (host_id, uplink) = (
@@ -243,6 +275,23 @@ fn build_micro(dir: &std::path::Path) -> anyhow::Result<()> {
     println!("kernel  {} ({})", image.kernel.display(), image.kernel_version);
     println!("initrd  {}", image.initrd.display());
     println!("disk    {}", image.disk.display());
+    Ok(())
+}
+
+fn build_debian(args: &DebianArgs) -> anyhow::Result<()> {
+    let build = dclab_agent::image::debian::DebianBuild {
+        role: args.role.clone(),
+        image_dir: absolute(&args.image_dir)?,
+        cache_dir: absolute(&args.cache_dir)?,
+        mirror: args.mirror.clone(),
+        refresh: args.refresh,
+    };
+    let started = std::time::Instant::now();
+    let image = build.build(args.rebuild, |line| eprintln!("{line}"))?;
+    let packages = std::fs::read_to_string(&image.manifest)?.lines().count();
+    println!("rootfs    {}", image.rootfs.display());
+    println!("packages  {} ({packages} packages)", image.manifest.display());
+    eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 

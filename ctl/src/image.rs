@@ -13,24 +13,71 @@ pub enum ImageCommand {
         #[arg(long, default_value = "/var/lib/dclab/images/micro")]
         dir: PathBuf,
     },
+    /// Build a Debian 12 image for container nodes from Debian's packages (mmdebstrap, about
+    /// 40 s for the base): systemd, SSH, Python for Ansible, and the packages of a lab role.
+    /// Named `debian` (base) or `debian-<role>` in lab files. The first build freezes the package
+    /// lists and keeps every .deb in the cache dir: later builds get the same versions, offline.
+    Build {
+        /// Only `debian` is built here.
+        #[arg(value_parser = ["debian"])]
+        distribution: String,
+        /// base, controller, network, compute, object-storage or aptcache.
+        #[arg(long, default_value = "base")]
+        role: String,
+        /// Where agents look for images (their --image-dir).
+        #[arg(long, default_value = "/var/lib/dclab/images")]
+        image_dir: PathBuf,
+        /// The host's package cache (the agents' --cache-dir).
+        #[arg(long, default_value = "/var/lib/dclab/cache")]
+        cache_dir: PathBuf,
+        #[arg(long, default_value = "http://deb.debian.org/debian")]
+        mirror: String,
+        /// Take new package lists (newer versions) instead of the frozen ones.
+        #[arg(long)]
+        refresh: bool,
+        /// Build again even if the image exists.
+        #[arg(long)]
+        rebuild: bool,
+    },
 }
 
 pub fn run(cmd: ImageCommand) -> anyhow::Result<()> {
-    match cmd {
-        ImageCommand::BuildMicro { dir } => {
-            let agent = crate::local::find_binary("agent")?;
-            let status = std::process::Command::new(&agent)
-                .arg("build-micro")
-                .arg("--dir")
-                .arg(&dir)
-                .status()
-                .with_context(|| format!("cannot run {}", agent.display()))?;
-            anyhow::ensure!(
-                status.success(),
-                "building the micro image in {} failed",
-                dir.display()
-            );
-            Ok(())
+    let (args, what) = match cmd {
+        ImageCommand::BuildMicro { dir } => (
+            vec!["build-micro".into(), "--dir".into(), dir.display().to_string()],
+            format!("the micro image in {}", dir.display()),
+        ),
+        ImageCommand::Build {
+            distribution: _,
+            role,
+            image_dir,
+            cache_dir,
+            mirror,
+            refresh,
+            rebuild,
+        } => {
+            let mut args = vec![
+                "build-debian".to_string(),
+                "--role".into(),
+                role.clone(),
+                "--image-dir".into(),
+                image_dir.display().to_string(),
+                "--cache-dir".into(),
+                cache_dir.display().to_string(),
+                "--mirror".into(),
+                mirror,
+            ];
+            args.extend(refresh.then(|| "--refresh".to_string()));
+            args.extend(rebuild.then(|| "--rebuild".to_string()));
+            (args, format!("the Debian image of role {role}"))
         }
-    }
+    };
+    // The agent binary owns image building; its progress goes to our stderr.
+    let agent = crate::local::find_binary("agent")?;
+    let status = std::process::Command::new(&agent)
+        .args(&args)
+        .status()
+        .with_context(|| format!("cannot run {}", agent.display()))?;
+    anyhow::ensure!(status.success(), "building {what} failed");
+    Ok(())
 }

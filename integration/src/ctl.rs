@@ -54,8 +54,14 @@ impl Ctl {
     }
 
     pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with_env(&[], args)
+    }
+
+    /// Runs with extra environment variables.
+    pub fn run_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         Command::new(&self.bin)
             .env("DCLAB_LOCAL_CLUSTER", &self.cluster)
+            .envs(env.iter().copied())
             .args(args)
             .output()
             .expect("ctl runs")

@@ -168,6 +168,24 @@ fn cgroup_file(controller: &str, domain: &str, file: &str) -> String {
         .to_string()
 }
 
+/// cgroup dirs libvirt or the nodes made for domains of `lab`.
+fn cgroups_of(lab: &str) -> Vec<String> {
+    let part = format!("-dclab.{lab}.");
+    let mut found = Vec::new();
+    for hierarchy in std::fs::read_dir("/sys/fs/cgroup").unwrap().flatten() {
+        let Ok(entries) = std::fs::read_dir(hierarchy.path().join("machine")) else {
+            continue;
+        };
+        found.extend(
+            entries
+                .flatten()
+                .map(|e| e.path().display().to_string())
+                .filter(|p| p.contains(&part)),
+        );
+    }
+    found
+}
+
 fn leftovers(c: &Cluster, ctl: &Ctl, host: &str) {
     let labs = c.host_dir(host).join("labs");
     let left: Vec<_> = std::fs::read_dir(&labs)
@@ -355,4 +373,102 @@ fn containers_and_vms_share_a_lab_stay_isolated_snapshot_and_leave_nothing() {
         leftovers(&c, &ctl, host);
     }
     assert_eq!(veths(None), veths_before, "veths left in the root namespace");
+    assert_eq!(cgroups_of(&mix), Vec::<String>::new(), "cgroups left");
+}
+
+/// Two builds from the same package cache, the second with no way out to
+/// the mirror: the same package versions.
+fn build_debian_twice(ctl: &Ctl, dir: &Path) {
+    let (images, cache) = (dir.join("images"), dir.join("cache"));
+    let build = |extra: &[&str], env: &[(&str, &str)]| {
+        let mut args = vec![
+            "image",
+            "build",
+            "debian",
+            "--image-dir",
+            images.to_str().unwrap(),
+        ];
+        args.extend(["--cache-dir", cache.to_str().unwrap()]);
+        args.extend(extra);
+        let run = ctl.run_with_env(env, &args);
+        assert!(run.ok(), "{}{}", run.stdout, run.stderr);
+        std::fs::read_to_string(images.join("debian.packages")).unwrap()
+    };
+    let first = build(&[], &[]);
+    assert!(first.lines().any(|l| l.starts_with("openssh-server ")), "{first}");
+    assert!(first.lines().any(|l| l.starts_with("systemd ")), "{first}");
+    // Port 9 on loopback refuses: anything not in the cache fails the build.
+    let second = build(&["--rebuild"], &[("http_proxy", "http://127.0.0.1:9")]);
+    assert_eq!(first, second, "the rebuild got other package versions");
+}
+
+#[test]
+fn debian_containers_boot_systemd_within_their_limits_from_frozen_packages() {
+    let libvirtd = Libvirtd::ensure();
+    libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
+    let dir = vm_dir("dclab-debtest");
+    let c = cluster("deb", 2, false);
+    let ctl = Ctl::new(&c);
+    build_debian_twice(&ctl, dir.path());
+
+    let lab = format!("deb{}", std::process::id());
+    let file = lab_file(
+        dir.path(),
+        &lab,
+        &[
+            ("d1", "container", "h1", "10.0.0.1"),
+            ("d2", "container", "h2", "10.0.0.2"),
+        ],
+    );
+    let text = std::fs::read_to_string(&file)
+        .unwrap()
+        .replace("image = \"micro\"", "image = \"debian\"");
+    std::fs::write(&file, text).unwrap();
+    let _labs = Labs(&ctl, vec![lab.clone()]);
+    // The agents build the image on first use (once for both: they share
+    // this machine's image dir), then start the nodes.
+    let up = ctl.json(&["lab", "up", &file, "--timeout", "600"]);
+    assert_eq!(up["ready"], true, "{up}");
+    let exec = |node: &str, cmd: &str| ctl.run(&["lab", "exec", &lab, node, "--timeout", "60", "--", cmd]);
+    let booted = exec("d1", "systemctl is-system-running --wait; hostname");
+    assert_eq!(
+        booted.stdout.split_whitespace().collect::<Vec<_>>(),
+        ["running", "d1"],
+        "{}",
+        booted.stderr
+    );
+    let ping = exec("d1", "ping -c 3 -W 2 10.0.0.2");
+    assert!(ping.ok(), "d1 cannot reach d2: {}{}", ping.stdout, ping.stderr);
+    // The node's systemd starts its services inside the node's cgroup.
+    let domain = format!("dclab.{lab}.d1");
+    let sshd = exec(
+        "d1",
+        "systemctl is-active ssh && grep memory /proc/$(pgrep -o sshd)/cgroup",
+    );
+    assert!(
+        sshd.stdout.starts_with("active")
+            && sshd
+                .stdout
+                .contains(&format!("-{domain}.libvirt-lxc/system.slice/ssh.service")),
+        "sshd outside the node's memory cgroup: {}{}",
+        sshd.stdout,
+        sshd.stderr
+    );
+    let hog = exec(
+        "d1",
+        "systemd-run --wait -q sh -c 'dd if=/dev/zero bs=1M count=400 | tail > /dev/null' ; echo rc=$?",
+    );
+    assert!(
+        !hog.stdout.contains("rc=0"),
+        "a service used 400 MiB in a 128 MiB node: {}{}",
+        hog.stdout,
+        hog.stderr
+    );
+
+    ctl.ok(&["lab", "down", &lab]);
+    assert_eq!(domains_named(&lab), Vec::<String>::new());
+    for host in ["h1", "h2"] {
+        leftovers(&c, &ctl, host);
+    }
+    assert_eq!(cgroups_of(&lab), Vec::<String>::new(), "cgroups left");
 }

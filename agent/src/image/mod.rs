@@ -44,6 +44,7 @@
 
 mod build;
 mod cpio;
+pub mod debian;
 mod micro_rootfs;
 pub mod seed;
 mod serial;

@@ -236,6 +236,7 @@ fn test_context_with(
             cache_dir: dir.join("cache"),
             libvirt_uri: libvirt_uri.into(),
             lxc_uri: libvirt_uri.into(),
+            debian_mirror: crate::image::debian::MIRROR.into(),
             domain_type: "test".into(),
         },
         state_dir: dir.join("state"),

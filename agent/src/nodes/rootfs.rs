@@ -18,7 +18,7 @@ use anyhow::{bail, Context};
 
 use super::layout::{check_name, NodeDir};
 use super::spec::MICRO_IMAGE;
-use crate::image::build_micro_rootfs;
+use crate::image::{build_micro_rootfs, debian};
 
 const LIBVIRTD_PIDFILE: &str = "/run/libvirtd.pid";
 
@@ -26,34 +26,53 @@ const LIBVIRTD_PIDFILE: &str = "/run/libvirtd.pid";
 /// and `<image_dir>/<name>.rootfs/` (built by `ctl image build`).
 pub struct RootfsImages {
     dir: PathBuf,
-    micro_built: Mutex<bool>,
+    /// The host's package cache (frozen lists and .debs).
+    cache_dir: PathBuf,
+    mirror: String,
+    /// Images found or built by this process; held while building, so
+    /// nodes naming the same image wait for one build.
+    ready: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl RootfsImages {
-    pub fn new(dir: PathBuf) -> RootfsImages {
+    pub fn new(dir: PathBuf, cache_dir: PathBuf, mirror: String) -> RootfsImages {
         RootfsImages {
             dir,
-            micro_built: Mutex::new(false),
+            cache_dir,
+            mirror,
+            ready: Mutex::default(),
         }
     }
 
     /// The image's directory, built first for `micro`. Blocks.
     pub fn resolve(&self, image: &str) -> anyhow::Result<PathBuf> {
+        let mut ready = self.ready.lock().unwrap();
         if image == MICRO_IMAGE {
             let path = self.dir.join("micro-rootfs");
-            let mut built = self.micro_built.lock().unwrap();
-            if !*built {
+            if !ready.contains(image) {
                 build_micro_rootfs(&path)?;
-                *built = true;
+                ready.insert(image.to_string());
             }
             return Ok(path);
         }
         check_name("image", image).map_err(anyhow::Error::msg)?;
+        if let Some(role) = debian::role_of(image).filter(|_| !ready.contains(image)) {
+            let build = debian::DebianBuild {
+                role: role.to_string(),
+                image_dir: self.dir.clone(),
+                cache_dir: self.cache_dir.clone(),
+                mirror: self.mirror.clone(),
+                refresh: false,
+            };
+            let built = build.build(false, |line| tracing::info!(%image, "{line}"))?;
+            ready.insert(image.to_string());
+            return Ok(built.rootfs);
+        }
         let path = self.dir.join(format!("{image}.rootfs"));
         if !path.join("sbin/init").exists() && !path.join("sbin/init").is_symlink() {
             bail!(
-                "image {image}: no container rootfs at {} (nothing at sbin/init); build it with \
-                 `ctl image build debian`, or use image \"micro\"",
+                "image {image}: no container rootfs at {} (nothing at sbin/init); put one there, \
+                 or use image \"micro\" or one dclab builds (debian, debian-<role>: `ctl image build debian`)",
                 path.display()
             );
         }
@@ -134,6 +153,23 @@ impl Overlay {
             fs::create_dir_all(parent)?;
         }
         fs::write(&target, text).with_context(|| format!("writing {}", target.display()))
+    }
+
+    /// Writes a file dclab owns into the upper layer, executable, unless
+    /// it already has that content (the layer is live while mounted).
+    pub fn own_file(&self, path: &str, text: &str) -> anyhow::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        let target = self.upper.join(path.trim_start_matches('/'));
+        if fs::read_to_string(&target).is_ok_and(|t| t == text) {
+            return Ok(());
+        }
+        if let Some(parent) = target.parent() {
+            fs::create_dir_all(parent)?;
+        }
+        let tmp = with_suffix(&target, "tmp");
+        fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+        fs::rename(&tmp, &target).with_context(|| format!("writing {}", target.display()))
     }
 
     fn snapshot_dir(&self, name: &str) -> PathBuf {

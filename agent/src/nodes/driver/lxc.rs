@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use dclab_proto::v1::DesiredNode;
 
-use super::{dir_of, lxc_exec, DriverConfig, NodeDriver, NodeError, NodeResult, SHUTDOWN_GRACE};
+use super::{dir_of, lxc_cgroups, lxc_exec, DriverConfig, NodeDriver, NodeError, NodeResult, SHUTDOWN_GRACE};
 use crate::libvirt::lxc_xml::ContainerNic;
 use crate::libvirt::{ContainerSpec, Hypervisor, SnapshotKind, VirtError, VmState};
 use crate::nodes::connection::Libvirt;
@@ -19,6 +19,9 @@ use crate::nodes::spec::{self, AppliedSpec, MICRO_IMAGE};
 
 /// What libvirt says when it runs in the host's hybrid cgroup layout.
 const HYBRID_CGROUP_ERROR: &str = "/sys/fs/cgroup/unified";
+/// Roots the node's own init inside its cgroups (see the script).
+const CGROUP_INIT: &str = include_str!("../../image/container_cgroup_init.sh");
+const CGROUP_INIT_PATH: &str = "/.dclab/init";
 
 pub struct LxcDriver {
     libvirt: Libvirt,
@@ -30,7 +33,11 @@ impl LxcDriver {
     pub fn new(config: &DriverConfig) -> LxcDriver {
         LxcDriver {
             libvirt: Libvirt::new(&config.lxc_uri),
-            images: RootfsImages::new(config.image_dir.clone()),
+            images: RootfsImages::new(
+                config.image_dir.clone(),
+                config.cache_dir.clone(),
+                config.debian_mirror.clone(),
+            ),
             layout: config.layout.clone(),
         }
     }
@@ -61,6 +68,7 @@ impl LxcDriver {
     /// Starts a defined container, its overlay mounted first.
     fn start_mounted(&self, node: &DesiredNode) -> NodeResult<()> {
         self.overlay(node)?.ensure_mounted()?;
+        lxc_cgroups::prune(&Self::domain(node), None);
         hinted(self.hypervisor()?.start(&Self::domain(node)))
     }
 
@@ -70,7 +78,13 @@ impl LxcDriver {
             vcpus: node.vcpus,
             memory_mib: node.memory_mib,
             rootfs: overlay.root.clone(),
-            init: "/sbin/init".into(),
+            // busybox init creates no cgroups, and the micro rootfs has
+            // no mkdir before its init installs busybox's applets.
+            init: if Self::is_micro(node) {
+                "/sbin/init".into()
+            } else {
+                CGROUP_INIT_PATH.into()
+            },
             env: vec![
                 ("DCLAB_HOSTNAME".into(), node.name.clone()),
                 // systemd and others look for this to know they are in one.
@@ -127,6 +141,7 @@ impl NodeDriver for LxcDriver {
         overlay.create_dirs()?;
         if !Self::is_micro(node) {
             overlay.seed_file("/etc/hostname", &format!("{}\n", node.name))?;
+            overlay.own_file(CGROUP_INIT_PATH, CGROUP_INIT)?;
         }
         let spec = Self::spec(node, &overlay);
         let before = hv.state(&spec.name)?;
@@ -138,6 +153,7 @@ impl NodeDriver for LxcDriver {
                 Some(VmState::Other | VmState::Running) => {}
                 _ => {
                     overlay.ensure_mounted()?;
+                    lxc_cgroups::prune(&spec.name, None);
                     hinted(hv.ensure_running(&spec))?;
                 }
             }
@@ -173,7 +189,9 @@ impl NodeDriver for LxcDriver {
                 unsafe { libc::kill(init as i32, libc::SIGKILL) };
             }
         }
-        Ok(hv.destroy(&domain)?)
+        hv.destroy(&domain)?;
+        lxc_cgroups::prune(&domain, None);
+        Ok(())
     }
 
     fn shutdown(&self, node: &DesiredNode) -> NodeResult<()> {
@@ -182,7 +200,10 @@ impl NodeDriver for LxcDriver {
             return self.power_off(node);
         }
         self.defined_state(node)?;
-        Ok(self.hypervisor()?.shutdown(&Self::domain(node), SHUTDOWN_GRACE)?)
+        let domain = Self::domain(node);
+        self.hypervisor()?.shutdown(&domain, SHUTDOWN_GRACE)?;
+        lxc_cgroups::prune(&domain, None);
+        Ok(())
     }
 
     fn reboot(&self, node: &DesiredNode) -> NodeResult<()> {
@@ -268,6 +289,7 @@ impl NodeDriver for LxcDriver {
 
     fn remove(&self, node: &DesiredNode) -> NodeResult<()> {
         self.hypervisor()?.remove(&Self::domain(node))?;
+        lxc_cgroups::prune(&Self::domain(node), None);
         let dir = dir_of(&self.layout, node);
         Ok(Overlay::of(&dir, Default::default()).unmount()?)
     }

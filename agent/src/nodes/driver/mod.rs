@@ -6,6 +6,7 @@
 //! Adding a kind is one file here and one arm in `Drivers::for_kind`.
 
 mod lxc;
+mod lxc_cgroups;
 mod lxc_exec;
 mod qemu;
 
@@ -104,6 +105,8 @@ pub struct DriverConfig {
     pub libvirt_uri: String,
     /// Libvirt's LXC driver, for container nodes.
     pub lxc_uri: String,
+    /// Where Debian images are built from.
+    pub debian_mirror: String,
     /// `qemu` (TCG) or `kvm`.
     pub domain_type: String,
 }

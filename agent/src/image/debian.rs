@@ -1,0 +1,312 @@
+//! Debian images built here from Debian's packages with mmdebstrap: a
+//! rootfs with systemd, SSH and Python (what Ansible needs), plus the
+//! packages of a lab role. Used by container nodes as the shared
+//! read-only lower layer, `<image_dir>/<name>.rootfs/`, with the list of
+//! every package and version in `<name>.packages`.
+//!
+//! Packages are frozen per host: the first build keeps apt's package
+//! lists and every downloaded .deb under `<cache_dir>/apt/<suite>/`, and
+//! later builds resolve against those same lists without `apt update` and
+//! install from the kept .debs, so they get exactly the same versions and
+//! need no network for what was fetched before. `refresh` takes new lists.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use anyhow::{bail, Context};
+
+pub const SUITE: &str = "bookworm";
+pub const MIRROR: &str = "http://deb.debian.org/debian";
+
+/// What every Debian image has: an init, SSH, Python for Ansible, and the
+/// tools the experiment checks use.
+const BASE: &[&str] = &[
+    "systemd",
+    "systemd-sysv",
+    "dbus",
+    "openssh-server",
+    "python3",
+    "python3-apt",
+    "sudo",
+    "iproute2",
+    "iputils-ping",
+    "netcat-openbsd",
+    "curl",
+    "ca-certificates",
+    "procps",
+    "netbase",
+    "less",
+];
+
+/// The roles of the HPI paper's architecture (examples/openstack-hpi.toml)
+/// and their packages beyond the base: Debian 12's OpenStack Zed.
+pub const ROLES: &[(&str, &[&str])] = &[
+    ("base", &[]),
+    (
+        "controller",
+        &[
+            "mariadb-server",
+            "python3-pymysql",
+            "rabbitmq-server",
+            "memcached",
+            "python3-memcache",
+            "keystone",
+            "apache2",
+            "libapache2-mod-wsgi-py3",
+            "glance",
+            "placement-api",
+            "nova-api",
+            "nova-conductor",
+            "nova-scheduler",
+            "nova-novncproxy",
+            "neutron-server",
+            "neutron-plugin-ml2",
+            "openstack-dashboard-apache",
+            "python3-openstackclient",
+            "swift-proxy",
+        ],
+    ),
+    (
+        "network",
+        &[
+            "neutron-linuxbridge-agent",
+            "neutron-l3-agent",
+            "neutron-dhcp-agent",
+            "neutron-metadata-agent",
+        ],
+    ),
+    (
+        "compute",
+        &["nova-compute", "qemu-system-x86", "neutron-linuxbridge-agent"],
+    ),
+    (
+        "object-storage",
+        &[
+            "swift-account",
+            "swift-container",
+            "swift-object",
+            "xfsprogs",
+            "rsync",
+        ],
+    ),
+    ("aptcache", &["apt-cacher-ng"]),
+];
+
+/// The image a role builds: `debian` for the base, `debian-<role>`.
+pub fn image_name(role: &str) -> String {
+    if role == "base" {
+        "debian".into()
+    } else {
+        format!("debian-{role}")
+    }
+}
+
+/// The role an image name stands for, if it is one of these.
+pub fn role_of(image: &str) -> Option<&'static str> {
+    ROLES
+        .iter()
+        .map(|(role, _)| *role)
+        .find(|role| image_name(role) == image)
+}
+
+pub fn packages(role: &str) -> anyhow::Result<Vec<&'static str>> {
+    let Some((_, extra)) = ROLES.iter().find(|(r, _)| *r == role) else {
+        let known: Vec<&str> = ROLES.iter().map(|(r, _)| *r).collect();
+        bail!("no role {role:?}; roles are {}", known.join(", "));
+    };
+    Ok(BASE.iter().chain(extra.iter()).copied().collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct DebianBuild {
+    pub role: String,
+    pub image_dir: PathBuf,
+    /// The host's package cache root (the agent's `--cache-dir`).
+    pub cache_dir: PathBuf,
+    pub mirror: String,
+    /// Take new package lists instead of the frozen ones.
+    pub refresh: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebianImage {
+    pub rootfs: PathBuf,
+    pub manifest: PathBuf,
+}
+
+impl DebianBuild {
+    pub fn image(&self) -> DebianImage {
+        let name = image_name(&self.role);
+        DebianImage {
+            rootfs: self.image_dir.join(format!("{name}.rootfs")),
+            manifest: self.image_dir.join(format!("{name}.packages")),
+        }
+    }
+
+    fn package_cache(&self) -> (PathBuf, PathBuf) {
+        let root = self.cache_dir.join("apt").join(SUITE);
+        (root.join("lists"), root.join("archives"))
+    }
+
+    /// Builds the image unless it exists; `progress` gets mmdebstrap's
+    /// lines as they come. The rootfs is built beside its place and
+    /// renamed into it, so a failed build leaves nothing that looks built.
+    pub fn build(&self, rebuild: bool, mut progress: impl FnMut(&str)) -> anyhow::Result<DebianImage> {
+        let image = self.image();
+        std::fs::create_dir_all(&self.image_dir)
+            .with_context(|| format!("creating {}", self.image_dir.display()))?;
+        // Agents of simulated hosts share one image dir: one builds, the
+        // others wait and find it built.
+        let _lock = BuildLock::take(&self.image_dir.join(format!(".{}.lock", image_name(&self.role))))?;
+        if !rebuild && !self.refresh && image.rootfs.join("sbin/init").exists() && image.manifest.exists() {
+            return Ok(image);
+        }
+        let packages = packages(&self.role)?;
+        let (lists, archives) = self.package_cache();
+        for dir in [&lists, &archives, &self.image_dir] {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let frozen = !self.refresh && has_lists(&lists);
+        let tmp = self
+            .image_dir
+            .join(format!(".{}.rootfs.tmp", image_name(&self.role)));
+        let manifest_tmp = with_ext(&image.manifest, "tmp");
+        let _ = std::fs::remove_dir_all(&tmp);
+        let mut cmd = Command::new("mmdebstrap");
+        cmd.args(["--variant=apt", "--mode=root", "--format=directory"])
+            .arg(format!("--include={}", packages.join(",")))
+            // Kept for the cache: the essential packages' .debs and apt's lists.
+            .args(["--skip=essential/unlink", "--skip=cleanup/apt/cache"])
+            .arg("--setup-hook=mkdir -p \"$1/var/lib/apt/lists\" \"$1/var/cache/apt/archives\"")
+            .arg(format!(
+                "--setup-hook=sync-in {} /var/cache/apt/archives",
+                archives.display()
+            ));
+        if frozen {
+            cmd.arg(format!(
+                "--setup-hook=sync-in {} /var/lib/apt/lists",
+                lists.display()
+            ))
+            .arg("--skip=update");
+        }
+        cmd.arg(format!(
+            "--customize-hook=sync-out /var/lib/apt/lists {}",
+            lists.display()
+        ))
+        .arg(format!(
+            "--customize-hook=sync-out /var/cache/apt/archives {}",
+            archives.display()
+        ))
+        .arg(format!(
+            "--customize-hook=chroot \"$1\" dpkg-query -W -f '${{Package}} ${{Version}}\\n' > {}",
+            manifest_tmp.display()
+        ))
+        // The .debs live in the host's cache, not in every image.
+        .arg("--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb")
+        .arg(SUITE)
+        .arg(&tmp)
+        .arg(&self.mirror)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        progress(&format!(
+            "building {} with {} packages ({}) from {}",
+            image_name(&self.role),
+            packages.len(),
+            if frozen {
+                "frozen package lists"
+            } else {
+                "fresh package lists"
+            },
+            self.mirror
+        ));
+        let output = run_with_progress(cmd, &mut progress)
+            .context("running mmdebstrap (install it: scripts/install-deps.sh --vm)")?;
+        if !output.0 {
+            let _ = std::fs::remove_dir_all(&tmp);
+            bail!(
+                "mmdebstrap failed building {}: {}",
+                image_name(&self.role),
+                output.1.trim()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&image.rootfs);
+        std::fs::rename(&tmp, &image.rootfs)
+            .with_context(|| format!("moving the rootfs to {}", image.rootfs.display()))?;
+        std::fs::rename(&manifest_tmp, &image.manifest)?;
+        Ok(image)
+    }
+}
+
+/// An exclusive flock, released when the file is closed on drop (or when
+/// the process dies).
+struct BuildLock(#[allow(dead_code)] std::fs::File);
+
+impl BuildLock {
+    fn take(path: &Path) -> anyhow::Result<BuildLock> {
+        use std::os::fd::AsRawFd;
+        let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        // SAFETY: flock on a descriptor this struct owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            bail!("locking {}: {}", path.display(), std::io::Error::last_os_error());
+        }
+        Ok(BuildLock(file))
+    }
+}
+
+fn has_lists(dir: &Path) -> bool {
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().ends_with("_Packages"))
+    })
+}
+
+fn with_ext(path: &Path, ext: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(format!(".{ext}"));
+    PathBuf::from(s)
+}
+
+/// Runs `cmd`, handing each line of its stderr (mmdebstrap's progress) to
+/// `progress`: (success, the last lines, for an error).
+fn run_with_progress(mut cmd: Command, progress: &mut impl FnMut(&str)) -> anyhow::Result<(bool, String)> {
+    use std::io::BufRead;
+    let mut child = cmd.spawn()?;
+    let stdout = child.stdout.take().expect("piped");
+    // stdout carries little; drained so the child never blocks on it.
+    let drain = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut std::io::BufReader::new(stdout), &mut std::io::sink());
+    });
+    let mut tail: Vec<String> = Vec::new();
+    for line in std::io::BufReader::new(child.stderr.take().expect("piped")).lines() {
+        let line = line?;
+        progress(&line);
+        tail.push(line);
+        if tail.len() > 15 {
+            tail.remove(0);
+        }
+    }
+    let _ = drain.join();
+    Ok((child.wait()?.success(), tail.join("\n")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn roles_name_images_and_add_to_the_base() {
+        assert_eq!(image_name("base"), "debian");
+        assert_eq!(image_name("compute"), "debian-compute");
+        assert_eq!(role_of("debian"), Some("base"));
+        assert_eq!(role_of("debian-controller"), Some("controller"));
+        assert_eq!(role_of("debian-nope"), None);
+        let compute = packages("compute").unwrap();
+        assert!(compute.contains(&"openssh-server") && compute.contains(&"nova-compute"));
+        assert!(packages("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("roles are base, controller"));
+    }
+}
