@@ -653,7 +653,8 @@ fn relay_reorder_lets_a_share_overtake() {
     );
     let ping = topo.ping(IP2, 100, "0.01");
     relay.stop();
-    let fast = ping.times_ms.iter().filter(|&&t| t < 20.0).count();
+    // On a loaded 2-core machine a reply "at once" can take tens of ms.
+    let fast = ping.times_ms.iter().filter(|&&t| t < 50.0).count();
     let slow = ping.times_ms.iter().filter(|&&t| t >= 99.0).count();
     eprintln!("reorder 50 % of 100 ms: {fast} replies at once, {slow} delayed");
     assert_eq!(fast + slow, 100, "{}", ping.text);
