@@ -22,6 +22,8 @@ pub struct State {
     pub nodes: Arc<NodeHub>,
     /// Experiment runs: those under way and the records of all.
     pub runs: crate::experiment::Runs,
+    /// Tunnels to lab nodes waiting for their agent's end.
+    pub tunnels: crate::service::tunnel::Tunnels,
     /// The compile of every host at start, from scratch.
     pub startup_compile: crate::rules::CompileStats,
     pub load_micros: u64,
@@ -69,6 +71,7 @@ impl State {
             hub,
             nodes,
             runs,
+            tunnels: Default::default(),
             startup_compile,
             load_micros,
         })

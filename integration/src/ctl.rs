@@ -57,6 +57,13 @@ impl Ctl {
         self.run_with_env(&[], args)
     }
 
+    /// The ctl command aimed at the cluster, to spawn and control.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(&self.bin);
+        cmd.env("DCLAB_LOCAL_CLUSTER", &self.cluster).args(args);
+        cmd
+    }
+
     /// Runs with extra environment variables.
     pub fn run_with_env(&self, env: &[(&str, &str)], args: &[&str]) -> Run {
         Command::new(&self.bin)

@@ -286,6 +286,13 @@ fn containers_and_vms_share_a_lab_stay_isolated_snapshot_and_leave_nothing() {
         mac.stdout
     );
 
+    let vm = ctl.run(&["lab", "proxy", &mix, "v", "22"]);
+    assert!(
+        !vm.ok() && vm.stderr.contains("tunnels reach container nodes"),
+        "{}",
+        vm.stderr
+    );
+
     // What nova-compute and userspace OvS need, and the limits.
     let tun = exec(&mix, "a", "test -c /dev/net/tun && echo tun");
     assert_eq!(tun.stdout.trim(), "tun", "{}", tun.stderr);
@@ -376,6 +383,34 @@ fn containers_and_vms_share_a_lab_stay_isolated_snapshot_and_leave_nothing() {
     assert_eq!(cgroups_of(&mix), Vec::<String>::new(), "cgroups left");
 }
 
+/// Starts `ctl lab forward` on a free local port, fetches `path` with curl
+/// through it, and stops the forward again (by its pid).
+fn curl_through_forward(ctl: &Ctl, lab: &str, node: &str, port: u16, path: &str) -> String {
+    use std::io::BufRead;
+    let mut forward = ctl
+        .command(&["lab", "forward", lab, node, &port.to_string()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("ctl runs");
+    let mut line = String::new();
+    let stdout = forward.stdout.take().unwrap();
+    std::io::BufReader::new(stdout).read_line(&mut line).unwrap();
+    let local = line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("ctl lab forward printed {line:?}"))
+        .to_string();
+    let out = Command::new("curl")
+        .args(["-s", "--max-time", "20"])
+        .arg(format!("http://{local}/{path}"))
+        .output()
+        .expect("curl runs");
+    let _ = forward.kill();
+    let _ = forward.wait();
+    assert!(out.status.success(), "curl through {local}: {:?}", out.status);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// Two builds from the same package cache, the second with no way out to
 /// the mirror: the same package versions.
 fn build_debian_twice(ctl: &Ctl, dir: &Path) {
@@ -420,9 +455,18 @@ fn debian_containers_boot_systemd_within_their_limits_from_frozen_packages() {
             ("d2", "container", "h2", "10.0.0.2"),
         ],
     );
-    let text = std::fs::read_to_string(&file)
-        .unwrap()
-        .replace("image = \"micro\"", "image = \"debian\"");
+    let key = dir.path().join("id_ed25519");
+    let keygen = Command::new("ssh-keygen")
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(&key)
+        .status()
+        .expect("ssh-keygen runs (install openssh-client)");
+    assert!(keygen.success());
+    let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+    let text = std::fs::read_to_string(&file).unwrap().replace(
+        "image = \"micro\"",
+        &format!("image = \"debian\"\nssh_keys = [\"{}\"]", public.trim()),
+    );
     std::fs::write(&file, text).unwrap();
     let _labs = Labs(&ctl, vec![lab.clone()]);
     // The agents build the image on first use (once for both: they share
@@ -430,7 +474,15 @@ fn debian_containers_boot_systemd_within_their_limits_from_frozen_packages() {
     let up = ctl.json(&["lab", "up", &file, "--timeout", "600"]);
     assert_eq!(up["ready"], true, "{up}");
     let exec = |node: &str, cmd: &str| ctl.run(&["lab", "exec", &lab, node, "--timeout", "60", "--", cmd]);
-    let booted = exec("d1", "systemctl is-system-running --wait; hostname");
+    // Running is not booted: systemd is PID 1 once the node's init ran.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let booted = loop {
+        let state = exec("d1", "systemctl is-system-running --wait; hostname");
+        if !state.stdout.starts_with("offline") || std::time::Instant::now() > deadline {
+            break state;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
     assert_eq!(
         booted.stdout.split_whitespace().collect::<Vec<_>>(),
         ["running", "d1"],
@@ -454,6 +506,39 @@ fn debian_containers_boot_systemd_within_their_limits_from_frozen_packages() {
         sshd.stdout,
         sshd.stderr
     );
+
+    // From the operator's side: ssh, and a forwarded port answering curl.
+    let ssh = ctl.run(&[
+        "lab",
+        "ssh",
+        &lab,
+        "d2",
+        "-i",
+        key.to_str().unwrap(),
+        "--",
+        "hostname",
+    ]);
+    assert_eq!(
+        ssh.stdout.trim(),
+        "d2",
+        "ctl lab ssh: {}{}",
+        ssh.stdout,
+        ssh.stderr
+    );
+    let web = exec(
+        "d1",
+        "echo hello-from-d1 > /root/index.html && systemd-run -q --unit web -p WorkingDirectory=/root python3 -m http.server 8080 && sleep 1",
+    );
+    assert!(web.ok(), "{}{}", web.stdout, web.stderr);
+    let body = curl_through_forward(&ctl, &lab, "d1", 8080, "index.html");
+    assert_eq!(body.trim(), "hello-from-d1");
+    let refused = ctl.run(&["lab", "proxy", &lab, "d1", "9"]);
+    assert!(
+        !refused.ok() && refused.stderr.contains("port 9 of node d1"),
+        "{}",
+        refused.stderr
+    );
+
     let hog = exec(
         "d1",
         "systemd-run --wait -q sh -c 'dd if=/dev/zero bs=1M count=400 | tail > /dev/null' ; echo rc=$?",

@@ -195,8 +195,14 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
             })
             .await
             .map(|_| ());
-        [own, other, as_h2, ack, create, rules, nodes, report, result, lab]
-            .map(|r| r.map_err(|s| (s.code(), s.message().to_string())))
+        let tunnel = topo
+            .tunnel(tunnel_stream(open_msg("evil", "n", 22)))
+            .await
+            .map(|_| ());
+        [
+            own, other, as_h2, ack, create, rules, nodes, report, result, lab, tunnel,
+        ]
+        .map(|r| r.map_err(|s| (s.code(), s.message().to_string())))
     });
     assert!(
         codes[0].is_ok(),
@@ -213,6 +219,7 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
         "report h2's nodes",
         "answer h2's operations",
         "create a lab",
+        "open a tunnel into a lab",
     ]
     .iter()
     .zip(&codes[1..])
@@ -228,6 +235,73 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
         log.contains("peer=agent h1 at"),
         "refusals are logged with the peer identity:\n{log}"
     );
+}
+
+fn open_msg(lab: &str, node: &str, port: u32) -> v1::TunnelData {
+    v1::TunnelData {
+        msg: Some(v1::tunnel_data::Msg::Open(v1::TunnelOpen {
+            lab: lab.into(),
+            node: node.into(),
+            port,
+            tunnel: 0,
+        })),
+    }
+}
+
+fn tunnel_stream(first: v1::TunnelData) -> impl tokio_stream::Stream<Item = v1::TunnelData> {
+    tokio_stream::iter(vec![first])
+}
+
+/// Bad tunnel requests are refused before any agent is asked, and an
+/// agent cannot answer a tunnel nobody opened.
+#[test]
+fn tunnels_are_checked_before_anything_opens() {
+    let c = cluster("st", 1, false);
+    let pki = c.pki_dir().unwrap().to_path_buf();
+    let operator = c.client_config().unwrap();
+    let h1 = ClientConfig::new(c.coordinator_url().unwrap(), Some(&files(&pki, &pki, "agent-h1"))).unwrap();
+    let data = v1::TunnelData {
+        msg: Some(v1::tunnel_data::Msg::Data(b"GET / HTTP/1.0".to_vec())),
+    };
+    let answers = rt().block_on(async {
+        let mut topo = TopologyClient::new(operator.connect().await.unwrap());
+        let mut out = Vec::new();
+        for first in [
+            data.clone(),
+            open_msg("nolab", "n", 22),
+            open_msg("nolab", "n", 0),
+            open_msg("nolab", "n", 70000),
+        ] {
+            let r = topo.tunnel(tunnel_stream(first)).await.map(|_| ());
+            out.push(r.map_err(|s| (s.code(), s.message().to_string())));
+        }
+        let mut agent = AgentControlClient::new(h1.connect().await.unwrap());
+        let mut back = open_msg("", "", 0);
+        if let Some(v1::tunnel_data::Msg::Open(o)) = back.msg.as_mut() {
+            o.tunnel = 12345;
+        }
+        let r = agent.tunnel_back(tunnel_stream(back)).await.map(|_| ());
+        out.push(r.map_err(|s| (s.code(), s.message().to_string())));
+        let r = topo
+            .tunnel(tokio_stream::iter(Vec::<v1::TunnelData>::new()))
+            .await
+            .map(|_| ());
+        out.push(r.map_err(|s| (s.code(), s.message().to_string())));
+        out
+    });
+    let expect = [
+        (Code::InvalidArgument, "first message must be open"),
+        (Code::NotFound, "lab nolab does not exist"),
+        (Code::InvalidArgument, "port 0 is not a TCP port"),
+        (Code::InvalidArgument, "port 70000 is not a TCP port"),
+        (Code::NotFound, "no tunnel 12345 is waiting"),
+        (Code::InvalidArgument, "first message must be open"),
+    ];
+    for (got, (code, text)) in answers.iter().zip(expect) {
+        let (got_code, message) = got.clone().expect_err(text);
+        assert_eq!(got_code, code, "{message}");
+        assert!(message.contains(text), "{message:?} does not say {text:?}");
+    }
 }
 
 #[test]

@@ -16,4 +16,8 @@ if [ -n "$own" ] && [ "$own" != / ]; then
         mkdir -p "$hierarchy${own#/}" 2>/dev/null && echo $$ > "$hierarchy${own#/}/cgroup.procs" 2>/dev/null
     done
 fi
+# Images ship without SSH host keys, so no two nodes share them.
+if command -v ssh-keygen >/dev/null 2>&1; then
+    ssh-keygen -A >/dev/null 2>&1
+fi
 exec /sbin/init "$@"

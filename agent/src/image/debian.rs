@@ -16,6 +16,9 @@ use std::process::{Command, Stdio};
 use anyhow::{bail, Context};
 
 pub const SUITE: &str = "bookworm";
+/// Bumped when what a build puts in an image changes: older ones are rebuilt.
+const IMAGE_VERSION: &str = "2";
+const STAMP: &str = ".dclab-image";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 
 /// What every Debian image has: an init, SSH, Python for Ansible, and the
@@ -158,7 +161,8 @@ impl DebianBuild {
         // Agents of simulated hosts share one image dir: one builds, the
         // others wait and find it built.
         let _lock = BuildLock::take(&self.image_dir.join(format!(".{}.lock", image_name(&self.role))))?;
-        if !rebuild && !self.refresh && image.rootfs.join("sbin/init").exists() && image.manifest.exists() {
+        let current = std::fs::read_to_string(image.rootfs.join(STAMP)).is_ok_and(|v| v == IMAGE_VERSION);
+        if !rebuild && !self.refresh && current && image.manifest.exists() {
             return Ok(image);
         }
         let packages = packages(&self.role)?;
@@ -203,6 +207,8 @@ impl DebianBuild {
         ))
         // The .debs live in the host's cache, not in every image.
         .arg("--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb")
+        // Made per node at its first start (the node's init runs ssh-keygen -A).
+        .arg("--customize-hook=rm -f \"$1\"/etc/ssh/ssh_host_*")
         .arg(SUITE)
         .arg(&tmp)
         .arg(&self.mirror)
@@ -230,7 +236,14 @@ impl DebianBuild {
                 output.1.trim()
             );
         }
-        let _ = std::fs::remove_dir_all(&image.rootfs);
+        std::fs::write(tmp.join(STAMP), IMAGE_VERSION)?;
+        // Running nodes keep the previous image as their lower layer: it
+        // moves aside (one generation is kept) rather than being deleted.
+        if image.rootfs.exists() {
+            let old = with_ext(&image.rootfs, "old");
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(&image.rootfs, &old)?;
+        }
         std::fs::rename(&tmp, &image.rootfs)
             .with_context(|| format!("moving the rootfs to {}", image.rootfs.display()))?;
         std::fs::rename(&manifest_tmp, &image.manifest)?;

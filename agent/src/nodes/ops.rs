@@ -24,6 +24,7 @@ use crate::libvirt::VmState;
 
 mod bridge;
 mod exec;
+mod tunnel;
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -68,7 +69,8 @@ impl NodeAction {
             | Action::Trace(_)
             | Action::DumpFlows(_)
             | Action::Fault(_)
-            | Action::Heal(_) => return Ok(None),
+            | Action::Heal(_)
+            | Action::OpenTunnel(_) => return Ok(None),
         }))
     }
 
@@ -92,6 +94,7 @@ pub fn action_name(action: Option<&Action>) -> &'static str {
         Some(Action::DumpFlows(_)) => "dump_flows",
         Some(Action::Fault(_)) => "fault",
         Some(Action::Heal(_)) => "heal",
+        Some(Action::OpenTunnel(_)) => "open_tunnel",
         None => "unknown",
     }
 }
@@ -169,6 +172,14 @@ pub async fn run(
             (Some(Target::Host(_)), Some(Action::DumpFlows(_))) => {
                 let work = async move {
                     let outcome = bridge::dump(&ctx).await;
+                    answer(client, ctx.host_id.clone(), id, started, outcome).await;
+                };
+                running.spawn(work.instrument(span));
+            }
+            (Some(Target::Nodes(t)), Some(Action::OpenTunnel(open))) => {
+                let node = t.nodes.first().and_then(|n| ctx.desired_node(&t.lab, n));
+                let work = async move {
+                    let outcome = tunnel::open(&ctx, client.clone(), open, node).await;
                     answer(client, ctx.host_id.clone(), id, started, outcome).await;
                 };
                 running.spawn(work.instrument(span));

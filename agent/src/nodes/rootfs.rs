@@ -155,20 +155,22 @@ impl Overlay {
         fs::write(&target, text).with_context(|| format!("writing {}", target.display()))
     }
 
-    /// Writes a file dclab owns into the upper layer, executable, unless
+    /// Writes a file dclab owns into the upper layer with `mode`, unless
     /// it already has that content (the layer is live while mounted).
-    pub fn own_file(&self, path: &str, text: &str) -> anyhow::Result<()> {
+    /// Parent dirs it makes are private to root.
+    pub fn own_file(&self, path: &str, text: &str, mode: u32) -> anyhow::Result<()> {
         use std::os::unix::fs::PermissionsExt;
         let target = self.upper.join(path.trim_start_matches('/'));
         if fs::read_to_string(&target).is_ok_and(|t| t == text) {
             return Ok(());
         }
-        if let Some(parent) = target.parent() {
+        if let Some(parent) = target.parent().filter(|p| !p.exists()) {
             fs::create_dir_all(parent)?;
+            fs::set_permissions(parent, fs::Permissions::from_mode(0o700))?;
         }
         let tmp = with_suffix(&target, "tmp");
         fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
         fs::rename(&tmp, &target).with_context(|| format!("writing {}", target.display()))
     }
 

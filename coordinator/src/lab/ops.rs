@@ -40,6 +40,7 @@ pub fn action_name(action: &Action) -> &'static str {
         Action::DumpFlows(_) => "dump_flows",
         Action::Fault(_) => "fault",
         Action::Heal(_) => "heal",
+        Action::OpenTunnel(_) => "open_tunnel",
     }
 }
 

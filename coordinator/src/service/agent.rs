@@ -83,6 +83,28 @@ impl AgentControl for AgentService {
         Ok(Response::new(v1::Empty {}))
     }
 
+    type TunnelBackStream = super::tunnel::TunnelStream;
+
+    async fn tunnel_back(
+        &self,
+        mut req: Request<tonic::Streaming<v1::TunnelData>>,
+    ) -> Result<Response<Self::TunnelBackStream>, Status> {
+        let first = req.get_mut().message().await?;
+        let open = super::tunnel::first(first)?;
+        let host = self
+            .state
+            .tunnels
+            .host_of(open.tunnel)
+            .ok_or_else(|| not_found(format!("no tunnel {} is waiting", open.tunnel)))?;
+        // Only the agent asked to open it may answer.
+        auth::agent_for(&req, "TunnelBack", &host)?;
+        Ok(Response::new(super::tunnel::back(
+            &self.state,
+            req.into_inner(),
+            open,
+        )?))
+    }
+
     async fn report_operation(
         &self,
         req: Request<v1::OperationResult>,

@@ -6,6 +6,7 @@ mod convert;
 mod labs;
 mod nodes;
 pub mod topology;
+pub mod tunnel;
 
 use std::sync::Arc;
 

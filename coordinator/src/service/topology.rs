@@ -331,6 +331,14 @@ impl TopologyApi for TopologyService {
         ))
     }
 
+    type TunnelStream = super::tunnel::TunnelStream;
+
+    async fn tunnel(&self, req: Request<tonic::Streaming<v1::TunnelData>>) -> Reply<Self::TunnelStream> {
+        Ok(Response::new(
+            super::tunnel::open(&self.state, req.into_inner()).await?,
+        ))
+    }
+
     type RunExperimentStream = crate::experiment::RunStream;
 
     async fn run_experiment(

@@ -8,6 +8,7 @@ use serde_json::json;
 
 use super::check::load;
 use super::remote::{self, Client, UpOptions};
+use super::tunnel;
 use crate::output::{print, Format};
 
 #[derive(Subcommand)]
@@ -48,7 +49,8 @@ pub enum LabCommand {
     Down { lab: String },
     /// Every lab, with how many nodes run.
     Ls,
-    /// Run a shell command in a micro-VM node (over its serial console) and exit with its exit code.
+    /// Run a shell command in a node and exit with its exit code: over the serial console of a
+    /// micro-VM, in the namespaces and cgroups of a container.
     Exec {
         lab: String,
         node: String,
@@ -57,6 +59,33 @@ pub enum LabCommand {
         timeout: u64,
         /// The command line, after `--`.
         #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Carry stdin and stdout to a TCP port of a container node, through the coordinator and
+    /// the node's agent (an SSH ProxyCommand: `ssh -o ProxyCommand='ctl lab proxy LAB NODE 22'`).
+    Proxy { lab: String, node: String, port: u16 },
+    /// Listen on a local port and carry every connection to a TCP port of a container node, so
+    /// curl, Ansible or an OpenStack client on this machine reach a service in the lab.
+    Forward {
+        lab: String,
+        node: String,
+        port: u16,
+        /// Local address to listen on (port 0: any free port, printed).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+    /// SSH to a container node through `ctl lab proxy` (needs the lab's ssh_keys to hold your
+    /// key, and ssh on this machine). Exits with ssh's code.
+    Ssh {
+        lab: String,
+        node: String,
+        #[arg(long, short, default_value = "root")]
+        user: String,
+        /// Private key to use (ssh -i).
+        #[arg(long, short)]
+        identity: Option<String>,
+        /// A command to run instead of a shell, after `--`.
+        #[arg(last = true)]
         command: Vec<String>,
     },
 }
@@ -99,7 +128,36 @@ where
             let code = remote::exec(client, &lab, &node, &command, Duration::from_secs(timeout)).await?;
             crate::exit_with(code)
         }
+        LabCommand::Proxy { lab, node, port } => tunnel::proxy(client, &lab, &node, port).await,
+        LabCommand::Forward {
+            lab,
+            node,
+            port,
+            listen,
+        } => tunnel::forward(client, &lab, &node, port, listen).await,
+        LabCommand::Ssh {
+            lab,
+            node,
+            user,
+            identity,
+            command,
+        } => ssh(&lab, &node, &user, identity.as_deref(), &command),
     }
+}
+
+/// Runs ssh with this ctl (and its connection arguments) as ProxyCommand.
+fn ssh(lab: &str, node: &str, user: &str, identity: Option<&str>, command: &[String]) -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let mut own = vec![std::env::current_exe()?.display().to_string()];
+    // The global options given before `lab` reach the proxy too.
+    let lab_at = args.iter().position(|a| a == "lab").unwrap_or(args.len());
+    own.extend(args.iter().take(lab_at).skip(1).cloned());
+    let argv = tunnel::ssh_command(&own, lab, node, user, identity, command);
+    let status = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .status()
+        .map_err(|e| anyhow::anyhow!("cannot run ssh ({e}); install openssh-client"))?;
+    crate::exit_with(status.code().unwrap_or(255))
 }
 
 /// Placement of the lab's nodes as the coordinator decides it.

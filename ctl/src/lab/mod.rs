@@ -9,6 +9,7 @@ pub mod remote;
 pub mod show;
 #[cfg(test)]
 mod tests;
+pub mod tunnel;
 
 pub use check::load;
 pub use file::LabFileError;

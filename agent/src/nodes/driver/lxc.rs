@@ -141,7 +141,12 @@ impl NodeDriver for LxcDriver {
         overlay.create_dirs()?;
         if !Self::is_micro(node) {
             overlay.seed_file("/etc/hostname", &format!("{}\n", node.name))?;
-            overlay.own_file(CGROUP_INIT_PATH, CGROUP_INIT)?;
+            overlay.own_file(CGROUP_INIT_PATH, CGROUP_INIT, 0o755)?;
+            // The lab's keys, for `ctl lab ssh` and Ansible.
+            if !node.ssh_keys.is_empty() {
+                let keys = node.ssh_keys.join("\n") + "\n";
+                overlay.own_file("/root/.ssh/authorized_keys", &keys, 0o600)?;
+            }
         }
         let spec = Self::spec(node, &overlay);
         let before = hv.state(&spec.name)?;
@@ -285,6 +290,23 @@ impl NodeDriver for LxcDriver {
         })?;
         let init = lxc_exec::init_pid(controller)?;
         Ok(lxc_exec::run(init, command, timeout)?)
+    }
+
+    fn connect(&self, node: &DesiredNode, port: u16) -> NodeResult<std::net::TcpStream> {
+        let domain = Self::domain(node);
+        let controller = self.hypervisor()?.id(&domain)?.ok_or_else(|| {
+            NodeError::Invalid(format!(
+                "container {domain} is not running: no port {port} to reach"
+            ))
+        })?;
+        let init = lxc_exec::init_pid(controller)?;
+        // Its own address on its first network, else its loopback.
+        let ip = node
+            .nics
+            .iter()
+            .find_map(|n| n.ip.parse::<std::net::Ipv4Addr>().ok())
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
+        Ok(lxc_exec::connect_inside(init, (ip, port).into())?)
     }
 
     fn remove(&self, node: &DesiredNode) -> NodeResult<()> {

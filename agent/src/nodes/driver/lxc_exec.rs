@@ -113,3 +113,29 @@ exec nsenter --target "$init" --all -- /bin/sh -c "cd /root 2>/dev/null || cd /;
     };
     Ok((code, output))
 }
+
+/// How long a connection into a node may take to be accepted.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A TCP connection made in the network namespace of the container whose
+/// init is `init`. A socket keeps the namespace it was made in, so only
+/// the short-lived thread that makes it enters the namespace.
+pub fn connect_inside(init: u32, addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpStream> {
+    let ns_path = format!("/proc/{init}/ns/net");
+    let ns = std::fs::File::open(&ns_path).with_context(|| format!("opening {ns_path}"))?;
+    std::thread::spawn(move || -> anyhow::Result<std::net::TcpStream> {
+        use std::os::fd::AsRawFd;
+        // SAFETY: setns on a namespace fd this thread owns; only this
+        // thread changes namespace, and it ends right after.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!(
+                "entering the node's network namespace: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
+            .with_context(|| format!("connecting to {addr} inside the node"))
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the connecting thread panicked"))?
+}

@@ -90,6 +90,15 @@ pub trait NodeDriver: Send + Sync {
     fn delete_snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()>;
     /// Runs one shell command line in the node: (exit code, output).
     fn exec(&self, node: &DesiredNode, command: &str, timeout: Duration) -> NodeResult<(i32, String)>;
+    /// A TCP connection to `port` of the node, made from inside it (the
+    /// host has no route into a lab).
+    fn connect(&self, node: &DesiredNode, port: u16) -> NodeResult<std::net::TcpStream> {
+        let _ = port;
+        Err(NodeError::Unsupported(format!(
+            "{} is a VM: its ports are reached from other nodes of its lab; tunnels reach container nodes",
+            about(node)
+        )))
+    }
     /// Stops and undefines the node; its dir is the caller's.
     fn remove(&self, node: &DesiredNode) -> NodeResult<()>;
 }

@@ -1,0 +1,179 @@
+//! Tunnels: a TCP connection to a port of a lab node, carried from ctl to
+//! the coordinator (Topology.Tunnel) and from the node's agent back to it
+//! (AgentControl.TunnelBack), spliced here. The agent connects from inside
+//! the node, so nothing routes into the lab: every byte passes two mutual
+//! TLS streams, and only operator certificates may open one.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use dclab_proto::error::{invalid, not_found, unavailable};
+use dclab_proto::v1::{self, operation::Action, tunnel_data::Msg, TunnelData};
+use dclab_proto::ApiError;
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Status, Streaming};
+use tracing::{debug, info};
+
+use crate::lab::ops;
+use crate::state::State;
+
+pub type TunnelStream = ReceiverStream<Result<TunnelData, Status>>;
+
+/// The agent has this long to connect and call back.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
+/// Chunks in flight per direction before the sender waits.
+const WINDOW: usize = 64;
+
+/// The agent's end of a tunnel: what it sends, and where to send to it.
+type AgentEnd = (Streaming<TunnelData>, mpsc::Sender<Result<TunnelData, Status>>);
+
+/// Tunnels waiting for their agent: the host asked, and where to hand
+/// the agent's end.
+type Waiting = HashMap<u64, (String, oneshot::Sender<AgentEnd>)>;
+
+#[derive(Default)]
+pub struct Tunnels {
+    /// The last id given, and the tunnels waiting.
+    inner: Mutex<(u64, Waiting)>,
+}
+
+impl Tunnels {
+    fn expect(&self, host: &str) -> (u64, oneshot::Receiver<AgentEnd>) {
+        let (tx, rx) = oneshot::channel();
+        let mut inner = self.inner.lock().unwrap();
+        inner.0 += 1;
+        let id = inner.0;
+        inner.1.insert(id, (host.to_string(), tx));
+        (id, rx)
+    }
+
+    fn forget(&self, id: u64) {
+        self.inner.lock().unwrap().1.remove(&id);
+    }
+
+    /// The host a pending tunnel waits on, for the caller's authorization.
+    pub fn host_of(&self, id: u64) -> Option<String> {
+        self.inner.lock().unwrap().1.get(&id).map(|(h, _)| h.clone())
+    }
+
+    fn take(&self, id: u64) -> Option<oneshot::Sender<AgentEnd>> {
+        self.inner.lock().unwrap().1.remove(&id).map(|(_, tx)| tx)
+    }
+}
+
+fn first_open(msg: Option<TunnelData>) -> Result<v1::TunnelOpen, ApiError> {
+    match msg.and_then(|m| m.msg) {
+        Some(Msg::Open(open)) => Ok(open),
+        _ => Err(invalid("a tunnel's first message must be open {lab, node, port}")),
+    }
+}
+
+/// ctl's end: opens the tunnel through the node's agent, then splices.
+pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<TunnelStream, ApiError> {
+    let first = from_ctl
+        .message()
+        .await
+        .map_err(|s| invalid(format!("reading the tunnel's first message: {}", s.message())))?;
+    let open = first_open(first)?;
+    if open.port == 0 || open.port > u32::from(u16::MAX) {
+        return Err(invalid(format!("port {} is not a TCP port (1-65535)", open.port)));
+    }
+    let host = state.read(|t| {
+        let lab = t.labs.get(&open.lab).ok_or_else(|| {
+            not_found(format!(
+                "lab {} does not exist; `ctl lab ls` lists the labs",
+                open.lab
+            ))
+        })?;
+        lab.node(&open.node)
+            .map(|n| n.host.clone())
+            .ok_or_else(|| not_found(format!("lab {} has no node {}", open.lab, open.node)))
+    })?;
+    let (id, agent_end) = state.tunnels.expect(&host);
+    let ask = v1::TunnelOpen {
+        tunnel: id,
+        ..open.clone()
+    };
+    let op = ops::on_nodes(&open.lab, vec![open.node.clone()], Action::OpenTunnel(ask));
+    let result = state.nodes.run(&host, op, OPEN_TIMEOUT).await;
+    let result = match result {
+        Ok(r) if r.ok => r,
+        Ok(r) => {
+            state.tunnels.forget(id);
+            let context = format!(
+                "port {} of node {} of lab {} on {host}",
+                open.port, open.node, open.lab
+            );
+            return Err(ops::result_error(&r, &context));
+        }
+        Err(e) => {
+            state.tunnels.forget(id);
+            return Err(e);
+        }
+    };
+    debug!(id, micros = result.micros, "the agent connected");
+    let (from_agent, to_agent) = match tokio::time::timeout(OPEN_TIMEOUT, agent_end).await {
+        Ok(Ok(end)) => end,
+        _ => {
+            state.tunnels.forget(id);
+            return Err(unavailable(format!(
+                "the agent of host {host} connected to the node but did not call back"
+            )));
+        }
+    };
+    info!(id, lab = %open.lab, node = %open.node, port = open.port, %host, "tunnel open");
+    let (to_ctl, rx) = mpsc::channel(WINDOW);
+    tokio::spawn(pump(from_ctl, to_agent));
+    tokio::spawn(async move {
+        pump(from_agent, to_ctl).await;
+        info!(id, "tunnel closed");
+    });
+    Ok(ReceiverStream::new(rx))
+}
+
+/// The agent's end: pairs it with the waiting ctl end.
+pub fn back(
+    state: &State,
+    from_agent: Streaming<TunnelData>,
+    open: v1::TunnelOpen,
+) -> Result<TunnelStream, ApiError> {
+    let Some(waiting) = state.tunnels.take(open.tunnel) else {
+        return Err(not_found(format!("no tunnel {} is waiting", open.tunnel)));
+    };
+    let (to_agent, rx) = mpsc::channel(WINDOW);
+    if waiting.send((from_agent, to_agent)).is_err() {
+        return Err(unavailable("the tunnel's caller went away"));
+    }
+    Ok(ReceiverStream::new(rx))
+}
+
+pub fn first(msg: Option<TunnelData>) -> Result<v1::TunnelOpen, ApiError> {
+    first_open(msg)
+}
+
+/// Copies data messages from one stream to the other; ends (closing the
+/// other direction's sender) at the end of the stream or an error.
+async fn pump(mut from: Streaming<TunnelData>, to: mpsc::Sender<Result<TunnelData, Status>>) {
+    loop {
+        match from.message().await {
+            Ok(Some(TunnelData {
+                msg: Some(Msg::Data(data)),
+            })) => {
+                let chunk = TunnelData {
+                    msg: Some(Msg::Data(data)),
+                };
+                if to.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => return,
+            Err(status) => {
+                let _ = to.send(Err(status)).await;
+                return;
+            }
+        }
+    }
+}
