@@ -1,7 +1,8 @@
 #!/bin/sh
 # A lab on a fresh Debian 12 machine: two micro-VMs on two simulated hosts,
 # pinged across hosts, snapshotted and restored as a whole, then removed.
-# Starts libvirtd if it is not running, and stops what it started.
+# Then a lab of two containers beside a micro-VM. Starts libvirtd if it is
+# not running (scripts/libvirtd.sh), and stops what it started.
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh --vm
@@ -10,13 +11,13 @@ ctl=target/debug/ctl
 export DCLAB_LOCAL_CLUSTER=labdemo
 
 started=""
-if ! virsh -c qemu:///system version >/dev/null 2>&1; then
-    virtlogd -d && libvirtd -d
+if ! virsh -c lxc:///system version >/dev/null 2>&1; then
+    scripts/libvirtd.sh
     started="$(cat /run/libvirtd.pid) $(cat /run/virtlogd.pid)"
-    sleep 1
 fi
 cleanup() {
     $ctl lab down pair >/dev/null 2>&1 || true
+    $ctl lab down mixed >/dev/null 2>&1 || true
     $ctl local down --name labdemo >/dev/null 2>&1 || true
     # Only the daemons this script started, by their pids.
     [ -n "$started" ] && kill $started 2>/dev/null || true
@@ -39,3 +40,14 @@ $ctl snapshot ls
 $ctl lab ls
 step "ctl lab down pair"
 $ctl lab down pair
+step "ctl lab up examples/mixed.toml: two containers and a micro-VM"
+$ctl lab up examples/mixed.toml
+step "container c1 (on h1) pings container c2 and the VM (on h2)"
+$ctl lab exec mixed c1 -- 'ping -c 2 10.0.0.12 && ping -c 2 10.0.0.13'
+step "a whole-lab snapshot of both kinds, a marker, a restore"
+$ctl snapshot create s1 --lab mixed
+$ctl lab exec mixed c2 -- 'echo hello > /root/marker'
+$ctl snapshot restore s1 --lab mixed
+$ctl lab exec mixed c2 -- 'test ! -e /root/marker && echo "marker gone"'
+step "ctl lab down mixed"
+$ctl lab down mixed

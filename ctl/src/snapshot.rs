@@ -28,8 +28,9 @@ pub enum SnapshotCommand {
         name: String,
         #[arg(long)]
         lab: Option<String>,
-        /// Shut the nodes down first instead of pausing them.
-        #[arg(long)]
+        /// Accepted for symmetry with create; a restore discards what runs, so it always
+        /// stops the nodes in place (no graceful shutdown) before reverting.
+        #[arg(long, hide = true)]
         cold: bool,
         /// Go ahead although an experiment run (and its faults) is under way on the lab.
         #[arg(long)]

@@ -276,7 +276,7 @@ pub async fn restore(
     state: &State,
     lab: &str,
     name: &str,
-    cold: bool,
+    _cold: bool,
     force: bool,
 ) -> Result<Snapshot, ApiError> {
     no_run_under_way(state, lab, force)?;
@@ -294,7 +294,9 @@ pub async fn restore(
     }
     let run = Run::new(state, lab, name, by_host(&nodes));
     let mut clock = Clock::new();
-    let stop = stop_phase(cold);
+    // What runs now is thrown away: nothing to shut down gracefully, so
+    // a restore stops the nodes in place whether `cold` is asked or not.
+    let stop = Phase::Pause;
     if let Err(e) = run.phase(stop).await {
         let what = format!("restoring {name} of lab {lab}: {} failed on {e}", stop.name());
         return Err(run.recover(what).await);

@@ -1,6 +1,7 @@
-//! `ctl bench lab`: a 6-node micro-VM lab on 2 simulated hosts of this
-//! machine, timed through the coordinator: lab up, guests answering,
-//! whole-lab snapshot create and restore (live and cold), lab down.
+//! `ctl bench lab`: a 6-node lab on 2 simulated hosts of this machine,
+//! timed through the coordinator: lab up, nodes answering, whole-lab
+//! snapshot create and restore (live and cold), lab down. Micro-VMs and
+//! container nodes side by side, each in a lab of its own.
 
 use std::time::{Duration, Instant};
 
@@ -21,12 +22,27 @@ pub struct LabBenchArgs {
     /// Snapshot create/restore rounds; the median is reported.
     #[arg(long, default_value_t = 3)]
     pub rounds: usize,
+    /// Which kind of node: both side by side (default), or one.
+    #[arg(long, value_enum, default_value = "both")]
+    pub kind: KindArg,
+    /// Image of the container nodes: micro (busybox) or debian (systemd; built on first use).
+    #[arg(long, default_value = "micro")]
+    pub container_image: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KindArg {
+    Both,
+    Vm,
+    Container,
 }
 
 const NAME: &str = "blab";
 const LAB: &str = "bench";
 /// The goal the issue sets, and the one published figure for comparison.
 const RESTORE_GOAL_S: f64 = 10.0;
+/// The container nodes' goal: every node running again after a restore.
+const CONTAINER_RESTORE_GOAL_S: f64 = 5.0;
 const CONTAINERLAB_RESTORE_S: f64 = 96.0;
 
 pub fn run(args: LabBenchArgs, format: Format) -> anyhow::Result<()> {
@@ -38,29 +54,78 @@ pub fn run(args: LabBenchArgs, format: Format) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let result = rt.block_on(measure(&cluster, &args));
+    let kinds: Vec<v1::NodeKind> = match args.kind {
+        KindArg::Both => vec![v1::NodeKind::Vm, v1::NodeKind::Container],
+        KindArg::Vm => vec![v1::NodeKind::Vm],
+        KindArg::Container => vec![v1::NodeKind::Container],
+    };
+    let result = rt.block_on(async {
+        let mut all = Vec::new();
+        for kind in &kinds {
+            all.push(measure(&cluster, &args, *kind).await?);
+        }
+        anyhow::Ok(all)
+    });
     // The lab goes with the cluster: down removes its domains too.
     Cluster::down(NAME)?;
-    let rows = result?;
+    let columns = result?;
     if format == Format::Table {
         println!("{}", super::machine_line());
         println!(
-            "lab of {} micro-VMs (1 vCPU, 192 MiB, TCG) on 2 simulated hosts; median of {} rounds\n",
-            args.nodes, args.rounds
+            "labs of {} nodes (1 vCPU, 192 MiB; micro-VMs under TCG, containers with image {}) on 2 simulated hosts; median of {} rounds\n",
+            args.nodes, args.container_image, args.rounds
         );
     }
-    let table: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| vec![r.0.to_string(), format!("{:.2} s", r.1), r.2.clone()])
+    let names: Vec<&str> = kinds.iter().map(|k| kind_name(*k)).collect();
+    let mut header = vec!["metric"];
+    header.extend(&names);
+    header.push("reference");
+    let table: Vec<Vec<String>> = (0..columns[0].len())
+        .map(|i| {
+            let mut row = vec![columns[0][i].0.to_string()];
+            row.extend(columns.iter().map(|c| format!("{:.2} s", c[i].1)));
+            row.push(columns.last().expect("one kind at least")[i].2.clone());
+            row
+        })
         .collect();
-    let json = serde_json::Value::Object(rows.iter().map(|r| (r.0.to_string(), json!(r.1))).collect());
-    print(format, &["metric", "seconds", "reference"], &table, json);
+    let json = serde_json::Value::Object(
+        names
+            .iter()
+            .zip(&columns)
+            .map(|(kind, rows)| {
+                let values = rows.iter().map(|r| (r.0.to_string(), json!(r.1))).collect();
+                (kind.to_string(), serde_json::Value::Object(values))
+            })
+            .collect(),
+    );
+    print(format, &header, &table, json);
     Ok(())
 }
 
-fn lab_spec(nodes: usize) -> v1::LabSpec {
+fn kind_name(kind: v1::NodeKind) -> &'static str {
+    if kind == v1::NodeKind::Container {
+        "container"
+    } else {
+        "micro-VM"
+    }
+}
+
+fn lab_name(kind: v1::NodeKind) -> &'static str {
+    if kind == v1::NodeKind::Container {
+        "benchc"
+    } else {
+        LAB
+    }
+}
+
+fn lab_spec(nodes: usize, kind: v1::NodeKind, container_image: &str) -> v1::LabSpec {
+    let image = if kind == v1::NodeKind::Container {
+        container_image
+    } else {
+        "micro"
+    };
     v1::LabSpec {
-        name: LAB.into(),
+        name: lab_name(kind).into(),
         networks: vec![v1::LabNetwork {
             name: "lan".into(),
             cidr: "10.0.0.0/24".into(),
@@ -71,14 +136,14 @@ fn lab_spec(nodes: usize) -> v1::LabSpec {
                 role: "node".into(),
                 vcpus: 1,
                 memory_mib: 192,
-                image: "micro".into(),
+                image: image.into(),
                 disks_mib: vec![],
                 host: String::new(),
                 interfaces: vec![v1::InterfaceSpec {
                     network: "lan".into(),
                     ip: String::new(),
                 }],
-                kind: v1::NodeKind::Vm.into(),
+                kind: kind.into(),
             })
             .collect(),
         ssh_keys: vec![],
@@ -87,21 +152,24 @@ fn lab_spec(nodes: usize) -> v1::LabSpec {
 
 type Row = (&'static str, f64, String);
 
-async fn measure(cluster: &Cluster, args: &LabBenchArgs) -> anyhow::Result<Vec<Row>> {
+async fn measure(cluster: &Cluster, args: &LabBenchArgs, kind: v1::NodeKind) -> anyhow::Result<Vec<Row>> {
     let mut c: Client = TopologyClient::new(cluster.client_config()?.connect().await?);
-    let spec = lab_spec(args.nodes);
+    let spec = lab_spec(args.nodes, kind, &args.container_image);
+    let lab = lab_name(kind);
+    let systemd = kind == v1::NodeKind::Container && args.container_image != "micro";
+
     let started = Instant::now();
     c.apply_lab(v1::ApplyLabRequest { spec: Some(spec) })
         .await
         .map_err(status_error)?;
-    wait_ready(&mut c, LAB, Duration::from_secs(900)).await?;
+    wait_ready(&mut c, lab, Duration::from_secs(900)).await?;
     let up = started.elapsed().as_secs_f64();
-    all_answer(&mut c, args.nodes).await?;
+    all_answer(&mut c, lab, args.nodes, systemd).await?;
     let answering = started.elapsed().as_secs_f64();
     let mut rows: Vec<Row> = vec![
         ("lab up: nodes running, rules applied", up, "-".into()),
         (
-            "lab up: every guest answers on its console",
+            "lab up: every node answers lab exec",
             answering,
             "-".into(),
         ),
@@ -112,7 +180,7 @@ async fn measure(cluster: &Cluster, args: &LabBenchArgs) -> anyhow::Result<Vec<R
         for round in 0..args.rounds {
             let name = format!("s{round}{}", if cold { "c" } else { "" });
             let req = v1::SnapshotRequest {
-                lab: LAB.into(),
+                lab: lab.into(),
                 name: name.clone(),
                 cold,
                 force: false,
@@ -131,7 +199,7 @@ async fn measure(cluster: &Cluster, args: &LabBenchArgs) -> anyhow::Result<Vec<R
             restores.push(r.micros as f64 / 1e6);
             c.delete_snapshot(req).await.map_err(status_error)?;
         }
-        all_answer(&mut c, args.nodes).await?;
+        all_answer(&mut c, lab, args.nodes, systemd).await?;
         let kind = if cold { "cold" } else { "live" };
         rows.push((
             if cold {
@@ -150,13 +218,13 @@ async fn measure(cluster: &Cluster, args: &LabBenchArgs) -> anyhow::Result<Vec<R
             },
             median(&mut restores),
             format!(
-                "goal <= {RESTORE_GOAL_S:.0} s; containerlab ~{CONTAINERLAB_RESTORE_S:.0} s for one VM node"
+                "goal <= {RESTORE_GOAL_S:.0} s (VM), <= {CONTAINER_RESTORE_GOAL_S:.0} s (container); containerlab ~{CONTAINERLAB_RESTORE_S:.0} s for one VM node"
             ),
         ));
     }
     let started = Instant::now();
     let down = c
-        .delete_lab(v1::DeleteLabRequest { name: LAB.into() })
+        .delete_lab(v1::DeleteLabRequest { name: lab.into() })
         .await
         .map_err(status_error)?
         .into_inner();
@@ -171,13 +239,19 @@ async fn measure(cluster: &Cluster, args: &LabBenchArgs) -> anyhow::Result<Vec<R
     Ok(rows)
 }
 
-/// Every node's guest runs a command over its console.
-async fn all_answer(c: &mut Client, nodes: usize) -> anyhow::Result<()> {
+/// Every node runs a command (for a Debian container: once systemd is up).
+async fn all_answer(c: &mut Client, lab: &str, nodes: usize, systemd: bool) -> anyhow::Result<()> {
+    let command = if systemd {
+        // Running is not booted: wait for the node's systemd to be up.
+        "until [ \"$(systemctl is-system-running --wait 2>/dev/null)\" = running ]; do sleep 0.1; done"
+    } else {
+        "true"
+    };
     for i in 0..nodes {
         let req = v1::ExecNodeRequest {
-            lab: LAB.into(),
+            lab: lab.into(),
             node: format!("n{i}"),
-            command: "true".into(),
+            command: command.into(),
             timeout_ms: 120_000,
         };
         let out = c.exec_node(req).await.map_err(status_error)?.into_inner();

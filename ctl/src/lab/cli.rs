@@ -239,6 +239,7 @@ fn check(file: &str, format: Format) -> anyhow::Result<()> {
                 .collect();
             vec![
                 n.name.clone(),
+                super::show::kind_name(n.kind).to_string(),
                 n.role.clone(),
                 n.vcpus.to_string(),
                 format!("{} MiB", n.memory_mib),
@@ -262,7 +263,7 @@ fn check(file: &str, format: Format) -> anyhow::Result<()> {
                 .iter()
                 .map(|i| json!({"network": i.network, "ip": (!i.ip.is_empty()).then_some(&i.ip)}))
                 .collect();
-            let kind = if n.kind == dclab_proto::v1::NodeKind::Container as i32 { "container" } else { "vm" };
+            let kind = super::show::kind_name(n.kind);
             json!({"name": n.name, "kind": kind, "role": n.role, "vcpus": n.vcpus, "memory_mib": n.memory_mib, "image": n.image,
                    "disks_mib": n.disks_mib, "host": (!n.host.is_empty()).then_some(&n.host), "interfaces": nics})
         })
@@ -277,6 +278,7 @@ fn check(file: &str, format: Format) -> anyhow::Result<()> {
         format,
         &[
             "NODE",
+            "KIND",
             "ROLE",
             "VCPUS",
             "MEMORY",

@@ -26,6 +26,15 @@ pub fn addresses(node: &v1::LabNode) -> String {
     addrs.join(" ")
 }
 
+/// "vm" or "container", as lab files say.
+pub fn kind_name(kind: i32) -> &'static str {
+    if kind == v1::NodeKind::Container as i32 {
+        "container"
+    } else {
+        "vm"
+    }
+}
+
 fn node_name(node: &v1::LabNode) -> &str {
     node.spec.as_ref().map_or("", |s| s.name.as_str())
 }
@@ -41,7 +50,7 @@ pub fn lab_json(lab: &v1::Lab) -> Value {
                 .iter()
                 .map(|c| json!({"network": c.network, "ip": c.ip, "prefix": c.prefix, "mac": c.mac, "port": c.port, "tap": c.tap}))
                 .collect();
-            json!({"name": spec.name, "role": spec.role, "host": n.host, "state": state_name(n.state),
+            json!({"name": spec.name, "kind": kind_name(spec.kind), "role": spec.role, "host": n.host, "state": state_name(n.state),
                    "error": n.error, "vcpus": spec.vcpus, "memory_mib": spec.memory_mib, "image": spec.image,
                    "interfaces": nics})
         })
@@ -62,6 +71,7 @@ pub fn print_lab(lab: &v1::Lab, format: Format) {
         .map(|n| {
             vec![
                 node_name(n).to_string(),
+                kind_name(n.spec.as_ref().map_or(0, |s| s.kind)).to_string(),
                 n.host.clone(),
                 state_name(n.state).to_string(),
                 addresses(n),
@@ -71,7 +81,7 @@ pub fn print_lab(lab: &v1::Lab, format: Format) {
         .collect();
     print(
         format,
-        &["NODE", "HOST", "STATE", "ADDRESSES", "ERROR"],
+        &["NODE", "KIND", "HOST", "STATE", "ADDRESSES", "ERROR"],
         &rows,
         lab_json(lab),
     );

@@ -204,9 +204,24 @@ impl NodeDriver for LxcDriver {
         if Self::is_micro(node) {
             return self.power_off(node);
         }
-        self.defined_state(node)?;
-        let domain = Self::domain(node);
-        self.hypervisor()?.shutdown(&domain, SHUTDOWN_GRACE)?;
+        let state = self.defined_state(node)?;
+        let (hv, domain) = (self.hypervisor()?, Self::domain(node));
+        // libvirt asks through /dev/initctl or with SIGTERM, which systemd
+        // takes as "re-execute". SIGRTMIN+4 is systemd's poweroff.
+        if state == VmState::Running {
+            if let Some(controller) = hv.id(&domain)? {
+                let init = lxc_exec::init_pid(controller)?;
+                // SAFETY: a signal to the init of a container this agent runs.
+                unsafe { libc::kill(init as i32, libc::SIGRTMIN() + 4) };
+                let deadline = std::time::Instant::now() + SHUTDOWN_GRACE;
+                while std::time::Instant::now() < deadline && hv.state(&domain)? == Some(VmState::Running) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+        if hv.state(&domain)? != Some(VmState::Off) {
+            return self.power_off(node);
+        }
         lxc_cgroups::prune(&domain, None);
         Ok(())
     }
@@ -310,6 +325,10 @@ impl NodeDriver for LxcDriver {
     }
 
     fn remove(&self, node: &DesiredNode) -> NodeResult<()> {
+        // libvirt's destroy waits for init to wind down: pull the plug first.
+        if self.state(node)? == Some(VmState::Running) {
+            self.power_off(node)?;
+        }
         self.hypervisor()?.remove(&Self::domain(node))?;
         lxc_cgroups::prune(&Self::domain(node), None);
         let dir = dir_of(&self.layout, node);
