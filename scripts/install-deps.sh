@@ -6,7 +6,8 @@
 #
 # Idempotent: apt-get skips what is installed. Nothing is started here; the
 # local setup starts its own OvS instances (userspace datapath) per host
-# namespace, and libvirtd/virtlogd are started by hand (there is no systemd).
+# namespace, and libvirtd/virtlogd are started by scripts/libvirtd.sh (there
+# is no systemd).
 set -eu
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -36,8 +37,9 @@ if [ "$with_vm" -eq 1 ]; then
     packages="$packages libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils e2fsprogs linux-image-cloud-amd64 busybox-static"
     # genisoimage: the cloud-init NoCloud seed ISOs of cloud-image nodes.
     packages="$packages genisoimage"
-    # Container nodes: libvirt's LXC driver; Debian rootfs images built by mmdebstrap.
-    packages="$packages libvirt-daemon-driver-lxc mmdebstrap"
+    # Container nodes: libvirt's LXC driver; Debian rootfs images built by
+    # mmdebstrap; ssh and curl reach nodes through `ctl lab ssh/forward`.
+    packages="$packages libvirt-daemon-driver-lxc mmdebstrap openssh-client curl"
 fi
 
 export DEBIAN_FRONTEND=noninteractive
