@@ -36,6 +36,22 @@ impl Drop for Labs<'_> {
     }
 }
 
+/// Links named `dl…` (node taps and veths) in `ns`, or in the root
+/// namespace.
+pub fn node_links(ns: Option<&str>) -> Vec<String> {
+    let mut cmd = Command::new("ip");
+    if let Some(ns) = ns {
+        cmd.args(["-n", ns]);
+    }
+    let out = cmd.args(["-o", "link", "show"]).output().expect("ip runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with("dl"))
+        .collect()
+}
+
 /// Both of libvirt's drivers dclab uses: VMs and containers.
 const URIS: [&str; 2] = ["qemu:///system", "lxc:///system"];
 

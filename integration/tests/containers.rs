@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Command;
 
 use dclab_integration::ctl::Ctl;
-use dclab_integration::labs::{domains_named, Labs};
+use dclab_integration::labs::{domains_named, node_links, Labs};
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use dclab_integration::{cluster, Cluster};
 use serde_json::Value;
@@ -126,20 +126,6 @@ reach = { from = "prober", to = "victim" }
 expect = "within 10s"
 "#;
 
-fn veths(ns: Option<&str>) -> Vec<String> {
-    let mut cmd = Command::new("ip");
-    if let Some(ns) = ns {
-        cmd.args(["-n", ns]);
-    }
-    let out = cmd.args(["-o", "link", "show"]).output().expect("ip runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n.starts_with("dl"))
-        .collect()
-}
-
 /// Mount points under `dir` as libvirtd sees them.
 fn mounts_under(dir: &Path) -> Vec<String> {
     let pid = std::fs::read_to_string("/run/libvirtd.pid").unwrap();
@@ -199,7 +185,7 @@ fn leftovers(c: &Cluster, ctl: &Ctl, host: &str) {
         "OvS ports left on {host}: {ports}"
     );
     assert_eq!(
-        veths(Some(&c.host_netns(host))),
+        node_links(Some(&c.host_netns(host))),
         Vec::<String>::new(),
         "veths left in {host}"
     );
@@ -226,7 +212,7 @@ fn containers_and_vms_share_a_lab_stay_isolated_snapshot_and_leave_nothing() {
         ],
     );
     let other_file = lab_file(dir.path(), &other, &[("c", "container", "h1", "10.0.0.2")]);
-    let veths_before = veths(None);
+    let veths_before = node_links(None);
     let _labs = Labs(&ctl, vec![mix.clone(), other.clone()]);
 
     let started = std::time::Instant::now();
@@ -249,6 +235,9 @@ fn containers_and_vms_share_a_lab_stay_isolated_snapshot_and_leave_nothing() {
 
     let exec =
         |lab: &str, node: &str, cmd: &str| ctl.run(&["lab", "exec", lab, node, "--timeout", "60", "--", cmd]);
+    // Running is not booted: the micro-VM answers on its console once up.
+    let booted = exec(&mix, "v", "true");
+    assert!(booted.ok(), "the micro-VM did not come up: {}", booted.stderr);
     let hostname = exec(&mix, "a", "hostname");
     assert_eq!(hostname.stdout.trim(), "a", "{}", hostname.stderr);
     for (from, to) in [
@@ -379,7 +368,7 @@ fn containers_and_vms_share_a_lab_stay_isolated_snapshot_and_leave_nothing() {
     for host in ["h1", "h2"] {
         leftovers(&c, &ctl, host);
     }
-    assert_eq!(veths(None), veths_before, "veths left in the root namespace");
+    assert_eq!(node_links(None), veths_before, "veths left in the root namespace");
     assert_eq!(cgroups_of(&mix), Vec::<String>::new(), "cgroups left");
 }
 
@@ -478,7 +467,9 @@ fn debian_containers_boot_systemd_within_their_limits_from_frozen_packages() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let booted = loop {
         let state = exec("d1", "systemctl is-system-running --wait; hostname");
-        if !state.stdout.starts_with("offline") || std::time::Instant::now() > deadline {
+        // Before systemd is PID 1: "offline"; before its bus is up: "Failed to connect".
+        let early = state.stdout.starts_with("offline") || state.stdout.starts_with("Failed to connect");
+        if !early || std::time::Instant::now() > deadline {
             break state;
         }
         std::thread::sleep(std::time::Duration::from_millis(300));

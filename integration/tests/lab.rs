@@ -5,30 +5,15 @@
 //! leaves no domain, disk, tap, OvS port or rule behind.
 
 use std::path::Path;
-use std::process::Command;
 
 use dclab_integration::ctl::Ctl;
-use dclab_integration::labs::{domain_state, domains_named, lab_file, Labs};
+use dclab_integration::labs::{domain_state, domains_named, lab_file, node_links, Labs};
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use dclab_integration::{cluster, Cluster};
 
 fn bridge_ports(c: &Cluster, host: &str) -> Vec<String> {
     let out = c.vsctl(host, &["list-ports", "br-int"]).unwrap();
     out.lines().map(String::from).collect()
-}
-
-fn taps_in(ns: Option<&str>) -> Vec<String> {
-    let mut cmd = Command::new("ip");
-    if let Some(ns) = ns {
-        cmd.args(["-n", ns]);
-    }
-    let out = cmd.args(["-o", "link", "show"]).output().expect("ip runs");
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
-        .filter(|n| n.starts_with("dl"))
-        .collect()
 }
 
 #[test]
@@ -50,7 +35,7 @@ fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
         &blue,
         &[("c", "h2", "10.0.0.3"), ("d", "h1", "10.0.0.2")],
     );
-    let taps_before = taps_in(None);
+    let taps_before = node_links(None);
     let _labs = Labs(&ctl, vec![red.clone(), blue.clone()]);
 
     let up = ctl.json(&["lab", "up", &red_file, "--snapshot", "initial"]);
@@ -229,14 +214,14 @@ fn labs_span_hosts_stay_isolated_snapshot_whole_and_leave_nothing() {
             "OvS ports left on {host}: {ports:?}"
         );
         assert_eq!(
-            taps_in(Some(&c.host_netns(host))),
+            node_links(Some(&c.host_netns(host))),
             Vec::<String>::new(),
             "taps left in {host}"
         );
         let rules = ctl.ok(&["rules", "show", "--host", host]);
         assert!(!rules.contains("10.0.0."), "lab rules left on {host}:\n{rules}");
     }
-    assert_eq!(taps_in(None), taps_before, "taps left in the root namespace");
+    assert_eq!(node_links(None), taps_before, "taps left in the root namespace");
     let ports = ctl.json(&["port", "ls"]);
     assert_eq!(ports.as_array().map(Vec::len), Some(0), "{ports}");
 }

@@ -14,6 +14,7 @@ pub mod logging;
 pub mod net;
 pub mod telemetry;
 pub mod tls;
+pub mod tunnel;
 pub mod units;
 pub mod validate;
 

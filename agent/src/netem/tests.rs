@@ -583,7 +583,9 @@ fn relay_jitter_spreads_the_round_trip() {
         ping.avg_ms, ping.mdev_ms
     );
     assert_eq!(ping.received, 50, "{}", ping.text);
-    assert!(min >= 29.9 && max <= 72.0, "min {min} max {max}");
+    // Never under the delay minus the jitter; above its top only by the
+    // scheduling noise of a loaded 2-core machine.
+    assert!(min >= 29.9 && max <= 85.0, "min {min} max {max}");
     assert!(ping.mdev_ms.unwrap() > 5.0, "{:?}", ping.mdev_ms);
 }
 

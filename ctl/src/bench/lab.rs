@@ -168,11 +168,7 @@ async fn measure(cluster: &Cluster, args: &LabBenchArgs, kind: v1::NodeKind) -> 
     let answering = started.elapsed().as_secs_f64();
     let mut rows: Vec<Row> = vec![
         ("lab up: nodes running, rules applied", up, "-".into()),
-        (
-            "lab up: every node answers lab exec",
-            answering,
-            "-".into(),
-        ),
+        ("lab up: every node answers lab exec", answering, "-".into()),
     ];
     for cold in [false, true] {
         let mut creates = vec![];

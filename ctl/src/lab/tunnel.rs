@@ -4,15 +4,13 @@
 
 use std::net::SocketAddr;
 
+use dclab_proto::tunnel::WINDOW;
 use dclab_proto::v1::{self, tunnel_data::Msg, TunnelData};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::remote::{status_error, Client};
-
-const CHUNK: usize = 32 * 1024;
-const WINDOW: usize = 64;
 
 /// Opens a tunnel; the coordinator answers only once the agent connected
 /// inside the node, so a refused port is an error here.
@@ -45,25 +43,10 @@ async fn open(
 async fn carry(
     tx: mpsc::Sender<TunnelData>,
     mut inbound: tonic::Streaming<TunnelData>,
-    mut input: impl AsyncRead + Unpin + Send + 'static,
+    input: impl AsyncRead + Unpin + Send + 'static,
     mut output: impl AsyncWrite + Unpin,
 ) -> anyhow::Result<()> {
-    let up = tokio::spawn(async move {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match input.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    let chunk = TunnelData {
-                        msg: Some(Msg::Data(buf[..n].to_vec())),
-                    };
-                    if tx.send(chunk).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    let up = tokio::spawn(dclab_proto::tunnel::send_all(input, tx));
     let result = loop {
         match inbound.message().await {
             Ok(Some(TunnelData {

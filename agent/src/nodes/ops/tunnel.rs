@@ -5,18 +5,16 @@
 use std::sync::Arc;
 
 use dclab_proto::net::Channel;
+use dclab_proto::tunnel::WINDOW;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{self, tunnel_data::Msg, DesiredNode, TunnelData};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, info};
 
 use super::{Context, Outcome};
 use crate::nodes::driver::about;
-
-const CHUNK: usize = 32 * 1024;
-const WINDOW: usize = 64;
 
 pub async fn open(
     ctx: &Arc<Context>,
@@ -77,23 +75,8 @@ async fn splice(
     mut from_coordinator: tonic::Streaming<TunnelData>,
     tunnel: u64,
 ) {
-    let (mut read, mut write) = stream.into_split();
-    let up = tokio::spawn(async move {
-        let mut buf = vec![0u8; CHUNK];
-        loop {
-            match read.read(&mut buf).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => {
-                    let chunk = TunnelData {
-                        msg: Some(Msg::Data(buf[..n].to_vec())),
-                    };
-                    if to_coordinator.send(chunk).await.is_err() {
-                        return;
-                    }
-                }
-            }
-        }
-    });
+    let (read, mut write) = stream.into_split();
+    let up = tokio::spawn(dclab_proto::tunnel::send_all(read, to_coordinator));
     let broken = loop {
         match from_coordinator.message().await {
             Ok(Some(TunnelData {
