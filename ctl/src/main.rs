@@ -54,7 +54,7 @@ enum Command {
     /// Images for lab nodes: the micro-VM (Debian kernel, busybox initramfs, ext4 scratch disk).
     #[command(subcommand)]
     Image(dclab_ctl::image::ImageCommand),
-    /// Labs: VMs and their networks described once in a lab file.
+    /// Labs: nodes (VMs or containers) and their networks described once in a lab file.
     #[command(subcommand)]
     Lab(dclab_ctl::lab::cli::LabCommand),
     /// Whole-lab snapshots: every node on every host at one moment.

@@ -156,6 +156,8 @@ impl DebianBuild {
     /// renamed into it, so a failed build leaves nothing that looks built.
     pub fn build(&self, rebuild: bool, mut progress: impl FnMut(&str)) -> anyhow::Result<DebianImage> {
         let image = self.image();
+        // A bad role is refused before anything is created.
+        let packages = packages(&self.role)?;
         std::fs::create_dir_all(&self.image_dir)
             .with_context(|| format!("creating {}", self.image_dir.display()))?;
         // Agents of simulated hosts share one image dir: one builds, the
@@ -165,7 +167,6 @@ impl DebianBuild {
         if !rebuild && !self.refresh && current && image.manifest.exists() {
             return Ok(image);
         }
-        let packages = packages(&self.role)?;
         let (lists, archives) = self.package_cache();
         for dir in [&lists, &archives, &self.image_dir] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
