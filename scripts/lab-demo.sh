@@ -42,6 +42,8 @@ step "ctl lab down pair"
 $ctl lab down pair
 step "ctl lab up examples/mixed.toml: two containers and a micro-VM"
 $ctl lab up examples/mixed.toml
+step "containers run at once; the micro-VM boots under TCG: wait for its console"
+$ctl lab exec mixed vm --timeout 120 -- true
 step "container c1 (on h1) pings container c2 and the VM (on h2)"
 $ctl lab exec mixed c1 -- 'ping -c 2 10.0.0.12 && ping -c 2 10.0.0.13'
 step "a whole-lab snapshot of both kinds, a marker, a restore"
