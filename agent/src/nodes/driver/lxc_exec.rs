@@ -32,7 +32,16 @@ pub fn init_pid(controller: u32) -> anyhow::Result<u32> {
 fn cgroup_procs(init: u32) -> anyhow::Result<Vec<String>> {
     let path = format!("/proc/{init}/cgroup");
     let table = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    Ok(table
+    Ok(procs_files(&table)
+        .into_iter()
+        .filter(|p| std::path::Path::new(p).exists())
+        .collect())
+}
+
+/// The `cgroup.procs` files named by a `/proc/PID/cgroup` table (v1
+/// lines; the cgroup2 line is skipped: libvirt does not use it here).
+fn procs_files(table: &str) -> Vec<String> {
+    table
         .lines()
         .filter_map(|line| {
             let mut parts = line.splitn(3, ':');
@@ -43,8 +52,7 @@ fn cgroup_procs(init: u32) -> anyhow::Result<Vec<String>> {
             };
             Some(format!("/sys/fs/cgroup/{mount}{cgroup}/cgroup.procs"))
         })
-        .filter(|p| std::path::Path::new(p).exists())
-        .collect())
+        .collect()
 }
 
 /// Runs `command` with `sh -c` in the container: (exit code, stdout and
@@ -138,4 +146,25 @@ pub fn connect_inside(init: u32, addr: std::net::SocketAddr) -> anyhow::Result<s
     })
     .join()
     .map_err(|_| anyhow::anyhow!("the connecting thread panicked"))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_v1_hierarchy_of_the_table_is_joined() {
+        let table = "9:name=systemd:/machine/lxc-1-d.libvirt-lxc\n\
+                     4:memory:/machine/lxc-1-d.libvirt-lxc\n\
+                     2:cpu,cpuacct:/machine/lxc-1-d.libvirt-lxc\n\
+                     0::/\n";
+        assert_eq!(
+            procs_files(table),
+            [
+                "/sys/fs/cgroup/systemd/machine/lxc-1-d.libvirt-lxc/cgroup.procs",
+                "/sys/fs/cgroup/memory/machine/lxc-1-d.libvirt-lxc/cgroup.procs",
+                "/sys/fs/cgroup/cpu,cpuacct/machine/lxc-1-d.libvirt-lxc/cgroup.procs",
+            ]
+        );
+    }
 }
