@@ -206,6 +206,19 @@ pub fn list_snapshots(state: &State, lab: &str) -> v1::ListSnapshotsResponse {
     }
 }
 
+/// The host a lab's node runs on, or NotFound naming what is missing.
+pub fn node_host(state: &State, lab: &str, node: &str) -> Result<String, ApiError> {
+    state.read(|t| {
+        let l = t
+            .labs
+            .get(lab)
+            .ok_or_else(|| not_found(format!("lab {lab} does not exist; `ctl lab ls` lists the labs")))?;
+        l.node(node)
+            .map(|n| n.host.clone())
+            .ok_or_else(|| not_found(format!("lab {lab} has no node {node}")))
+    })
+}
+
 #[tracing::instrument(name = "node.exec", skip_all, fields(lab = %r.lab, node = %r.node))]
 pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
     if r.command.is_empty() || r.command.contains('\n') || r.command.len() > 4096 {
@@ -213,17 +226,7 @@ pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeR
             "the command must be one non-empty line of at most 4096 bytes",
         ));
     }
-    let host = state.read(|t| {
-        let lab = t.labs.get(&r.lab).ok_or_else(|| {
-            not_found(format!(
-                "lab {} does not exist; `ctl lab ls` lists the labs",
-                r.lab
-            ))
-        })?;
-        lab.node(&r.node)
-            .map(|n| n.host.clone())
-            .ok_or_else(|| not_found(format!("lab {} has no node {}", r.lab, r.node)))
-    })?;
+    let host = node_host(state, &r.lab, &r.node)?;
     let timeout = match r.timeout_ms {
         0 => EXEC_DEFAULT,
         ms => Duration::from_millis(u64::from(ms)).min(EXEC_MAX),

@@ -79,17 +79,7 @@ pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<
     if open.port == 0 || open.port > u32::from(u16::MAX) {
         return Err(invalid(format!("port {} is not a TCP port (1-65535)", open.port)));
     }
-    let host = state.read(|t| {
-        let lab = t.labs.get(&open.lab).ok_or_else(|| {
-            not_found(format!(
-                "lab {} does not exist; `ctl lab ls` lists the labs",
-                open.lab
-            ))
-        })?;
-        lab.node(&open.node)
-            .map(|n| n.host.clone())
-            .ok_or_else(|| not_found(format!("lab {} has no node {}", open.lab, open.node)))
-    })?;
+    let host = super::labs::node_host(state, &open.lab, &open.node)?;
     let (id, agent_end) = state.tunnels.expect(&host);
     let ask = v1::TunnelOpen {
         tunnel: id,
