@@ -272,13 +272,7 @@ pub async fn create(
 }
 
 #[tracing::instrument(name = "snapshot.restore", skip(state))]
-pub async fn restore(
-    state: &State,
-    lab: &str,
-    name: &str,
-    _cold: bool,
-    force: bool,
-) -> Result<Snapshot, ApiError> {
+pub async fn restore(state: &State, lab: &str, name: &str, force: bool) -> Result<Snapshot, ApiError> {
     no_run_under_way(state, lab, force)?;
     let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
     let nodes = lab_nodes(state, lab)?;
@@ -295,7 +289,7 @@ pub async fn restore(
     let run = Run::new(state, lab, name, by_host(&nodes));
     let mut clock = Clock::new();
     // What runs now is thrown away: nothing to shut down gracefully, so
-    // a restore stops the nodes in place whether `cold` is asked or not.
+    // a restore stops the nodes in place, whether the snapshot was cold or not.
     let stop = Phase::Pause;
     if let Err(e) = run.phase(stop).await {
         let what = format!("restoring {name} of lab {lab}: {} failed on {e}", stop.name());

@@ -184,7 +184,7 @@ pub async fn create_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1
 pub async fn restore_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
     validate::lab_name(&r.lab)?;
     Ok(snapshot_reply(
-        &snapshot::restore(state, &r.lab, &r.name, r.cold, r.force).await?,
+        &snapshot::restore(state, &r.lab, &r.name, r.force).await?,
     ))
 }
 

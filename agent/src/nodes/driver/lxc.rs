@@ -51,12 +51,7 @@ impl LxcDriver {
     }
 
     fn defined_state(&self, node: &DesiredNode) -> NodeResult<VmState> {
-        let domain = Self::domain(node);
-        self.hypervisor()?.state(&domain)?.ok_or_else(|| {
-            NodeError::NotFound(format!(
-                "container {domain} is not defined yet (is the node still being created?)"
-            ))
-        })
+        super::defined_state(&*self.hypervisor()?, &Self::domain(node), "container")
     }
 
     /// The node's layers; the image is resolved (built for micro) first.
@@ -163,12 +158,7 @@ impl NodeDriver for LxcDriver {
                 }
             }
         }
-        let after = hv.state(&spec.name)?.ok_or_else(|| {
-            NodeError::Failed(anyhow::anyhow!(
-                "container {} vanished right after it was defined",
-                spec.name
-            ))
-        })?;
+        let after = super::state_after_define(&hv, &spec.name, "container")?;
         Ok((before, after))
     }
 

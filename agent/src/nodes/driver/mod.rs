@@ -16,7 +16,7 @@ use std::time::Duration;
 use dclab_proto::v1::{self, DesiredNode, NodeKind};
 
 use super::layout::{describe, Layout, NodeDir, NodeKey};
-use crate::libvirt::{SnapshotKind, VirtError, VmState};
+use crate::libvirt::{Hypervisor, SnapshotKind, VirtError, VmState};
 
 pub use lxc::LxcDriver;
 pub use qemu::{QemuDriver, SHUTDOWN_GRACE};
@@ -151,6 +151,25 @@ impl Drivers {
     pub fn vm(&self) -> &QemuDriver {
         &self.vm
     }
+}
+
+/// The state of a defined domain; NotFound while it is not defined (yet).
+/// `what` names the kind in the message ("domain", "container").
+fn defined_state(hv: &Hypervisor, domain: &str, what: &str) -> NodeResult<VmState> {
+    hv.state(domain)?.ok_or_else(|| {
+        NodeError::NotFound(format!(
+            "{what} {domain} is not defined yet (is the node still being created?)"
+        ))
+    })
+}
+
+/// The state right after converge defined (and maybe started) the domain.
+fn state_after_define(hv: &Hypervisor, domain: &str, what: &str) -> NodeResult<VmState> {
+    hv.state(domain)?.ok_or_else(|| {
+        NodeError::Failed(anyhow::anyhow!(
+            "{what} {domain} vanished right after it was defined"
+        ))
+    })
 }
 
 /// "node NAME of lab LAB", for messages.

@@ -50,12 +50,7 @@ impl QemuDriver {
 
     /// The domain's state, or NotFound while it is not defined.
     fn defined_state(&self, node: &DesiredNode) -> NodeResult<VmState> {
-        let domain = Self::domain(node);
-        self.hypervisor()?.state(&domain)?.ok_or_else(|| {
-            NodeError::NotFound(format!(
-                "domain {domain} is not defined yet (is the node still being created?)"
-            ))
-        })
+        super::defined_state(&*self.hypervisor()?, &Self::domain(node), "domain")
     }
 
     /// A micro-VM ignores ACPI and writes its disk synchronously, so it is
@@ -103,12 +98,7 @@ impl NodeDriver for QemuDriver {
                 _ => hv.ensure_running(&vm)?,
             }
         }
-        let after = hv.state(&vm.name)?.ok_or_else(|| {
-            NodeError::Failed(anyhow::anyhow!(
-                "domain {} vanished right after it was defined",
-                vm.name
-            ))
-        })?;
+        let after = super::state_after_define(&hv, &vm.name, "domain")?;
         Ok((before, after))
     }
 
