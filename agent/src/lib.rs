@@ -1,6 +1,7 @@
 //! dclab agent: owns the host's Open vSwitch bridge, registers the host with
 //! the coordinator, watches its rules and reconciles them into the bridge.
 
+pub mod aptcache;
 pub mod desired;
 pub mod fault_flows;
 pub mod image;

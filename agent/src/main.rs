@@ -1,4 +1,5 @@
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -107,6 +108,20 @@ struct NodeArgs {
     /// libvirt domain type of lab nodes: qemu (TCG emulation, works everywhere) or kvm.
     #[arg(long, default_value = "qemu")]
     domain_type: String,
+    /// Port of the host's apt cache on the loopback of every Debian container node (0: no
+    /// cache; nodes then have no package source). Its store is <cache-dir>/apt/mirror.
+    #[arg(long, default_value_t = dclab_agent::aptcache::PORT)]
+    apt_cache_port: u16,
+    /// An extra upstream of the apt cache, NAME=URL, reached by nodes as
+    /// http://127.0.0.1:PORT/NAME/ (repeatable). `debian` and `debian-security` come from the
+    /// host's apt sources unless given here.
+    #[arg(
+        long = "apt-upstream",
+        value_name = "NAME=URL",
+        env = "DCLAB_APT_UPSTREAM",
+        value_delimiter = ','
+    )]
+    apt_upstreams: Vec<String>,
 }
 
 impl NodeArgs {
@@ -121,7 +136,32 @@ impl NodeArgs {
             lxc_uri: self.lxc_uri.clone(),
             debian_mirror: self.debian_mirror.clone(),
             domain_type: self.domain_type.clone(),
+            apt: None,
         })
+    }
+
+    /// The apt cache served inside this host's container nodes; call
+    /// inside the runtime.
+    fn apt_cache(&self) -> anyhow::Result<Option<Arc<dclab_agent::aptcache::NodePorts>>> {
+        use dclab_agent::aptcache::{upstream, AptCache, NodePorts};
+        if self.apt_cache_port == 0 {
+            return Ok(None);
+        }
+        let mut upstreams = upstream::from_host(Path::new("/etc/apt"), &self.debian_mirror);
+        for flag in &self.apt_upstreams {
+            let (name, url) = upstream::parse_flag(flag)?;
+            upstreams.insert(name, url);
+        }
+        let cache = AptCache::new(absolute(&self.cache_dir)?, upstreams);
+        info!(
+            port = self.apt_cache_port,
+            store = %cache.store_dir().display(),
+            upstreams = ?cache.upstreams(),
+            "apt cache for container nodes"
+        );
+        let ports = NodePorts::new(Arc::new(cache), self.apt_cache_port);
+        ports.clone().sweep_forever(self.lxc_uri.clone());
+        Ok(Some(ports))
     }
 }
 
@@ -211,7 +251,10 @@ async fn main() -> anyhow::Result<()> {
     let fault_flows = std::sync::Arc::new(dclab_agent::fault_flows::FaultFlows::default());
     let node_config = nodes::Config {
         host_id: host_id.clone(),
-        drivers: args.nodes.drivers()?,
+        drivers: DriverConfig {
+            apt: args.nodes.apt_cache()?,
+            ..args.nodes.drivers()?
+        },
         state_dir: absolute(&args.state_dir)?,
         vm_netns: args.vm_netns.clone(),
         ovs: ovs.clone(),

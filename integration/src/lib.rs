@@ -3,6 +3,7 @@
 //! Everything runs against real processes, real OvS and real namespaces.
 
 pub mod api;
+pub mod apt_repo;
 pub mod ctl;
 pub mod hostile;
 pub mod labs;

@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use dclab_integration::apt_repo::{AptRepo, PACKAGE};
 use dclab_integration::ctl::Ctl;
 use dclab_integration::labs::{domains_named, node_links, Labs};
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
@@ -431,6 +432,10 @@ fn debian_containers_boot_systemd_within_their_limits_from_frozen_packages() {
     let libvirtd = Libvirtd::ensure();
     libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
     let dir = vm_dir("dclab-debtest");
+    // The archive behind the hosts' apt cache, on loopback.
+    let repo = AptRepo::serve(&dir.path().join("repo"));
+    repo.publish("1.0");
+    std::env::set_var("DCLAB_APT_UPSTREAM", format!("dclabtest={}", repo.url()));
     let c = cluster("deb", 2, false);
     let ctl = Ctl::new(&c);
     build_debian_twice(&ctl, dir.path());
@@ -541,10 +546,52 @@ fn debian_containers_boot_systemd_within_their_limits_from_frozen_packages() {
         hog.stderr
     );
 
+    // Frozen packages: what the first install got comes back after the
+    // lab is gone and upstream moved on to a version without the old one.
+    let sources = exec("d1", "cat /etc/apt/sources.list");
+    assert!(
+        sources
+            .stdout
+            .contains("http://127.0.0.1:3142/debian bookworm main"),
+        "{}",
+        sources.stdout
+    );
+    assert_eq!(install_marker(&exec), "1.0");
     ctl.ok(&["lab", "down", &lab]);
     assert_eq!(domains_named(&lab), Vec::<String>::new());
     for host in ["h1", "h2"] {
         leftovers(&c, &ctl, host);
     }
     assert_eq!(cgroups_of(&lab), Vec::<String>::new(), "cgroups left");
+    repo.publish("2.0");
+    let up = ctl.json(&["lab", "up", &file, "--timeout", "120"]);
+    assert_eq!(up["ready"], true, "{up}");
+    assert_eq!(
+        install_marker(&exec),
+        "1.0",
+        "the reinstalled lab got another version than the first install"
+    );
+
+    ctl.ok(&["lab", "down", &lab]);
+    assert_eq!(domains_named(&lab), Vec::<String>::new());
+    for host in ["h1", "h2"] {
+        leftovers(&c, &ctl, host);
+    }
+    assert_eq!(cgroups_of(&lab), Vec::<String>::new(), "cgroups left");
+}
+
+/// Installs the test repository's package in d1 through the host's apt
+/// cache (only that repository's lists are fetched); its version.
+fn install_marker(exec: &dyn Fn(&str, &str) -> dclab_integration::ctl::Run) -> String {
+    let script = format!(
+        "echo 'deb [trusted=yes] http://127.0.0.1:3142/dclabtest ./' > /etc/apt/sources.list.d/t.list && \
+         apt-get -q update -o Dir::Etc::sourcelist=/etc/apt/sources.list.d/t.list -o Dir::Etc::sourceparts=- \
+         -o APT::Get::List-Cleanup=0 && apt-get -q install -y {PACKAGE} && \
+         echo version=$(dpkg-query -W -f '${{Version}}' {PACKAGE})"
+    );
+    let run = exec("d1", &script);
+    let version = run.stdout.lines().find_map(|l| l.strip_prefix("version="));
+    version
+        .unwrap_or_else(|| panic!("installing through the apt cache: {}{}", run.stdout, run.stderr))
+        .to_string()
 }

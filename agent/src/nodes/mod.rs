@@ -17,7 +17,7 @@
 
 mod build;
 pub mod cleanup;
-mod connection;
+pub(crate) mod connection;
 pub mod driver;
 mod faults;
 pub mod layout;
@@ -238,6 +238,7 @@ fn test_context_with(
             lxc_uri: libvirt_uri.into(),
             debian_mirror: crate::image::debian::MIRROR.into(),
             domain_type: "test".into(),
+            apt: None,
         },
         state_dir: dir.join("state"),
         vm_netns: None,

@@ -5,11 +5,13 @@
 //! snapshot is a copy of the writable layer taken while frozen, and a
 //! restore brings the files back and starts the node afresh.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dclab_proto::v1::DesiredNode;
 
 use super::{dir_of, lxc_cgroups, lxc_exec, DriverConfig, NodeDriver, NodeError, NodeResult, SHUTDOWN_GRACE};
+use crate::aptcache::{self, NodePorts};
 use crate::libvirt::lxc_xml::ContainerNic;
 use crate::libvirt::{ContainerSpec, Hypervisor, SnapshotKind, VirtError, VmState};
 use crate::nodes::connection::Libvirt;
@@ -27,6 +29,7 @@ pub struct LxcDriver {
     libvirt: Libvirt,
     images: RootfsImages,
     layout: Layout,
+    apt: Option<Arc<NodePorts>>,
 }
 
 impl LxcDriver {
@@ -39,6 +42,7 @@ impl LxcDriver {
                 config.debian_mirror.clone(),
             ),
             layout: config.layout.clone(),
+            apt: config.apt.clone(),
         }
     }
 
@@ -64,7 +68,50 @@ impl LxcDriver {
     fn start_mounted(&self, node: &DesiredNode) -> NodeResult<()> {
         self.overlay(node)?.ensure_mounted()?;
         lxc_cgroups::prune(&Self::domain(node), None);
-        hinted(self.hypervisor()?.start(&Self::domain(node)))
+        hinted(self.hypervisor()?.start(&Self::domain(node)))?;
+        self.open_apt_port(node);
+        Ok(())
+    }
+
+    /// The apt cache's port inside a running Debian node. Failing to open
+    /// it does not fail the node (its sweep tries again); it is logged.
+    fn open_apt_port(&self, node: &DesiredNode) {
+        let Some(apt) = self.apt.as_ref().filter(|_| !Self::is_micro(node)) else {
+            return;
+        };
+        let domain = Self::domain(node);
+        let opened = (|| -> anyhow::Result<()> {
+            let Some(controller) = self.hypervisor()?.id(&domain)? else {
+                return Ok(());
+            };
+            apt.ensure(&domain, lxc_exec::init_pid(controller)?)
+        })();
+        if let Err(e) = opened {
+            tracing::warn!(domain, "apt cache port not open yet: {e:#}");
+        }
+    }
+
+    fn close_apt_port(&self, node: &DesiredNode) {
+        if let Some(apt) = &self.apt {
+            apt.forget(&Self::domain(node));
+        }
+    }
+
+    /// The node's apt sources: the host's cache, the only way out.
+    fn write_apt_files(&self, overlay: &Overlay) -> NodeResult<()> {
+        let Some(apt) = &self.apt else { return Ok(()) };
+        let suite = crate::image::debian::SUITE;
+        overlay.own_file(
+            "/etc/apt/sources.list",
+            &aptcache::node_sources(apt.port(), suite),
+            0o644,
+        )?;
+        overlay.own_file(
+            "/etc/apt/apt.conf.d/90dclab-cache",
+            aptcache::NODE_APT_CONF,
+            0o644,
+        )?;
+        Ok(())
     }
 
     fn spec(node: &DesiredNode, overlay: &Overlay) -> ContainerSpec {
@@ -142,6 +189,7 @@ impl NodeDriver for LxcDriver {
                 let keys = node.ssh_keys.join("\n") + "\n";
                 overlay.own_file("/root/.ssh/authorized_keys", &keys, 0o600)?;
             }
+            self.write_apt_files(&overlay)?;
         }
         let spec = Self::spec(node, &overlay);
         let before = hv.state(&spec.name)?;
@@ -159,6 +207,9 @@ impl NodeDriver for LxcDriver {
             }
         }
         let after = super::state_after_define(&hv, &spec.name, "container")?;
+        if after == VmState::Running {
+            self.open_apt_port(node);
+        }
         Ok((before, after))
     }
 
@@ -173,6 +224,7 @@ impl NodeDriver for LxcDriver {
 
     fn power_off(&self, node: &DesiredNode) -> NodeResult<()> {
         let state = self.defined_state(node)?;
+        self.close_apt_port(node);
         let (hv, domain) = (self.hypervisor()?, Self::domain(node));
         // libvirt's destroy sends init SIGTERM and waits for it to wind
         // down (busybox init takes about 2 s); a plug pull kills at once.
@@ -195,6 +247,7 @@ impl NodeDriver for LxcDriver {
             return self.power_off(node);
         }
         let state = self.defined_state(node)?;
+        self.close_apt_port(node);
         let (hv, domain) = (self.hypervisor()?, Self::domain(node));
         // libvirt asks through /dev/initctl or with SIGTERM, which systemd
         // takes as "re-execute". SIGRTMIN+4 is systemd's poweroff.
@@ -315,6 +368,7 @@ impl NodeDriver for LxcDriver {
     }
 
     fn remove(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.close_apt_port(node);
         // libvirt's destroy waits for init to wind down: pull the plug first.
         if self.state(node)? == Some(VmState::Running) {
             self.power_off(node)?;

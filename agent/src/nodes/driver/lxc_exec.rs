@@ -125,13 +125,16 @@ exec nsenter --target "$init" --all -- /bin/sh -c "cd /root 2>/dev/null || cd /;
 /// How long a connection into a node may take to be accepted.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A TCP connection made in the network namespace of the container whose
-/// init is `init`. A socket keeps the namespace it was made in, so only
-/// the short-lived thread that makes it enters the namespace.
-pub fn connect_inside(init: u32, addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpStream> {
+/// Runs `f` in a short-lived thread that entered the network namespace of
+/// the container whose init is `init`. A socket keeps the namespace it was
+/// made in, so only that thread ever changes namespace.
+fn in_netns<T: Send + 'static>(
+    init: u32,
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> anyhow::Result<T> {
     let ns_path = format!("/proc/{init}/ns/net");
     let ns = std::fs::File::open(&ns_path).with_context(|| format!("opening {ns_path}"))?;
-    std::thread::spawn(move || -> anyhow::Result<std::net::TcpStream> {
+    std::thread::spawn(move || -> anyhow::Result<T> {
         use std::os::fd::AsRawFd;
         // SAFETY: setns on a namespace fd this thread owns; only this
         // thread changes namespace, and it ends right after.
@@ -141,11 +144,25 @@ pub fn connect_inside(init: u32, addr: std::net::SocketAddr) -> anyhow::Result<s
                 std::io::Error::last_os_error()
             );
         }
+        f()
+    })
+    .join()
+    .map_err(|_| anyhow::anyhow!("the thread in the node's namespace panicked"))?
+}
+
+/// A TCP connection made inside the node.
+pub fn connect_inside(init: u32, addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpStream> {
+    in_netns(init, move || {
         std::net::TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)
             .with_context(|| format!("connecting to {addr} inside the node"))
     })
-    .join()
-    .map_err(|_| anyhow::anyhow!("the connecting thread panicked"))?
+}
+
+/// A listening socket inside the node (the apt cache's port).
+pub fn listen_inside(init: u32, addr: std::net::SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    in_netns(init, move || {
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr} inside the node"))
+    })
 }
 
 #[cfg(test)]

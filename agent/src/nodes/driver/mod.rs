@@ -19,6 +19,7 @@ use super::layout::{describe, Layout, NodeDir, NodeKey};
 use crate::libvirt::{Hypervisor, SnapshotKind, VirtError, VmState};
 
 pub use lxc::LxcDriver;
+pub use lxc_exec::{init_pid as container_init, listen_inside};
 pub use qemu::{QemuDriver, SHUTDOWN_GRACE};
 
 /// Why a node could not be driven, as callers tell cases apart.
@@ -118,6 +119,8 @@ pub struct DriverConfig {
     pub debian_mirror: String,
     /// `qemu` (TCG) or `kvm`.
     pub domain_type: String,
+    /// The host's apt cache, served inside Debian container nodes.
+    pub apt: Option<std::sync::Arc<crate::aptcache::NodePorts>>,
 }
 
 /// One driver per kind.
