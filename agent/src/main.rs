@@ -205,6 +205,9 @@ struct DebianArgs {
     /// Build again even if the image exists.
     #[arg(long)]
     rebuild: bool,
+    /// The VM variant (qcow2, kernel, initrd) instead of the container rootfs.
+    #[arg(long)]
+    vm: bool,
 }
 
 #[tokio::main]
@@ -330,6 +333,16 @@ fn build_debian(args: &DebianArgs) -> anyhow::Result<()> {
         refresh: args.refresh,
     };
     let started = std::time::Instant::now();
+    if args.vm {
+        let image = build.build_vm(args.rebuild, |line| eprintln!("{line}"))?;
+        let packages = std::fs::read_to_string(&image.manifest)?.lines().count();
+        println!("disk      {}", image.disk.display());
+        println!("kernel    {}", image.kernel.display());
+        println!("initrd    {}", image.initrd.display());
+        println!("packages  {} ({packages} packages)", image.manifest.display());
+        eprintln!("done in {:.1} s", started.elapsed().as_secs_f64());
+        return Ok(());
+    }
     let image = build.build(args.rebuild, |line| eprintln!("{line}"))?;
     let packages = std::fs::read_to_string(&image.manifest)?.lines().count();
     println!("rootfs    {}", image.rootfs.display());

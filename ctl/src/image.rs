@@ -13,7 +13,7 @@ pub enum ImageCommand {
         #[arg(long, default_value = "/var/lib/dclab/images/micro")]
         dir: PathBuf,
     },
-    /// Build a Debian 12 image for container nodes from Debian's packages (mmdebstrap, about
+    /// Build a Debian 12 image for container nodes (or, with --vm, VM nodes) from Debian's packages (mmdebstrap, about
     /// 40 s for the base): systemd, SSH, Python for Ansible, and the packages of a lab role.
     /// Named `debian` (base) or `debian-<role>` in lab files. The first build freezes the package
     /// lists and keeps every .deb in the cache dir: later builds get the same versions, offline.
@@ -38,6 +38,10 @@ pub enum ImageCommand {
         /// Build again even if the image exists.
         #[arg(long)]
         rebuild: bool,
+        /// The VM variant instead: `<name>.qcow2` (ext4, no partitions) with the cloud kernel
+        /// and cloud-init, and `<name>.kernel` / `<name>.initrd` for direct kernel boot.
+        #[arg(long)]
+        vm: bool,
     },
 }
 
@@ -55,6 +59,7 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<()> {
             mirror,
             refresh,
             rebuild,
+            vm,
         } => {
             let mut args = vec![
                 "build-debian".to_string(),
@@ -69,6 +74,7 @@ pub fn run(cmd: ImageCommand) -> anyhow::Result<()> {
             ];
             args.extend(refresh.then(|| "--refresh".to_string()));
             args.extend(rebuild.then(|| "--rebuild".to_string()));
+            args.extend(vm.then(|| "--vm".to_string()));
             (args, format!("the Debian image of role {role}"))
         }
     };

@@ -151,6 +151,12 @@ impl DebianBuild {
         (root.join("lists"), root.join("archives"))
     }
 
+    /// Agents of simulated hosts share one image dir: one builds, the
+    /// others wait and find it built.
+    pub(super) fn lock(&self) -> anyhow::Result<BuildLock> {
+        BuildLock::take(&self.image_dir.join(format!(".{}.lock", image_name(&self.role))))
+    }
+
     /// Builds the image unless it exists; `progress` gets mmdebstrap's
     /// lines as they come. The rootfs is built beside its place and
     /// renamed into it, so a failed build leaves nothing that looks built.
@@ -160,23 +166,46 @@ impl DebianBuild {
         let packages = packages(&self.role)?;
         std::fs::create_dir_all(&self.image_dir)
             .with_context(|| format!("creating {}", self.image_dir.display()))?;
-        // Agents of simulated hosts share one image dir: one builds, the
-        // others wait and find it built.
-        let _lock = BuildLock::take(&self.image_dir.join(format!(".{}.lock", image_name(&self.role))))?;
+        let _lock = self.lock()?;
         let current = std::fs::read_to_string(image.rootfs.join(STAMP)).is_ok_and(|v| v == IMAGE_VERSION);
         if !rebuild && !self.refresh && current && image.manifest.exists() {
             return Ok(image);
         }
+        let tmp = self
+            .image_dir
+            .join(format!(".{}.rootfs.tmp", image_name(&self.role)));
+        let manifest_tmp = with_ext(&image.manifest, "tmp");
+        self.mmdebstrap(&packages, &tmp, &manifest_tmp, &[], &mut progress)?;
+        std::fs::write(tmp.join(STAMP), IMAGE_VERSION)?;
+        // Running nodes keep the previous image as their lower layer: it
+        // moves aside (one generation is kept) rather than being deleted.
+        if image.rootfs.exists() {
+            let old = with_ext(&image.rootfs, "old");
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(&image.rootfs, &old)?;
+        }
+        std::fs::rename(&tmp, &image.rootfs)
+            .with_context(|| format!("moving the rootfs to {}", image.rootfs.display()))?;
+        std::fs::rename(&manifest_tmp, &image.manifest)?;
+        Ok(image)
+    }
+
+    /// Runs mmdebstrap into `tmp` (replaced) with `packages` and the
+    /// frozen package cache; `hooks` are extra mmdebstrap options.
+    pub(super) fn mmdebstrap(
+        &self,
+        packages: &[&str],
+        tmp: &Path,
+        manifest_tmp: &Path,
+        hooks: &[String],
+        progress: &mut impl FnMut(&str),
+    ) -> anyhow::Result<()> {
         let (lists, archives) = self.package_cache();
         for dir in [&lists, &archives, &self.image_dir] {
             std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         }
         let frozen = !self.refresh && has_lists(&lists);
-        let tmp = self
-            .image_dir
-            .join(format!(".{}.rootfs.tmp", image_name(&self.role)));
-        let manifest_tmp = with_ext(&image.manifest, "tmp");
-        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = std::fs::remove_dir_all(tmp);
         let mut cmd = Command::new("mmdebstrap");
         cmd.args(["--variant=apt", "--mode=root", "--format=directory"])
             .arg(format!("--include={}", packages.join(",")))
@@ -210,8 +239,9 @@ impl DebianBuild {
         .arg("--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb")
         // Made per node at its first start (the node's init runs ssh-keygen -A).
         .arg("--customize-hook=rm -f \"$1\"/etc/ssh/ssh_host_*")
+        .args(hooks)
         .arg(SUITE)
-        .arg(&tmp)
+        .arg(tmp)
         .arg(&self.mirror)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -227,34 +257,23 @@ impl DebianBuild {
             },
             self.mirror
         ));
-        let output = run_with_progress(cmd, &mut progress)
+        let output = run_with_progress(cmd, progress)
             .context("running mmdebstrap (install it: scripts/install-deps.sh --vm)")?;
         if !output.0 {
-            let _ = std::fs::remove_dir_all(&tmp);
+            let _ = std::fs::remove_dir_all(tmp);
             bail!(
                 "mmdebstrap failed building {}: {}",
                 image_name(&self.role),
                 output.1.trim()
             );
         }
-        std::fs::write(tmp.join(STAMP), IMAGE_VERSION)?;
-        // Running nodes keep the previous image as their lower layer: it
-        // moves aside (one generation is kept) rather than being deleted.
-        if image.rootfs.exists() {
-            let old = with_ext(&image.rootfs, "old");
-            let _ = std::fs::remove_dir_all(&old);
-            std::fs::rename(&image.rootfs, &old)?;
-        }
-        std::fs::rename(&tmp, &image.rootfs)
-            .with_context(|| format!("moving the rootfs to {}", image.rootfs.display()))?;
-        std::fs::rename(&manifest_tmp, &image.manifest)?;
-        Ok(image)
+        Ok(())
     }
 }
 
 /// An exclusive flock, released when the file is closed on drop (or when
 /// the process dies).
-struct BuildLock(#[allow(dead_code)] std::fs::File);
+pub(super) struct BuildLock(#[allow(dead_code)] std::fs::File);
 
 impl BuildLock {
     fn take(path: &Path) -> anyhow::Result<BuildLock> {
@@ -276,7 +295,7 @@ fn has_lists(dir: &Path) -> bool {
     })
 }
 
-fn with_ext(path: &Path, ext: &str) -> PathBuf {
+pub(super) fn with_ext(path: &Path, ext: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(format!(".{ext}"));
     PathBuf::from(s)

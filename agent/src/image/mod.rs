@@ -45,6 +45,7 @@
 mod build;
 mod cpio;
 pub mod debian;
+pub mod debian_vm;
 mod micro_rootfs;
 pub mod seed;
 mod serial;

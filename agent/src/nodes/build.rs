@@ -11,8 +11,9 @@ use dclab_proto::v1::DesiredNode;
 
 use super::layout::{check_name, create_dir_0755, domain_name, NodeDir};
 use super::spec::{AppliedSpec, APT_CACHE_ROLE, MICRO_IMAGE};
+use crate::image::debian_vm::{self, DebianVmImage};
 use crate::image::seed::{virtio_disk, write_seed, Seed};
-use crate::image::{build_micro, MicroImage};
+use crate::image::{build_micro, debian, MicroImage};
 use crate::libvirt::disk::create_overlay;
 use crate::libvirt::{Boot, Nic, VmSpec};
 
@@ -26,7 +27,8 @@ const APT_CACHE_MIB: u64 = 20 * 1024;
 pub enum ImageRef<'a> {
     /// The micro-VM: kernel and busybox initramfs, exec over its console.
     Micro,
-    /// `<image_dir>/<name>.qcow2`, booted with a cloud-init seed.
+    /// `<image_dir>/<name>.qcow2`, booted with a cloud-init seed (built
+    /// here for the Debian image names).
     Cloud(&'a str),
 }
 
@@ -50,6 +52,9 @@ pub enum NodeImage {
     Micro(MicroImage),
     /// A qcow2 cloud image, booted from disk with a NoCloud seed.
     Cloud(PathBuf),
+    /// A Debian image built here: its disk, booted by its own kernel and
+    /// initramfs, with a NoCloud seed.
+    Debian(DebianVmImage),
 }
 
 /// The host's images: `<image_dir>/micro/` (built here, once per process)
@@ -57,13 +62,16 @@ pub enum NodeImage {
 pub struct Images {
     dir: PathBuf,
     micro: Mutex<Option<MicroImage>>,
+    /// Where Debian images get their packages from: (cache dir, mirror).
+    debian: (PathBuf, String),
 }
 
 impl Images {
-    pub fn new(dir: PathBuf) -> Images {
+    pub fn new(dir: PathBuf, cache_dir: PathBuf, mirror: String) -> Images {
         Images {
             dir,
             micro: Mutex::new(None),
+            debian: (cache_dir, mirror),
         }
     }
 
@@ -81,6 +89,17 @@ impl Images {
             return Ok(NodeImage::Micro(micro.clone().expect("just built")));
         }
         check_name("image", image).map_err(anyhow::Error::msg)?;
+        if let Some(role) = debian::role_of(image) {
+            let build = debian::DebianBuild {
+                role: role.to_string(),
+                image_dir: self.dir.clone(),
+                cache_dir: self.debian.0.clone(),
+                mirror: self.debian.1.clone(),
+                refresh: false,
+            };
+            let built = build.build_vm(false, |line| tracing::info!(%image, "{line}"))?;
+            return Ok(NodeImage::Debian(built));
+        }
         let path = self.dir.join(format!("{image}.qcow2"));
         if !path.is_file() {
             anyhow::bail!(
@@ -117,6 +136,7 @@ pub fn prepare(
     let base = match image {
         NodeImage::Micro(m) => &m.disk,
         NodeImage::Cloud(path) => path,
+        NodeImage::Debian(d) => &d.disk,
     };
     create_once(&dir.root_disk(), |tmp| create_overlay(base, tmp))?;
     for (i, mib) in node.disks_mib.iter().enumerate() {
@@ -128,7 +148,7 @@ pub fn prepare(
         }
         create_once(cache, |tmp| create_blank(tmp, APT_CACHE_MIB))?;
     }
-    if let NodeImage::Cloud(_) = image {
+    if let NodeImage::Cloud(_) | NodeImage::Debian(_) = image {
         let seed = seed(node, cache.is_some());
         create_once(&dir.seed(), |tmp| write_seed(tmp, &seed))?;
     }
@@ -219,6 +239,14 @@ pub fn vm_spec(
             None,
         ),
         NodeImage::Cloud(_) => (Boot::Disk, Some(dir.seed())),
+        NodeImage::Debian(d) => (
+            Boot::Kernel {
+                kernel: d.kernel.clone(),
+                initrd: d.initrd.clone(),
+                cmdline: debian_vm::cmdline(),
+            },
+            Some(dir.seed()),
+        ),
     };
     VmSpec {
         name: domain_name(&node.lab, &node.name),

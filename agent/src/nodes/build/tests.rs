@@ -123,7 +123,7 @@ fn cloud_nodes_boot_from_disk_with_a_seed_and_the_cache_disk_last() {
 #[test]
 fn a_missing_cloud_image_names_the_path_to_fill() {
     let tmp = tempfile::tempdir().unwrap();
-    let images = Images::new(tmp.path().to_path_buf());
+    let images = Images::new(tmp.path().to_path_buf(), tmp.path().join("cache"), String::new());
     let err = images.resolve("debian-12").unwrap_err().to_string();
     let want = tmp.path().join("debian-12.qcow2");
     assert!(err.contains(&want.display().to_string()), "{err}");

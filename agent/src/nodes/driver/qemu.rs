@@ -32,7 +32,11 @@ impl QemuDriver {
     pub fn new(config: DriverConfig) -> QemuDriver {
         QemuDriver {
             libvirt: Libvirt::new(&config.libvirt_uri),
-            images: Images::new(config.image_dir),
+            images: Images::new(
+                config.image_dir,
+                config.cache_dir.clone(),
+                config.debian_mirror.clone(),
+            ),
             layout: config.layout,
             cache_dir: config.cache_dir,
             domain_type: config.domain_type,
