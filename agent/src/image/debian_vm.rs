@@ -15,7 +15,7 @@ use super::debian::{image_name, packages, with_ext, DebianBuild};
 
 /// What a VM needs beyond the container image's packages.
 const VM_PACKAGES: &[&str] = &[
-    // Not the cloud kernel: it has no SATA driver for the seed's CD-ROM.
+    // With the cloud kernel, cloud-init never read the seed's SATA CD-ROM here.
     "linux-image-amd64",
     "initramfs-tools",
     "cloud-init",
