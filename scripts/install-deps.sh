@@ -38,8 +38,10 @@ if [ "$with_vm" -eq 1 ]; then
     # genisoimage: the cloud-init NoCloud seed ISOs of cloud-image nodes.
     packages="$packages genisoimage"
     # Container nodes: libvirt's LXC driver; Debian rootfs images built by
-    # mmdebstrap; ssh and curl reach nodes through `ctl lab ssh/forward`.
-    packages="$packages libvirt-daemon-driver-lxc mmdebstrap openssh-client curl"
+    # mmdebstrap; ssh and curl reach nodes through `ctl lab ssh/forward`;
+    # e2fsprogs writes Debian VM disks; dpkg-dev and python3 serve the apt
+    # cache test's repository.
+    packages="$packages libvirt-daemon-driver-lxc mmdebstrap openssh-client curl e2fsprogs dpkg-dev python3"
 fi
 
 export DEBIAN_FRONTEND=noninteractive
