@@ -3,46 +3,47 @@ use std::sync::Arc;
 
 use super::*;
 
-/// A loopback upstream that serves `body` for every path and counts requests.
-fn upstream(
-    body: &'static str,
-) -> (
-    String,
-    Arc<std::sync::atomic::AtomicUsize>,
-    std::thread::JoinHandle<()>,
-) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let counted = hits.clone();
-    let server = std::thread::spawn(move || {
-        // Serves until a request for /stop.
-        for conn in listener.incoming() {
-            let mut conn = conn.unwrap();
-            let mut req = [0u8; 4096];
-            let n = conn.read(&mut req).unwrap();
-            let line = String::from_utf8_lossy(&req[..n])
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string();
-            if line.contains("/stop") {
-                return;
-            }
-            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let (status, text) = if line.contains("/missing") {
-                ("404 Not Found", "")
-            } else {
-                ("200 OK", body)
-            };
-            let _ = write!(
-                conn,
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
+/// A loopback upstream: python's http.server on `dir`, killed (by pid) on drop.
+struct Upstream(std::process::Child, String);
+
+impl Upstream {
+    fn serve(dir: &std::path::Path) -> Upstream {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "http.server",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the upstream did not listen"
             );
+            std::thread::sleep(std::time::Duration::from_millis(50));
         }
-    });
-    (format!("http://{addr}"), hits, server)
+        Upstream(child, format!("http://127.0.0.1:{port}"))
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 fn get(addr: std::net::SocketAddr, path: &str) -> String {
@@ -59,7 +60,11 @@ fn get(addr: std::net::SocketAddr, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_is_fetched_once_then_served_frozen_and_bad_paths_never_reach_upstream() {
-    let (base, hits, server) = upstream("first-version");
+    let served = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(served.path().join("dists/x")).unwrap();
+    std::fs::write(served.path().join("dists/x/InRelease"), "first-version").unwrap();
+    let upstream = Upstream::serve(served.path());
+    let base = upstream.1.clone();
     let store = tempfile::tempdir().unwrap();
     let mut upstreams = Upstreams::new();
     upstreams.insert("test".into(), base.clone());
@@ -82,11 +87,13 @@ async fn a_file_is_fetched_once_then_served_frozen_and_bad_paths_never_reach_ups
     );
     let stored = store.path().join("apt/mirror/test/dists/x/InRelease");
     assert_eq!(std::fs::read_to_string(&stored).unwrap(), "first-version");
-    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // Upstream moved on: the first version is still what is served.
+    std::fs::write(served.path().join("dists/x/InRelease"), "second-version").unwrap();
+    let frozen = ask("/test/dists/x/InRelease").await.unwrap();
+    assert!(frozen.ends_with("first-version"), "{frozen}");
 
     // Upstream gone: the stored copy still answers, and nothing new does.
-    let _ = get_std(&base, "/stop");
-    server.join().unwrap();
+    drop(upstream);
     let again = ask("/test/dists/x/InRelease").await.unwrap();
     assert!(again.ends_with("first-version"), "{again}");
     let gone = ask("/test/dists/x/Packages").await.unwrap();
@@ -109,21 +116,14 @@ async fn a_file_is_fetched_once_then_served_frozen_and_bad_paths_never_reach_ups
 
 #[test]
 fn a_missing_upstream_file_is_a_404_and_leaves_no_partial_file() {
-    let (base, _hits, server) = upstream("x");
+    let served = tempfile::tempdir().unwrap();
+    let upstream = Upstream::serve(served.path());
     let store = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let s = store::Store::new(store.path().to_path_buf());
     let wanted = store::parse_path("/test/missing/file").unwrap();
-    assert_eq!(rt.block_on(s.get(&base, &wanted)).unwrap(), None);
+    assert_eq!(rt.block_on(s.get(&upstream.1, &wanted)).unwrap(), None);
     assert_eq!(walk(store.path()), Vec::<std::path::PathBuf>::new());
-    let _ = get_std(&base, "/stop");
-    server.join().unwrap();
-}
-
-fn get_std(base: &str, path: &str) -> std::io::Result<()> {
-    let addr = base.trim_start_matches("http://");
-    let mut conn = std::net::TcpStream::connect(addr)?;
-    write!(conn, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n")
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
