@@ -58,10 +58,6 @@ impl NodePorts {
         self.port
     }
 
-    pub fn cache(&self) -> &AptCache {
-        &self.cache
-    }
-
     /// Listens in the namespace of the container whose init is `init`,
     /// unless a listener is there already. Blocks briefly.
     pub fn ensure(&self, domain: &str, init: u32) -> anyhow::Result<()> {

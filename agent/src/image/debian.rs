@@ -138,6 +138,17 @@ pub struct DebianImage {
 }
 
 impl DebianBuild {
+    /// The build an image name stands for (`debian`, `debian-<role>`), if any.
+    pub fn for_image(image: &str, image_dir: &Path, cache_dir: &Path, mirror: &str) -> Option<DebianBuild> {
+        Some(DebianBuild {
+            role: role_of(image)?.to_string(),
+            image_dir: image_dir.to_path_buf(),
+            cache_dir: cache_dir.to_path_buf(),
+            mirror: mirror.to_string(),
+            refresh: false,
+        })
+    }
+
     pub fn image(&self) -> DebianImage {
         let name = image_name(&self.role);
         DebianImage {

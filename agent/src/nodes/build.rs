@@ -2,6 +2,7 @@
 //! atomically, so a crash never leaves half a disk that looks whole), its
 //! cloud-init seed, and the domain definition.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Mutex;
@@ -62,8 +63,11 @@ pub enum NodeImage {
 pub struct Images {
     dir: PathBuf,
     micro: Mutex<Option<MicroImage>>,
-    /// Where Debian images get their packages from: (cache dir, mirror).
-    debian: (PathBuf, String),
+    /// Where Debian images get their packages from.
+    cache_dir: PathBuf,
+    mirror: String,
+    /// Debian VM images found or built: converge resolves every 2 s.
+    debian: Mutex<HashMap<String, DebianVmImage>>,
 }
 
 impl Images {
@@ -71,7 +75,9 @@ impl Images {
         Images {
             dir,
             micro: Mutex::new(None),
-            debian: (cache_dir, mirror),
+            cache_dir,
+            mirror,
+            debian: Mutex::new(HashMap::new()),
         }
     }
 
@@ -89,16 +95,14 @@ impl Images {
             return Ok(NodeImage::Micro(micro.clone().expect("just built")));
         }
         check_name("image", image).map_err(anyhow::Error::msg)?;
-        if let Some(role) = debian::role_of(image) {
-            let build = debian::DebianBuild {
-                role: role.to_string(),
-                image_dir: self.dir.clone(),
-                cache_dir: self.debian.0.clone(),
-                mirror: self.debian.1.clone(),
-                refresh: false,
-            };
-            let built = build.build_vm(false, |line| tracing::info!(%image, "{line}"))?;
-            return Ok(NodeImage::Debian(built));
+        if let Some(build) = debian::DebianBuild::for_image(image, &self.dir, &self.cache_dir, &self.mirror) {
+            // Held while building, so concurrent nodes wait for one build.
+            let mut ready = self.debian.lock().unwrap();
+            if !ready.contains_key(image) {
+                let built = build.build_vm(false, |line| tracing::info!(%image, "{line}"))?;
+                ready.insert(image.to_string(), built);
+            }
+            return Ok(NodeImage::Debian(ready[image].clone()));
         }
         let path = self.dir.join(format!("{image}.qcow2"));
         if !path.is_file() {

@@ -56,14 +56,8 @@ impl RootfsImages {
             return Ok(path);
         }
         check_name("image", image).map_err(anyhow::Error::msg)?;
-        if let Some(role) = debian::role_of(image).filter(|_| !ready.contains(image)) {
-            let build = debian::DebianBuild {
-                role: role.to_string(),
-                image_dir: self.dir.clone(),
-                cache_dir: self.cache_dir.clone(),
-                mirror: self.mirror.clone(),
-                refresh: false,
-            };
+        let build = debian::DebianBuild::for_image(image, &self.dir, &self.cache_dir, &self.mirror);
+        if let Some(build) = build.filter(|_| !ready.contains(image)) {
             let built = build.build(false, |line| tracing::info!(%image, "{line}"))?;
             ready.insert(image.to_string());
             return Ok(built.rootfs);
