@@ -17,7 +17,12 @@ use anyhow::{bail, Context};
 
 pub const SUITE: &str = "bookworm";
 /// Bumped when what a build puts in an image changes: older ones are rebuilt.
-const IMAGE_VERSION: &str = "2";
+const IMAGE_VERSION: &str = "3";
+/// Units a role's packages enable that run only once a playbook chapter
+/// has configured them: unconfigured, each would start at boot with
+/// Debian's default workers (one per core) and retry its database for ever,
+/// which filled a 4 GiB controller. The chapter enables what it configures.
+const UNCONFIGURED_UNITS: &str = "keystone.service glance-*.service placement-api.service nova-*.service neutron-*.service swift-*.service apache2.service";
 const STAMP: &str = ".dclab-image";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -250,6 +255,10 @@ impl DebianBuild {
         .arg("--customize-hook=rm -f \"$1\"/var/cache/apt/archives/*.deb")
         // Made per node at its first start (the node's init runs ssh-keygen -A).
         .arg("--customize-hook=rm -f \"$1\"/etc/ssh/ssh_host_*")
+        .arg(format!(
+            "--customize-hook=cd \"$1\"/lib/systemd/system && for u in {UNCONFIGURED_UNITS}; do \
+             if [ -e \"$u\" ]; then chroot \"$1\" systemctl disable --quiet \"$u\"; fi; done"
+        ))
         .args(hooks)
         .arg(SUITE)
         .arg(tmp)

@@ -583,9 +583,14 @@ fn relay_jitter_spreads_the_round_trip() {
         ping.avg_ms, ping.mdev_ms
     );
     assert_eq!(ping.received, 50, "{}", ping.text);
-    // Never under the delay minus the jitter; above its top only by the
-    // scheduling noise of a loaded 2-core machine.
-    assert!(min >= 29.9 && max <= 85.0, "min {min} max {max}");
+    // Never under the delay minus the jitter. Above its top only by the
+    // scheduling noise of a loaded 2-core machine, which can stretch a
+    // single round trip well past it (86.5 ms seen in CI): so the bound is
+    // on the 90th percentile, not on the maximum.
+    let mut sorted = ping.times_ms.clone();
+    sorted.sort_by(f64::total_cmp);
+    let p90 = sorted[sorted.len() * 9 / 10];
+    assert!(min >= 29.9 && p90 <= 75.0, "min {min} p90 {p90} max {max}");
     assert!(ping.mdev_ms.unwrap() > 5.0, "{:?}", ping.mdev_ms);
 }
 

@@ -7,6 +7,7 @@ use clap::Subcommand;
 use serde_json::json;
 
 use super::check::load;
+use super::install::InstallOptions;
 use super::remote::{self, Client, UpOptions};
 use super::tunnel;
 use crate::output::{print, Format};
@@ -74,6 +75,30 @@ pub enum LabCommand {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: std::net::SocketAddr,
     },
+    /// Install software into a lab with Ansible (ansible-core from PyPI, set up on first use):
+    /// writes the inventory from the lab (groups are roles, addresses per network), reaches
+    /// every node through the coordinator (SSH with `ctl lab proxy` as ProxyCommand), prints a
+    /// line per play and host, keeps the full log with the lab, and reports the time per
+    /// chapter. A failed task names the node, the task and the log, and leaves the lab up.
+    Install {
+        lab: String,
+        /// A directory of the playbooks dir: its site.yml lists the chapters in order.
+        #[arg(long, default_value = "openstack")]
+        playbook: String,
+        /// Only these chapters (comma-separated, e.g. environment,identity), in site.yml's order.
+        #[arg(long, value_delimiter = ',')]
+        chapters: Vec<String>,
+        /// On success, take this whole-lab snapshot (the paper's "initial") unless it exists.
+        #[arg(long)]
+        snapshot: Option<String>,
+        /// Where the playbooks are.
+        #[arg(long, env = "DCLAB_PLAYBOOKS", default_value = super::install::PLAYBOOKS)]
+        playbooks: std::path::PathBuf,
+        /// Where each lab's install directory (inventory, key, passwords, logs) and the Ansible
+        /// venv live [default: $DCLAB_STATE, else ~/.local/state/dclab].
+        #[arg(long)]
+        state_dir: Option<std::path::PathBuf>,
+    },
     /// SSH to a container node through `ctl lab proxy` (needs the lab's ssh_keys to hold your
     /// key, and ssh on this machine). Exits with ssh's code.
     Ssh {
@@ -135,6 +160,24 @@ where
             port,
             listen,
         } => tunnel::forward(client, &lab, &node, port, listen).await,
+        LabCommand::Install {
+            lab,
+            playbook,
+            chapters,
+            snapshot,
+            playbooks,
+            state_dir,
+        } => {
+            let opts = InstallOptions {
+                playbook,
+                chapters,
+                snapshot,
+                playbooks,
+                state: state_dir.unwrap_or_else(super::install::default_state_dir),
+                ctl_argv: ctl_argv()?,
+            };
+            super::install::install(client, &lab, opts, format).await
+        }
         LabCommand::Ssh {
             lab,
             node,
@@ -145,14 +188,19 @@ where
     }
 }
 
-/// Runs ssh with this ctl (and its connection arguments) as ProxyCommand.
-fn ssh(lab: &str, node: &str, user: &str, identity: Option<&str>, command: &[String]) -> anyhow::Result<()> {
+/// This ctl as it was called, up to (not including) `lab`: the global
+/// options given before it reach the commands it runs for the operator.
+fn ctl_argv() -> anyhow::Result<Vec<String>> {
     let args: Vec<String> = std::env::args().collect();
     let mut own = vec![std::env::current_exe()?.display().to_string()];
-    // The global options given before `lab` reach the proxy too.
     let lab_at = args.iter().position(|a| a == "lab").unwrap_or(args.len());
     own.extend(args.iter().take(lab_at).skip(1).cloned());
-    let argv = tunnel::ssh_command(&own, lab, node, user, identity, command);
+    Ok(own)
+}
+
+/// Runs ssh with this ctl (and its connection arguments) as ProxyCommand.
+fn ssh(lab: &str, node: &str, user: &str, identity: Option<&str>, command: &[String]) -> anyhow::Result<()> {
+    let argv = tunnel::ssh_command(&ctl_argv()?, lab, node, user, identity, command);
     let status = std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .status()

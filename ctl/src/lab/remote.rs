@@ -156,7 +156,8 @@ pub async fn wait_ready(client: &mut Client, lab: &str, timeout: Duration) -> an
 }
 
 /// The paper's `initial` snapshot: taken once, kept on later `lab up`s.
-async fn take_initial(client: &mut Client, lab: &str, name: &str) -> anyhow::Result<()> {
+/// The seconds it took, or None when it existed.
+pub async fn take_initial(client: &mut Client, lab: &str, name: &str) -> anyhow::Result<Option<f64>> {
     let existing = client
         .list_snapshots(v1::ListSnapshotsRequest { lab: lab.into() })
         .await
@@ -164,7 +165,7 @@ async fn take_initial(client: &mut Client, lab: &str, name: &str) -> anyhow::Res
         .into_inner();
     if existing.snapshots.iter().any(|s| s.name == name) {
         eprintln!("lab {lab}: snapshot {name} exists; kept");
-        return Ok(());
+        return Ok(None);
     }
     let snap = client
         .create_snapshot(v1::SnapshotRequest {
@@ -176,11 +177,9 @@ async fn take_initial(client: &mut Client, lab: &str, name: &str) -> anyhow::Res
         .await
         .map_err(status_error)?
         .into_inner();
-    eprintln!(
-        "lab {lab}: snapshot {name} taken in {:.2} s",
-        snap.micros as f64 / 1e6
-    );
-    Ok(())
+    let seconds = snap.micros as f64 / 1e6;
+    eprintln!("lab {lab}: snapshot {name} taken in {seconds:.2} s");
+    Ok(Some(seconds))
 }
 
 pub async fn status(mut client: Client, lab: Option<String>, format: Format) -> anyhow::Result<()> {

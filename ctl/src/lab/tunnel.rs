@@ -103,7 +103,7 @@ pub async fn forward(
 }
 
 /// Quotes a word for the shell that runs ssh's ProxyCommand.
-fn shell_quote(word: &str) -> String {
+pub(crate) fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 

@@ -1,0 +1,133 @@
+use dclab_proto::v1;
+use serde_json::json;
+
+use super::files::{self, Layout};
+use super::progress::{chapter_of, Event, Progress};
+use super::{chapters, pick_chapters};
+
+fn node(name: &str, role: &str, nics: &[(&str, &str)]) -> v1::LabNode {
+    v1::LabNode {
+        spec: Some(v1::NodeSpec {
+            name: name.into(),
+            role: role.into(),
+            kind: v1::NodeKind::Container as i32,
+            ..Default::default()
+        }),
+        host: "h1".into(),
+        nics: nics
+            .iter()
+            .map(|(net, ip)| v1::NodeNic {
+                network: (*net).into(),
+                ip: (*ip).into(),
+                ..Default::default()
+            })
+            .collect(),
+        ..Default::default()
+    }
+}
+
+#[test]
+fn the_inventory_groups_nodes_by_role_with_their_addresses() {
+    let lab = v1::Lab {
+        name: "os".into(),
+        nodes: vec![
+            node("controller", "controller", &[("management", "10.0.0.11")]),
+            node("object1", "object-storage", &[("management", "10.0.0.41")]),
+            node("c1", "compute", &[("management", "10.0.0.31"), ("tunnel", "10.0.1.31")]),
+            node("loose", "", &[]),
+        ],
+        ..Default::default()
+    };
+    let inv = files::inventory(&lab);
+    assert_eq!(
+        inv["all"]["hosts"]["c1"],
+        json!({"dclab_kind": "container", "dclab_host": "h1",
+               "dclab_addresses": {"management": "10.0.0.31", "tunnel": "10.0.1.31"}})
+    );
+    let children = inv["all"]["children"].as_object().unwrap();
+    let groups: Vec<&String> = children.keys().collect();
+    assert_eq!(groups, ["compute", "controller", "object_storage"]);
+    assert_eq!(children["object_storage"]["hosts"], json!({"object1": {}}));
+    // A node without a role is only in `all`.
+    assert!(inv["all"]["hosts"]["loose"].is_object());
+}
+
+#[test]
+fn ssh_goes_through_ctl_lab_proxy_with_the_install_key() {
+    let layout = Layout {
+        dir: "/s/labs/os".into(),
+    };
+    let cfg = files::ssh_config(&layout, "'/bin/ctl' '--insecure'", "os");
+    assert!(cfg.contains("ProxyCommand '/bin/ctl' '--insecure' lab proxy os %n 22\n"), "{cfg}");
+    assert!(cfg.contains("IdentityFile /s/labs/os/id_ed25519\n"), "{cfg}");
+    let ansible = files::ansible_cfg(&layout, "/p".as_ref());
+    assert!(ansible.contains("ssh_args = -F /s/labs/os/ssh_config "), "{ansible}");
+    assert!(ansible.contains("callback_plugins = /p/callback_plugins\n"), "{ansible}");
+}
+
+#[test]
+fn secrets_are_made_once_and_kept() {
+    let first = files::secrets(None).unwrap();
+    for name in files::SECRETS {
+        let v = first[*name].as_str().unwrap();
+        assert_eq!(v.len(), 24);
+        assert!(v.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+    let text = json!({"admin_password": "kept", "extra": "x"}).to_string();
+    let again = files::secrets(Some(&text)).unwrap();
+    assert_eq!(again["admin_password"], "kept");
+    assert_eq!(again["extra"], "x");
+    assert_ne!(again["demo_password"], first["demo_password"]);
+    assert!(files::secrets(Some("[1]")).is_err());
+}
+
+#[test]
+fn chapters_come_from_site_yml_and_unknown_ones_are_named() {
+    let site = "# intro\n- import_playbook: environment.yml\n- import_playbook: identity.yml\n";
+    let all = chapters(site);
+    assert_eq!(all, ["environment", "identity"]);
+    let only = pick_chapters(all.clone(), &["identity".into()], "s.yml".as_ref()).unwrap();
+    assert_eq!(only, ["identity"]);
+    let err = pick_chapters(all, &["compute".into()], "s.yml".as_ref()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "no chapter \"compute\" in s.yml; its chapters are environment, identity"
+    );
+}
+
+fn event(json: serde_json::Value) -> Event {
+    serde_json::from_value(json).unwrap()
+}
+
+#[test]
+fn progress_counts_hosts_per_play_times_chapters_and_keeps_the_first_failure() {
+    let mut p = Progress::default();
+    assert!(p
+        .take(event(json!({"event": "play", "play": "environment | SQL database", "time": 10.0})))
+        .is_empty());
+    let result = |status: &str, changed: bool, task: &str| {
+        event(json!({"event": "result", "status": status, "play": "environment | SQL database",
+                     "task": task, "host": "controller", "changed": changed, "msg": "boom", "time": 11.0}))
+    };
+    p.take(result("ok", true, "a"));
+    p.take(result("ok", false, "b"));
+    p.take(result("skipped", false, "c"));
+    let lines = p.take(event(json!({"event": "play", "play": "environment | memcached", "time": 12.5})));
+    assert_eq!(
+        lines,
+        [
+            "environment | SQL database (2.5 s)",
+            "  controller: 2 ok, 1 changed, 1 skipped"
+        ]
+    );
+    p.take(result("failed", false, "d"));
+    p.take(result("failed", false, "e"));
+    p.take(event(json!({"event": "play", "play": "identity | Keystone", "time": 13.0})));
+    let lines = p.take(event(json!({"event": "stats", "time": 20.0})));
+    assert_eq!(lines[0], "identity | Keystone (7.0 s)");
+    assert_eq!(p.chapters, [("environment".to_string(), 3.0), ("identity".to_string(), 7.0)]);
+    assert_eq!(p.changed, 1);
+    let f = p.failure.unwrap();
+    assert_eq!((f.host.as_str(), f.task.as_str(), f.msg.as_str()), ("controller", "d", "boom"));
+    assert_eq!(chapter_of("no chapter"), "no chapter");
+}
