@@ -43,6 +43,10 @@ impl Layout {
     pub fn control_dir(&self) -> PathBuf {
         self.dir.join("cp")
     }
+    /// The SSH master connection Ansible keeps to `node` (control_path).
+    pub fn control_socket(&self, node: &str) -> PathBuf {
+        self.control_dir().join(node)
+    }
 }
 
 /// Ansible group names may not hold `-`: `object-storage` is `object_storage`.
@@ -101,7 +105,7 @@ pub fn ansible_cfg(layout: &Layout, playbooks: &Path) -> String {
          retry_files_enabled = False\ntimeout = 60\nnocolor = True\n\
          # The lab's generated passwords never reach the log.\ndisplay_args_to_stdout = False\n\n\
          [ssh_connection]\nssh_args = -F {ssh} -o ControlMaster=auto -o ControlPersist=300s\n\
-         control_path_dir = {cp}\npipelining = True\n\
+         control_path_dir = {cp}\ncontrol_path = %(directory)s/%%h\npipelining = True\n\
          # sshd in a node that just started may not listen yet.\nretries = 5\n",
         inventory = layout.inventory().display(),
         callbacks = playbooks.join("callback_plugins").display(),
@@ -152,7 +156,10 @@ pub fn node_key(layout: &Layout) -> anyhow::Result<String> {
             .output()
             .context("cannot run ssh-keygen; install openssh-client")?;
         if !out.status.success() {
-            bail!("ssh-keygen failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "ssh-keygen failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
     }
     let public = key.with_extension("pub");

@@ -73,15 +73,28 @@ fn pick_chapters(all: Vec<String>, wanted: &[String], site: &Path) -> anyhow::Re
     Ok(all.into_iter().filter(|c| wanted.contains(c)).collect())
 }
 
-pub async fn install(mut client: Client, lab: &str, opts: InstallOptions, format: Format) -> anyhow::Result<()> {
+pub async fn install(
+    mut client: Client,
+    lab: &str,
+    opts: InstallOptions,
+    format: Format,
+) -> anyhow::Result<()> {
     let started = Instant::now();
     if opts.playbook.is_empty() || opts.playbook.contains('/') || opts.playbook.starts_with('.') {
-        bail!("--playbook {:?}: give the name of a directory of {}", opts.playbook, opts.playbooks.display());
+        bail!(
+            "--playbook {:?}: give the name of a directory of {}",
+            opts.playbook,
+            opts.playbooks.display()
+        );
     }
     let book = opts.playbooks.join(&opts.playbook);
     let site = book.join("site.yml");
     let site_text = std::fs::read_to_string(&site).with_context(|| {
-        format!("no playbook {:?}: cannot read {} (--playbooks DIR points elsewhere)", opts.playbook, site.display())
+        format!(
+            "no playbook {:?}: cannot read {} (--playbooks DIR points elsewhere)",
+            opts.playbook,
+            site.display()
+        )
     })?;
     let chapters = pick_chapters(chapters(&site_text), &opts.chapters, &site)?;
     let status = client
@@ -114,7 +127,9 @@ pub async fn install(mut client: Client, lab: &str, opts: InstallOptions, format
     );
     let files: Vec<String> = chapters.iter().map(|c| format!("{c}.yml")).collect();
     let mut run = Run::start(&python, &layout, &book, &files, &log_path).await?;
-    let (progress, code) = run.follow().await?;
+    let followed = run.follow().await;
+    close_masters(&layout, &status).await;
+    let (progress, code) = followed?;
     let stderr_tail: Vec<String> = run.stderr_tail.drain(..).collect();
     let seconds = started.elapsed().as_secs_f64();
     if let Some(f) = &progress.failure {
@@ -194,12 +209,46 @@ async fn authorize(client: &mut Client, lab: &str, status: &v1::Lab, key: &str) 
     Ok(())
 }
 
+/// Ends the SSH master connections Ansible left (ControlPersist), so no
+/// ssh or ctl proxy process outlives the install.
+async fn close_masters(layout: &Layout, status: &v1::Lab) {
+    for node in status.nodes.iter().filter_map(|n| n.spec.as_ref()) {
+        let socket = layout.control_socket(&node.name);
+        if !socket.exists() {
+            continue;
+        }
+        let _ = tokio::process::Command::new("ssh")
+            .arg("-F")
+            .arg(layout.ssh_config())
+            .arg("-o")
+            .arg(format!("ControlPath={}", socket.display()))
+            .args(["-O", "exit", &node.name])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .await;
+    }
+}
+
 fn write_files(layout: &Layout, status: &v1::Lab, opts: &InstallOptions, lab: &str) -> anyhow::Result<()> {
     let inventory = serde_json::to_string_pretty(&files::inventory(status))?;
     files::write_file(&layout.inventory(), &inventory, 0o644)?;
-    let proxy: Vec<String> = opts.ctl_argv.iter().map(|a| super::tunnel::shell_quote(a)).collect();
-    files::write_file(&layout.ssh_config(), &files::ssh_config(layout, &proxy.join(" "), lab), 0o644)?;
-    files::write_file(&layout.ansible_cfg(), &files::ansible_cfg(layout, &opts.playbooks), 0o644)?;
+    let proxy: Vec<String> = opts
+        .ctl_argv
+        .iter()
+        .map(|a| super::tunnel::shell_quote(a))
+        .collect();
+    files::write_file(
+        &layout.ssh_config(),
+        &files::ssh_config(layout, &proxy.join(" "), lab),
+        0o644,
+    )?;
+    files::write_file(
+        &layout.ansible_cfg(),
+        &files::ansible_cfg(layout, &opts.playbooks),
+        0o644,
+    )?;
     let existing = std::fs::read_to_string(layout.secrets()).ok();
     let secrets = files::secrets(existing.as_deref())?;
     files::write_file(&layout.secrets(), &serde_json::to_string_pretty(&secrets)?, 0o600)
@@ -215,7 +264,13 @@ struct Run {
 }
 
 impl Run {
-    async fn start(python: &Path, layout: &Layout, book: &Path, files: &[String], log: &Path) -> anyhow::Result<Self> {
+    async fn start(
+        python: &Path,
+        layout: &Layout,
+        book: &Path,
+        files: &[String],
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let log = tokio::fs::File::create(log)
             .await
             .with_context(|| format!("creating {}", log.display()))?;

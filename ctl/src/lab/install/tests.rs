@@ -33,7 +33,11 @@ fn the_inventory_groups_nodes_by_role_with_their_addresses() {
         nodes: vec![
             node("controller", "controller", &[("management", "10.0.0.11")]),
             node("object1", "object-storage", &[("management", "10.0.0.41")]),
-            node("c1", "compute", &[("management", "10.0.0.31"), ("tunnel", "10.0.1.31")]),
+            node(
+                "c1",
+                "compute",
+                &[("management", "10.0.0.31"), ("tunnel", "10.0.1.31")],
+            ),
             node("loose", "", &[]),
         ],
         ..Default::default()
@@ -58,11 +62,20 @@ fn ssh_goes_through_ctl_lab_proxy_with_the_install_key() {
         dir: "/s/labs/os".into(),
     };
     let cfg = files::ssh_config(&layout, "'/bin/ctl' '--insecure'", "os");
-    assert!(cfg.contains("ProxyCommand '/bin/ctl' '--insecure' lab proxy os %n 22\n"), "{cfg}");
+    assert!(
+        cfg.contains("ProxyCommand '/bin/ctl' '--insecure' lab proxy os %n 22\n"),
+        "{cfg}"
+    );
     assert!(cfg.contains("IdentityFile /s/labs/os/id_ed25519\n"), "{cfg}");
     let ansible = files::ansible_cfg(&layout, "/p".as_ref());
-    assert!(ansible.contains("ssh_args = -F /s/labs/os/ssh_config "), "{ansible}");
-    assert!(ansible.contains("callback_plugins = /p/callback_plugins\n"), "{ansible}");
+    assert!(
+        ansible.contains("ssh_args = -F /s/labs/os/ssh_config "),
+        "{ansible}"
+    );
+    assert!(
+        ansible.contains("callback_plugins = /p/callback_plugins\n"),
+        "{ansible}"
+    );
 }
 
 #[test]
@@ -103,16 +116,22 @@ fn event(json: serde_json::Value) -> Event {
 fn progress_counts_hosts_per_play_times_chapters_and_keeps_the_first_failure() {
     let mut p = Progress::default();
     assert!(p
-        .take(event(json!({"event": "play", "play": "environment | SQL database", "time": 10.0})))
+        .take(event(
+            json!({"event": "play", "play": "environment | SQL database", "time": 10.0})
+        ))
         .is_empty());
     let result = |status: &str, changed: bool, task: &str| {
-        event(json!({"event": "result", "status": status, "play": "environment | SQL database",
-                     "task": task, "host": "controller", "changed": changed, "msg": "boom", "time": 11.0}))
+        event(
+            json!({"event": "result", "status": status, "play": "environment | SQL database",
+                     "task": task, "host": "controller", "changed": changed, "msg": "boom", "time": 11.0}),
+        )
     };
     p.take(result("ok", true, "a"));
     p.take(result("ok", false, "b"));
     p.take(result("skipped", false, "c"));
-    let lines = p.take(event(json!({"event": "play", "play": "environment | memcached", "time": 12.5})));
+    let lines = p.take(event(
+        json!({"event": "play", "play": "environment | memcached", "time": 12.5}),
+    ));
     assert_eq!(
         lines,
         [
@@ -122,12 +141,20 @@ fn progress_counts_hosts_per_play_times_chapters_and_keeps_the_first_failure() {
     );
     p.take(result("failed", false, "d"));
     p.take(result("failed", false, "e"));
-    p.take(event(json!({"event": "play", "play": "identity | Keystone", "time": 13.0})));
+    p.take(event(
+        json!({"event": "play", "play": "identity | Keystone", "time": 13.0}),
+    ));
     let lines = p.take(event(json!({"event": "stats", "time": 20.0})));
     assert_eq!(lines[0], "identity | Keystone (7.0 s)");
-    assert_eq!(p.chapters, [("environment".to_string(), 3.0), ("identity".to_string(), 7.0)]);
+    assert_eq!(
+        p.chapters,
+        [("environment".to_string(), 3.0), ("identity".to_string(), 7.0)]
+    );
     assert_eq!(p.changed, 1);
     let f = p.failure.unwrap();
-    assert_eq!((f.host.as_str(), f.task.as_str(), f.msg.as_str()), ("controller", "d", "boom"));
+    assert_eq!(
+        (f.host.as_str(), f.task.as_str(), f.msg.as_str()),
+        ("controller", "d", "boom")
+    );
     assert_eq!(chapter_of("no chapter"), "no chapter");
 }
