@@ -29,8 +29,8 @@ class CallbackModule(DefaultCallback):
 
     def __init__(self):
         super().__init__()
-        self._play = None
-        self._task = None
+        # Not _play or _task: the default callback keeps its own there.
+        self._dclab_play = None
 
     def _event(self, kind, **fields):
         fields["event"] = kind
@@ -40,22 +40,14 @@ class CallbackModule(DefaultCallback):
 
     def v2_playbook_on_play_start(self, play):
         super().v2_playbook_on_play_start(play)
-        self._play = play.get_name().strip()
-        self._event("play", play=self._play)
-
-    def v2_playbook_on_task_start(self, task, is_conditional):
-        super().v2_playbook_on_task_start(task, is_conditional)
-        self._task = task.get_name().strip()
-
-    def v2_playbook_on_handler_task_start(self, task):
-        super().v2_playbook_on_handler_task_start(task)
-        self._task = task.get_name().strip()
+        self._dclab_play = play.get_name().strip()
+        self._event("play", play=self._dclab_play)
 
     def _result(self, status, result):
         self._event(
             "result",
             status=status,
-            play=self._play,
+            play=self._dclab_play,
             task=result._task.get_name().strip(),
             host=result._host.get_name(),
             changed=bool(result._result.get("changed", False)),
@@ -85,6 +77,11 @@ class CallbackModule(DefaultCallback):
 
 
 def _message(result):
+    # A loop's own message says only that an item failed: take the item's.
+    for item in result.get("results", []) or []:
+        if isinstance(item, dict) and item.get("failed"):
+            label = item.get("item")
+            return f"item {label}: {_message(item)}"[:500]
     parts = [str(result.get("msg", "")).strip()]
     for key in ("stderr", "stdout"):
         text = str(result.get(key, "")).strip()

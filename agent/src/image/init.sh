@@ -39,7 +39,22 @@ wait_for() {
 has_virtio() { grep -qx "$1" /sys/bus/virtio/devices/*/device 2>/dev/null; }
 
 ip link set lo up
-if [ -n "$addr" ] && has_virtio 0x0001 && wait_for /sys/class/net/eth0; then
+if [ "$addr" = dhcp ] && has_virtio 0x0001 && wait_for /sys/class/net/eth0; then
+    # An OpenStack instance: its address, prefix and router from Neutron's DHCP.
+    cat > /bin/dhcp-lease <<'EOS'
+#!/bin/sh
+case "$1" in
+    bound|renew)
+        ip addr flush dev "$interface"
+        ip addr add "$ip/$mask" dev "$interface"
+        [ -n "$router" ] && ip route replace default via "${router%% *}"
+        ;;
+esac
+EOS
+    chmod 755 /bin/dhcp-lease
+    ip link set eth0 up
+    udhcpc -i eth0 -s /bin/dhcp-lease -t 10 -T 2 -b -q >/dev/null 2>&1 || echo "dclab-init: no DHCP lease"
+elif [ -n "$addr" ] && has_virtio 0x0001 && wait_for /sys/class/net/eth0; then
     ip link set eth0 up
     ip addr add "$addr" dev eth0
     [ -n "$gw" ] && ip route add default via "$gw"

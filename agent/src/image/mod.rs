@@ -7,7 +7,8 @@
 //! # Booting
 //!
 //! Kernel command line: `console=ttyS0` plus, all optional,
-//! `dclab.hostname=NAME` (default `dclab`), `dclab.ip=ADDR/PREFIX` for eth0,
+//! `dclab.hostname=NAME` (default `dclab`), `dclab.ip=ADDR/PREFIX` for eth0
+//! (or `dclab.ip=dhcp`: a DHCP lease, as an OpenStack instance gets),
 //! `dclab.ipN=ADDR/PREFIX` for ethN (N from 1 to 9)
 //! and `dclab.gw=ADDR` for the default route. A virtio disk (`/dev/vda`) is
 //! mounted at `/data` with synchronous writes, so a snapshot taken right after

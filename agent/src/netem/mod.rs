@@ -34,7 +34,7 @@
 
 mod impair;
 mod relay;
-mod sock;
+pub(crate) mod sock;
 mod stats;
 mod wire;
 

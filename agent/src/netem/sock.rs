@@ -143,6 +143,20 @@ pub fn set_gro(fd: &OwnedFd, iface: &str, on: bool) -> io::Result<()> {
     ethtool(fd, iface, ETHTOOL_SGRO, u32::from(on)).map(drop)
 }
 
+const ETHTOOL_GTXCSUM: u32 = 0x16;
+const ETHTOOL_STXCSUM: u32 = 0x17;
+
+/// Turns transmit checksum offload off (and with it TSO, which needs it);
+/// true when it was on.
+pub fn clear_tx_checksum(fd: &OwnedFd, iface: &str) -> io::Result<bool> {
+    match ethtool(fd, iface, ETHTOOL_GTXCSUM, 0) {
+        Ok(0) => Ok(false),
+        Ok(_) => ethtool(fd, iface, ETHTOOL_STXCSUM, 0).map(|_| true),
+        Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// One legacy ethtool get/set; the socket's namespace names the device.
 fn ethtool(fd: &OwnedFd, iface: &str, cmd: u32, data: u32) -> io::Result<u32> {
     let mut value = EthtoolValue { cmd, data };

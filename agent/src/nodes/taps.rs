@@ -176,6 +176,11 @@ impl Taps {
         match (action, &self.netns) {
             (Action::Nothing, _) => return Ok(()),
             (Action::MoveAndAttach, Some(ns)) => {
+                // The fresh tap is in the root namespace, so one of the same
+                // name in the host's is stale: the end of a previous start
+                // whose pair the kernel has not torn down yet (seen when a
+                // lab came back right after `lab down`). It goes first.
+                let _ = run("ip", &["-n", ns, "link", "del", tap]).await;
                 run("ip", &["link", "set", tap, "netns", ns]).await?;
                 run("ip", &["-n", ns, "link", "set", tap, "up"]).await?;
             }

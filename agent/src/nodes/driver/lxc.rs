@@ -69,8 +69,34 @@ impl LxcDriver {
         self.overlay(node)?.ensure_mounted()?;
         lxc_cgroups::prune(&Self::domain(node), None);
         hinted(self.hypervisor()?.start(&Self::domain(node)))?;
-        self.open_apt_port(node);
+        self.started(node);
         Ok(())
+    }
+
+    /// What a running container needs from the host: its links without
+    /// checksum offload, and the apt cache's port.
+    fn started(&self, node: &DesiredNode) {
+        self.clear_offloads(node);
+        self.open_apt_port(node);
+    }
+
+    /// Offloads are per veth, and a container that starts again has new
+    /// ones: checked on every pass. Failing logs and is retried.
+    fn clear_offloads(&self, node: &DesiredNode) {
+        let domain = Self::domain(node);
+        let cleared = (|| -> anyhow::Result<Vec<String>> {
+            let Some(controller) = self.hypervisor()?.id(&domain)? else {
+                return Ok(Vec::new());
+            };
+            lxc_exec::clear_tx_checksum_offload(lxc_exec::init_pid(controller)?)
+        })();
+        match cleared {
+            Ok(links) if !links.is_empty() => {
+                tracing::debug!(domain, ?links, "transmit checksum offload turned off")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(domain, "checksum offload not turned off yet: {e:#}"),
+        }
     }
 
     /// The apt cache's port inside a running Debian node. Failing to open
@@ -208,7 +234,7 @@ impl NodeDriver for LxcDriver {
         }
         let after = super::state_after_define(&hv, &spec.name, "container")?;
         if after == VmState::Running {
-            self.open_apt_port(node);
+            self.started(node);
         }
         Ok((before, after))
     }

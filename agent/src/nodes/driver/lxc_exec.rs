@@ -165,6 +165,53 @@ pub fn listen_inside(init: u32, addr: std::net::SocketAddr) -> anyhow::Result<st
     })
 }
 
+/// Turns transmit checksum offload off on every interface of the node
+/// but loopback; returns the ones that had it on. A veth with it on hands
+/// the host's end frames whose TCP and UDP checksums are left for
+/// hardware to fill in; OvS's userspace datapath forwards them as they
+/// are, and the receiver drops them, so TCP between container nodes
+/// failed while ping worked.
+pub fn clear_tx_checksum_offload(init: u32) -> anyhow::Result<Vec<String>> {
+    in_netns(init, || {
+        let fd = crate::netem::sock::packet_socket(false)?;
+        let mut cleared = Vec::new();
+        for name in interface_names()? {
+            if name != "lo" && crate::netem::sock::clear_tx_checksum(&fd, &name)? {
+                cleared.push(name);
+            }
+        }
+        Ok(cleared)
+    })
+}
+
+/// The interfaces of the calling thread's network namespace.
+fn interface_names() -> anyhow::Result<Vec<String>> {
+    // SAFETY: if_nameindex returns an array ending in a zero entry, or
+    // null; it is freed below and nothing refers to it after.
+    let list = unsafe { libc::if_nameindex() };
+    if list.is_null() {
+        bail!(
+            "listing the node's interfaces: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    let mut names = Vec::new();
+    let mut entry = list;
+    // SAFETY: walks the array up to its zero entry; names are C strings.
+    unsafe {
+        while (*entry).if_index != 0 {
+            names.push(
+                std::ffi::CStr::from_ptr((*entry).if_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            entry = entry.add(1);
+        }
+        libc::if_freenameindex(list);
+    }
+    Ok(names)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

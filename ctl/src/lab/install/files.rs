@@ -17,6 +17,19 @@ pub const SECRETS: &[&str] = &[
     "keystone_db_password",
     "admin_password",
     "demo_password",
+    "glance_db_password",
+    "glance_password",
+    "placement_db_password",
+    "placement_password",
+    "nova_db_password",
+    "nova_password",
+    "neutron_db_password",
+    "neutron_password",
+    "metadata_secret",
+    "swift_password",
+    "swift_hash_prefix",
+    "swift_hash_suffix",
+    "horizon_secret_key",
 ];
 
 /// Paths in the install directory.

@@ -144,6 +144,13 @@ pub async fn install(
             f.host
         );
     }
+    if code < 0 {
+        bail!(
+            "ansible-playbook was killed by signal {}; full log: {}",
+            -code,
+            log_path.display()
+        );
+    }
     if code != 0 {
         bail!(
             "ansible-playbook exited with {code} before any task failed: {}; full log: {}",
@@ -278,6 +285,10 @@ impl Run {
             .args(["-m", "ansible.cli.playbook"])
             .arg("-e")
             .arg(format!("@{}", layout.secrets().display()))
+            .arg("-e")
+            .arg(format!("dclab_install_dir={}", layout.dir.display()))
+            .arg("-e")
+            .arg(format!("dclab_ctl={}", std::env::current_exe()?.display()))
             .args(files)
             .current_dir(book)
             .env("ANSIBLE_CONFIG", layout.ansible_cfg())
@@ -327,7 +338,12 @@ impl Run {
         }
         let status = self.child.wait().await?;
         self.log.flush().await?;
-        Ok((progress, status.code().unwrap_or(-1)))
+        use std::os::unix::process::ExitStatusExt;
+        // A signal is told apart from an exit code by its sign.
+        Ok((
+            progress,
+            status.code().unwrap_or_else(|| -status.signal().unwrap_or(0)),
+        ))
     }
 
     async fn log(&mut self, line: &str) -> anyhow::Result<()> {
