@@ -41,7 +41,8 @@ if [ "$with_vm" -eq 1 ]; then
     # mmdebstrap; ssh and curl reach nodes through `ctl lab ssh/forward`;
     # e2fsprogs writes Debian VM disks; dpkg-dev and python3 serve the apt
     # cache test's repository.
-    packages="$packages libvirt-daemon-driver-lxc mmdebstrap openssh-client curl e2fsprogs dpkg-dev python3"
+    # python3-venv: `ctl lab install` puts ansible-core from PyPI in a venv.
+    packages="$packages libvirt-daemon-driver-lxc mmdebstrap openssh-client curl e2fsprogs dpkg-dev python3 python3-venv"
 fi
 
 export DEBIAN_FRONTEND=noninteractive

@@ -70,13 +70,13 @@ fn identity_installs_twice_without_change_and_token_loss_runs_on_keystone() {
         "install",
         &lab,
         "--chapters",
-        "compute",
+        "identity,compte",
         "--state-dir",
         state_arg,
     ]);
     assert_ne!(bad.code, 0);
     assert!(
-        bad.stderr.contains("no chapter \"compute\"") && bad.stderr.contains("environment, identity, image"),
+        bad.stderr.contains("no chapter \"compte\"") && bad.stderr.contains("environment, identity, image"),
         "{}",
         bad.stderr
     );
