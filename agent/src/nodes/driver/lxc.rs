@@ -81,7 +81,10 @@ impl LxcDriver {
     }
 
     /// Offloads are per veth, and a container that starts again has new
-    /// ones: checked on every pass. Failing logs and is retried.
+    /// ones: checked on every pass (a thread and a few ioctls). No memo by
+    /// namespace: a freed namespace's inode number can be handed to the
+    /// next one, and a skipped node would lose TCP. Failing logs and is
+    /// retried.
     fn clear_offloads(&self, node: &DesiredNode) {
         let domain = Self::domain(node);
         let cleared = (|| -> anyhow::Result<Vec<String>> {
