@@ -71,11 +71,29 @@ enum Command {
     /// A whole multi-host setup on this machine: namespaces as hosts, one OvS and agent each.
     #[command(subcommand)]
     Local(local::LocalCommand),
+    /// Print a shell completion script. Bash: `source <(ctl completions bash)`, or save it as
+    /// /etc/bash_completion.d/ctl; zsh: save it as `_ctl` in a directory of $fpath; fish: save it
+    /// as ~/.config/fish/completions/ctl.fish.
+    Completions {
+        /// The shell to complete for.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Completions { shell } = cli.command {
+        // Named "ctl" whatever the binary's path, so the script completes the installed command.
+        clap_complete::generate(
+            shell,
+            &mut <Cli as clap::CommandFactory>::command(),
+            "ctl",
+            &mut std::io::stdout(),
+        );
+        return ExitCode::SUCCESS;
+    }
     let telemetry = match dclab_proto::logging::init_traced("dclab-ctl", "warn", &cli.telemetry) {
         Ok(t) => t,
         Err(err) => {
@@ -126,6 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Trace(args) => return dclab_ctl::trace::run(client().await?, args, format).await,
         Command::Verify(cmd) => return dclab_ctl::verify::run(client().await?, cmd, format).await,
         Command::Experiment(cmd) => return dclab_ctl::experiment::run(client(), cmd, format).await,
+        Command::Completions { .. } => unreachable!("answered before telemetry starts"),
     };
     result.map_err(dclab_ctl::status_error)
 }

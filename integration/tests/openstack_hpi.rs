@@ -67,11 +67,7 @@ fn the_papers_architecture_installs_and_survives_its_experiments() {
     let ctl = Ctl::new(&c);
     let lab = format!("hpi{}", std::process::id());
     let file = dir.path().join("lab.toml");
-    std::fs::write(
-        &file,
-        EXAMPLE.replace("\"openstack-hpi\"", &format!("\"{lab}\"")),
-    )
-    .unwrap();
+    std::fs::write(&file, EXAMPLE.replace("\"openstack-hpi\"", &format!("\"{lab}\""))).unwrap();
     let _labs = Labs(&ctl, vec![lab.clone()]);
     let up = ctl.json(&["lab", "up", file.to_str().unwrap(), "--timeout", "1500"]);
     assert_eq!(up["ready"], true, "{up}");
@@ -95,7 +91,13 @@ fn the_papers_architecture_installs_and_survives_its_experiments() {
         "--state-dir",
         state_arg,
     ]);
-    assert!(run.ok(), "install failed ({}):\n{}{}", run.code, run.stdout, run.stderr);
+    assert!(
+        run.ok(),
+        "install failed ({}):\n{}{}",
+        run.code,
+        run.stdout,
+        run.stderr
+    );
     let summary: Value = serde_json::from_str(&run.stdout).unwrap();
     let chapters: Vec<_> = summary["chapters"]
         .as_array()

@@ -21,6 +21,9 @@ pub mod validate;
 #[allow(clippy::all, missing_docs)]
 pub mod v1 {
     tonic::include_proto!("dclab.v1");
+
+    /// The compiled dclab.proto, served by the coordinator's reflection service.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("dclab_descriptor");
 }
 
 pub use error::ApiError;
