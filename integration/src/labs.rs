@@ -25,6 +25,18 @@ pub fn lab_file(dir: &Path, name: &str, nodes: &[(&str, &str, &str)]) -> String 
     path.display().to_string()
 }
 
+/// Brings up the lab of an example file as `lab` (its name `example_name`
+/// replaced, so runs of a test do not meet), from a copy in `dir`, and
+/// checks that it became ready within `timeout` seconds.
+pub fn up_example(ctl: &Ctl, dir: &Path, example: &str, example_name: &str, lab: &str, timeout: &str) {
+    let file = dir.join(format!("{lab}.toml"));
+    let renamed = example.replace(&format!("\"{example_name}\""), &format!("\"{lab}\""));
+    assert_ne!(renamed, example, "the example is not named {example_name:?}");
+    std::fs::write(&file, renamed).unwrap();
+    let up = ctl.json(&["lab", "up", file.to_str().unwrap(), "--timeout", timeout]);
+    assert_eq!(up["ready"], true, "{up}");
+}
+
 /// Takes the labs down even when an assertion fails.
 pub struct Labs<'a>(pub &'a Ctl, pub Vec<String>);
 

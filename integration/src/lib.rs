@@ -5,6 +5,7 @@
 pub mod api;
 pub mod apt_repo;
 pub mod ctl;
+pub mod experiments;
 pub mod hostile;
 pub mod labs;
 pub mod libvirtd;

@@ -10,6 +10,13 @@ impl Libvirtd {
     pub fn ensure() -> Libvirtd {
         Libvirtd(Daemons::ensure().unwrap_or_else(|e| panic!("{e:#}")))
     }
+
+    /// libvirtd that can also run container nodes.
+    pub fn ensure_containers() -> Libvirtd {
+        let libvirtd = Libvirtd::ensure();
+        libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
+        libvirtd
+    }
 }
 
 /// Removes the named domains when dropped, also when a test fails.

@@ -196,8 +196,7 @@ fn leftovers(c: &Cluster, ctl: &Ctl, host: &str) {
 
 #[test]
 fn containers_and_vms_share_a_lab_stay_isolated_snapshot_and_leave_nothing() {
-    let libvirtd = Libvirtd::ensure();
-    libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
+    let _libvirtd = Libvirtd::ensure_containers();
     let c = cluster("ctr", 2, false);
     let ctl = Ctl::new(&c);
     let dir = vm_dir("dclab-ctrtest");
@@ -429,8 +428,7 @@ fn build_debian_twice(ctl: &Ctl, dir: &Path) {
 
 #[test]
 fn debian_containers_boot_systemd_within_their_limits_from_frozen_packages() {
-    let libvirtd = Libvirtd::ensure();
-    libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
+    let _libvirtd = Libvirtd::ensure_containers();
     let dir = vm_dir("dclab-debtest");
     // The archive behind the hosts' apt cache, on loopback.
     let repo = AptRepo::serve(&dir.path().join("repo"));

@@ -15,8 +15,7 @@ const IMAGES: &str = "/var/lib/dclab/images";
 
 #[test]
 fn a_debian_vm_boots_its_own_kernel_and_takes_its_address_from_the_seed() {
-    let libvirtd = Libvirtd::ensure();
-    libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
+    let _libvirtd = Libvirtd::ensure_containers();
     let dir = vm_dir("dclab-debvm");
     let c = cluster("dv", 1, false);
     let ctl = Ctl::new(&c);

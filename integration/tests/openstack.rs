@@ -9,7 +9,8 @@ use std::path::Path;
 
 use dclab_integration::cluster;
 use dclab_integration::ctl::Ctl;
-use dclab_integration::labs::Labs;
+use dclab_integration::experiments::run_passed;
+use dclab_integration::labs::{up_example, Labs};
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use serde_json::Value;
 
@@ -45,24 +46,16 @@ fn chapters(summary: &Value) -> Vec<String> {
 
 #[test]
 fn identity_installs_twice_without_change_and_token_loss_runs_on_keystone() {
-    let libvirtd = Libvirtd::ensure();
-    libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
+    let _libvirtd = Libvirtd::ensure_containers();
     let dir = vm_dir("dclab-ostest");
     let state = dir.path().join("state");
     let state_arg = state.to_str().unwrap();
     let c = cluster("os", 2, false);
     let ctl = Ctl::new(&c);
     let lab = format!("os{}", std::process::id());
-    let file = dir.path().join("lab.toml");
-    std::fs::write(
-        &file,
-        EXAMPLE.replace("\"openstack-identity\"", &format!("\"{lab}\"")),
-    )
-    .unwrap();
     let _labs = Labs(&ctl, vec![lab.clone()]);
     // The agent builds debian-controller on first use (a few minutes).
-    let up = ctl.json(&["lab", "up", file.to_str().unwrap(), "--timeout", "900"]);
-    assert_eq!(up["ready"], true, "{up}");
+    up_example(&ctl, dir.path(), EXAMPLE, "openstack-identity", &lab, "900");
 
     // Bad input is refused before anything is written for the lab.
     let bad = ctl.run(&[
@@ -178,10 +171,7 @@ fn identity_installs_twice_without_change_and_token_loss_runs_on_keystone() {
     assert_eq!(status["ready"], true, "{status}");
 
     // The paper's experiment 2 against the real Keystone.
-    let run = ctl.run(&["-o", "json", "experiment", "run", "token-loss", "--lab", &lab]);
-    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
-    let record: Value = serde_json::from_str(&run.stdout).unwrap();
-    assert_eq!(record["verdict"], "passed", "{}", run.stderr);
+    let record = run_passed(&ctl, "token-loss", &lab);
     let checks = record["checks"].as_array().unwrap();
     assert_eq!(checks.len(), 6, "{record:#}");
     let lost = checks

@@ -8,7 +8,8 @@
 
 use dclab_integration::cluster;
 use dclab_integration::ctl::Ctl;
-use dclab_integration::labs::Labs;
+use dclab_integration::experiments::run_passed;
+use dclab_integration::labs::{up_example, Labs};
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use serde_json::Value;
 
@@ -26,27 +27,6 @@ const CHAPTERS: [&str; 9] = [
     "launch",
 ];
 
-/// Runs a built-in experiment and returns its record after checking that
-/// it passed, naming every check that did not.
-fn experiment(ctl: &Ctl, name: &str, lab: &str) -> Value {
-    let run = ctl.run(&["-o", "json", "experiment", "run", name, "--lab", lab]);
-    let record: Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("{name}: no record ({e}):\n{}{}", run.stdout, run.stderr));
-    let failed: Vec<_> = record["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["passed"] != true)
-        .collect();
-    assert!(
-        run.code == 0 && record["verdict"] == "passed" && failed.is_empty(),
-        "{name} did not pass ({}): {failed:#?}\n{}",
-        run.code,
-        run.stderr
-    );
-    record
-}
-
 fn check<'a>(record: &'a Value, name: &str) -> &'a Value {
     record["checks"]
         .as_array()
@@ -58,19 +38,15 @@ fn check<'a>(record: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn the_papers_architecture_installs_and_survives_its_experiments() {
-    let libvirtd = Libvirtd::ensure();
-    libvirtd.0.check_containers().unwrap_or_else(|e| panic!("{e:#}"));
+    let _libvirtd = Libvirtd::ensure_containers();
     let dir = vm_dir("dclab-hpitest");
     let state = dir.path().join("state");
     let state_arg = state.to_str().unwrap();
     let c = cluster("hpi", 2, false);
     let ctl = Ctl::new(&c);
     let lab = format!("hpi{}", std::process::id());
-    let file = dir.path().join("lab.toml");
-    std::fs::write(&file, EXAMPLE.replace("\"openstack-hpi\"", &format!("\"{lab}\""))).unwrap();
     let _labs = Labs(&ctl, vec![lab.clone()]);
-    let up = ctl.json(&["lab", "up", file.to_str().unwrap(), "--timeout", "1500"]);
-    assert_eq!(up["ready"], true, "{up}");
+    up_example(&ctl, dir.path(), EXAMPLE, "openstack-hpi", &lab, "1500");
     let status = ctl.json(&["lab", "status", &lab]);
     let hosts: std::collections::BTreeSet<_> = status["nodes"]
         .as_array()
@@ -124,10 +100,10 @@ fn the_papers_architecture_installs_and_survives_its_experiments() {
     os("dclab-os-check network-agents");
     os("dclab-os-check horizon-login");
 
-    let crash = experiment(&ctl, "controller-crash", &lab);
+    let crash = run_passed(&ctl, "controller-crash", &lab);
     let fails = check(&crash, "every API call fails");
     assert!(fails["observed"].is_string(), "{fails:#}");
-    experiment(&ctl, "compute-unreachable", &lab);
+    run_passed(&ctl, "compute-unreachable", &lab);
 
     // Back to the freshly installed cloud; its APIs answer again.
     let restore = ctl.run(&["snapshot", "restore", "initial", "--lab", &lab]);

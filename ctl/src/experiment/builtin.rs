@@ -24,3 +24,15 @@ builtins!(
 pub fn find(name: &str) -> Option<&'static str> {
     BUILTINS.iter().find(|(n, _)| *n == name).map(|(_, text)| *text)
 }
+
+#[cfg(test)]
+mod tests {
+    /// A built-in that does not parse would fail only when someone runs it.
+    #[test]
+    fn every_builtin_parses_under_its_name() {
+        for (name, text) in super::BUILTINS {
+            let spec = dclab_proto::experiment::parse(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(spec.name, *name);
+        }
+    }
+}
