@@ -6,6 +6,7 @@ pub mod desired;
 pub mod fault_flows;
 pub mod image;
 pub mod libvirt;
+pub mod metrics;
 pub mod monitor;
 pub mod netem;
 pub mod nodes;

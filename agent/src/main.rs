@@ -66,6 +66,8 @@ struct Args {
     state_dir: PathBuf,
     #[command(flatten)]
     nodes: NodeArgs,
+    #[command(flatten)]
+    metrics: dclab_proto::metrics_http::MetricsArgs,
     /// Network namespace of this host's ovs-vswitchd (simulated hosts of `ctl local`): node taps
     /// move there before joining the bridge. Unset: taps stay in libvirtd's namespace.
     #[arg(long)]
@@ -252,6 +254,12 @@ async fn main() -> anyhow::Result<()> {
         memory_mib: args.memory_mib.unwrap_or_else(machine_memory_mib),
     };
     let fault_flows = std::sync::Arc::new(dclab_agent::fault_flows::FaultFlows::default());
+    let metrics = Arc::new(dclab_agent::metrics::AgentMetrics::new(&host_id));
+    let page = metrics.clone();
+    if let Some(at) = dclab_proto::metrics_http::serve(&args.metrics, Arc::new(move || page.render())).await?
+    {
+        info!(addr = %at, "Prometheus metrics at http://{at}/metrics (plain HTTP)");
+    }
     let node_config = nodes::Config {
         host_id: host_id.clone(),
         drivers: DriverConfig {
@@ -263,6 +271,7 @@ async fn main() -> anyhow::Result<()> {
         ovs: ovs.clone(),
         uplink: uplink.clone(),
         fault_flows: fault_flows.clone(),
+        metrics: metrics.clone(),
     };
     let reconciler = Reconciler {
         ovs,
@@ -270,6 +279,7 @@ async fn main() -> anyhow::Result<()> {
         uplink,
         channel: channel.clone(),
         fault_flows,
+        metrics,
     };
     let stop = CancellationToken::new();
     let mut tasks = tokio::task::JoinSet::new();

@@ -33,6 +33,7 @@ pub struct Reconciler {
     pub channel: Channel,
     /// Flows faults add above the pipeline (partitions).
     pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
+    pub metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 struct Applied {
@@ -68,7 +69,12 @@ impl Reconciler {
             let Some(want) = desired.borrow_and_update().clone() else {
                 continue;
             };
-            if let Err(err) = self.step(&want, &mut applied).await {
+            let started = std::time::Instant::now();
+            let stepped = self.step(&want, &mut applied).await;
+            self.metrics
+                .reconcile_duration
+                .observe(started.elapsed().as_secs_f64());
+            if let Err(err) = stepped {
                 warn!(host = %self.host_id, error = %err, "reconcile failed, will retry");
             }
         }
@@ -87,7 +93,10 @@ impl Reconciler {
             let changed = applied.as_ref().is_none_or(|a| a.text != rendered.text);
             let file = tempfile::Builder::new().prefix("dclab-flows").tempfile()?;
             std::fs::write(file.path(), &rendered.text)?;
-            self.ovs.replace_flows(&file.path().to_string_lossy()).await?;
+            if let Err(e) = self.ovs.replace_flows(&file.path().to_string_lossy()).await {
+                self.metrics.bundle_failures.inc();
+                return Err(e.into());
+            }
             let faults_moved = applied.as_ref().is_none_or(|a| a.inputs.3 != generation);
             if faults_moved && generation > 0 {
                 // Packets of flows the datapath has cached take the old
@@ -108,6 +117,8 @@ impl Reconciler {
             if !rendered.missing.is_empty() {
                 info!(host = %self.host_id, ports = ?rendered.missing, "waiting for ports to be attached");
             }
+            self.metrics.flows_installed.set(rendered.flows as i64);
+            self.metrics.ports_unattached.set(rendered.missing.len() as i64);
             let acked = applied.as_ref().and_then(|a| a.acked);
             *applied = Some(Applied {
                 text: rendered.text,
@@ -123,6 +134,7 @@ impl Reconciler {
         if a.acked != Some(report) {
             self.ack(want.version, a.flows, a.missing).await?;
             a.acked = Some(report);
+            self.metrics.applied_version.set(want.version as i64);
         }
         Ok(())
     }

@@ -7,6 +7,7 @@ pub mod compile;
 pub mod experiment;
 pub mod keys;
 pub mod lab;
+pub mod metrics;
 pub mod model;
 pub mod mutate;
 pub mod placement;

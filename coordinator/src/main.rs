@@ -3,7 +3,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use dclab_coordinator::{addr::Cidr, keys::KeyRange, service, state::State};
+use dclab_coordinator::{addr::Cidr, keys::KeyRange, metrics::Metrics, service, state::State};
+use dclab_proto::metrics_http::{self, write_atomically};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -23,6 +24,8 @@ struct Args {
     /// Addresses used as mapping keys on the physical network.
     #[arg(long, default_value = "100.64.0.0/16")]
     key_range: String,
+    #[command(flatten)]
+    metrics: dclab_proto::metrics_http::MetricsArgs,
     #[command(flatten)]
     tls: dclab_proto::net::TlsArgs,
     #[command(flatten)]
@@ -47,6 +50,10 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let metrics = Metrics::new(state.clone());
+    if let Some(at) = metrics_http::serve(&args.metrics, Arc::new(move || metrics.render())).await? {
+        info!(addr = %at, "Prometheus metrics at http://{at}/metrics (plain HTTP)");
+    }
     let security = if tls.is_some() {
         "mutual TLS 1.3"
     } else {
@@ -60,13 +67,5 @@ async fn main() -> anyhow::Result<()> {
     }
     service::serve(state, listener, tls.as_ref(), dclab_proto::net::shutdown_signal()).await?;
     info!("coordinator stopped");
-    Ok(())
-}
-
-/// Readers never see a half-written address.
-fn write_atomically(path: &std::path::Path, text: &str) -> anyhow::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }

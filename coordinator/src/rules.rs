@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use std::time::Instant;
 use tokio::sync::watch;
 
 use crate::compile::{compile_part_with, parts_of_host, views, Flow, NetView, Part};
@@ -81,6 +83,27 @@ pub struct RuleHub {
     channels: Mutex<HashMap<String, watch::Sender<HostRules>>>,
     status: Mutex<HashMap<String, AgentStatus>>,
     last_compile: Mutex<CompileStats>,
+    /// Per host watched at the time: the version pushed and when.
+    pushed: Mutex<HashMap<String, (u64, Instant)>>,
+    pub timings: Timings,
+}
+
+/// Compile and ack times, for the metrics endpoint.
+pub struct Timings {
+    pub compile: Histogram,
+    pub ack_latency: Histogram,
+}
+
+impl Default for Timings {
+    fn default() -> Timings {
+        // 50 µs to about 3 s: one port is tens of µs, every host of a
+        // large topology at start seconds.
+        let buckets = || exponential_buckets(0.000_05, 2.0, 17);
+        Timings {
+            compile: Histogram::new(buckets()),
+            ack_latency: Histogram::new(buckets()),
+        }
+    }
 }
 
 /// The host's parts after a change: unchanged parts are kept as they are
@@ -187,15 +210,19 @@ impl RuleHub {
             dirty.hosts.iter().map(|h| (h.clone(), current(h))).collect()
         };
         let results = recompile_all(topo, work, dirty);
+        self.timings.compile.observe(started.elapsed().as_secs_f64());
         *self.last_compile.lock().unwrap() = CompileStats {
             hosts: results.len(),
             flows: results.iter().map(|r| r.2).sum(),
             micros: started.elapsed().as_micros() as u64,
         };
         let mut channels = self.channels.lock().unwrap();
+        let mut pushed = Vec::new();
         for (host, parts, _) in results {
-            let sender = channels.entry(host).or_insert_with(|| watch::channel(empty()).0);
-            sender.send_if_modified(|current| {
+            let sender = channels
+                .entry(host.clone())
+                .or_insert_with(|| watch::channel(empty()).0);
+            let sent = sender.send_if_modified(|current| {
                 let same = current.parts.len() == parts.len()
                     && current
                         .parts
@@ -211,6 +238,26 @@ impl RuleHub {
                 };
                 true
             });
+            if sent {
+                pushed.push(host);
+            }
+        }
+        drop(channels);
+        self.note_pushed(pushed, version);
+    }
+
+    /// Starts the ack clock of the watched hosts among `hosts`; a host with
+    /// no agent connected would only measure how long it stayed away.
+    fn note_pushed(&self, hosts: Vec<String>, version: u64) {
+        let status = self.status.lock().unwrap();
+        let mut pushed = self.pushed.lock().unwrap();
+        let now = Instant::now();
+        for host in hosts {
+            if status.get(&host).is_some_and(|s| s.watchers > 0) {
+                // A newer push before the ack keeps the older start: the
+                // agent has been behind since then.
+                pushed.entry(host).or_insert((version, now)).0 = version;
+            }
         }
     }
 
@@ -237,6 +284,21 @@ impl RuleHub {
         entry.flow_count = flow_count;
         entry.missing_ports = missing_ports;
         entry.acks += 1;
+        drop(status);
+        let mut pushed = self.pushed.lock().unwrap();
+        if let Some((wanted, since)) = pushed.get(host).copied() {
+            if version >= wanted {
+                self.timings.ack_latency.observe(since.elapsed().as_secs_f64());
+                pushed.remove(host);
+            }
+        }
+    }
+
+    /// Every host with a rule channel: registered ones and ones watched.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self.channels.lock().unwrap().keys().cloned().collect();
+        hosts.sort();
+        hosts
     }
 
     /// Counts a watcher for as long as the returned guard lives.

@@ -11,6 +11,7 @@ pub mod experiment;
 pub mod flows;
 pub mod identity;
 pub mod logging;
+pub mod metrics_http;
 pub mod net;
 pub mod telemetry;
 pub mod tls;

@@ -29,6 +29,10 @@ pub const MAX_TTL_MS: u32 = 3_600_000;
 pub struct Lease {
     pub id: String,
     pub expires_unix_ms: u64,
+    /// When the lease was taken or last extended (0 in files written
+    /// before this was kept).
+    #[serde(default)]
+    pub renewed_unix_ms: u64,
     /// Nodes whose run state the lease owns: the reconciler leaves them
     /// paused or off.
     pub nodes: BTreeSet<NodeKey>,
@@ -53,10 +57,12 @@ fn entry<'a>(all: &'a mut BTreeMap<String, Lease>, lease: &v1::Lease, expires: u
     let entry = all.entry(lease.id.clone()).or_insert_with(|| Lease {
         id: lease.id.clone(),
         expires_unix_ms: expires,
+        renewed_unix_ms: 0,
         nodes: BTreeSet::new(),
         faults: Vec::new(),
     });
     entry.expires_unix_ms = entry.expires_unix_ms.max(expires);
+    entry.renewed_unix_ms = now_ms();
     entry
 }
 
@@ -174,7 +180,10 @@ impl Leases {
             let mut missing = Vec::new();
             for id in ids {
                 match all.get_mut(id) {
-                    Some(lease) => lease.expires_unix_ms = lease.expires_unix_ms.max(expires),
+                    Some(lease) => {
+                        lease.expires_unix_ms = lease.expires_unix_ms.max(expires);
+                        lease.renewed_unix_ms = now_ms();
+                    }
                     None => missing.push(id.clone()),
                 }
             }

@@ -20,8 +20,10 @@ pub mod cleanup;
 pub(crate) mod connection;
 pub mod driver;
 mod faults;
+#[cfg(test)]
+pub(crate) use faults::Applied as AppliedFault;
 pub mod layout;
-mod leases;
+pub(crate) mod leases;
 mod locks;
 mod ops;
 mod reconcile;
@@ -63,6 +65,7 @@ pub struct Config {
     pub uplink: String,
     /// Flows faults add, shared with the rule reconciler.
     pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
+    pub metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 /// What the watch, the reconciler and the executor share.
@@ -72,7 +75,7 @@ struct Context {
     layout: layout::Layout,
     drivers: driver::Drivers,
     taps: taps::Taps,
-    leases: leases::Leases,
+    leases: Arc<leases::Leases>,
     /// Taken by operations and reconcile steps (see `locks`).
     locks: locks::NodeLocks,
     /// One exec at a time per node (a serial console takes one client).
@@ -81,6 +84,7 @@ struct Context {
     /// Wakes the reconciler (a lease ended).
     wake: Notify,
     fault_flows: Arc<crate::fault_flows::FaultFlows>,
+    metrics: Arc<crate::metrics::AgentMetrics>,
     /// Netem relays by the lease that holds them.
     relays: std::sync::Mutex<std::collections::HashMap<String, crate::netem::Relay>>,
 }
@@ -91,6 +95,8 @@ impl Context {
         leases: leases::Leases,
         desired: watch_channel::Receiver<Option<NodeSet>>,
     ) -> Context {
+        let leases = Arc::new(leases);
+        config.metrics.watch_leases(leases.clone());
         Context {
             host_id: config.host_id,
             uplink: config.uplink,
@@ -103,6 +109,7 @@ impl Context {
             desired,
             wake: Notify::new(),
             fault_flows: config.fault_flows,
+            metrics: config.metrics,
             relays: Default::default(),
         }
     }
@@ -244,6 +251,7 @@ fn test_context_with(
         vm_netns: None,
         uplink: "up0".into(),
         fault_flows: Default::default(),
+        metrics: Arc::new(crate::metrics::AgentMetrics::new("h1")),
         ovs: Ovs {
             db: format!("unix:{}/no-db.sock", dir.display()),
             rundir: dir.to_path_buf(),

@@ -76,6 +76,8 @@ pub async fn run(
         }
         last = now;
         let report = statuses(&set, &last, |_| None);
+        ctx.metrics
+            .nodes_seen(report.iter().map(|s| node_state_name(s.state)));
         reporter.send(set.version, report, fresh).await;
     }
 }
@@ -356,6 +358,19 @@ async fn remove_stray(ctx: Arc<Context>, key: NodeKey) {
     }
     drop(guard);
     ctx.locks.forget(&key);
+}
+
+/// A node state as metrics label it.
+fn node_state_name(state: i32) -> &'static str {
+    match NodeState::try_from(state) {
+        Ok(NodeState::Pending) => "pending",
+        Ok(NodeState::Creating) => "creating",
+        Ok(NodeState::Running) => "running",
+        Ok(NodeState::Paused) => "paused",
+        Ok(NodeState::Stopped) => "stopped",
+        Ok(NodeState::Failed) => "failed",
+        Ok(NodeState::Unspecified) | Err(_) => "unknown",
+    }
 }
 
 #[cfg(test)]

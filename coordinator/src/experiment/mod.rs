@@ -51,6 +51,17 @@ pub struct Runs {
     pub store: RunStore,
     active: Mutex<HashMap<String, Handle>>,
     next: AtomicU64,
+    /// Faults applied and not healed, over every run under way.
+    faults: Arc<AtomicU64>,
+}
+
+/// Counts one fault as active for as long as it lives.
+pub struct FaultCount(Arc<AtomicU64>);
+
+impl Drop for FaultCount {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Runs {
@@ -59,7 +70,23 @@ impl Runs {
             store,
             active: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            faults: Arc::default(),
         }
+    }
+
+    pub fn active_count(&self) -> usize {
+        self.active.lock().unwrap().len()
+    }
+
+    pub fn faults_active(&self) -> u64 {
+        self.faults.load(Ordering::Relaxed)
+    }
+
+    /// A fault a run applied, counted until the guard is dropped (healed,
+    /// or the run gone however it ended).
+    pub fn fault_applied(&self) -> FaultCount {
+        self.faults.fetch_add(1, Ordering::Relaxed);
+        FaultCount(self.faults.clone())
     }
 
     /// The run under way on `lab`, if any.

@@ -31,6 +31,7 @@ struct Active {
     kind: &'static str,
     lease: String,
     hosts: BTreeSet<String>,
+    _counted: super::FaultCount,
 }
 
 /// Why a run stopped before its end.
@@ -296,7 +297,11 @@ impl Run {
                         Ok((0, _)) => (None, format!("  exec on {}: {command}", node.spec.name)),
                         Ok((code, out)) => (
                             Some(format!("exit {code}: {}", out.trim())),
-                            format!("  exec on {}: {command} exited {code}", node.spec.name),
+                            format!(
+                                "  exec on {}: {command} exited {code}{}",
+                                node.spec.name,
+                                last_line(out)
+                            ),
                         ),
                         Err(e) => (Some(e.clone()), format!("  exec on {}: {e}", node.spec.name)),
                     };
@@ -398,6 +403,7 @@ impl Run {
             kind: fault.kind(),
             lease: lease.id.clone(),
             hosts: hosts.clone(),
+            _counted: self.state.runs.fault_applied(),
         });
         match result {
             Ok(per_host) => {
@@ -520,4 +526,13 @@ fn names(nodes: &[crate::lab::model::Node]) -> String {
         .map(|n| n.spec.name.as_str())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The last line a failed command printed, for the run's live output: the
+/// whole output goes to the run's failure reason.
+fn last_line(out: &str) -> String {
+    match out.lines().rev().find(|l| !l.trim().is_empty()) {
+        Some(line) => format!(": {}", line.trim().chars().take(200).collect::<String>()),
+        None => String::new(),
+    }
 }

@@ -210,6 +210,7 @@ fn print_status(status: &ClusterStatus, json: bool) -> anyhow::Result<()> {
             "coordinator {url} {}",
             alive.unwrap_or_else(|| "not running".into())
         );
+        print_daemon_files(&status.coordinator_metrics, &status.coordinator_log);
     }
     for host in &status.hosts {
         let procs: Vec<String> = host
@@ -218,12 +219,23 @@ fn print_status(status: &ClusterStatus, json: bool) -> anyhow::Result<()> {
             .map(|p| format!("{} {}", p.program, liveness(p.pid, p.alive)))
             .collect();
         println!("{:<4} {:<16} {}", host.id, host.netns, procs.join(", "));
+        print_daemon_files(&host.agent_metrics, &host.agent_log);
     }
     if !status.instances.is_empty() {
         println!();
         print_instances(&status.instances, false)?;
     }
     Ok(())
+}
+
+/// Where a daemon's metrics (plain HTTP) and log are.
+fn print_daemon_files(metrics: &Option<String>, log: &Option<String>) {
+    if let Some(url) = metrics {
+        println!("     metrics {url}");
+    }
+    if let Some(log) = log {
+        println!("     log     {log}");
+    }
 }
 
 fn liveness(pid: i32, alive: bool) -> String {

@@ -177,6 +177,25 @@ impl Cluster {
         self.state.dir.join("coordinator.log")
     }
 
+    /// Where the coordinator writes its metrics address.
+    pub fn coordinator_metrics_file(&self) -> PathBuf {
+        self.state.dir.join("coordinator.metrics")
+    }
+
+    pub fn agent_metrics_file(&self, host: &str) -> PathBuf {
+        self.host_dir(host).join("agent.metrics")
+    }
+
+    /// The coordinator's Prometheus endpoint, once it has listened.
+    pub fn coordinator_metrics_url(&self) -> Option<String> {
+        read_addr(&self.coordinator_metrics_file()).map(|a| format!("http://{a}/metrics"))
+    }
+
+    /// The Prometheus endpoint of `host`'s agent, once it has listened.
+    pub fn agent_metrics_url(&self, host: &str) -> Option<String> {
+        read_addr(&self.agent_metrics_file(host)).map(|a| format!("http://{a}/metrics"))
+    }
+
     pub(super) fn host_state(&self, host: &str) -> anyhow::Result<&HostState> {
         self.state.host(host)
     }
@@ -215,4 +234,11 @@ impl Cluster {
     pub(super) fn save(&self) -> anyhow::Result<()> {
         self.state.save()
     }
+}
+
+/// An address a daemon wrote (`--addr-file`, `--metrics-addr-file`).
+pub(super) fn read_addr(file: &std::path::Path) -> Option<String> {
+    let text = std::fs::read_to_string(file).ok()?;
+    let addr = text.trim();
+    (!addr.is_empty()).then(|| addr.to_string())
 }

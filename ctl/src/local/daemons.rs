@@ -40,7 +40,8 @@ impl Cluster {
             "--addr-file".to_string(),
             addr_file.display().to_string(),
         ];
-        let args = [args, self.daemon_args()].concat();
+        let metrics = metrics_args(&self.coordinator_metrics_file());
+        let args = [args, metrics, self.daemon_args()].concat();
         let record = spawn_detached(&bin, &args, &log)?;
         self.state.coordinator = Some(record.clone());
         self.save()?;
@@ -134,7 +135,8 @@ impl Cluster {
             "--vcpus".to_string(),
             LOCAL_VCPUS.to_string(),
         ];
-        let args = [args, self.daemon_args()].concat();
+        let metrics = metrics_args(&self.agent_metrics_file(host));
+        let args = [args, metrics, self.daemon_args()].concat();
         let record = spawn_detached(&bin, &args, &self.agent_log(host))?;
         self.state.host_mut(host)?.agent = Some(record);
         self.save()
@@ -164,6 +166,20 @@ impl Cluster {
         self.state.host_mut(host)?.agent = remaining;
         self.save()
     }
+}
+
+/// Every daemon of a local cluster serves metrics on loopback; a restart
+/// keeps the port its predecessor wrote, so scrape targets stay valid.
+fn metrics_args(file: &std::path::Path) -> Vec<String> {
+    let port = super::cluster::read_addr(file)
+        .and_then(|a| a.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()))
+        .unwrap_or(0);
+    vec![
+        "--metrics-listen".into(),
+        format!("127.0.0.1:{port}"),
+        "--metrics-addr-file".into(),
+        file.display().to_string(),
+    ]
 }
 
 /// Returns the record to keep: None once a terminating signal took effect.

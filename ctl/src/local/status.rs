@@ -19,6 +19,8 @@ pub struct HostStatus {
     pub id: String,
     pub netns: String,
     pub processes: Vec<ProcStatus>,
+    pub agent_log: Option<String>,
+    pub agent_metrics: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -28,6 +30,8 @@ pub struct ClusterStatus {
     pub complete: bool,
     pub coordinator_url: Option<String>,
     pub coordinator: Option<ProcStatus>,
+    pub coordinator_log: Option<String>,
+    pub coordinator_metrics: Option<String>,
     pub hosts: Vec<HostStatus>,
     pub instances: Vec<InstanceState>,
 }
@@ -43,12 +47,16 @@ fn proc_status(record: &ProcRecord) -> ProcStatus {
 impl Cluster {
     pub fn status(&self) -> ClusterStatus {
         let state = self.state();
+        // Plain clusters run OvS only.
+        let daemons = state.mode == Mode::Dclab;
         ClusterStatus {
             name: state.name.clone(),
             mode: state.mode,
             complete: state.complete,
             coordinator_url: state.coordinator_url.clone(),
             coordinator: state.coordinator.as_ref().map(proc_status),
+            coordinator_log: daemons.then(|| self.coordinator_log().display().to_string()),
+            coordinator_metrics: self.coordinator_metrics_url(),
             hosts: state
                 .hosts
                 .iter()
@@ -60,6 +68,8 @@ impl Cluster {
                         .flatten()
                         .map(proc_status)
                         .collect(),
+                    agent_log: daemons.then(|| self.agent_log(&h.id).display().to_string()),
+                    agent_metrics: self.agent_metrics_url(&h.id),
                 })
                 .collect(),
             instances: state.instances.clone(),

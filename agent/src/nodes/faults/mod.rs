@@ -66,6 +66,30 @@ pub enum Applied {
     },
 }
 
+impl Applied {
+    /// The fault's name in metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Applied::Power { .. } => "power",
+            Applied::LinkCut { .. } => "link_cut",
+            Applied::Netem { .. } => "netem",
+            Applied::Flows { .. } => "flows",
+            Applied::Command { .. } => "command",
+        }
+    }
+
+    /// `lab/node`, or empty for flows that belong to no one node.
+    pub fn node(&self) -> String {
+        match self {
+            Applied::Power { lab, node }
+            | Applied::LinkCut { lab, node, .. }
+            | Applied::Netem { lab, node, .. }
+            | Applied::Command { lab, node, .. } => format!("{lab}/{node}"),
+            Applied::Flows { .. } => String::new(),
+        }
+    }
+}
+
 fn failed(kind: v1::OperationError, message: String) -> Outcome {
     Outcome {
         failures: vec![(kind, message)],
