@@ -36,17 +36,7 @@ impl From<Output> for Run {
 impl Ctl {
     /// The ctl built next to the test binary, aimed at `cluster`.
     pub fn new(cluster: &Cluster) -> Ctl {
-        let bin = std::env::current_exe()
-            .expect("test binary path")
-            .parent()
-            .and_then(|p| p.parent())
-            .expect("target dir")
-            .join("ctl");
-        assert!(
-            bin.is_file(),
-            "{} is missing: build the binaries first (cargo build --workspace --bins, as scripts/test.sh does)",
-            bin.display()
-        );
+        let bin = crate::built_bins(&["ctl"]).join("ctl");
         Ctl {
             bin,
             cluster: cluster.name().to_string(),

@@ -40,6 +40,26 @@ pub fn require_tools() {
     }
 }
 
+/// The directory of the binaries built with the running test
+/// (target/<profile>; a test binary runs from its deps/), once each of
+/// `bins` is known to be there.
+pub fn built_bins(bins: &[&str]) -> std::path::PathBuf {
+    let dir = std::env::current_exe()
+        .expect("test binary path")
+        .parent()
+        .and_then(|p| p.parent())
+        .expect("target dir")
+        .to_path_buf();
+    for bin in bins {
+        assert!(
+            dir.join(bin).is_file(),
+            "{} is missing: build the binaries first (cargo build --workspace --bins, as scripts/test.sh does)",
+            dir.join(bin).display()
+        );
+    }
+    dir
+}
+
 /// Brings up a cluster that is torn down when dropped, even on panic.
 pub fn cluster(prefix: &str, hosts: usize, plain: bool) -> ClusterGuard {
     require_tools();

@@ -26,7 +26,7 @@ pub type Render = Arc<dyn Fn() -> String + Send + Sync>;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct MetricsArgs {
     /// Serve Prometheus metrics on ADDR (host:port; port 0 picks one) at /metrics: plain HTTP
-    /// with no authentication, separate from the gRPC port. Off unless given.
+    /// with no authentication, separate from the gRPC port. Off unless given (or empty).
     #[arg(long, value_name = "ADDR", env = "DCLAB_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
     /// Write the metrics address actually listened on to this file.
@@ -37,7 +37,8 @@ pub struct MetricsArgs {
 /// Binds the endpoint `args` asks for and serves it in the background;
 /// None when metrics are off. A bad or taken address is an error.
 pub async fn serve(args: &MetricsArgs, render: Render) -> anyhow::Result<Option<SocketAddr>> {
-    let Some(listen) = &args.metrics_listen else {
+    // Empty is off too, so an environment file can turn it off.
+    let Some(listen) = args.metrics_listen.as_deref().filter(|l| !l.is_empty()) else {
         return Ok(None);
     };
     let listener = TcpListener::bind(listen)
@@ -174,6 +175,11 @@ mod tests {
             .await
             .unwrap()
             .is_none());
+        let empty = MetricsArgs {
+            metrics_listen: Some(String::new()),
+            metrics_addr_file: None,
+        };
+        assert!(serve(&empty, render.clone()).await.unwrap().is_none());
         let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let args = MetricsArgs {
             metrics_listen: Some(taken.local_addr().unwrap().to_string()),
