@@ -32,6 +32,13 @@ packages="build-essential pkg-config ca-certificates libvirt-dev"
 packages="$packages iproute2 procps openvswitch-switch ethtool iputils-ping fping iperf3 tcpdump"
 # Hand-built frames (VLAN-tagged, forged) in the dataplane tests.
 packages="$packages python3-scapy"
+# systemd-analyze checks the units in deploy/systemd (nothing is started).
+packages="$packages systemd"
+# The Neutron ML2 driver (neutron/networking-dclab) and its tests: grpcio,
+# protobuf and protoc 3.21 (its dclab_pb2.py is generated), neutron-lib
+# with SQLAlchemy, oslo and eventlet as neutron-server has them, pip and
+# setuptools to install the package.
+packages="$packages python3-grpcio python3-protobuf protobuf-compiler python3-neutron-lib python3-sqlalchemy python3-eventlet python3-pip python3-setuptools"
 if [ "$with_vm" -eq 1 ]; then
     # The virt crate links libvirt; guests run under TCG (KVM guests stall here).
     packages="$packages libvirt-dev libvirt-daemon-system qemu-system-x86 qemu-utils e2fsprogs linux-image-cloud-amd64 busybox-static"

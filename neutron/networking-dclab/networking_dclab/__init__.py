@@ -1,0 +1,1 @@
+"""Neutron ML2 mechanism driver for dclab (see README.md)."""

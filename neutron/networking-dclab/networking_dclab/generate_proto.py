@@ -1,0 +1,73 @@
+"""Generates dclab_pb2.py, the coordinator's messages, from the repository's
+proto/proto/dclab.proto with protoc, next to this file.
+
+Only messages are generated: the client calls methods through grpcio's
+generic `channel.unary_unary`, so it needs no grpc_tools (Debian 12's is far
+older than its grpcio). protoc must match the protobuf runtime: on Debian 12
+both are 3.21 (protobuf-compiler, python3-protobuf).
+
+    python3 -m networking_dclab.generate_proto [--proto PATH]
+"""
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# networking_dclab/ -> networking-dclab/ -> neutron/ -> the repository.
+REPO_PROTO = os.path.join(HERE, "..", "..", "..", "proto", "proto", "dclab.proto")
+OUTPUT = os.path.join(HERE, "dclab_pb2.py")
+
+
+class GenerationError(Exception):
+    pass
+
+
+def proto_path(proto=None):
+    """The proto to compile: the argument, $DCLAB_PROTO, or the repository's."""
+    return os.path.abspath(proto or os.environ.get("DCLAB_PROTO") or REPO_PROTO)
+
+
+def generate(proto=None, output=OUTPUT):
+    """Writes `output` from the proto (atomically, so concurrent runs are safe)."""
+    proto = proto_path(proto)
+    protoc = shutil.which("protoc")
+    if protoc is None:
+        raise GenerationError(
+            "protoc not found; install Debian's protobuf-compiler "
+            "(apt-get install protobuf-compiler)")
+    if not os.path.isfile(proto):
+        raise GenerationError(
+            f"{proto} not found; pass --proto or set DCLAB_PROTO to "
+            "the repository's proto/proto/dclab.proto")
+    out_dir = os.path.dirname(os.path.abspath(output))
+    with tempfile.TemporaryDirectory(prefix=".gen-", dir=out_dir) as tmp:
+        done = subprocess.run(
+            [protoc, f"--proto_path={os.path.dirname(proto)}",
+             f"--python_out={tmp}", os.path.basename(proto)],
+            capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise GenerationError(f"protoc failed on {proto}: {done.stderr.strip()}")
+        generated = os.path.splitext(os.path.basename(proto))[0] + "_pb2.py"
+        os.replace(os.path.join(tmp, generated), output)
+    return output
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--proto", help="dclab.proto (default: the repository's)")
+    parser.add_argument("--output", default=OUTPUT)
+    args = parser.parse_args(argv)
+    try:
+        print(generate(args.proto, args.output))
+    except GenerationError as e:
+        print(f"generate_proto: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
