@@ -48,9 +48,8 @@ impl Cluster {
 
         let deadline = Instant::now() + ADDR_TIMEOUT;
         let addr = loop {
-            let text = std::fs::read_to_string(&addr_file).unwrap_or_default();
-            if !text.trim().is_empty() {
-                break text.trim().to_string();
+            if let Some(addr) = super::cluster::read_addr(&addr_file) {
+                break addr;
             }
             if !process::is_alive(&record) {
                 bail!(

@@ -21,12 +21,17 @@ _NOT_FOUND = grpc.StatusCode.NOT_FOUND
 _PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 
 
-def ensure_tenant(client, tenant):
+def _tolerating(codes, call, *args):
+    """call(*args), where a refusal with one of `codes` means done."""
     try:
-        client.create_tenant(tenant)
+        call(*args)
     except CoordinatorError as e:
-        if e.code != _EXISTS:
+        if e.code not in codes:
             raise
+
+
+def ensure_tenant(client, tenant):
+    _tolerating((_EXISTS,), client.create_tenant, tenant)
 
 
 def ensure_network(client, spec):
@@ -52,17 +57,9 @@ def ensure_network(client, spec):
 
 def delete_network(client, tenant, name):
     """Deletes the network, then its tenant once it has no network left."""
-    try:
-        client.delete_network(tenant, name)
-    except CoordinatorError as e:
-        if e.code != _NOT_FOUND:
-            raise
-    try:
-        client.delete_tenant(tenant)
-    except CoordinatorError as e:
-        # Other networks left, or gone already: both are fine.
-        if e.code not in (_NOT_FOUND, _PRECONDITION):
-            raise
+    _tolerating((_NOT_FOUND,), client.delete_network, tenant, name)
+    # Other networks left, or gone already: both are fine.
+    _tolerating((_NOT_FOUND, _PRECONDITION), client.delete_tenant, tenant)
 
 
 def find_port(client, spec):
@@ -94,11 +91,7 @@ def put_port(client, spec):
 
 
 def delete_port(client, name):
-    try:
-        client.delete_port(name)
-    except CoordinatorError as e:
-        if e.code != _NOT_FOUND:
-            raise
+    _tolerating((_NOT_FOUND,), client.delete_port, name)
 
 
 def apply(client, operation, payload):
