@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
 
+use dclab_proto::v1;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{Cidr, Mac};
@@ -34,6 +35,44 @@ pub struct Network {
     pub tenant: String,
     pub name: String,
     pub cidr: Cidr,
+    #[serde(default)]
+    pub kind: NetKind,
+}
+
+/// How a network carries its ports' frames.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NetKind {
+    /// The rewrite pipeline. Networks stored before kinds existed are these.
+    #[default]
+    Rewrite,
+    /// A hub on one host: frames go unchanged to the other members, never
+    /// to the uplink (see `compile::hub`).
+    Switch,
+}
+
+impl NetKind {
+    /// As lab files write it.
+    pub fn name(self) -> &'static str {
+        match self {
+            NetKind::Rewrite => "rewrite",
+            NetKind::Switch => "switch",
+        }
+    }
+
+    pub fn from_wire(kind: v1::NetworkKind) -> NetKind {
+        match kind {
+            v1::NetworkKind::Rewrite => NetKind::Rewrite,
+            v1::NetworkKind::Switch => NetKind::Switch,
+        }
+    }
+
+    pub fn to_wire(self) -> v1::NetworkKind {
+        match self {
+            NetKind::Rewrite => v1::NetworkKind::Rewrite,
+            NetKind::Switch => v1::NetworkKind::Switch,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -136,6 +175,15 @@ impl Topology {
         self.ports_on_host(host).map(|p| p.net).collect()
     }
 
+    /// The host of a switch network's members; None while it has none
+    /// (or for a rewrite network, which may span hosts).
+    pub fn switch_host(&self, net: NetId) -> Option<&str> {
+        if self.networks.get(&net)?.kind != NetKind::Switch {
+            return None;
+        }
+        self.ports_of_net(net).next().map(|p| p.host.as_str())
+    }
+
     /// Hosts with at least one port in `net`.
     pub fn hosts_of_net(&self, net: NetId) -> BTreeSet<String> {
         self.ports_of_net(net).map(|p| p.host.clone()).collect()
@@ -158,5 +206,25 @@ fn remove_from_index<K: Ord + Clone>(index: &mut BTreeMap<K, BTreeSet<String>>, 
         if set.is_empty() {
             index.remove(key);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_network_stored_without_a_kind_reads_as_rewrite() {
+        // As a store written before kinds existed holds it.
+        let old = r#"{"id":7,"tenant":"t","name":"lan","cidr":{"addr":"10.0.0.0","prefix":24}}"#;
+        let net: Network = serde_json::from_str(old).unwrap();
+        assert_eq!(net.kind, NetKind::Rewrite);
+        let switch = Network {
+            kind: NetKind::Switch,
+            ..net
+        };
+        let text = serde_json::to_string(&switch).unwrap();
+        assert!(text.contains(r#""kind":"switch""#), "{text}");
+        assert_eq!(serde_json::from_str::<Network>(&text).unwrap(), switch);
     }
 }

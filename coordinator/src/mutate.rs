@@ -10,7 +10,7 @@ use dclab_proto::ApiError;
 
 use crate::addr::{Cidr, Mac};
 use crate::keys::KeyRange;
-use crate::model::{Host, NetId, Network, Port, PortKind, Tenant, Topology};
+use crate::model::{Host, NetId, NetKind, Network, Port, PortKind, Tenant, Topology};
 use crate::record::{Op, Record, RecordKey};
 
 pub type Ops = Result<Vec<Op>, ApiError>;
@@ -92,7 +92,27 @@ pub fn delete_tenant(topo: &Topology, name: &str) -> Ops {
     Ok(vec![Op::Delete(RecordKey::Tenant(name.to_string()))])
 }
 
+/// What a network-create request carries, before validation.
+pub struct NetworkSpec<'a> {
+    pub tenant: &'a str,
+    pub name: &'a str,
+    pub cidr: &'a str,
+    pub kind: NetKind,
+}
+
+/// A rewrite network, the usual kind.
 pub fn create_network(topo: &Topology, tenant: &str, name: &str, cidr: &str, id: NetId) -> Ops {
+    let spec = NetworkSpec {
+        tenant,
+        name,
+        cidr,
+        kind: NetKind::Rewrite,
+    };
+    create_network_of(topo, &spec, id)
+}
+
+pub fn create_network_of(topo: &Topology, spec: &NetworkSpec, id: NetId) -> Ops {
+    let (tenant, name, cidr) = (spec.tenant, spec.name, spec.cidr);
     check_name("network", name)?;
     tenant_exists(topo, tenant)?;
     let cidr: Cidr = parse(cidr)?;
@@ -121,6 +141,7 @@ pub fn create_network(topo: &Topology, tenant: &str, name: &str, cidr: &str, id:
         tenant: tenant.to_string(),
         name: name.to_string(),
         cidr,
+        kind: spec.kind,
     };
     Ok(vec![Op::Put(Record::Network(net))])
 }
@@ -197,6 +218,8 @@ struct Taken {
     /// Per host: every key below it is taken (batches only add keys).
     cursor: HashMap<String, u32>,
     bkeys: HashSet<(String, NetId)>,
+    /// The host of each switch network the batch put a port on.
+    switch_hosts: HashMap<NetId, String>,
     addrs: HashMap<NetId, (HashSet<Ipv4Addr>, HashMap<Mac, String>)>,
 }
 
@@ -228,6 +251,7 @@ fn place_port(topo: &Topology, keys: &KeyRange, spec: &PortSpec, taken: &mut Tak
             spec.host
         )));
     }
+    one_host_per_switch(topo, net, spec, taken)?;
     let mac: Mac = parse(spec.mac)?;
     if let Some(host) = topo.hosts.values().find(|h| h.mac == mac) {
         return Err(exists(format!("MAC {mac} is the uplink MAC of host {}", host.id)));
@@ -288,6 +312,33 @@ fn place_port(topo: &Topology, keys: &KeyRange, spec: &PortSpec, taken: &mut Tak
         key,
     })));
     Ok(ops)
+}
+
+/// A switch network is a hub in one host's bridge, with no wire to
+/// other hosts: all its ports are on the host of its first.
+fn one_host_per_switch(
+    topo: &Topology,
+    net: &Network,
+    spec: &PortSpec,
+    taken: &mut Taken,
+) -> Result<(), ApiError> {
+    if net.kind != NetKind::Switch {
+        return Ok(());
+    }
+    let home = topo
+        .switch_host(net.id)
+        .or_else(|| taken.switch_hosts.get(&net.id).map(String::as_str));
+    match home {
+        Some(home) if home != spec.host => Err(precondition(format!(
+            "network {} of tenant {} is a switch network on host {home}; its ports cannot be on host {}",
+            net.name, net.tenant, spec.host
+        ))),
+        Some(_) => Ok(()),
+        None => {
+            taken.switch_hosts.insert(net.id, spec.host.to_string());
+            Ok(())
+        }
+    }
 }
 
 /// Deletes the port, and the host's broadcast key for its network when it

@@ -5,6 +5,7 @@ use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 use serde_json::json;
 
+use crate::lab::show::network_kind_name;
 use crate::output::{print, Format};
 
 #[derive(Subcommand)]
@@ -37,6 +38,13 @@ pub enum TenantCommand {
     },
 }
 
+/// How a network carries frames.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum NetKindArg {
+    Rewrite,
+    Switch,
+}
+
 #[derive(Subcommand)]
 pub enum NetworkCommand {
     /// Create an IPv4 network; CIDRs may overlap other tenants' but not the same tenant's.
@@ -47,6 +55,9 @@ pub enum NetworkCommand {
         /// e.g. 10.0.0.0/24
         #[arg(long)]
         cidr: String,
+        /// rewrite: the isolating pipeline; switch: a hub of its ports on one host (docs/labs.md).
+        #[arg(long, value_enum, default_value = "rewrite")]
+        kind: NetKindArg,
     },
     Ls {
         /// Only this tenant's networks.
@@ -210,11 +221,23 @@ pub async fn tenant(mut c: Client, cmd: TenantCommand, format: Format) -> Result
 
 pub async fn network(mut c: Client, cmd: NetworkCommand, format: Format) -> Result<(), tonic::Status> {
     let networks = match cmd {
-        NetworkCommand::Create { name, tenant, cidr } => {
-            vec![c
-                .create_network(v1::CreateNetworkRequest { tenant, name, cidr })
-                .await?
-                .into_inner()]
+        NetworkCommand::Create {
+            name,
+            tenant,
+            cidr,
+            kind,
+        } => {
+            let kind = match kind {
+                NetKindArg::Rewrite => v1::NetworkKind::Rewrite,
+                NetKindArg::Switch => v1::NetworkKind::Switch,
+            };
+            let req = v1::CreateNetworkRequest {
+                tenant,
+                name,
+                cidr,
+                kind: kind.into(),
+            };
+            vec![c.create_network(req).await?.into_inner()]
         }
         NetworkCommand::Ls { tenant } => {
             let tenant = tenant.unwrap_or_default();
@@ -240,6 +263,7 @@ pub async fn network(mut c: Client, cmd: NetworkCommand, format: Format) -> Resu
                 n.tenant.clone(),
                 n.name.clone(),
                 n.cidr.clone(),
+                network_kind_name(n.kind).to_string(),
                 n.id.to_string(),
                 n.port_count.to_string(),
             ]
@@ -247,11 +271,11 @@ pub async fn network(mut c: Client, cmd: NetworkCommand, format: Format) -> Resu
         .collect();
     let json: Vec<_> = networks
         .iter()
-        .map(|n| json!({"tenant": n.tenant, "name": n.name, "cidr": n.cidr, "id": n.id, "ports": n.port_count}))
+        .map(|n| json!({"tenant": n.tenant, "name": n.name, "cidr": n.cidr, "kind": network_kind_name(n.kind), "id": n.id, "ports": n.port_count}))
         .collect();
     print(
         format,
-        &["TENANT", "NAME", "CIDR", "ID", "PORTS"],
+        &["TENANT", "NAME", "CIDR", "KIND", "ID", "PORTS"],
         &rows,
         json!(json),
     );

@@ -51,6 +51,7 @@ impl Api {
             tenant: tenant.into(),
             name: name.into(),
             cidr: cidr.into(),
+            kind: v1::NetworkKind::Rewrite.into(),
         };
         self.call(|mut c| async move { c.create_network(req).await })
             .expect("network created");

@@ -91,7 +91,11 @@ pub fn lab_spec() -> impl Strategy<Value = v1::LabSpec> {
             name,
             networks: nets
                 .into_iter()
-                .map(|(name, cidr)| v1::LabNetwork { name, cidr })
+                .map(|(name, cidr)| v1::LabNetwork {
+                    name,
+                    cidr,
+                    kind: v1::NetworkKind::Rewrite.into(),
+                })
                 .collect(),
             nodes,
             ssh_keys,
@@ -162,6 +166,7 @@ pub fn plausible_lab_spec() -> impl Strategy<Value = v1::LabSpec> {
             networks: vec![v1::LabNetwork {
                 name: "lan".into(),
                 cidr,
+                kind: v1::NetworkKind::Rewrite.into(),
             }],
             nodes,
             ssh_keys,

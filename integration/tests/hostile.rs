@@ -64,6 +64,7 @@ fn demand() -> impl Strategy<Value = v1::NodeDemand> {
             vcpus,
             memory_mib,
             host,
+            switch_networks: vec![],
         },
     )
 }
@@ -133,7 +134,12 @@ async fn send(c: &mut TopologyClient<dclab_proto::net::Channel>, call: Call) -> 
         Call::CreateTenant(name) => c.create_tenant(v1::CreateTenantRequest { name }).await.map(drop),
         Call::DeleteTenant(name) => c.delete_tenant(v1::DeleteTenantRequest { name }).await.map(drop),
         Call::CreateNetwork(tenant, name, cidr) => c
-            .create_network(v1::CreateNetworkRequest { tenant, name, cidr })
+            .create_network(v1::CreateNetworkRequest {
+                tenant,
+                name,
+                cidr,
+                kind: v1::NetworkKind::Rewrite.into(),
+            })
             .await
             .map(drop),
         Call::DeleteNetwork(tenant, name) => c
@@ -248,6 +254,7 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
         networks: vec![v1::LabNetwork {
             name: "lan".into(),
             cidr: "10.9.0.0/24".into(),
+            kind: v1::NetworkKind::Rewrite.into(),
         }],
         nodes: vec![node("a"), node("b"), node("c")],
         ..Default::default()

@@ -12,6 +12,7 @@ fn node(name: &str, vcpus: u32, memory_mib: u64, host: &str) -> v1::NodeDemand {
         vcpus,
         memory_mib,
         host: host.into(),
+        switch_networks: vec![],
     }
 }
 
@@ -71,6 +72,17 @@ fn labs_are_planned_on_the_capacity_agents_report() {
     assert_eq!(code, Code::InvalidArgument);
     let (code, _) = plan(&api, vec![node("a", 0, 64, "")]).unwrap_err();
     assert_eq!(code, Code::InvalidArgument);
+
+    // Members of a switch network share a host: each needs half of one.
+    let member = |name: &str, host: &str| v1::NodeDemand {
+        switch_networks: vec!["tunnel".into()],
+        ..node(name, cpus / 2, 64, host)
+    };
+    let together = plan(&api, vec![member("s1", ""), member("s2", "h2")]).unwrap();
+    assert!(together.iter().all(|(_, h)| h == "h2"), "{together:?}");
+    let (code, msg) = plan(&api, vec![member("s1", "h1"), member("s2", "h2")]).unwrap_err();
+    assert_eq!(code, Code::InvalidArgument);
+    assert!(msg.contains("switch network tunnel must be on one host"), "{msg}");
 
     let after = api
         .call(|mut c| async move { c.status(v1::StatusRequest {}).await })

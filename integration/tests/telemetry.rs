@@ -99,6 +99,7 @@ fn traced_cluster(rt: &tokio::runtime::Runtime, prefix: &str) -> (Collector, Str
         networks: vec![v1::LabNetwork {
             name: "lan".into(),
             cidr: "10.0.0.0/24".into(),
+            kind: v1::NetworkKind::Rewrite.into(),
         }],
         nodes: vec![node("a", "h1"), node("b", "h2")],
         ..Default::default()

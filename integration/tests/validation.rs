@@ -57,6 +57,7 @@ fn refuse_network(api: &Api, tenant: &str, name: &str, cidr: &str, code: Code, w
         tenant: tenant.into(),
         name: name.into(),
         cidr: cidr.into(),
+        kind: v1::NetworkKind::Rewrite.into(),
     };
     let err = api
         .call(|mut c| async move { c.create_network(req).await })

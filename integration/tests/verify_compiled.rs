@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 
 use dclab_coordinator::compile::compile_host;
 use dclab_coordinator::keys::KeyRange;
-use dclab_coordinator::model::{PortKind, Topology};
+use dclab_coordinator::model::{NetKind, PortKind, Topology};
 use dclab_coordinator::mutate::{self, PortSpec};
 use dclab_ctl::trace::Topo;
 use dclab_ctl::verify::{self, Checker, Kind};
@@ -83,6 +83,7 @@ fn deployment(topo: &Topology) -> (Topo, Vec<v1::FlowDump>) {
             cidr: n.cidr.to_string(),
             id: n.id,
             port_count: 0,
+            kind: n.kind.to_wire().into(),
         })
         .collect();
     let ports: Vec<v1::Port> = topo
@@ -254,4 +255,66 @@ fn wire_leaks_wrong_answers_and_unknown_actions_are_reported() {
             .any(|f| f.contains("ct(commit)")),
         "{found:#?}"
     );
+}
+
+/// A switch network of t0 with `count` members on `host`.
+fn add_switch(topo: &mut Topology, host: &str, count: u8) {
+    let keys = KeyRange("100.64.0.0/16".parse().unwrap());
+    let id = topo.networks.keys().max().map_or(1, |m| m + 1);
+    if !topo.tenants.contains_key("t0") {
+        let ops = mutate::create_tenant(topo, "t0").unwrap();
+        ops.iter().for_each(|op| topo.apply(op));
+    }
+    let net = mutate::NetworkSpec {
+        tenant: "t0",
+        name: "sw",
+        cidr: "10.0.9.0/24",
+        kind: NetKind::Switch,
+    };
+    let ops = mutate::create_network_of(topo, &net, id).unwrap();
+    ops.iter().for_each(|op| topo.apply(op));
+    for i in 1..=count {
+        let spec = PortSpec {
+            name: &format!("s{i}"),
+            tenant: "t0",
+            network: "sw",
+            host,
+            mac: &format!("02:5e:00:00:09:{i:02x}"),
+            ip: &format!("10.0.9.{i}"),
+            kind: PortKind::Vm,
+        };
+        let ops = mutate::create_port(topo, &keys, &spec).unwrap();
+        ops.iter().for_each(|op| topo.apply(op));
+    }
+}
+
+/// A switch network's members reaching each other with any addresses is
+/// its intent, not a leak; a hub flow into another network, or a member
+/// left out, is reported.
+#[test]
+fn switch_network_members_are_judged_as_a_hub() {
+    let mut topo = topology(
+        2,
+        &[(0, 0, 0, 1, false), (0, 0, 1, 2, false), (1, 0, 0, 1, false)],
+    );
+    add_switch(&mut topo, "h0", 3);
+    let (view, dumps) = deployment(&topo);
+    let clean = violations(&view, &dumps);
+    assert!(clean.is_empty(), "violations in compiled flows: {clean:#?}");
+    let h0 = dumps.iter().find(|d| d.host == "h0").unwrap();
+    let (s1, s2, p0) = (ofport(h0, "s1"), ofport(h0, "s2"), ofport(h0, "p0"));
+    let mut into_lan = dumps.clone();
+    add_flow(
+        &mut into_lan,
+        "h0",
+        &format!("table=0,priority=500,in_port={s1},actions=output:{s2},output:{p0}"),
+    );
+    assert!(violations(&view, &into_lan).contains_key(&Kind::CrossNetworkDelivery));
+    let mut short = dumps.clone();
+    add_flow(
+        &mut short,
+        "h0",
+        &format!("table=0,priority=500,in_port={s1},actions=output:{s2}"),
+    );
+    assert!(violations(&view, &short).contains_key(&Kind::HubWrong));
 }

@@ -16,12 +16,18 @@
 //! - 31 ingress source: (host MAC, key) of a port of the same network
 //!   restored; anything else dropped.
 //! - 32 deliver: output, or every local member for broadcast.
+//!
+//! A switch network's ports skip all of this: one classify flow per member
+//! sends its frames unchanged to the network's other members (`hub`).
 
 pub mod flow;
+mod hub;
 mod netview;
 mod partition;
 mod tables;
 
+#[cfg(test)]
+mod hub_tests;
 #[cfg(test)]
 mod sim;
 #[cfg(test)]
@@ -53,7 +59,9 @@ pub const REG_BCAST: u8 = 4;
 
 /// A host's flows come in parts that partition them: the base pipeline,
 /// one part per local port, one per network with a member on the host. A
-/// change recompiles only the parts it touches.
+/// change recompiles only the parts it touches. A switch network's hub
+/// lives in its network part (empty port parts), so a member joining or
+/// leaving recompiles the others' outputs with it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Part {
     Base,

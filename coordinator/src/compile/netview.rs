@@ -11,7 +11,7 @@ use smallvec::smallvec;
 use super::flow::{Action as A, Actions, Flow, Match as M, Matches, PortRef};
 use super::*;
 use crate::addr::Mac;
-use crate::model::{NetId, Network, Port, PortKind, Topology};
+use crate::model::{NetId, NetKind, Network, Port, PortKind, Topology};
 
 const BROADCAST_MAC: Mac = Mac([0xff; 6]);
 const LIMITED_BROADCAST: Ipv4Addr = Ipv4Addr::BROADCAST;
@@ -76,8 +76,12 @@ fn port(p: &Port) -> PortRef {
 }
 
 /// ARP answers, forwarding, broadcast fan-out and ingress of network
-/// `view` on host `host` (which has members in it).
+/// `view` on host `host` (which has members in it); for a switch network,
+/// its hub.
 pub fn net_part(view: &NetView, host: &str) -> Vec<Flow> {
+    if view.net.kind == NetKind::Switch {
+        return super::hub::hub_part(view, host);
+    }
     let me = view
         .hosts
         .binary_search_by(|h| h.id.cmp(host))

@@ -3,16 +3,18 @@
 //! in the guests: between the ports of group A and group B of a network,
 //! unicast IPv4 and ARP are dropped where they enter (the sender's host),
 //! and broadcasts reach only the sender's side. Every other pair is
-//! untouched.
+//! untouched. On a switch network the cut replaces a member's hub flow:
+//! its frames go to the members on its side only.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use smallvec::smallvec;
 
 use super::flow::{Action as A, Actions, Flow, Match as M, PortRef};
+use super::hub;
 use super::netview::NetView;
 use super::*;
-use crate::model::{NetId, PortKind, Topology};
+use crate::model::{NetId, NetKind, PortKind, Topology};
 
 /// Above every flow of the tables the cut uses (their own flows go up to 100).
 pub const PARTITION_PRIORITY: u16 = 200;
@@ -45,6 +47,10 @@ pub fn partition(
                 .filter(|n| theirs.contains(*n) && !mine.contains(*n))
                 .collect()
         };
+        if view.net.kind == NetKind::Switch {
+            cut_hub(&view, &peers, &mut out);
+            continue;
+        }
         for (h, host) in view.hosts.iter().enumerate() {
             let flows = out.entry(host.id.to_string()).or_default();
             let local: Vec<&crate::model::Port> = view
@@ -136,4 +142,28 @@ pub fn partition(
         flows.dedup();
     }
     out
+}
+
+/// A switch network's cut: each member with peers across replaces its hub
+/// flow with one to the members on its side.
+fn cut_hub<'a>(
+    view: &NetView<'a>,
+    peers: &dyn Fn(&str) -> BTreeSet<&'a str>,
+    out: &mut BTreeMap<String, Vec<Flow>>,
+) {
+    for host in &view.hosts {
+        let members = hub::local_members(view, host.id);
+        let flows = out.entry(host.id.to_string()).or_default();
+        for p in &members {
+            let cut = peers(&p.name);
+            if cut.is_empty() {
+                continue;
+            }
+            let kept = members
+                .iter()
+                .map(|q| q.name.as_str())
+                .filter(|q| *q != p.name && !cut.contains(q));
+            flows.push(hub::flood(&p.name, kept, PARTITION_PRIORITY));
+        }
+    }
 }

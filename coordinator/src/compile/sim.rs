@@ -22,6 +22,11 @@ pub enum Body {
         tha: Mac,
         tpa: Ipv4Addr,
     },
+    /// Neither IPv4 nor ARP (IPv6, LLDP, ...): only a switch network
+    /// carries it.
+    Other {
+        ethertype: u16,
+    },
 }
 
 /// A VLAN header between the MACs and the ethertype.
@@ -109,6 +114,21 @@ impl<'a> Sim<'a> {
         delivered
     }
 
+    /// A frame arriving from the physical switch at `host`'s uplink.
+    pub fn arrive_from_wire(&self, host: &str, pkt: Packet) -> Vec<Delivery> {
+        let mut delivered = Vec::new();
+        for (port, out) in self.run_host(host, PortRef::Uplink, pkt) {
+            match port {
+                PortRef::Port(name) => delivered.push(Delivery {
+                    port: name.to_string(),
+                    packet: out,
+                }),
+                PortRef::Uplink => panic!("host {host} sent an ingress packet back to the wire: {out:?}"),
+            }
+        }
+        delivered
+    }
+
     /// The dumb switch: to the host owning eth_dst, else flooded.
     fn switch(&mut self, from_host: &str, pkt: Packet) -> Vec<Delivery> {
         self.wire.push(pkt.clone());
@@ -128,19 +148,10 @@ impl<'a> Sim<'a> {
                 .cloned()
                 .collect(),
         };
-        let mut delivered = Vec::new();
-        for host in targets {
-            for (port, out) in self.run_host(&host, PortRef::Uplink, pkt.clone()) {
-                match port {
-                    PortRef::Port(name) => delivered.push(Delivery {
-                        port: name.to_string(),
-                        packet: out,
-                    }),
-                    PortRef::Uplink => panic!("host {host} sent an ingress packet back to the wire: {out:?}"),
-                }
-            }
-        }
-        delivered
+        targets
+            .iter()
+            .flat_map(|host| self.arrive_from_wire(host, pkt.clone()))
+            .collect()
     }
 
     fn run_host(&self, host: &str, in_port: PortRef, pkt: Packet) -> Vec<(PortRef, Packet)> {

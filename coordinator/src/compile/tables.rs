@@ -4,7 +4,7 @@ use smallvec::smallvec;
 
 use super::flow::{Action as A, Actions, Flow, Match as M, PortRef};
 use super::*;
-use crate::model::{Host, Port, PortKind, Topology};
+use crate::model::{Host, NetKind, Port, PortKind, Topology};
 
 pub struct Ctx<'a> {
     topo: &'a Topology,
@@ -27,6 +27,10 @@ impl<'a> Ctx<'a> {
             Part::Base => flows = self.defaults(),
             Part::Port(name) => {
                 let p = &self.topo.ports[name];
+                // A switch network's member has only its network's hub flows.
+                if self.topo.networks[&p.net].kind == NetKind::Switch {
+                    return flows;
+                }
                 self.classify(p, &mut flows);
                 self.ingress_dst(p, &mut flows);
             }

@@ -13,9 +13,9 @@ use crate::model::{PortKind, Topology};
 use crate::mutate::{self, PortSpec};
 
 /// One port to create: (tenant, network index, host index, last IP octet, router).
-type PortPlan = (u8, u8, u8, u8, bool);
+pub(super) type PortPlan = (u8, u8, u8, u8, bool);
 
-fn build(hosts: u8, plan: &[PortPlan]) -> Topology {
+pub(super) fn build(hosts: u8, plan: &[PortPlan]) -> Topology {
     let mut topo = Topology::default();
     let keys = KeyRange("100.64.0.0/16".parse().unwrap());
     let apply = |topo: &mut Topology, ops: Vec<crate::record::Op>| ops.iter().for_each(|op| topo.apply(op));
@@ -60,12 +60,12 @@ fn build(hosts: u8, plan: &[PortPlan]) -> Topology {
     topo
 }
 
-fn plan() -> impl Strategy<Value = (u8, Vec<PortPlan>)> {
+pub(super) fn plan() -> impl Strategy<Value = (u8, Vec<PortPlan>)> {
     let port = (0u8..3, 0u8..2, 0u8..4, 1u8..6, prop::bool::weighted(0.15));
     (1u8..5, prop::collection::vec(port, 0..14))
 }
 
-fn ip_packet(topo: &Topology, from: &str, dst: Ipv4Addr) -> Packet {
+pub(super) fn ip_packet(topo: &Topology, from: &str, dst: Ipv4Addr) -> Packet {
     let p = &topo.ports[from];
     Packet {
         eth_src: p.mac,
@@ -75,7 +75,7 @@ fn ip_packet(topo: &Topology, from: &str, dst: Ipv4Addr) -> Packet {
     }
 }
 
-fn arp_request(mac: Mac, spa: Ipv4Addr, tpa: Ipv4Addr) -> Packet {
+pub(super) fn arp_request(mac: Mac, spa: Ipv4Addr, tpa: Ipv4Addr) -> Packet {
     Packet {
         eth_src: mac,
         eth_dst: Mac([0xff; 6]),
@@ -92,7 +92,7 @@ fn arp_request(mac: Mac, spa: Ipv4Addr, tpa: Ipv4Addr) -> Packet {
 
 /// 802.1Q VLAN 100, a priority tag (VID 0), 802.1ad over 802.1Q, and two
 /// 802.1Q headers.
-fn tag_variants() -> Vec<Vec<Vlan>> {
+pub(super) fn tag_variants() -> Vec<Vec<Vlan>> {
     let q = |tci| Vlan { tpid: 0x8100, tci };
     let ad = |tci| Vlan { tpid: 0x88a8, tci };
     vec![
@@ -103,7 +103,7 @@ fn tag_variants() -> Vec<Vec<Vlan>> {
     ]
 }
 
-fn names(deliveries: &[Delivery]) -> BTreeSet<String> {
+pub(super) fn names(deliveries: &[Delivery]) -> BTreeSet<String> {
     deliveries.iter().map(|d| d.port.clone()).collect()
 }
 

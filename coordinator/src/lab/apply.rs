@@ -11,9 +11,9 @@ use dclab_proto::ApiError;
 use super::model::{Lab, Nic, Node, NodeSpec};
 use super::validate::Checked;
 use crate::addr::Cidr;
-use crate::model::{PortKind, Topology};
+use crate::model::{NetKind, PortKind, Topology};
 use crate::mutate::{self, Ops, PortSpec};
-use crate::placement::{self, Capacity, Demand};
+use crate::placement::{self, Capacity, Demand, Together};
 use crate::record::{Op, Record, RecordKey};
 use crate::state::View;
 
@@ -79,6 +79,14 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
                     net.name, net.cidr, new.cidr
                 )));
             }
+            if new.kind != net.kind {
+                return Err(precondition(format!(
+                    "lab {name}: network {} changes kind from {} to {}; run `ctl lab down {name}` first",
+                    net.name,
+                    net.kind.name(),
+                    new.kind.name()
+                )));
+            }
         }
     }
     // Nodes whose spec is unchanged stay as they are; the rest are placed.
@@ -96,7 +104,8 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
         .iter()
         .filter(|s| !kept.contains(s.name.as_str()))
         .collect();
-    let hosts = place(topo, name, &kept, &to_place)?;
+    let together = switch_groups(&checked, &old_nodes, &kept);
+    let hosts = place(topo, name, &kept, &to_place, &together)?;
 
     let mut changes = Vec::new();
     let mut batch = Batch {
@@ -129,10 +138,21 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
     let mut next_net_id = view.next_net_id;
     for net in &checked.networks {
         if batch.scratch.network_by_name(name, &net.name).is_none() {
-            let ops = mutate::create_network(&batch.scratch, name, &net.name, &net.cidr, next_net_id);
+            let spec = mutate::NetworkSpec {
+                tenant: name,
+                name: &net.name,
+                cidr: &net.cidr,
+                kind: net.kind,
+            };
+            let ops = mutate::create_network_of(&batch.scratch, &spec, next_net_id);
             batch.push(ops)?;
             next_net_id += 1;
-            changes.push(format!("added network {} ({})", net.name, net.cidr));
+            let kind = if net.kind == NetKind::Switch {
+                ", switch"
+            } else {
+                ""
+            };
+            changes.push(format!("added network {} ({}{kind})", net.name, net.cidr));
         }
     }
     let mut addrs = Addresses::new(&checked, &old_nodes, &kept)?;
@@ -232,6 +252,32 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
     })
 }
 
+/// Per switch network, its nodes to place and its kept nodes with their
+/// hosts: all of them must end up on one host.
+fn switch_groups(checked: &Checked, old: &BTreeMap<&str, &Node>, kept: &BTreeSet<&str>) -> Vec<Together> {
+    let on = |s: &NodeSpec, net: &str| s.interfaces.iter().any(|i| i.network == net);
+    checked
+        .networks
+        .iter()
+        .filter(|n| n.kind == NetKind::Switch)
+        .map(|net| Together {
+            network: net.name.clone(),
+            nodes: checked
+                .nodes
+                .iter()
+                .filter(|s| !kept.contains(s.name.as_str()) && on(s, &net.name))
+                .map(|s| s.name.clone())
+                .collect(),
+            placed: kept
+                .iter()
+                .map(|k| old[k])
+                .filter(|n| on(&n.spec, &net.name))
+                .map(|n| (n.spec.name.clone(), n.host.clone()))
+                .collect(),
+        })
+        .collect()
+}
+
 /// Hosts for the nodes to place, within what every host has free once all
 /// other labs' nodes and this lab's kept nodes are counted.
 fn place(
@@ -239,6 +285,7 @@ fn place(
     lab: &str,
     kept: &BTreeSet<&str>,
     to_place: &[&NodeSpec],
+    together: &[Together],
 ) -> Result<BTreeMap<String, String>, ApiError> {
     let mut used: BTreeMap<&str, (u32, u64)> = BTreeMap::new();
     for l in topo.labs.values() {
@@ -273,7 +320,7 @@ fn place(
             pin: s.pin.clone(),
         })
         .collect();
-    placement::place(&demands, &free).map_err(|e| e.context(&format!("lab {lab}")))
+    placement::place_together(&demands, &free, together).map_err(|e| e.context(&format!("lab {lab}")))
 }
 
 /// Addresses per lab network: fixed ones from the spec and those of kept

@@ -11,4 +11,6 @@ pub mod snapshot;
 pub mod validate;
 
 #[cfg(test)]
+mod switch_tests;
+#[cfg(test)]
 mod tests;

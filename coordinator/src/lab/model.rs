@@ -3,10 +3,15 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::NetKind;
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LabNet {
     pub name: String,
     pub cidr: String,
+    /// Labs stored before kinds existed have rewrite networks.
+    #[serde(default)]
+    pub kind: NetKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use crate::keys::KeyRange;
 use crate::mutate;
 use crate::state::State;
 
-fn state(dir: &std::path::Path) -> State {
+pub(super) fn state(dir: &std::path::Path) -> State {
     let state = State::open(dir, KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
     for (h, mac) in [("h1", "0a:00:00:00:00:01"), ("h2", "0a:00:00:00:00:02")] {
         state
@@ -16,7 +16,7 @@ fn state(dir: &std::path::Path) -> State {
     state
 }
 
-fn node(name: &str, memory_mib: u64, pin: &str, ip: &str) -> v1::NodeSpec {
+pub(super) fn node(name: &str, memory_mib: u64, pin: &str, ip: &str) -> v1::NodeSpec {
     v1::NodeSpec {
         name: name.into(),
         role: String::new(),
@@ -33,19 +33,20 @@ fn node(name: &str, memory_mib: u64, pin: &str, ip: &str) -> v1::NodeSpec {
     }
 }
 
-fn spec(name: &str, nodes: Vec<v1::NodeSpec>) -> v1::LabSpec {
+pub(super) fn spec(name: &str, nodes: Vec<v1::NodeSpec>) -> v1::LabSpec {
     v1::LabSpec {
         name: name.into(),
         networks: vec![v1::LabNetwork {
             name: "lan".into(),
             cidr: "10.0.0.0/24".into(),
+            kind: v1::NetworkKind::Rewrite.into(),
         }],
         nodes,
         ssh_keys: vec![],
     }
 }
 
-fn up(state: &State, spec: &v1::LabSpec) -> Result<Vec<String>, ApiError> {
+pub(super) fn up(state: &State, spec: &v1::LabSpec) -> Result<Vec<String>, ApiError> {
     let checked = validate::check(spec)?;
     let mut changes = vec![];
     state.mutate(|v| {

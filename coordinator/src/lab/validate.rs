@@ -7,6 +7,7 @@ use dclab_proto::validate::{self, MAX_LAB_NAME};
 use dclab_proto::ApiError;
 
 use super::model::{IfaceSpec, LabNet, NodeKind, NodeSpec};
+use crate::model::NetKind;
 
 pub struct Checked {
     pub networks: Vec<LabNet>,
@@ -26,9 +27,10 @@ pub fn check(spec: &v1::LabSpec) -> Result<Checked, ApiError> {
     let networks = checked
         .networks
         .iter()
-        .map(|(name, cidr)| LabNet {
-            name: name.clone(),
-            cidr: cidr.to_string(),
+        .map(|n| LabNet {
+            name: n.name.clone(),
+            cidr: n.cidr.to_string(),
+            kind: NetKind::from_wire(n.kind),
         })
         .collect();
     let nodes = spec

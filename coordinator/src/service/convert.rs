@@ -63,5 +63,6 @@ pub fn network(topo: &Topology, id: u32) -> v1::Network {
         cidr: n.cidr.to_string(),
         id: n.id,
         port_count: topo.members.get(&id).map_or(0, |m| m.len() as u32),
+        kind: n.kind.to_wire().into(),
     }
 }

@@ -118,6 +118,7 @@ fn lab_status(state: &State, lab: &Lab) -> v1::Lab {
             .map(|n| v1::LabNetwork {
                 name: n.name.clone(),
                 cidr: n.cidr.clone(),
+                kind: n.kind.to_wire().into(),
             })
             .collect(),
         nodes,

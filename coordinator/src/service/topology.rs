@@ -9,9 +9,9 @@ use tonic::{Request, Response, Status};
 use tracing::info;
 
 use super::{convert, labs};
-use crate::model::PortKind;
+use crate::model::{NetKind, PortKind};
 use crate::mutate::{self, PortSpec};
-use crate::placement::{self, Capacity, Demand};
+use crate::placement::{self, Capacity, Demand, Together};
 use crate::record::{Op, Record};
 use crate::state::State;
 
@@ -47,6 +47,23 @@ fn demand(n: &v1::NodeDemand) -> Result<Demand, ApiError> {
         memory_mib: n.memory_mib,
         pin: (!n.host.is_empty()).then(|| n.host.clone()),
     })
+}
+
+/// The nodes of each switch network the demands name, to place together.
+fn switch_groups(nodes: &[v1::NodeDemand]) -> Result<Vec<Together>, ApiError> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for n in nodes {
+        for net in &n.switch_networks {
+            mutate::check_name("network", net)?;
+            groups.entry(net).or_default().push(n.name.clone());
+        }
+    }
+    let groups = groups.into_iter().map(|(network, nodes)| Together {
+        network: network.to_string(),
+        nodes,
+        placed: vec![],
+    });
+    Ok(groups.collect())
 }
 
 fn port_spec(r: &v1::CreatePortRequest) -> Result<PortSpec<'_>, ApiError> {
@@ -130,13 +147,21 @@ impl TopologyApi for TopologyService {
 
     async fn create_network(&self, req: Request<v1::CreateNetworkRequest>) -> Reply<v1::Network> {
         let r = req.into_inner();
+        let kind = v1::NetworkKind::try_from(r.kind)
+            .map_err(|_| invalid(format!("network {}: unknown kind {}", r.name, r.kind)))?;
+        let spec = mutate::NetworkSpec {
+            tenant: &r.tenant,
+            name: &r.name,
+            cidr: &r.cidr,
+            kind: NetKind::from_wire(kind),
+        };
         let ops = self
             .state
-            .write(|v| mutate::create_network(v.topo, &r.tenant, &r.name, &r.cidr, v.next_net_id))?;
+            .write(|v| mutate::create_network_of(v.topo, &spec, v.next_net_id))?;
         let Some(Op::Put(Record::Network(net))) = ops.first() else {
             return Err(ApiError::Internal("network create wrote no network".into()).into());
         };
-        info!(tenant = %r.tenant, network = %r.name, cidr = %r.cidr, "network created");
+        info!(tenant = %r.tenant, network = %r.name, cidr = %r.cidr, kind = spec.kind.name(), "network created");
         Ok(Response::new(self.state.read(|t| convert::network(t, net.id))))
     }
 
@@ -259,7 +284,9 @@ impl TopologyApi for TopologyService {
                 })
                 .collect::<Vec<_>>()
         });
-        let placed = placement::place(&demands, &hosts).map_err(|e| e.context(&format!("lab {}", r.lab)))?;
+        let together = switch_groups(&r.nodes)?;
+        let placed = placement::place_together(&demands, &hosts, &together)
+            .map_err(|e| e.context(&format!("lab {}", r.lab)))?;
         let placements = r
             .nodes
             .iter()

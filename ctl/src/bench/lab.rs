@@ -129,6 +129,7 @@ fn lab_spec(nodes: usize, kind: v1::NodeKind, container_image: &str) -> v1::LabS
         networks: vec![v1::LabNetwork {
             name: "lan".into(),
             cidr: "10.0.0.0/24".into(),
+            kind: v1::NetworkKind::Rewrite.into(),
         }],
         nodes: (0..nodes)
             .map(|i| v1::NodeSpec {

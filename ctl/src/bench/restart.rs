@@ -56,6 +56,7 @@ fn measure(cluster: &mut Cluster, remote_ports: usize) -> anyhow::Result<Figures
         tenant: "t".into(),
         name: "big".into(),
         cidr: "10.16.0.0/16".into(),
+        kind: v1::NetworkKind::Rewrite.into(),
     };
     rt.block_on(c.create_network(net))?;
     cluster.add_instance(&InstanceSpec::vm("vm1", "h1", "t", "big", "10.16.0.1/16"))?;

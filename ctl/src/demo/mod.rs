@@ -155,6 +155,7 @@ pub async fn create_networks(config: &ClientConfig) -> anyhow::Result<()> {
             tenant: tenant.into(),
             name: "net".into(),
             cidr: paper::CIDR.into(),
+            kind: v1::NetworkKind::Rewrite.into(),
         };
         c.create_network(req).await?;
     }

@@ -20,10 +20,17 @@ struct NodeSpans {
     interfaces: Vec<(Range<usize>, Option<Range<usize>>)>,
 }
 
+/// Where each field of a network stands in the file.
+struct NetworkSpans {
+    name: Range<usize>,
+    cidr: Range<usize>,
+    kind: Option<Range<usize>>,
+}
+
 /// Spans of the file's parts, to point a validator error at its line.
 struct Spans {
     lab_name: Range<usize>,
-    networks: Vec<(Range<usize>, Range<usize>)>,
+    networks: Vec<NetworkSpans>,
     nodes: Vec<NodeSpans>,
     ssh_keys: Vec<Range<usize>>,
 }
@@ -33,12 +40,10 @@ impl Spans {
         let node = |i: usize| self.nodes.get(i);
         let found = match at {
             Location::LabName => Some(self.lab_name.clone()),
-            Location::Network { index, field } => self.networks.get(index).map(|(name, cidr)| {
-                if field == "cidr" {
-                    cidr.clone()
-                } else {
-                    name.clone()
-                }
+            Location::Network { index, field } => self.networks.get(index).map(|n| match field {
+                "cidr" => n.cidr.clone(),
+                "kind" => n.kind.clone().unwrap_or(n.name.clone()),
+                _ => n.name.clone(),
             }),
             Location::Node { index, field } => node(index).map(|n| {
                 n.fields
@@ -96,17 +101,30 @@ fn to_spec(raw: &LabFile) -> Result<(v1::LabSpec, Spans), (Range<usize>, String)
         nodes: vec![],
         ssh_keys: raw.lab.ssh_keys.iter().map(Spanned::span).collect(),
     };
-    let networks = raw
-        .networks
-        .iter()
-        .map(|n| {
-            spans.networks.push((n.name.span(), n.cidr.span()));
-            v1::LabNetwork {
-                name: n.name.get_ref().clone(),
-                cidr: n.cidr.get_ref().clone(),
+    let mut networks = Vec::with_capacity(raw.networks.len());
+    for n in &raw.networks {
+        spans.networks.push(NetworkSpans {
+            name: n.name.span(),
+            cidr: n.cidr.span(),
+            kind: n.kind.as_ref().map(Spanned::span),
+        });
+        let kind = match n.kind.as_ref().map(|k| (k.get_ref().as_str(), k.span())) {
+            None | Some(("rewrite", _)) => v1::NetworkKind::Rewrite,
+            Some(("switch", _)) => v1::NetworkKind::Switch,
+            Some((other, span)) => {
+                let name = n.name.get_ref();
+                return Err((
+                    span,
+                    format!("network {name}: kind {other:?} is not \"rewrite\" or \"switch\""),
+                ));
             }
-        })
-        .collect();
+        };
+        networks.push(v1::LabNetwork {
+            name: n.name.get_ref().clone(),
+            cidr: n.cidr.get_ref().clone(),
+            kind: kind.into(),
+        });
+    }
     let mut nodes = Vec::with_capacity(raw.nodes.len());
     for n in &raw.nodes {
         let name = n.name.get_ref();

@@ -216,6 +216,18 @@ pub async fn run_plan(
 ) -> anyhow::Result<()> {
     use dclab_proto::v1;
     let lab = load(file)?;
+    let switch_networks = |n: &v1::NodeSpec| -> Vec<String> {
+        let switch = |net: &str| {
+            lab.networks
+                .iter()
+                .any(|l| l.name == net && l.kind == v1::NetworkKind::Switch as i32)
+        };
+        n.interfaces
+            .iter()
+            .filter(|i| switch(&i.network))
+            .map(|i| i.network.clone())
+            .collect()
+    };
     let nodes = lab
         .nodes
         .iter()
@@ -224,6 +236,7 @@ pub async fn run_plan(
             vcpus: n.vcpus,
             memory_mib: n.memory_mib,
             host: n.host.clone(),
+            switch_networks: switch_networks(n),
         })
         .collect();
     let req = v1::PlanLabRequest {
@@ -244,25 +257,32 @@ pub async fn run_plan(
                 .iter()
                 .find(|n| n.name == p.node)
                 .expect("planned nodes come from the lab");
+            let switch = switch_networks(n).join(",");
             vec![
                 p.node.clone(),
                 p.host.clone(),
                 n.vcpus.to_string(),
                 format!("{} MiB", n.memory_mib),
+                if switch.is_empty() { "-".into() } else { switch },
             ]
         })
         .collect();
     let json: Vec<_> = plan
         .placements
         .iter()
-        .map(|p| json!({"node": p.node, "host": p.host}))
+        .map(|p| {
+            let n = lab.nodes.iter().find(|n| n.name == p.node);
+            let switch = n.map(switch_networks).unwrap_or_default();
+            json!({"node": p.node, "host": p.host, "switch_networks": switch})
+        })
         .collect();
     print(
         format,
-        &["NODE", "HOST", "VCPUS", "MEMORY"],
+        &["NODE", "HOST", "VCPUS", "MEMORY", "SWITCH"],
         &rows,
-        json!({"lab": lab.name, "placements": json}),
+        json!({"lab": lab.name, "placements": json, "networks": networks_json(&lab.networks)}),
     );
+    super::show::print_networks(&lab.networks, format);
     Ok(())
 }
 
@@ -316,12 +336,7 @@ fn check(file: &str, format: Format) -> anyhow::Result<()> {
                    "disks_mib": n.disks_mib, "host": (!n.host.is_empty()).then_some(&n.host), "interfaces": nics})
         })
         .collect();
-    let networks: Vec<_> = lab
-        .networks
-        .iter()
-        .map(|n| json!({"name": n.name, "cidr": n.cidr}))
-        .collect();
-    let doc = json!({"lab": lab.name, "networks": networks, "nodes": nodes});
+    let doc = json!({"lab": lab.name, "networks": networks_json(&lab.networks), "nodes": nodes});
     print(
         format,
         &[
@@ -338,5 +353,15 @@ fn check(file: &str, format: Format) -> anyhow::Result<()> {
         &rows,
         doc,
     );
+    super::show::print_networks(&lab.networks, format);
     Ok(())
+}
+
+fn networks_json(networks: &[dclab_proto::v1::LabNetwork]) -> serde_json::Value {
+    let kind = super::show::network_kind_name;
+    let list: Vec<_> = networks
+        .iter()
+        .map(|n| json!({"name": n.name, "cidr": n.cidr, "kind": kind(n.kind)}))
+        .collect();
+    json!(list)
 }

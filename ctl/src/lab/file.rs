@@ -11,6 +11,7 @@
 //! [[network]]
 //! name = "management"
 //! cidr = "10.0.0.0/24"
+//! kind = "rewrite"                 # default; "switch": a hub on one host
 //!
 //! [[node]]
 //! name = "controller"
@@ -51,6 +52,9 @@ pub struct LabHeader {
 pub struct NetworkSpec {
     pub name: Spanned<String>,
     pub cidr: Spanned<String>,
+    /// "rewrite" (default) or "switch".
+    #[serde(default)]
+    pub kind: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

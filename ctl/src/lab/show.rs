@@ -35,6 +35,15 @@ pub fn kind_name(kind: i32) -> &'static str {
     }
 }
 
+/// "rewrite" or "switch", as lab files say.
+pub fn network_kind_name(kind: i32) -> &'static str {
+    if kind == v1::NetworkKind::Switch as i32 {
+        "switch"
+    } else {
+        "rewrite"
+    }
+}
+
 fn node_name(node: &v1::LabNode) -> &str {
     node.spec.as_ref().map_or("", |s| s.name.as_str())
 }
@@ -58,10 +67,29 @@ pub fn lab_json(lab: &v1::Lab) -> Value {
     let networks: Vec<Value> = lab
         .networks
         .iter()
-        .map(|n| json!({"name": n.name, "cidr": n.cidr}))
+        .map(|n| json!({"name": n.name, "cidr": n.cidr, "kind": network_kind_name(n.kind)}))
         .collect();
     json!({"name": lab.name, "ready": lab.ready, "revision": lab.revision, "snapshots": lab.snapshots,
            "networks": networks, "nodes": nodes})
+}
+
+/// The lab's networks with their kinds, below a table of nodes.
+pub fn print_networks(networks: &[v1::LabNetwork], format: Format) {
+    if format != Format::Table || networks.is_empty() {
+        return;
+    }
+    let rows: Vec<Vec<String>> = networks
+        .iter()
+        .map(|n| {
+            vec![
+                n.name.clone(),
+                n.cidr.clone(),
+                network_kind_name(n.kind).to_string(),
+            ]
+        })
+        .collect();
+    println!();
+    print(format, &["NETWORK", "CIDR", "KIND"], &rows, Value::Null);
 }
 
 pub fn print_lab(lab: &v1::Lab, format: Format) {
@@ -85,6 +113,7 @@ pub fn print_lab(lab: &v1::Lab, format: Format) {
         &rows,
         lab_json(lab),
     );
+    print_networks(&lab.networks, format);
 }
 
 pub fn print_labs(labs: &[v1::Lab], format: Format) {

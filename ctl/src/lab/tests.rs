@@ -116,3 +116,30 @@ fn ssh_keys_and_lab_name_length_are_checked_where_they_stand() {
     let long = format!("[lab]\nname = \"{}\"\n", "x".repeat(25));
     assert!(error(&long).contains("the limit is 24"), "{}", error(&long));
 }
+
+#[test]
+fn network_kinds_parse_and_a_split_switch_network_names_the_pin() {
+    let switch = format!("{HEAD}[[network]]\nname = \"tunnel\"\ncidr = \"10.9.0.0/24\"\nkind = \"switch\"\n");
+    let spec = lab(&switch).unwrap();
+    let kinds: Vec<i32> = spec.networks.iter().map(|n| n.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            dclab_proto::v1::NetworkKind::Rewrite as i32,
+            dclab_proto::v1::NetworkKind::Switch as i32
+        ]
+    );
+    let hub = switch.replace("\"switch\"", "\"hub\"");
+    assert_eq!(
+        error(&hub),
+        "lab.toml:10: network tunnel: kind \"hub\" is not \"rewrite\" or \"switch\""
+    );
+    let split = format!(
+        "{switch}[[node]]\nname = \"a\"\nmemory = \"1GiB\"\nhost = \"h1\"\ninterfaces = [{{ network = \"tunnel\" }}]\n\
+         [[node]]\nname = \"b\"\nmemory = \"1GiB\"\nhost = \"h2\"\ninterfaces = [{{ network = \"tunnel\" }}]\n"
+    );
+    assert_eq!(
+        error(&split),
+        "lab.toml:19: nodes a (host h1) and b (host h2) are on switch network tunnel, which lives on one host; pin them to the same host"
+    );
+}

@@ -20,7 +20,12 @@ fn create_networks(config: &dclab_proto::net::ClientConfig, nets: &[(&str, &str,
                 .create_tenant(CreateTenantRequest { name: tenant.clone() })
                 .await;
             client
-                .create_network(CreateNetworkRequest { tenant, name, cidr })
+                .create_network(CreateNetworkRequest {
+                    tenant,
+                    name,
+                    cidr,
+                    kind: dclab_proto::v1::NetworkKind::Rewrite.into(),
+                })
                 .await?;
         }
         Ok(())

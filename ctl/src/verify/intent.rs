@@ -32,6 +32,8 @@ pub struct Net {
     pub tenant: String,
     pub name: String,
     pub cidr: Cidr,
+    /// A switch network: a hub of its members on one host, no rewrite.
+    pub switch: bool,
     pub members: Vec<usize>,
     /// The members' addresses, and the MACs of its router ports.
     pub member_ips: std::collections::HashSet<u64>,
@@ -75,6 +77,7 @@ impl Intent {
                 tenant: n.tenant.clone(),
                 name: n.name.clone(),
                 cidr,
+                switch: n.kind == v1::NetworkKind::Switch as i32,
                 members: vec![],
                 member_ips: Default::default(),
                 router_macs: vec![],

@@ -7,6 +7,7 @@
 //! traced again by OvS itself (`ofproto/trace`) to check the interpreter.
 
 mod exec;
+mod hub;
 mod intent;
 mod ofp;
 mod probes;

@@ -18,10 +18,10 @@ use super::ranges::Ranges;
 
 /// dclab's cookie: flows without it were not installed by dclab.
 pub const DCLAB_COOKIE: u64 = 0xdc1ab;
-const BROADCAST_MAC: u64 = 0xffff_ffff_ffff;
+pub(super) const BROADCAST_MAC: u64 = 0xffff_ffff_ffff;
 /// Addresses no flow names (RFC 7042 documentation MACs, made local).
 const UNKNOWN_DST_MAC: u64 = 0x0200_5e00_5301;
-const FORGED_MAC: u64 = 0x0200_5e00_5302;
+pub(super) const FORGED_MAC: u64 = 0x0200_5e00_5302;
 const OUTSIDE_IP: u64 = 0xcb00_7107; // 203.0.113.7
 const ETH_IP: u64 = 0x0800;
 const ETH_ARP: u64 = 0x0806;
@@ -37,6 +37,7 @@ pub enum Kind {
     TenantHeaderOnTheWire,
     ArpNotAnswered,
     BroadcastWrong,
+    HubWrong,
     SentToController,
     Loop,
     DeliveredOutsideDclab,
@@ -55,6 +56,7 @@ impl Kind {
             Kind::TenantHeaderOnTheWire => "tenant header on the wire",
             Kind::ArpNotAnswered => "ARP not answered right",
             Kind::BroadcastWrong => "broadcast reaches the wrong set",
+            Kind::HubWrong => "switch network frame reaches the wrong set",
             Kind::SentToController => "sent to a controller",
             Kind::Loop => "forwarding loop",
             Kind::DeliveredOutsideDclab => "delivered to a port dclab does not know",
@@ -126,7 +128,7 @@ pub fn responsible(net: &Net, leaf: &Leaf) -> Vec<String> {
 }
 
 /// A frame from port `p` as its guest would build it.
-fn frame(intent: &Intent, p: usize, eth_dst: u64) -> Pkt {
+pub(super) fn frame(intent: &Intent, p: usize, eth_dst: u64) -> Pkt {
     let port = &intent.ports[p];
     Pkt {
         in_port: port.ofport.unwrap_or(0),
@@ -149,12 +151,12 @@ fn frame(intent: &Intent, p: usize, eth_dst: u64) -> Pkt {
     }
 }
 
-fn to_any(mut pkt: Pkt) -> Pkt {
+pub(super) fn to_any(mut pkt: Pkt) -> Pkt {
     pkt.open = Some((Field::IpDst, Ranges::all()));
     pkt
 }
 
-fn arp(intent: &Intent, p: usize, tpa: Option<u64>) -> Pkt {
+pub(super) fn arp(intent: &Intent, p: usize, tpa: Option<u64>) -> Pkt {
     let port = &intent.ports[p];
     let mut pkt = frame(intent, p, BROADCAST_MAC);
     pkt.eth_type = ETH_ARP;
@@ -193,14 +195,14 @@ pub struct Checker<'a> {
 }
 
 impl<'a> Checker<'a> {
-    fn send(&mut self, p: usize, pkt: Pkt) -> Vec<Leaf> {
+    pub(super) fn send(&mut self, p: usize, pkt: Pkt) -> Vec<Leaf> {
         self.report.counts.probes += 1;
         let leaves = self.net.send(self.intent.ports[p].host, pkt);
         self.report.counts.traces += leaves.len();
         leaves
     }
 
-    fn flag(&mut self, kind: Kind, p: usize, to: String, detail: String, leaf: &Leaf) {
+    pub(super) fn flag(&mut self, kind: Kind, p: usize, to: String, detail: String, leaf: &Leaf) {
         let flows = responsible(self.net, leaf);
         let from = self.intent.describe(p);
         self.report.add(Violation {
@@ -212,11 +214,11 @@ impl<'a> Checker<'a> {
         });
     }
 
-    fn port_at(&self, host: usize, ofport: u32) -> Option<usize> {
+    pub(super) fn port_at(&self, host: usize, ofport: u32) -> Option<usize> {
         self.intent.at.get(&(host, ofport)).copied()
     }
 
-    fn where_(&self, host: usize, ofport: u32) -> String {
+    pub(super) fn where_(&self, host: usize, ofport: u32) -> String {
         match self.port_at(host, ofport) {
             Some(q) => self.intent.describe(q),
             None => format!("OpenFlow port {ofport} on {}", self.intent.hosts[host]),
@@ -224,7 +226,7 @@ impl<'a> Checker<'a> {
     }
 
     /// What must hold of every leaf of every probe from `p`.
-    fn common(&mut self, p: usize, leaf: &Leaf, what: &str) {
+    pub(super) fn common(&mut self, p: usize, leaf: &Leaf, what: &str) {
         let port = &self.intent.ports[p];
         if leaf.controller {
             self.flag(
@@ -334,6 +336,9 @@ impl<'a> Checker<'a> {
             .copied()
             .filter(|q| *q != p)
             .collect();
+        if self.intent.nets[port.net].switch {
+            return super::hub::check_member(self, p, &members);
+        }
         for &q in &members {
             self.reach(p, q);
             self.arp_for(p, q);

@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use super::names::{check_name, check_short_name};
 use crate::addr::Cidr;
-use crate::v1::{LabSpec, NodeKind, NodeSpec};
+use crate::v1::{LabSpec, NetworkKind, NodeKind, NodeSpec};
 
 /// Port names are `<lab>.<node>.<i>` and must fit 64 bytes.
 pub const MAX_LAB_NAME: usize = 24;
@@ -69,8 +69,15 @@ impl std::error::Error for LabError {}
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckedLab {
     /// In spec order.
-    pub networks: Vec<(String, Cidr)>,
+    pub networks: Vec<CheckedNetwork>,
     pub nodes: Vec<CheckedNode>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckedNetwork {
+    pub name: String,
+    pub cidr: Cidr,
+    pub kind: NetworkKind,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +118,7 @@ pub fn lab(spec: &LabSpec) -> Result<CheckedLab, LabError> {
         );
     }
     let networks = networks(spec)?;
-    let by_name: BTreeMap<&str, Cidr> = networks.iter().map(|(n, c)| (n.as_str(), *c)).collect();
+    let by_name: BTreeMap<&str, Cidr> = networks.iter().map(|n| (n.name.as_str(), n.cidr)).collect();
     let mut names = BTreeSet::new();
     let mut used = BTreeSet::new();
     let mut nodes = Vec::with_capacity(spec.nodes.len());
@@ -125,6 +132,7 @@ pub fn lab(spec: &LabSpec) -> Result<CheckedLab, LabError> {
         let ips = interfaces(index, n, &by_name, &mut used)?;
         nodes.push(CheckedNode { kind, ips });
     }
+    one_host_per_switch(spec, &networks)?;
     for (i, key) in spec.ssh_keys.iter().enumerate() {
         let key = key.trim();
         let typed = ["ssh-", "ecdsa-", "sk-"].iter().any(|p| key.starts_with(p));
@@ -140,8 +148,8 @@ pub fn lab(spec: &LabSpec) -> Result<CheckedLab, LabError> {
     Ok(CheckedLab { networks, nodes })
 }
 
-fn networks(spec: &LabSpec) -> Result<Vec<(String, Cidr)>, LabError> {
-    let mut out: Vec<(String, Cidr)> = Vec::with_capacity(spec.networks.len());
+fn networks(spec: &LabSpec) -> Result<Vec<CheckedNetwork>, LabError> {
+    let mut out: Vec<CheckedNetwork> = Vec::with_capacity(spec.networks.len());
     for (index, n) in spec.networks.iter().enumerate() {
         let at = |field| Location::Network { index, field };
         check_name("network", &n.name).or_else(|m| err(at("name"), m))?;
@@ -163,18 +171,98 @@ fn networks(spec: &LabSpec) -> Result<Vec<(String, Cidr)>, LabError> {
                 ),
             );
         }
-        if out.iter().any(|(other, _)| *other == n.name) {
+        if out.iter().any(|other| other.name == n.name) {
             return err(at("name"), format!("network {} is defined twice", n.name));
         }
-        if let Some((other, _)) = out.iter().find(|(_, c)| c.overlaps(&cidr)) {
+        if let Some(other) = out.iter().find(|o| o.cidr.overlaps(&cidr)) {
             return err(
                 at("cidr"),
-                format!("network {}: cidr {cidr} overlaps network {other}", n.name),
+                format!("network {}: cidr {cidr} overlaps network {}", n.name, other.name),
             );
         }
-        out.push((n.name.clone(), cidr));
+        let Ok(kind) = NetworkKind::try_from(n.kind) else {
+            return err(at("kind"), format!("network {}: unknown kind {}", n.name, n.kind));
+        };
+        out.push(CheckedNetwork {
+            name: n.name.clone(),
+            cidr,
+            kind,
+        });
     }
     Ok(out)
+}
+
+/// A switch network has no wire between hosts: nodes it joins (also
+/// through other switch networks they share) cannot be pinned to two
+/// hosts. Placement keeps the unpinned members with them.
+fn one_host_per_switch(spec: &LabSpec, networks: &[CheckedNetwork]) -> Result<(), LabError> {
+    let switch: BTreeSet<&str> = networks
+        .iter()
+        .filter(|n| n.kind == NetworkKind::Switch)
+        .map(|n| n.name.as_str())
+        .collect();
+    let on = |i: usize| -> Vec<&str> {
+        let ifaces = spec.nodes[i].interfaces.iter().map(|f| f.network.as_str());
+        ifaces.filter(|n| switch.contains(n)).collect()
+    };
+    let mut root: Vec<usize> = (0..spec.nodes.len()).collect();
+    fn find(root: &mut [usize], i: usize) -> usize {
+        let mut r = i;
+        while root[r] != r {
+            r = root[r];
+        }
+        root[i] = r;
+        r
+    }
+    let mut first_on: BTreeMap<&str, usize> = BTreeMap::new();
+    for i in 0..spec.nodes.len() {
+        for net in on(i) {
+            let j = *first_on.entry(net).or_insert(i);
+            let (a, b) = (find(&mut root, j), find(&mut root, i));
+            root[b] = a;
+        }
+    }
+    let mut pinned: BTreeMap<usize, usize> = BTreeMap::new();
+    for (i, n) in spec.nodes.iter().enumerate() {
+        if n.host.is_empty() || on(i).is_empty() {
+            continue;
+        }
+        let r = find(&mut root, i);
+        let j = *pinned.entry(r).or_insert(i);
+        let first = &spec.nodes[j];
+        if first.host == n.host {
+            continue;
+        }
+        // The networks both are on, else every one that joins them.
+        let mine = on(i);
+        let mut nets: Vec<&str> = on(j).into_iter().filter(|x| mine.contains(x)).collect();
+        if nets.is_empty() {
+            nets = first_on
+                .iter()
+                .filter(|(_, k)| find(&mut root, **k) == r)
+                .map(|(net, _)| *net)
+                .collect();
+        }
+        let (s, verb) = if nets.len() == 1 {
+            ("", "lives")
+        } else {
+            ("s", "live")
+        };
+        let message = format!(
+            "nodes {} (host {}) and {} (host {}) are on switch network{s} {}, which {verb} on one host; pin them to the same host",
+            first.name,
+            first.host,
+            n.name,
+            n.host,
+            nets.join(", ")
+        );
+        let at = Location::Node {
+            index: i,
+            field: "host",
+        };
+        return err(at, message);
+    }
+    Ok(())
 }
 
 /// Kind, sizes, image, role, disks and pin of one node.

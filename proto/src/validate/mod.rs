@@ -5,7 +5,9 @@
 mod lab;
 mod names;
 
-pub use lab::{lab, CheckedLab, CheckedNode, LabError, Location, MAX_LAB_NAME, MAX_NODE_NAME};
+pub use lab::{
+    lab, CheckedLab, CheckedNetwork, CheckedNode, LabError, Location, MAX_LAB_NAME, MAX_NODE_NAME,
+};
 pub use names::{check_name, check_short_name, MAX_NAME};
 
 #[cfg(test)]

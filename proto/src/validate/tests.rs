@@ -1,5 +1,5 @@
 use super::*;
-use crate::v1::{InterfaceSpec, LabNetwork, LabSpec, NodeKind, NodeSpec};
+use crate::v1::{InterfaceSpec, LabNetwork, LabSpec, NetworkKind, NodeKind, NodeSpec};
 
 fn node(name: &str, nics: &[(&str, &str)]) -> NodeSpec {
     NodeSpec {
@@ -27,6 +27,7 @@ fn spec(nodes: Vec<NodeSpec>) -> LabSpec {
         networks: vec![LabNetwork {
             name: "lan".into(),
             cidr: "10.0.0.0/24".into(),
+            kind: NetworkKind::Rewrite.into(),
         }],
         nodes,
         ssh_keys: vec![],
@@ -56,7 +57,8 @@ fn a_valid_lab_gets_its_addresses_and_kinds() {
         node("b", &[("lan", "")]),
     ]))
     .unwrap();
-    assert_eq!(checked.networks[0].1.to_string(), "10.0.0.0/24");
+    assert_eq!(checked.networks[0].cidr.to_string(), "10.0.0.0/24");
+    assert_eq!(checked.networks[0].kind, NetworkKind::Rewrite);
     assert_eq!(checked.nodes[0].ips, [Some("10.0.0.5".parse().unwrap())]);
     assert_eq!(checked.nodes[1].ips, [None]);
     assert_eq!(checked.nodes[1].kind, NodeKind::Vm);
@@ -132,9 +134,81 @@ fn errors_say_where_they_are() {
     overlapping.networks.push(LabNetwork {
         name: "b".into(),
         cidr: "10.0.0.128/25".into(),
+        kind: NetworkKind::Rewrite.into(),
     });
     assert_eq!(
         lab(&overlapping).unwrap_err().message,
         "network b: cidr 10.0.0.128/25 overlaps network lan"
     );
+}
+
+fn with_switch(nodes: Vec<NodeSpec>) -> LabSpec {
+    let mut s = spec(nodes);
+    s.networks.push(LabNetwork {
+        name: "tunnel".into(),
+        cidr: "10.9.0.0/24".into(),
+        kind: NetworkKind::Switch.into(),
+    });
+    s
+}
+
+fn pinned(mut n: NodeSpec, host: &str) -> NodeSpec {
+    n.host = host.into();
+    n
+}
+
+#[test]
+fn switch_members_pinned_to_two_hosts_are_refused_with_both_named() {
+    let ok = with_switch(vec![
+        pinned(node("a", &[("tunnel", "")]), "h1"),
+        node("b", &[("tunnel", "")]),
+        pinned(node("c", &[("tunnel", ""), ("lan", "")]), "h1"),
+        // Pins elsewhere are fine for nodes off the switch network.
+        pinned(node("d", &[("lan", "")]), "h2"),
+    ]);
+    let checked = lab(&ok).unwrap();
+    assert_eq!(checked.networks[1].kind, NetworkKind::Switch);
+    let bad = with_switch(vec![
+        pinned(node("a", &[("tunnel", "")]), "h1"),
+        node("b", &[("lan", "")]),
+        pinned(node("c", &[("lan", ""), ("tunnel", "")]), "h2"),
+    ]);
+    let e = lab(&bad).unwrap_err();
+    assert_eq!(
+        e.at,
+        Location::Node {
+            index: 2,
+            field: "host"
+        }
+    );
+    assert_eq!(
+        e.message,
+        "nodes a (host h1) and c (host h2) are on switch network tunnel, which lives on one host; pin them to the same host"
+    );
+    // Joined through b, which is on both switch networks.
+    let mut joined = with_switch(vec![
+        pinned(node("a", &[("tunnel", "")]), "h1"),
+        node("b", &[("tunnel", ""), ("lan", "")]),
+        pinned(node("c", &[("lan", "")]), "h2"),
+    ]);
+    joined.networks[0].kind = NetworkKind::Switch.into();
+    assert_eq!(
+        lab(&joined).unwrap_err().message,
+        "nodes a (host h1) and c (host h2) are on switch networks lan, tunnel, which live on one host; pin them to the same host"
+    );
+    // The same pins on a rewrite network are fine.
+    let mut rewrite = bad.clone();
+    rewrite.networks[1].kind = NetworkKind::Rewrite.into();
+    lab(&rewrite).unwrap();
+    let mut unknown = bad;
+    unknown.networks[1].kind = 9;
+    let e = lab(&unknown).unwrap_err();
+    assert_eq!(
+        e.at,
+        Location::Network {
+            index: 1,
+            field: "kind"
+        }
+    );
+    assert_eq!(e.message, "network tunnel: unknown kind 9");
 }

@@ -69,6 +69,7 @@ pub async fn populate(c: &mut Client, tenants: &[TenantPlan]) -> anyhow::Result<
             tenant: t.name.clone(),
             name: "net".into(),
             cidr: t.cidr.into(),
+            kind: v1::NetworkKind::Rewrite.into(),
         };
         c.create_network(net).await?;
     }

@@ -134,6 +134,7 @@ fn lab_spec() -> v1::LabSpec {
         networks: vec![v1::LabNetwork {
             name: "lan".into(),
             cidr: "10.0.0.0/24".into(),
+            kind: v1::NetworkKind::Rewrite.into(),
         }],
         nodes: vec![node("a", "h1", "10.0.0.1"), node("b", "h2", "10.0.0.2")],
         ssh_keys: vec![],
