@@ -83,6 +83,12 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // `ctl port ls | head` ends quietly, as other command-line tools do, instead of
+    // panicking on a write to a closed pipe (Rust ignores SIGPIPE by default).
+    // SAFETY: only the disposition of SIGPIPE changes; no handler is installed.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         // Named "ctl" whatever the binary's path, so the script completes the installed command.

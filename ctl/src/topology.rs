@@ -98,15 +98,21 @@ pub enum PortCommand {
         #[arg(long, value_enum, default_value = "vm")]
         kind: Kind,
     },
+    /// List ports with their host, network, MAC, IP and mapping key.
     Ls {
+        /// Only this tenant's ports.
         #[arg(long)]
         tenant: Option<String>,
+        /// Only ports of networks of this name (add --tenant for one network).
         #[arg(long)]
         network: Option<String>,
+        /// Only ports on this host.
         #[arg(long)]
         host: Option<String>,
     },
+    /// Delete a port: its rules go from every host.
     Rm {
+        /// The port's name (unique across tenants).
         name: String,
     },
 }

@@ -94,6 +94,10 @@ pub enum LabCommand {
         /// Where the playbooks are.
         #[arg(long, env = "DCLAB_PLAYBOOKS", default_value = super::install::PLAYBOOKS)]
         playbooks: std::path::PathBuf,
+        /// A playbook variable, KEY=VALUE (repeatable), e.g. neutron_backend=dclab. Remembered in
+        /// the lab's install directory: later installs keep it unless given again.
+        #[arg(long = "var", value_name = "KEY=VALUE")]
+        vars: Vec<String>,
         /// Where each lab's install directory (inventory, key, passwords, logs) and the Ansible
         /// venv live [default: $DCLAB_STATE, else ~/.local/state/dclab].
         #[arg(long)]
@@ -167,6 +171,7 @@ where
             snapshot,
             playbooks,
             state_dir,
+            vars,
         } => {
             let opts = InstallOptions {
                 playbook,
@@ -175,6 +180,7 @@ where
                 playbooks,
                 state: state_dir.unwrap_or_else(super::install::default_state_dir),
                 ctl_argv: ctl_argv()?,
+                vars,
             };
             super::install::install(client, &lab, opts, format).await
         }

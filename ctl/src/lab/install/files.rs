@@ -53,6 +53,10 @@ impl Layout {
     pub fn secrets(&self) -> PathBuf {
         self.dir.join("secrets.json")
     }
+    /// Variables given with `--var`, remembered for later installs.
+    pub fn vars(&self) -> PathBuf {
+        self.dir.join("vars.json")
+    }
     pub fn control_dir(&self) -> PathBuf {
         self.dir.join("cp")
     }
@@ -138,6 +142,42 @@ pub fn secrets(existing: Option<&str>) -> anyhow::Result<Map<String, Value>> {
         if !map.get(*name).is_some_and(Value::is_string) {
             map.insert((*name).to_string(), Value::String(random_hex(12)?));
         }
+    }
+    Ok(map)
+}
+
+/// `--var KEY=VALUE` arguments, checked before anything is written: the key
+/// is an Ansible variable name, the value a string.
+pub fn parse_vars(given: &[String]) -> anyhow::Result<Vec<(String, String)>> {
+    given
+        .iter()
+        .map(|arg| {
+            let Some((key, value)) = arg.split_once('=') else {
+                anyhow::bail!("--var {arg:?}: give KEY=VALUE, e.g. --var neutron_backend=dclab");
+            };
+            let mut chars = key.chars();
+            let plain = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !plain {
+                anyhow::bail!(
+                    "--var {arg:?}: {key:?} is no variable name (letters, digits and _, not starting with a digit)"
+                );
+            }
+            Ok((key.to_string(), value.to_string()))
+        })
+        .collect()
+}
+
+/// The remembered variables with the given ones laid over them: a lab
+/// installed with `--var neutron_backend=dclab` keeps it when installed
+/// again without the flag.
+pub fn vars(existing: Option<&str>, given: &[(String, String)]) -> anyhow::Result<Map<String, Value>> {
+    let mut map: Map<String, Value> = match existing {
+        Some(text) => serde_json::from_str(text).context("the lab's vars.json is not a JSON object")?,
+        None => Map::new(),
+    };
+    for (key, value) in given {
+        map.insert(key.clone(), Value::String(value.clone()));
     }
     Ok(map)
 }

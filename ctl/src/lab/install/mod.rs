@@ -40,6 +40,8 @@ pub struct InstallOptions {
     pub state: PathBuf,
     /// This ctl and its connection options, for the ProxyCommand.
     pub ctl_argv: Vec<String>,
+    /// `--var KEY=VALUE`, laid over the ones remembered in the lab's install dir.
+    pub vars: Vec<String>,
 }
 
 /// `$DCLAB_STATE`, else `~/.local/state/dclab`.
@@ -97,6 +99,7 @@ pub async fn install(
         )
     })?;
     let chapters = pick_chapters(chapters(&site_text), &opts.chapters, &site)?;
+    let given_vars = files::parse_vars(&opts.vars)?;
     let status = client
         .get_lab(v1::GetLabRequest { name: lab.into() })
         .await
@@ -116,6 +119,20 @@ pub async fn install(
     let public_key = files::node_key(&layout)?;
     authorize(&mut client, lab, &status, &public_key).await?;
     write_files(&layout, &status, &opts, lab)?;
+    let remembered = std::fs::read_to_string(layout.vars()).ok();
+    let vars = files::vars(remembered.as_deref(), &given_vars)?;
+    files::write_file(&layout.vars(), &serde_json::to_string_pretty(&vars)?, 0o644)?;
+    if !vars.is_empty() {
+        let shown: Vec<String> = vars
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
+            .collect();
+        eprintln!(
+            "lab {lab}: variables {} (kept in {})",
+            shown.join(" "),
+            layout.vars().display()
+        );
+    }
 
     let stamp = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let log_path = layout.dir.join(format!("install-{stamp}.log"));
@@ -285,6 +302,8 @@ impl Run {
             .args(["-m", "ansible.cli.playbook"])
             .arg("-e")
             .arg(format!("@{}", layout.secrets().display()))
+            .arg("-e")
+            .arg(format!("@{}", layout.vars().display()))
             .arg("-e")
             .arg(format!("dclab_install_dir={}", layout.dir.display()))
             .arg("-e")

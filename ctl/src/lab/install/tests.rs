@@ -95,6 +95,26 @@ fn secrets_are_made_once_and_kept() {
 }
 
 #[test]
+fn vars_are_checked_and_laid_over_the_remembered_ones() {
+    let given =
+        files::parse_vars(&["neutron_backend=dclab".into(), "empty=".into(), "a_1=x=y".into()]).unwrap();
+    assert_eq!(given[0], ("neutron_backend".into(), "dclab".into()));
+    assert_eq!(given[1], ("empty".into(), "".into()));
+    assert_eq!(given[2], ("a_1".into(), "x=y".into()));
+    for bad in ["novalue", "=dclab", "1x=y", "neutron-backend=dclab", "a b=c"] {
+        let err = files::parse_vars(&[bad.into()]).unwrap_err().to_string();
+        assert!(err.contains(&format!("{bad:?}")), "{bad}: {err}");
+    }
+    let kept = json!({"neutron_backend": "dclab", "other": "x"}).to_string();
+    let none = files::vars(Some(&kept), &[]).unwrap();
+    assert_eq!(none["neutron_backend"], "dclab");
+    let over = files::vars(Some(&kept), &[("neutron_backend".into(), "linuxbridge".into())]).unwrap();
+    assert_eq!(over["neutron_backend"], "linuxbridge");
+    assert_eq!(over["other"], "x");
+    assert!(files::vars(Some("[]"), &[]).is_err());
+}
+
+#[test]
 fn chapters_come_from_site_yml_and_unknown_ones_are_named() {
     let site = "# intro\n- import_playbook: environment.yml\n- import_playbook: identity.yml\n";
     let all = chapters(site);
