@@ -27,6 +27,17 @@ const MODULES: &[&str] = &[
     "virtio_net",
     "virtio_blk",
 ];
+/// Loaded by /init only for an OpenStack instance, to read its config
+/// drive (an ISO 9660 cdrom on the IDE bus).
+const CONFIG_DRIVE_MODULES: &[&str] = &[
+    "scsi_common",
+    "scsi_mod",
+    "libata",
+    "ata_piix",
+    "cdrom",
+    "sr_mod",
+    "isofs",
+];
 const DISK_SIZE: &str = "64M";
 const INSTALL_HINT: &str = "install with: apt-get install linux-image-cloud-amd64 \
      busybox-static qemu-utils e2fsprogs (or scripts/install-deps.sh --vm)";
@@ -43,7 +54,16 @@ pub fn build_micro(out_dir: &Path) -> anyhow::Result<MicroImage> {
     // The stamp names everything the kernel and initrd are made from, so a new
     // kernel or a changed init script causes a rebuild; it is written last.
     let stamp_path = out_dir.join("stamp");
-    let stamp = format!("{version} {:016x}\n", fnv1a(&[INIT, SERIAL_LOOP, INITTAB]));
+    let stamp = format!(
+        "{version} {:016x}\n",
+        fnv1a(&[
+            INIT,
+            SERIAL_LOOP,
+            INITTAB,
+            &MODULES.join(" "),
+            &CONFIG_DRIVE_MODULES.join(" ")
+        ])
+    );
     let fresh = fs::read_to_string(&stamp_path).is_ok_and(|s| s == stamp)
         && image.kernel.is_file()
         && image.initrd.is_file();
@@ -124,7 +144,7 @@ fn build_initrd(version: &str, out: &Path) -> anyhow::Result<()> {
     cpio.file("/bin/dclab-serial", 0o755, SERIAL_LOOP.as_bytes())?;
     cpio.file("/etc/inittab", 0o644, INITTAB.as_bytes())?;
     let module_dir = PathBuf::from(format!("/lib/modules/{version}/kernel"));
-    for name in MODULES {
+    for name in MODULES.iter().chain(CONFIG_DRIVE_MODULES) {
         let module = read_module(&module_dir, name)?;
         cpio.file(&format!("/lib/modules/{name}.ko"), 0o644, &module)?;
     }

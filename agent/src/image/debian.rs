@@ -17,12 +17,15 @@ use anyhow::{bail, Context};
 
 pub const SUITE: &str = "bookworm";
 /// Bumped when what a build puts in an image changes: older ones are rebuilt.
+/// A changed package list of a role rebuilds its image too (`stamp`).
 const IMAGE_VERSION: &str = "3";
 /// Units a role's packages enable that run only once a playbook chapter
 /// has configured them: unconfigured, each would start at boot with
 /// Debian's default workers (one per core) and retry its database for ever,
 /// which filled a 4 GiB controller. The chapter enables what it configures.
-const UNCONFIGURED_UNITS: &str = "keystone.service glance-*.service placement-api.service nova-*.service neutron-*.service swift-*.service apache2.service";
+/// Open vSwitch's units too: Debian's ovs-vswitchd unit fails without the
+/// kernel module, and the dclab backend's chapter starts it its own way.
+const UNCONFIGURED_UNITS: &str = "keystone.service glance-*.service placement-api.service nova-*.service neutron-*.service swift-*.service apache2.service openvswitch-switch.service ovs-vswitchd.service ovsdb-server.service";
 const STAMP: &str = ".dclab-image";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
 
@@ -72,6 +75,11 @@ pub const ROLES: &[(&str, &[&str])] = &[
             "openstack-dashboard-apache",
             "python3-openstackclient",
             "swift-proxy",
+            // networking-dclab, the Neutron driver, and what builds it.
+            "python3-grpcio",
+            "python3-protobuf",
+            "protobuf-compiler",
+            "python3-pip",
         ],
     ),
     (
@@ -81,11 +89,21 @@ pub const ROLES: &[(&str, &[&str])] = &[
             "neutron-l3-agent",
             "neutron-dhcp-agent",
             "neutron-metadata-agent",
+            // A dclab agent instead (neutron_backend = dclab).
+            "openvswitch-switch",
+            "libvirt0",
         ],
     ),
     (
         "compute",
-        &["nova-compute", "qemu-system-x86", "neutron-linuxbridge-agent"],
+        &[
+            "nova-compute",
+            "qemu-system-x86",
+            "neutron-linuxbridge-agent",
+            // Config drives, and a dclab agent (neutron_backend = dclab).
+            "genisoimage",
+            "openvswitch-switch",
+        ],
     ),
     (
         "object-storage",
@@ -123,6 +141,12 @@ pub fn packages(role: &str) -> anyhow::Result<Vec<&'static str>> {
         bail!("no role {role:?}; roles are {}", known.join(", "));
     };
     Ok(BASE.iter().chain(extra.iter()).copied().collect())
+}
+
+/// What an image was built as: the build's version, the role's packages and
+/// the units left disabled.
+fn stamp(packages: &[&str]) -> String {
+    format!("{IMAGE_VERSION} {} / {UNCONFIGURED_UNITS}", packages.join(" "))
 }
 
 #[derive(Debug, Clone)]
@@ -183,7 +207,8 @@ impl DebianBuild {
         std::fs::create_dir_all(&self.image_dir)
             .with_context(|| format!("creating {}", self.image_dir.display()))?;
         let _lock = self.lock()?;
-        let current = std::fs::read_to_string(image.rootfs.join(STAMP)).is_ok_and(|v| v == IMAGE_VERSION);
+        let stamp = stamp(&packages);
+        let current = std::fs::read_to_string(image.rootfs.join(STAMP)).is_ok_and(|v| v == stamp);
         if !rebuild && !self.refresh && current && image.manifest.exists() {
             return Ok(image);
         }
@@ -192,7 +217,7 @@ impl DebianBuild {
             .join(format!(".{}.rootfs.tmp", image_name(&self.role)));
         let manifest_tmp = with_ext(&image.manifest, "tmp");
         self.mmdebstrap(&packages, &tmp, &manifest_tmp, &[], &mut progress)?;
-        std::fs::write(tmp.join(STAMP), IMAGE_VERSION)?;
+        std::fs::write(tmp.join(STAMP), &stamp)?;
         // Running nodes keep the previous image as their lower layer: it
         // moves aside (one generation is kept) rather than being deleted.
         if image.rootfs.exists() {

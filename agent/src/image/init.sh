@@ -16,7 +16,7 @@ for m in virtio_ring virtio virtio_pci_legacy_dev virtio_pci_modern_dev virtio_p
     insmod "/lib/modules/$m.ko" || echo "dclab-init: insmod $m failed"
 done
 
-name=dclab addr= gw= extra=
+name=dclab addr= gw= extra= dhcp=
 for arg in $(cat /proc/cmdline); do
     case "$arg" in
         dclab.hostname=*) name="${arg#*=}" ;;
@@ -38,8 +38,45 @@ wait_for() {
 # Virtio device ids: 0x0001 network, 0x0002 block.
 has_virtio() { grep -qx "$1" /sys/bus/virtio/devices/*/device 2>/dev/null; }
 
+# An OpenStack config drive (label config-2), an ISO 9660 cdrom on the IDE
+# bus: mounted on /config when there is one. Its drivers load only here, so
+# lab micro-VMs do not wait for an IDE probe.
+mount_config_drive() {
+    for m in scsi_common scsi_mod libata ata_piix cdrom sr_mod isofs; do
+        insmod "/lib/modules/$m.ko" 2>/dev/null
+    done
+    wait_for /dev/sr0 || return 1
+    mkdir -p /config
+    mount -t iso9660 -o ro /dev/sr0 /config 2>/dev/null
+}
+# "IP NETMASK GATEWAY" of the first static IPv4 network in the drive's
+# network_data.json (Nova writes one when the subnet has no DHCP). One
+# line of JSON: split at braces and commas, then pick the fields.
+config_drive_address() {
+    f=/config/openstack/latest/network_data.json
+    [ -f "$f" ] || return 1
+    tr '{},[]' '\n\n\n\n\n' < "$f" | awk -F'"' '
+        $2 == "type" && $4 == "ipv4" { static = 1 }
+        $2 == "ip_address" && static && ip == "" { ip = $4 }
+        $2 == "netmask" && ip != "" && mask == "" { mask = $4 }
+        $2 == "gateway" && gw == "" { gw = $4 }
+        END { if (ip != "" && mask != "") print ip, mask, gw; else exit 1 }'
+}
+
 ip link set lo up
 if [ "$addr" = dhcp ] && has_virtio 0x0001 && wait_for /sys/class/net/eth0; then
+    ip link set eth0 up
+    if mount_config_drive && set -- $(config_drive_address) && [ -n "$1" ]; then
+        # An OpenStack instance on a subnet without DHCP (dclab's Neutron
+        # backend): the address Neutron gave its port, from the config drive.
+        ifconfig eth0 "$1" netmask "$2" up
+        [ -n "$3" ] && ip route add default via "$3"
+        echo "dclab-init: eth0 $1 netmask $2 from the config drive"
+    else
+        dhcp=1
+    fi
+fi
+if [ -n "$dhcp" ]; then
     # An OpenStack instance: its address, prefix and router from Neutron's DHCP.
     cat > /bin/dhcp-lease <<'EOS'
 #!/bin/sh
@@ -52,9 +89,8 @@ case "$1" in
 esac
 EOS
     chmod 755 /bin/dhcp-lease
-    ip link set eth0 up
     udhcpc -i eth0 -s /bin/dhcp-lease -t 10 -T 2 -b -q >/dev/null 2>&1 || echo "dclab-init: no DHCP lease"
-elif [ -n "$addr" ] && has_virtio 0x0001 && wait_for /sys/class/net/eth0; then
+elif [ -n "$addr" ] && [ "$addr" != dhcp ] && has_virtio 0x0001 && wait_for /sys/class/net/eth0; then
     ip link set eth0 up
     ip addr add "$addr" dev eth0
     [ -n "$gw" ] && ip route add default via "$gw"
@@ -71,6 +107,13 @@ done
 # Synchronous writes so a snapshot taken right after a command sees its data.
 if has_virtio 0x0002 && wait_for /dev/vda; then
     mount -t ext4 -o sync /dev/vda /data || echo "dclab-init: cannot mount /dev/vda"
+fi
+
+# A config drive's user data, when it is a shell script, runs once the
+# machine is up, with its output on the console (Nova's console log).
+if [ -f /config/openstack/latest/user_data ] &&
+    head -c 2 /config/openstack/latest/user_data | grep -q '#!'; then
+    (sleep 1; sh /config/openstack/latest/user_data > /dev/console 2>&1) &
 fi
 
 exec /bin/init
