@@ -10,11 +10,11 @@ message.
 """
 
 import os
-import sys
 from urllib.parse import urlsplit
 
 import grpc
 
+from networking_dclab import native
 from networking_dclab.messages import pb
 
 # The coordinator is down, restarting or unreachable: retry later.
@@ -60,11 +60,11 @@ class CoordinatorError(Exception):
 
 
 def _outside_eventlet(fn):
-    """Runs a blocking grpc call. grpcio is not eventlet-aware: under
-    neutron-server's monkey patching a call would block every green thread
-    of the process, so there it runs in a native thread of eventlet's pool."""
-    eventlet = sys.modules.get("eventlet")
-    if eventlet is not None and eventlet.patcher.is_monkey_patched("thread"):
+    """Runs a blocking grpc call. grpcio is not eventlet-aware: in the
+    green main thread of neutron-server a call would block every green
+    thread of the process, so there it runs in a native thread of eventlet's
+    pool (native.py says where else it may simply block)."""
+    if native.in_green_main_thread():
         from eventlet import tpool
         return tpool.execute(fn)
     return fn()

@@ -22,6 +22,11 @@ metadata = sa.MetaData()
 PENDING = "pending"
 FAILED = "failed"
 
+# Unix time in seconds. A plain Float is MySQL's 4-byte FLOAT, which holds
+# today's time to about 2 minutes: leases then expired at random. FLOAT(53)
+# is a DOUBLE there, and sqlite's REAL anyway.
+SECONDS = sa.Float(precision=53)
+
 # seq orders the entries: the worker pushes them oldest first.
 journal = sa.Table(
     "dclab_journal", metadata,
@@ -35,7 +40,7 @@ journal = sa.Table(
     sa.Column("state", sa.String(16), nullable=False),
     sa.Column("attempts", sa.Integer, nullable=False),
     sa.Column("last_error", sa.Text),
-    sa.Column("created_at", sa.Float, nullable=False),
+    sa.Column("created_at", SECONDS, nullable=False),
     sa.Index("ix_dclab_journal_state_seq", "state", "seq"),
 )
 
@@ -45,7 +50,7 @@ lease = sa.Table(
     "dclab_journal_lease", metadata,
     sa.Column("name", sa.String(32), primary_key=True),
     sa.Column("holder", sa.String(255), nullable=False),
-    sa.Column("expires_at", sa.Float, nullable=False),
+    sa.Column("expires_at", SECONDS, nullable=False),
 )
 LEASE_NAME = "worker"
 
@@ -126,8 +131,22 @@ def take_lease(engine, holder, ttl):
             conn.execute(lease.insert().values(name=LEASE_NAME, holder=holder,
                                                expires_at=now + ttl))
         return True
-    except sa.exc.IntegrityError:
+    except Exception as e:  # another process inserted it first
+        if _is_duplicate(e):
+            return False
+        raise
+
+
+def _is_duplicate(error):
+    """SQLAlchemy's IntegrityError, or oslo.db's DBDuplicateEntry, which is
+    what it becomes on an engine of Neutron's (oslo.db wraps it)."""
+    if isinstance(error, sa.exc.IntegrityError):
+        return True
+    try:
+        from oslo_db import exception as db_exc
+    except ImportError:
         return False
+    return isinstance(error, db_exc.DBDuplicateEntry)
 
 
 def release_lease(engine, holder):

@@ -11,7 +11,6 @@ the dclab port's name, so the agent attaches it as it does any port.
 """
 
 import os
-import threading
 import time
 
 import grpc
@@ -25,7 +24,7 @@ from neutron_lib.plugins.ml2 import api
 from oslo_config import cfg
 from oslo_log import log
 
-from networking_dclab import config, push, translate
+from networking_dclab import config, native, push, translate
 from networking_dclab.client import Coordinator, CoordinatorError
 from networking_dclab.journal import Journal
 from networking_dclab.sync import NeutronView, Synchronizer
@@ -73,7 +72,7 @@ class DclabMechanismDriver(api.MechanismDriver):
                              backoff_max=self.conf.retry_max_interval)
         self._clients = {}
         self._hosts = (set(), 0.0)
-        self._lock = threading.Lock()
+        self._lock = native.threads().Lock()
         registry.subscribe(self._process_started, resources.PROCESS, events.AFTER_INIT)
 
     @property
@@ -113,11 +112,14 @@ class DclabMechanismDriver(api.MechanismDriver):
             return self._clients[key]
 
     def _process_started(self, resource, event, trigger, payload=None):
-        self.worker.ensure_running()
+        if native.runs_journal_worker():
+            self.worker.ensure_running()
 
     def _wake(self):
-        self.worker.ensure_running()
-        self.journal.wake()
+        # Under uWSGI another process's worker pushes the entry (native.py).
+        if native.runs_journal_worker():
+            self.worker.ensure_running()
+            self.journal.wake()
 
     def stop(self):
         """Stops the worker and closes channels (tests; neutron-server just exits)."""

@@ -114,6 +114,38 @@ EVENTLET_SCRIPT = textwrap.dedent("""
 """)
 
 
+# As Debian's neutron-api under uWSGI: eventlet's monkey patching, and
+# requests served by native threads other than the main one. A call made
+# there goes straight to gRPC, and the worker it starts is a native thread.
+REQUEST_THREAD_SCRIPT = textwrap.dedent("""
+    import eventlet
+    eventlet.monkey_patch()
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    from networking_dclab import native
+    from networking_dclab.client import Coordinator
+
+    original = eventlet.patcher.original("threading")
+    out = {"main_is_green": native.in_green_main_thread()}
+    def request():
+        out["in_request_is_green"] = native.in_green_main_thread()
+        c = Coordinator.from_pki_dir(sys.argv[2], sys.argv[3], timeout=5)
+        try:
+            c.create_tenant("os.request")
+            out["tenants"] = [t.name for t in c.list_tenants()]
+        except Exception as e:
+            out["error"] = type(e).__name__ + ": " + str(e)
+        ran = original.Event()
+        native.threads().Thread(target=ran.set, daemon=True).start()
+        out["worker_ran"] = ran.wait(5)
+    t = original.Thread(target=request, daemon=True)
+    t.start()
+    t.join(20)
+    out["request_finished"] = not t.is_alive()
+    print(json.dumps(out))
+""")
+
+
 class EventletTest(harness.CoordinatorTestCase):
 
     def run_under_eventlet(self, mode):
@@ -135,6 +167,22 @@ class EventletTest(harness.CoordinatorTestCase):
         # 1.5 s at one tick per 50 ms: the hub kept running during the call.
         self.assertGreater(out["ticks_during_call"], 15, out)
         self.assertIn("os.green", out["tenants"])
+
+    def run_in_request_thread(self):
+        done = subprocess.run(
+            [sys.executable, "-c", REQUEST_THREAD_SCRIPT, harness.PACKAGE_ROOT,
+             self.coordinator.url, self.coordinator.pki],
+            capture_output=True, text=True, timeout=60, env=dict(os.environ))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    def test_native_request_threads_call_directly_and_start_native_workers(self):
+        out = self.run_in_request_thread()
+        self.assertEqual(out["main_is_green"], True, out)
+        self.assertEqual(out["in_request_is_green"], False, out)
+        self.assertTrue(out["request_finished"], out)
+        self.assertIn("os.request", out.get("tenants", []), out)
+        self.assertTrue(out["worker_ran"], out)
 
     def test_without_the_native_thread_a_call_stalls_every_green_thread(self):
         # Why client._outside_eventlet exists.

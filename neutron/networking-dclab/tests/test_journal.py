@@ -2,6 +2,7 @@
 coordinator that is killed with SIGKILL and restarted."""
 
 import time
+import unittest
 
 import harness  # first: it fails naming the Debian packages that are missing
 from sqlalchemy.orm import Session
@@ -119,3 +120,16 @@ class JournalTest(harness.CoordinatorTestCase):
         worker.step()
         self.assertEqual(len(self.journal.entries(journal_store.PENDING)), 1)
         self.assertEqual(self.client.list_networks(), [])
+
+
+class SchemaTest(unittest.TestCase):
+
+    def test_times_are_doubles_in_mysql(self):
+        # A 4-byte FLOAT holds today's Unix time to about 2 minutes, which
+        # made leases expire at random in a real Neutron database.
+        from sqlalchemy.dialects import mysql
+        from sqlalchemy.schema import CreateTable
+        for table, column in ((journal_store.journal, "created_at"), (journal_store.lease, "expires_at")):
+            ddl = str(CreateTable(table).compile(dialect=mysql.dialect()))
+            line = next(l for l in ddl.splitlines() if column in l)
+            self.assertIn("FLOAT(53)", line, ddl)
