@@ -143,6 +143,62 @@ pub fn packages(role: &str) -> anyhow::Result<Vec<&'static str>> {
     Ok(BASE.iter().chain(extra.iter()).copied().collect())
 }
 
+/// Stops what an interrupted build left running inside `dir` (a dpkg
+/// configuring packages in the chroot outlives the agent that started the
+/// build), unmounts what it left mounted there (deepest first), then
+/// removes it. The caller holds the image's lock, so nothing in `dir` is
+/// another build's.
+fn clear_interrupted_build(dir: &Path) -> anyhow::Result<()> {
+    for _ in 0..50 {
+        let left = processes_rooted_in(dir);
+        if left.is_empty() {
+            break;
+        }
+        for pid in left {
+            // SAFETY: kill(2) on a pid whose root is the build directory.
+            unsafe {
+                libc::kill(pid, libc::SIGKILL);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let mountinfo =
+        std::fs::read_to_string("/proc/self/mountinfo").context("reading /proc/self/mountinfo")?;
+    for target in mounts_under(&mountinfo, dir) {
+        let status = Command::new("umount").arg("-l").arg(&target).status()?;
+        if !status.success() {
+            bail!("cannot unmount {target}, left mounted by an interrupted image build");
+        }
+    }
+    std::fs::remove_dir_all(dir)
+        .with_context(|| format!("removing {} left by an interrupted build", dir.display()))
+}
+
+/// Pids of processes whose root directory is `dir` or below it.
+fn processes_rooted_in(dir: &Path) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read_link(format!("/proc/{pid}/root")).is_ok_and(|root| root.starts_with(dir)))
+        .collect()
+}
+
+/// Mount points in `mountinfo` at or below `dir`, deepest first.
+fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<String> {
+    let dir = dir.to_string_lossy();
+    let mut found: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .filter(|target| *target == dir || target.starts_with(&format!("{dir}/")))
+        .map(str::to_string)
+        .collect();
+    found.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    found
+}
+
 /// What an image was built as: the build's version, the role's packages and
 /// the units left disabled.
 fn stamp(packages: &[&str]) -> String {
@@ -216,6 +272,12 @@ impl DebianBuild {
             .image_dir
             .join(format!(".{}.rootfs.tmp", image_name(&self.role)));
         let manifest_tmp = with_ext(&image.manifest, "tmp");
+        // A build cut short (the agent killed mid-way) leaves its directory,
+        // with mmdebstrap's /proc, /sys and /dev mounts still inside;
+        // mmdebstrap refuses a non-empty one. We hold the lock: it is ours.
+        if tmp.exists() {
+            clear_interrupted_build(&tmp)?;
+        }
         self.mmdebstrap(&packages, &tmp, &manifest_tmp, &[], &mut progress)?;
         std::fs::write(tmp.join(STAMP), &stamp)?;
         // Running nodes keep the previous image as their lower layer: it
@@ -372,6 +434,24 @@ fn run_with_progress(mut cmd: Command, progress: &mut impl FnMut(&str)) -> anyho
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_interrupted_builds_mounts_are_found_deepest_first() {
+        let info = "22 1 0:21 / /proc rw - proc proc rw\n\
+            90 80 0:5 / /var/lib/dclab/images/.debian.rootfs.tmp/dev rw - devtmpfs udev rw\n\
+            91 90 0:6 / /var/lib/dclab/images/.debian.rootfs.tmp/dev/pts rw - devpts none rw\n\
+            92 80 0:7 / /var/lib/dclab/images/.debian.rootfs.tmp/proc ro - proc proc ro\n\
+            93 80 0:8 / /var/lib/dclab/images/.debian.rootfs.tmpx/sys ro - sysfs sys ro\n";
+        let found = mounts_under(info, Path::new("/var/lib/dclab/images/.debian.rootfs.tmp"));
+        assert_eq!(
+            found,
+            [
+                "/var/lib/dclab/images/.debian.rootfs.tmp/dev/pts",
+                "/var/lib/dclab/images/.debian.rootfs.tmp/proc",
+                "/var/lib/dclab/images/.debian.rootfs.tmp/dev",
+            ]
+        );
+    }
 
     #[test]
     fn roles_name_images_and_add_to_the_base() {
