@@ -67,26 +67,7 @@ fn carried(c: &mut Checker, p: usize, want: &BTreeSet<usize>, what: &str, pkt: P
     let sent = headers(&pkt);
     for leaf in c.send(p, pkt) {
         c.common(p, &leaf, what);
-        let got: Vec<usize> = leaf
-            .deliveries
-            .iter()
-            .filter_map(|(h, o, _)| c.port_at(*h, *o))
-            .collect();
-        let got_set: BTreeSet<usize> = got.iter().copied().collect();
-        if got_set != *want || got.len() != got_set.len() {
-            let missing: Vec<&str> = want
-                .difference(&got_set)
-                .map(|q| c.intent.ports[*q].name.as_str())
-                .collect();
-            let detail = format!(
-                "{what}: {} copies delivered; missing {}",
-                got.len(),
-                if missing.is_empty() {
-                    "none".into()
-                } else {
-                    missing.join(", ")
-                }
-            );
+        if let Some(detail) = c.not_exactly(&leaf, want, what) {
             c.flag(Kind::HubWrong, p, "the switch network".into(), detail, &leaf);
         }
         for (h, o, k) in &leaf.deliveries {

@@ -214,6 +214,33 @@ impl<'a> Checker<'a> {
         });
     }
 
+    /// None when `leaf` delivered to exactly the ports `want`, each once;
+    /// else what went wrong.
+    pub(super) fn not_exactly(&self, leaf: &Leaf, want: &BTreeSet<usize>, what: &str) -> Option<String> {
+        let got: Vec<usize> = leaf
+            .deliveries
+            .iter()
+            .filter_map(|(h, o, _)| self.port_at(*h, *o))
+            .collect();
+        let got_set: BTreeSet<usize> = got.iter().copied().collect();
+        if got_set == *want && got.len() == got_set.len() {
+            return None;
+        }
+        let missing: Vec<&str> = want
+            .difference(&got_set)
+            .map(|q| self.intent.ports[*q].name.as_str())
+            .collect();
+        let missing = if missing.is_empty() {
+            "none".into()
+        } else {
+            missing.join(", ")
+        };
+        Some(format!(
+            "{what}: {} copies delivered; missing {missing}",
+            got.len()
+        ))
+    }
+
     pub(super) fn port_at(&self, host: usize, ofport: u32) -> Option<usize> {
         self.intent.at.get(&(host, ofport)).copied()
     }
@@ -481,26 +508,7 @@ impl<'a> Checker<'a> {
             let what = format!("broadcast to {}", ip_text(dst));
             for leaf in self.send(p, pkt) {
                 self.common(p, &leaf, &what);
-                let got: Vec<usize> = leaf
-                    .deliveries
-                    .iter()
-                    .filter_map(|(h, o, _)| self.port_at(*h, *o))
-                    .collect();
-                let got_set: BTreeSet<usize> = got.iter().copied().collect();
-                if got_set != want || got.len() != got_set.len() {
-                    let missing: Vec<String> = want
-                        .difference(&got_set)
-                        .map(|q| self.intent.ports[*q].name.clone())
-                        .collect();
-                    let detail = format!(
-                        "{what}: {} copies delivered; missing {}",
-                        got.len(),
-                        if missing.is_empty() {
-                            "none".into()
-                        } else {
-                            missing.join(", ")
-                        }
-                    );
+                if let Some(detail) = self.not_exactly(&leaf, &want, &what) {
                     self.flag(Kind::BroadcastWrong, p, "the network".into(), detail, &leaf);
                 }
             }
