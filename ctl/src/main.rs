@@ -137,7 +137,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let result = match cli.command {
         Command::Local(cmd) => return local::run(cmd, json, cli.telemetry.otlp_endpoint.clone()).await,
         Command::Demo(args) => return dclab_ctl::demo::run(args).await,
-        Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, format).await,
+        Command::Bench(cmd) => return dclab_ctl::bench::run(cmd, client(), format).await,
         Command::Lab(cmd) => return dclab_ctl::lab::cli::run(client(), cmd, format).await,
         Command::Snapshot(cmd) => return dclab_ctl::snapshot::run(client().await?, cmd, format).await,
         Command::Image(cmd) => return dclab_ctl::image::run(cmd),

@@ -273,5 +273,22 @@ fn dclab_isolates_openstack_projects_behind_neutron() {
     }
     eprintln!("port {name} back after {:.1} s", started.elapsed().as_secs_f64());
 
+    // `ctl bench neutron` works on this lab: every port applied by the
+    // dclab agent on compute1, and everything it made removed.
+    let ports_of_compute1 = || exec("compute1", "60", "ovs-vsctl list-ports br-dclab; ip -br link");
+    let before = ports_of_compute1();
+    let bench = ctl.json(&["bench", "neutron", &lab, "--ports", "3"]);
+    assert_eq!(bench[0]["backend"], "dclab", "{bench:#}");
+    assert_eq!(
+        bench[0]["applied_ms"].as_array().map(Vec::len),
+        Some(3),
+        "{bench:#}"
+    );
+    assert_eq!(
+        ports_of_compute1(),
+        before,
+        "the bench left ports or devices behind"
+    );
+
     exec("controller", "400", "dclab-tenants-check teardown");
 }

@@ -5,6 +5,7 @@ pub mod control;
 pub mod dataplane;
 pub mod experiment;
 pub mod lab;
+pub mod neutron;
 pub mod restart;
 pub mod verify;
 
@@ -33,10 +34,20 @@ pub enum BenchCommand {
     /// effect, lease expiry to healed (coordinator killed), and probe
     /// downtime against the true outage a wire capture measures.
     Experiment(experiment::ExperimentBenchArgs),
+    /// Neutron port create to "agent applied" on a compute node of installed
+    /// OpenStack labs, one after another in one run: dclab's backend beside
+    /// Neutron's own linuxbridge (or openvswitch) agent.
+    Neutron(neutron::NeutronBenchArgs),
 }
 
-pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
+/// `client` connects to the coordinator that holds the labs (only the
+/// Neutron bench uses it; the others bring up their own local setup).
+pub async fn run<F>(cmd: BenchCommand, client: F, format: Format) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<crate::lab::remote::Client>>,
+{
     match cmd {
+        BenchCommand::Neutron(args) => neutron::run(client.await?, args, format).await,
         BenchCommand::Dataplane(args) => {
             tokio::task::spawn_blocking(move || dataplane::run(args, format)).await?
         }
@@ -50,6 +61,13 @@ pub async fn run(cmd: BenchCommand, format: Format) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || experiment::run(args, format)).await?
         }
     }
+}
+
+/// The q-quantile (0 to 1) of a non-empty set of samples, nearest rank.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 /// Date, machine and OvS version, for the head of every report.

@@ -40,6 +40,9 @@ OPTS = [
                      "host not listed keeps its name."),
     cfg.FloatOpt("sync_interval", default=60.0, min=1.0,
                  help="Seconds between full comparisons of Neutron and the coordinator."),
+    cfg.FloatOpt("journal_poll_interval", default=0.2, min=0.02,
+                 help="Seconds between looks for changes other neutron-server "
+                      "processes committed, while the journal worker is idle."),
     cfg.FloatOpt("retry_max_interval", default=30.0, min=0.1,
                  help="Longest wait between retries while the coordinator is down."),
 ]

@@ -83,8 +83,10 @@ class Journal:
         self._work.set()
 
     def wait_for_work(self, timeout):
-        self._work.wait(timeout)
+        """True when woken before `timeout`."""
+        woken = self._work.wait(timeout)
         self._work.clear()
+        return woken
 
     def drain(self, client, keep_going=lambda: True):
         """Pushes entries in order until none is left, the head must wait,

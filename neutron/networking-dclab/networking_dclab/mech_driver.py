@@ -69,7 +69,8 @@ class DclabMechanismDriver(api.MechanismDriver):
         synchronizer = Synchronizer(self.neutron_view, self.host_map, self.network_types)
         self.worker = Worker(self.journal, self.make_client, synchronizer,
                              sync_interval=self.conf.sync_interval,
-                             backoff_max=self.conf.retry_max_interval)
+                             backoff_max=self.conf.retry_max_interval,
+                             poll_interval=self.conf.journal_poll_interval)
         self._clients = {}
         self._hosts = (set(), 0.0)
         self._lock = native.threads().Lock()

@@ -5,7 +5,11 @@ runs one; a lease row in the database lets one of them at a time push and
 sync, so entries reach the coordinator in order. Each step reads the
 coordinator's Status (is it up? was its store reset?), drains the journal,
 then syncs when due. While the coordinator is down, steps back off
-exponentially up to `backoff_max` seconds.
+exponentially up to `backoff_max` seconds. Between idle steps the worker
+looks for pending entries every `poll_interval` seconds (one COUNT query):
+entries committed by another process (neutron-api's uWSGI workers, which
+run no worker of their own) cannot wake it, and waiting out a whole idle
+interval would put up to that much into every port's time to applied.
 """
 
 import logging
@@ -25,7 +29,7 @@ LOG = logging.getLogger(__name__)
 class Worker:
     def __init__(self, journal, client_factory, synchronizer=None, *, sync_interval=60.0,
                  sync_retry=5.0, idle_interval=2.0, backoff_start=0.25, backoff_max=30.0,
-                 lease_ttl=30.0):
+                 lease_ttl=30.0, poll_interval=0.2):
         """`client_factory()` makes a client.Coordinator; it is called in the
         worker's own process (a gRPC channel does not survive a fork)."""
         self.journal = journal
@@ -33,6 +37,7 @@ class Worker:
         self._synchronizer = synchronizer
         self.schedule = SyncSchedule(sync_interval, sync_retry)
         self._idle = idle_interval
+        self._poll = poll_interval
         self._backoff_start = backoff_start
         self._backoff_max = backoff_max
         self._backoff = backoff_start
@@ -79,7 +84,24 @@ class Worker:
             except Exception:
                 LOG.exception("dclab journal worker step failed; retrying")
                 wait = self._backoff_max
-            self.journal.wait_for_work(wait)
+            self._wait(wait, poll=wait == self._idle)
+
+    def _wait(self, wait, poll):
+        """Up to `wait` seconds; less when woken in this process or, with
+        `poll` (the worker is idle, holds the lease and the coordinator
+        answers), when another process committed an entry."""
+        deadline = time.monotonic() + wait
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            if self.journal.wait_for_work(min(left, self._poll) if poll else left):
+                return
+            try:
+                if poll and self.journal.has_pending():
+                    return
+            except Exception:  # the database away for a moment: wait on
+                LOG.debug("could not look for pending entries", exc_info=True)
 
     # One step: returns how long to wait before the next.
 

@@ -39,6 +39,23 @@ class JournalTest(harness.CoordinatorTestCase):
         return translate.port_spec(nd.port(self.net, self.sub, f"10.0.0.{10 + i}", host=host),
                                    self.net)
 
+    def test_an_entry_another_process_committed_is_pushed_within_a_poll(self):
+        # A long idle interval, no wake: only the poll can find the entry,
+        # as when a neutron-api process committed it.
+        worker = Worker(self.journal, lambda: self.coordinator.client(timeout=2.0, wait_for_ready=True),
+                        idle_interval=60.0, poll_interval=0.1)
+        worker.ensure_running()
+        self.addCleanup(worker.stop)
+        self.commit(self.journal.record_network, translate.network_spec(self.net, self.sub))
+        self.assertTrue(worker.wait_drained(10), self.coordinator.log_tail())
+        spec = self.port(1)
+        with Session(self.journal.engine) as session, session.begin():
+            self.journal.record_port(session, spec)
+        began = time.monotonic()
+        self.assertTrue(worker.wait_drained(5), self.coordinator.log_tail())
+        self.assertLess(time.monotonic() - began, 2.0)
+        self.assertEqual(self.port_names(self.tenant), [spec.name])
+
     def test_nothing_lost_when_the_coordinator_is_killed_while_recording(self):
         worker = self.start_worker()
         self.commit(self.journal.record_network, translate.network_spec(self.net, self.sub))

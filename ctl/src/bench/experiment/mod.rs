@@ -17,6 +17,7 @@ use dclab_proto::v1::{self, topology_client::TopologyClient};
 use serde_json::json;
 use tonic::Streaming;
 
+use super::quantile;
 use crate::lab::remote::{status_error, wait_ready, Client};
 use crate::local::libvirtd::Libvirtd;
 use crate::local::{Cluster, UpOptions};
@@ -210,12 +211,6 @@ fn effects(record: &RunRecord) -> BTreeMap<String, Vec<f64>> {
             .push(us as f64 / 1000.0);
     }
     by_kind
-}
-
-fn quantile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
 async fn effect_rows(c: &mut Client, rounds: usize) -> anyhow::Result<Vec<Row>> {
