@@ -125,14 +125,17 @@ fn dclab_isolates_openstack_projects_behind_neutron() {
         );
         run.stdout
     };
-    let inner = |args: &str| -> Value {
-        let out = exec(
-            "controller",
-            "60",
-            &format!("ctl --coordinator https://controller:7400 -o json {args}"),
-        );
-        serde_json::from_str(&out).unwrap_or_else(|e| panic!("ctl {args}: {e}: {out}"))
+    // The inner ctl's JSON, or why there is none (the coordinator may be
+    // restarting after its kill).
+    let try_inner = |args: &str| -> Result<Value, String> {
+        let cmd = format!("ctl --coordinator https://controller:7400 -o json {args}");
+        let run = ctl.run(&["lab", "exec", &lab, "controller", "--timeout", "60", "--", &cmd]);
+        if !run.ok() {
+            return Err(format!("{cmd}: exit {}: {}{}", run.code, run.stderr, run.stdout));
+        }
+        serde_json::from_str(&run.stdout).map_err(|e| format!("{cmd}: {e}: {}", run.stdout))
     };
+    let inner = |args: &str| -> Value { try_inner(args).unwrap_or_else(|e| panic!("{e}")) };
     let hosts = inner("host ls");
     let inner_macs: BTreeSet<String> = hosts
         .as_array()
@@ -219,29 +222,37 @@ fn dclab_isolates_openstack_projects_behind_neutron() {
     let made = exec("controller", "600", "dclab-tenants-check burst 20 5");
     assert_eq!(made.lines().count(), 20, "{made}");
     let neutron_ports: BTreeSet<String> = made.lines().map(str::to_string).collect();
-    let port_names = || -> BTreeSet<String> {
-        inner("port ls")
+    // Right after the burst systemd may still be restarting the coordinator
+    // (RestartSec=3): a failed listing is "not yet", not a failure.
+    let port_names = || -> Result<BTreeSet<String>, String> {
+        Ok(try_inner("port ls")?
             .as_array()
             .unwrap()
             .iter()
             .map(|p| p["name"].as_str().unwrap().to_string())
-            .collect()
+            .collect())
     };
     wait_for(
         SYNC_INTERVAL * 4,
         "ports Neutron has and dclab lacks after the kill",
-        || {
-            let missing: Vec<String> = neutron_ports.difference(&port_names()).cloned().collect();
-            (missing.is_empty(), format!("{missing:?}"))
+        || match port_names() {
+            Ok(names) => {
+                let missing: Vec<String> = neutron_ports.difference(&names).cloned().collect();
+                (missing.is_empty(), format!("{missing:?}"))
+            }
+            Err(e) => (false, e),
         },
     );
     exec("controller", "300", "dclab-tenants-check unburst");
     wait_for(
         SYNC_INTERVAL * 4,
         "ports left in dclab after Neutron deleted them",
-        || {
-            let left: Vec<String> = neutron_ports.intersection(&port_names()).cloned().collect();
-            (left.is_empty(), format!("{left:?}"))
+        || match port_names() {
+            Ok(names) => {
+                let left: Vec<String> = neutron_ports.intersection(&names).cloned().collect();
+                (left.is_empty(), format!("{left:?}"))
+            }
+            Err(e) => (false, e),
         },
     );
 
