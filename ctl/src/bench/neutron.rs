@@ -9,8 +9,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use dclab_proto::v1;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 
 use super::quantile;
 use crate::lab::remote::{status_error, Client};
@@ -52,13 +51,13 @@ pub async fn run(mut client: Client, args: NeutronBenchArgs, format: Format) -> 
     if args.ports == 0 || args.ports > 500 {
         bail!("--ports must be between 1 and 500, not {}", args.ports);
     }
-    let mut reports = Vec::new();
+    let mut summaries = Vec::new();
     for lab in &args.labs {
         eprintln!(
             "lab {lab}: {} ports bound to {}, one after another",
             args.ports, args.node
         );
-        reports.push((lab.clone(), measure(&mut client, lab, &args).await?));
+        summaries.push(Summary::of(lab, &measure(&mut client, lab, &args).await?));
     }
     if format == Format::Table {
         println!("{}", super::machine_line());
@@ -68,40 +67,20 @@ pub async fn run(mut client: Client, args: NeutronBenchArgs, format: Format) -> 
         );
     }
     let ms = |v: f64| format!("{v:.0} ms");
-    let rows: Vec<Vec<String>> = reports
+    let rows: Vec<Vec<String>> = summaries
         .iter()
-        .map(|(lab, r)| {
-            let applied: Vec<f64> = r.samples.iter().map(|s| s.applied_ms).collect();
-            let created: Vec<f64> = r.samples.iter().map(|s| s.create_ms).collect();
+        .map(|s| {
             vec![
-                lab.clone(),
-                r.backend.clone(),
-                ms(quantile(&created, 0.5)),
-                ms(quantile(&applied, 0.5)),
-                ms(quantile(&applied, 0.9)),
-                ms(quantile(&applied, 1.0)),
+                s.lab.clone(),
+                s.backend.clone(),
+                ms(s.create_p50_ms),
+                ms(s.applied_p50_ms),
+                ms(s.applied_p90_ms),
+                ms(s.applied_max_ms),
             ]
         })
         .collect();
-    let json = serde_json::Value::Array(
-        reports
-            .iter()
-            .map(|(lab, r)| {
-                let applied: Vec<f64> = r.samples.iter().map(|s| s.applied_ms).collect();
-                json!({
-                    "lab": lab,
-                    "backend": r.backend,
-                    "host": r.host,
-                    "ports": r.samples.len(),
-                    "create_p50_ms": quantile(&r.samples.iter().map(|s| s.create_ms).collect::<Vec<_>>(), 0.5),
-                    "applied_p50_ms": quantile(&applied, 0.5),
-                    "applied_p90_ms": quantile(&applied, 0.9),
-                    "applied_max_ms": quantile(&applied, 1.0),
-                    "applied_ms": applied,
-                })
-            })
-            .collect(),
-    );
+    let json = serde_json::to_value(&summaries)?;
     print(
         format,
         &[
@@ -116,6 +95,38 @@ pub async fn run(mut client: Client, args: NeutronBenchArgs, format: Format) -> 
         json,
     );
     Ok(())
+}
+
+/// One lab's figures, for the table and for `-o json`.
+#[derive(Serialize)]
+struct Summary {
+    lab: String,
+    backend: String,
+    host: String,
+    ports: usize,
+    create_p50_ms: f64,
+    applied_p50_ms: f64,
+    applied_p90_ms: f64,
+    applied_max_ms: f64,
+    applied_ms: Vec<f64>,
+}
+
+impl Summary {
+    fn of(lab: &str, r: &Report) -> Summary {
+        let applied: Vec<f64> = r.samples.iter().map(|s| s.applied_ms).collect();
+        let created: Vec<f64> = r.samples.iter().map(|s| s.create_ms).collect();
+        Summary {
+            lab: lab.into(),
+            backend: r.backend.clone(),
+            host: r.host.clone(),
+            ports: r.samples.len(),
+            create_p50_ms: quantile(&created, 0.5),
+            applied_p50_ms: quantile(&applied, 0.5),
+            applied_p90_ms: quantile(&applied, 0.9),
+            applied_max_ms: quantile(&applied, 1.0),
+            applied_ms: applied,
+        }
+    }
 }
 
 async fn measure(c: &mut Client, lab: &str, args: &NeutronBenchArgs) -> anyhow::Result<Report> {

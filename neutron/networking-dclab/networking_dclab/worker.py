@@ -38,6 +38,9 @@ class Worker:
         self.schedule = SyncSchedule(sync_interval, sync_retry)
         self._idle = idle_interval
         self._poll = poll_interval
+        # Set by a step that ended healthy and idle; only then is polling
+        # the journal useful (a back-off's wait may equal the idle one).
+        self._idle_now = False
         self._backoff_start = backoff_start
         self._backoff_max = backoff_max
         self._backoff = backoff_start
@@ -79,12 +82,13 @@ class Worker:
 
     def _run(self):
         while not self._stop.is_set():
+            self._idle_now = False
             try:
                 wait = self.step()
             except Exception:
                 LOG.exception("dclab journal worker step failed; retrying")
                 wait = self._backoff_max
-            self._wait(wait, poll=wait == self._idle)
+            self._wait(wait, poll=self._idle_now)
 
     def _wait(self, wait, poll):
         """Up to `wait` seconds; less when woken in this process or, with
@@ -120,6 +124,7 @@ class Worker:
                 raise
             return self._back_off(e)
         self._backoff = self._backoff_start
+        self._idle_now = True
         return self._idle
 
     def _maybe_sync(self, client):

@@ -56,6 +56,24 @@ class JournalTest(harness.CoordinatorTestCase):
         self.assertLess(time.monotonic() - began, 2.0)
         self.assertEqual(self.port_names(self.tenant), [spec.name])
 
+    def test_a_backing_off_worker_does_not_poll_even_when_its_wait_equals_the_idle_one(self):
+        # backoff_start == idle_interval: a pending entry while the
+        # coordinator is down must not turn the back-off into a 50 ms loop.
+        worker = Worker(self.journal, lambda: self.coordinator.client(timeout=0.05, wait_for_ready=True),
+                        idle_interval=0.25, backoff_start=0.25, backoff_max=0.25, poll_interval=0.02)
+        steps = []
+        step = worker.step
+        worker.step = lambda: (steps.append(time.monotonic()), step())[1]
+        self.coordinator.kill()
+        with Session(self.journal.engine) as session, session.begin():
+            self.journal.record_network(session, translate.network_spec(self.net, self.sub))
+        worker.ensure_running()
+        self.addCleanup(worker.stop)
+        time.sleep(2.0)
+        # Each failed step takes the client's 0.05 s timeout, then 0.25 s.
+        self.assertLessEqual(len(steps), 10, steps)
+        self.assertTrue(self.journal.has_pending())
+
     def test_nothing_lost_when_the_coordinator_is_killed_while_recording(self):
         worker = self.start_worker()
         self.commit(self.journal.record_network, translate.network_spec(self.net, self.sub))
