@@ -5,6 +5,7 @@ pub mod aptcache;
 pub mod desired;
 pub mod fault_flows;
 pub mod image;
+pub mod joined_down;
 pub mod libvirt;
 pub mod metrics;
 pub mod monitor;

@@ -277,6 +277,7 @@ async fn main() -> anyhow::Result<()> {
         ovs,
         host_id,
         uplink,
+        ovs_netns: args.vm_netns.clone(),
         channel: channel.clone(),
         fault_flows,
         metrics,

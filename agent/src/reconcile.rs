@@ -16,7 +16,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::desired::Desired;
-use crate::ovs::{Interface, Ovs};
+use crate::joined_down::JoinedDown;
+use crate::ovs::{Interface, Ovs, OvsError};
 use crate::render::{render, PortMap};
 
 /// How often attached ports are looked at when the interface monitor has
@@ -30,6 +31,8 @@ pub struct Reconciler {
     pub ovs: Ovs,
     pub host_id: String,
     pub uplink: String,
+    /// ovs-vswitchd's namespace when it is not the agent's (`--vm-netns`).
+    pub ovs_netns: Option<String>,
     pub channel: Channel,
     /// Flows faults add above the pipeline (partitions).
     pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
@@ -51,6 +54,7 @@ struct Applied {
 impl Reconciler {
     pub async fn run(self, mut desired: watch::Receiver<Option<Desired>>, stop: CancellationToken) {
         let mut applied: Option<Applied> = None;
+        let mut joined = JoinedDown::new(self.ovs_netns.clone());
         let ports_changed = Arc::new(Notify::new());
         let monitor = tokio::spawn(crate::monitor::watch_interfaces(
             self.ovs.db.clone(),
@@ -66,11 +70,17 @@ impl Reconciler {
                 _ = self.fault_flows.changed.notified() => {}
                 _ = tokio::time::sleep(PORT_POLL) => {}
             }
+            // Before any desired state too: a device's flags are not the
+            // coordinator's business.
+            let ifaces = self.ovs.interfaces().await;
+            if let Ok(ifaces) = &ifaces {
+                joined.repair(&self.host_id, &self.uplink, ifaces).await;
+            }
             let Some(want) = desired.borrow_and_update().clone() else {
                 continue;
             };
             let started = std::time::Instant::now();
-            let stepped = self.step(&want, &mut applied).await;
+            let stepped = self.step(&want, &mut applied, ifaces).await;
             self.metrics
                 .reconcile_duration
                 .observe(started.elapsed().as_secs_f64());
@@ -80,8 +90,13 @@ impl Reconciler {
         }
     }
 
-    async fn step(&self, want: &Desired, applied: &mut Option<Applied>) -> anyhow::Result<()> {
-        let ports = port_map(&self.uplink, &self.ovs.interfaces().await?);
+    async fn step(
+        &self,
+        want: &Desired,
+        applied: &mut Option<Applied>,
+        ifaces: Result<Vec<Interface>, OvsError>,
+    ) -> anyhow::Result<()> {
+        let ports = port_map(&self.uplink, &ifaces?);
         let (extra, generation) = self.fault_flows.all();
         let inputs = (want.epoch, want.version, ports, generation);
         // Nothing changed since the last render: only re-verify now and then.

@@ -352,3 +352,67 @@ fn vlan_tagged_frames_from_a_tenant_are_dropped() {
         );
     }
 }
+
+/// `ip -json link` flags of `dev` in `netns`.
+fn link_flags(w: &dclab_integration::ClusterGuard, netns: &str, dev: &str) -> Vec<String> {
+    let out = w
+        .exec(netns, &["ip", "-json", "link", "show", "dev", dev])
+        .unwrap();
+    dclab_agent::joined_down::parse_flags(&String::from_utf8_lossy(&out.stdout)).unwrap_or_default()
+}
+
+/// Userspace OvS turns PROMISC on from flags it read before an IFF_UP set
+/// meanwhile, and so clears it: one of Nova's taps stayed down that way in
+/// the OpenStack lab. The agent brings up a device that joins its bridge
+/// down and promiscuous, once: one set down afterwards stays down.
+#[test]
+fn a_device_that_joins_the_bridge_down_is_brought_up_once() {
+    let c = dclab_integration::cluster("jd", 1, false);
+    let ns = c.host_netns("h1");
+    /// The veth pair and its port, removed even when an assertion fails.
+    struct Veth<'a>(&'a dclab_integration::ClusterGuard, String);
+    impl Drop for Veth<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .0
+                .vsctl("h1", &["--if-exists", "del-port", "br-int", "jdtap0"]);
+            let _ = self.0.exec(&self.1, &["ip", "link", "del", "dev", "jdtap0"]);
+        }
+    }
+    let out = c
+        .exec(
+            &ns,
+            &[
+                "ip", "link", "add", "jdtap0", "type", "veth", "peer", "name", "jdtap1",
+            ],
+        )
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let _veth = Veth(&c, ns.clone());
+    assert!(!link_flags(&c, &ns, "jdtap0").contains(&"UP".to_string()));
+    c.vsctl("h1", &["add-port", "br-int", "jdtap0"]).unwrap();
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let mut flags = link_flags(&c, &ns, "jdtap0");
+    while !flags.contains(&"UP".to_string()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the agent left the joined device down: {flags:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        flags = link_flags(&c, &ns, "jdtap0");
+    }
+    assert!(flags.contains(&"PROMISC".to_string()), "{flags:?}");
+
+    let out = c
+        .exec(&ns, &["ip", "link", "set", "dev", "jdtap0", "down"])
+        .unwrap();
+    assert!(out.status.success());
+    // The row's link state changes, so the agent looks again: and leaves it.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let flags = link_flags(&c, &ns, "jdtap0");
+    assert!(
+        !flags.contains(&"UP".to_string()),
+        "set up a second time: {flags:?}"
+    );
+}
