@@ -9,6 +9,10 @@
 //!   (dclab-tenants-check) is the expected one;
 //! - the tunnel network's wire, captured on the lab's switch segment,
 //!   carries only the inner hosts' MACs and mapping keys;
+//! - a router per project (the network node's L3 agent, its interfaces
+//!   dclab router ports on br-dclab) with the same addresses: an endpoint
+//!   behind each router reaches its own project's instances through it and
+//!   never the other project's, and each router resolves its own instances;
 //! - the inner coordinator killed (SIGKILL) while ports are created: once
 //!   it is back, dclab holds exactly Neutron's bound ports;
 //! - a port deleted in dclab behind Neutron's back is back within one
@@ -216,6 +220,52 @@ fn dclab_isolates_openstack_projects_behind_neutron() {
             inner_macs.contains(src_mac) && inner_macs.contains(dst_mac) && in_keys(src) && in_keys(dst),
             "a frame on the wire that is no host MAC / mapping key pair: {src_mac} > {dst_mac} {src} > {dst}"
         );
+    }
+
+    // Routers, after the capture: traffic with an outside party is
+    // rewritten on the instance's side only, so the router's side of it is
+    // on the wire as it is (the paper's §3.7.5).
+    let routed = ctl.run(&[
+        "lab",
+        "exec",
+        &lab,
+        "compute2",
+        "--timeout",
+        "600",
+        "--",
+        "dclab-tenants-check routers 300",
+    ]);
+    let routes: Value = serde_json::from_str(&routed.stdout).unwrap_or_else(|e| {
+        panic!(
+            "routers printed no JSON ({e}): {}{}",
+            routed.stdout, routed.stderr
+        )
+    });
+    eprintln!("routers: {routes}");
+    assert!(routed.ok() && routes["right"] == true, "{routes:#}");
+    for (project, r) in routes["projects"].as_object().unwrap() {
+        let router = r["router"].as_str().unwrap();
+        let mine = r["instance_macs"].as_object().unwrap();
+        for target in r["probes"].as_object().unwrap().keys() {
+            if target.ends_with(".1") {
+                continue;
+            }
+            let neigh = exec(
+                "network",
+                "60",
+                &format!("ip netns exec qrouter-{router} ip neigh show {target}"),
+            );
+            match mine.get(target).and_then(Value::as_str) {
+                Some(mac) => assert!(
+                    neigh.contains(mac),
+                    "{project}'s router resolved {target} as {neigh:?}, not as its instance {mac}"
+                ),
+                None => assert!(
+                    !neigh.contains("lladdr"),
+                    "{project}'s router resolved {target}, which only the other project has: {neigh:?}"
+                ),
+            }
+        }
     }
 
     // The coordinator killed while ports are created; systemd restarts it.
