@@ -8,13 +8,15 @@
 //!
 //! Only a device that joins while the agent runs, is down and promiscuous
 //! (OvS already set its flags), and only once: a device someone sets down
-//! later, or that was down before the agent started, stays as it is.
+//! later, or that was down before the agent started, stays as it is, and
+//! so does a lab node's tap a fault holds (a cut is the tap set down).
 
 use std::collections::BTreeSet;
 
 use tokio::process::Command;
 use tracing::{info, warn};
 
+use crate::nodes::FaultedTaps;
 use crate::ovs::Interface;
 
 /// OpenFlow's reserved port numbers start here.
@@ -23,13 +25,19 @@ const OFPP_MAX: i64 = 0xff00;
 pub struct JoinedDown {
     /// ovs-vswitchd's namespace, where the devices are (None: the agent's).
     netns: Option<String>,
+    /// Taps a fault holds (a cut is a tap set down): left alone.
+    faulted: FaultedTaps,
     /// The bridge's ports as last seen: (name, OpenFlow port number).
     seen: Option<BTreeSet<(String, i64)>>,
 }
 
 impl JoinedDown {
-    pub fn new(netns: Option<String>) -> JoinedDown {
-        JoinedDown { netns, seen: None }
+    pub fn new(netns: Option<String>, faulted: FaultedTaps) -> JoinedDown {
+        JoinedDown {
+            netns,
+            faulted,
+            seen: None,
+        }
     }
 
     /// Looks at the ports that joined since the last call and brings up
@@ -45,6 +53,9 @@ impl JoinedDown {
             return;
         };
         for (name, _) in now.difference(&before) {
+            if self.faulted.lock().unwrap().contains(name) {
+                continue;
+            }
             match self.flags(name).await {
                 Ok(f) if left_down(&f) => match self.ip(&["link", "set", "dev", name, "up"]).await {
                     Ok(_) => warn!(host = %host_id, device = %name,

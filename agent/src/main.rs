@@ -260,6 +260,7 @@ async fn main() -> anyhow::Result<()> {
     {
         info!(addr = %at, "Prometheus metrics at http://{at}/metrics (plain HTTP)");
     }
+    let faulted_taps = dclab_agent::nodes::FaultedTaps::default();
     let node_config = nodes::Config {
         host_id: host_id.clone(),
         drivers: DriverConfig {
@@ -271,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
         ovs: ovs.clone(),
         uplink: uplink.clone(),
         fault_flows: fault_flows.clone(),
+        faulted_taps: faulted_taps.clone(),
         metrics: metrics.clone(),
     };
     let reconciler = Reconciler {
@@ -278,6 +280,7 @@ async fn main() -> anyhow::Result<()> {
         host_id,
         uplink,
         ovs_netns: args.vm_netns.clone(),
+        faulted_taps,
         channel: channel.clone(),
         fault_flows,
         metrics,

@@ -33,6 +33,8 @@ pub struct Reconciler {
     pub uplink: String,
     /// ovs-vswitchd's namespace when it is not the agent's (`--vm-netns`).
     pub ovs_netns: Option<String>,
+    /// Taps a fault holds down: never brought up by `JoinedDown`.
+    pub faulted_taps: crate::nodes::FaultedTaps,
     pub channel: Channel,
     /// Flows faults add above the pipeline (partitions).
     pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
@@ -54,7 +56,7 @@ struct Applied {
 impl Reconciler {
     pub async fn run(self, mut desired: watch::Receiver<Option<Desired>>, stop: CancellationToken) {
         let mut applied: Option<Applied> = None;
-        let mut joined = JoinedDown::new(self.ovs_netns.clone());
+        let mut joined = JoinedDown::new(self.ovs_netns.clone(), self.faulted_taps.clone());
         let ports_changed = Arc::new(Notify::new());
         let monitor = tokio::spawn(crate::monitor::watch_interfaces(
             self.ovs.db.clone(),

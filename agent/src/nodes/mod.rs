@@ -31,6 +31,7 @@ mod report;
 mod rootfs;
 mod spec;
 mod taps;
+pub use taps::FaultedTaps;
 mod watch;
 
 use std::path::PathBuf;
@@ -65,6 +66,8 @@ pub struct Config {
     pub uplink: String,
     /// Flows faults add, shared with the rule reconciler.
     pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
+    /// Taps faults own, shared with the rule reconciler.
+    pub faulted_taps: taps::FaultedTaps,
     pub metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
@@ -102,7 +105,7 @@ impl Context {
             uplink: config.uplink,
             layout: config.drivers.layout.clone(),
             drivers: driver::Drivers::new(config.drivers),
-            taps: taps::Taps::new(config.ovs, config.vm_netns),
+            taps: taps::Taps::new(config.ovs, config.vm_netns, config.faulted_taps),
             leases,
             locks: locks::NodeLocks::default(),
             exec_locks: locks::NodeLocks::default(),
@@ -249,6 +252,7 @@ fn test_context_with(
         },
         state_dir: dir.join("state"),
         vm_netns: None,
+        faulted_taps: FaultedTaps::default(),
         uplink: "up0".into(),
         fault_flows: Default::default(),
         metrics: Arc::new(crate::metrics::AgentMetrics::new("h1")),

@@ -103,17 +103,21 @@ pub struct Taps {
     netns: Option<String>,
     /// tap → ifindex when plugged (root namespace mode only).
     plugged: Mutex<HashMap<String, u32>>,
-    /// Taps a fault owns (cut, or behind a netem relay): left as they are.
-    faulted: Mutex<std::collections::HashSet<String>>,
+    /// Taps a fault owns (cut, or behind a netem relay): left as they are,
+    /// here and by the rule reconciler's `JoinedDown`.
+    faulted: FaultedTaps,
 }
 
+/// The taps faults own, shared by the node reconciler and the rule one.
+pub type FaultedTaps = std::sync::Arc<Mutex<std::collections::HashSet<String>>>;
+
 impl Taps {
-    pub fn new(ovs: Ovs, netns: Option<String>) -> Taps {
+    pub fn new(ovs: Ovs, netns: Option<String>, faulted: FaultedTaps) -> Taps {
         Taps {
             ovs,
             netns,
             plugged: Mutex::new(HashMap::new()),
-            faulted: Mutex::new(std::collections::HashSet::new()),
+            faulted,
         }
     }
 
