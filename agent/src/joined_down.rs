@@ -68,15 +68,7 @@ impl JoinedDown {
             }
         }
     }
-}
 
-/// The race's mark: OvS set PROMISC and the device is not UP.
-pub fn left_down(flags: &[String]) -> bool {
-    let has = |f: &str| flags.iter().any(|x| x == f);
-    has("PROMISC") && !has("UP")
-}
-
-impl JoinedDown {
     /// The device's flags as `ip -json link` names them.
     async fn flags(&self, name: &str) -> Result<Vec<String>, String> {
         parse_flags(&self.ip(&["-json", "link", "show", "dev", name]).await?)
@@ -95,6 +87,12 @@ impl JoinedDown {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
     }
+}
+
+/// The race's mark: OvS set PROMISC and the device is not UP.
+pub fn left_down(flags: &[String]) -> bool {
+    let has = |f: &str| flags.iter().any(|x| x == f);
+    has("PROMISC") && !has("UP")
 }
 
 pub fn parse_flags(json: &str) -> Result<Vec<String>, String> {
