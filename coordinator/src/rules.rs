@@ -3,7 +3,9 @@
 //! flows came out the same is not woken.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use std::time::Instant;
@@ -189,18 +191,18 @@ impl RuleHub {
     /// Ends every rule watch (their streams finish), so a graceful
     /// shutdown does not wait on agents that never hang up.
     pub fn close(&self) {
-        self.channels.lock().unwrap().clear();
+        self.channels.lock().clear();
     }
 
     pub fn last_compile(&self) -> CompileStats {
-        *self.last_compile.lock().unwrap()
+        *self.last_compile.lock()
     }
 
     /// Recompiles what `dirty` touched and publishes the hosts whose flows changed.
     pub fn publish(&self, topo: &Topology, dirty: &Dirty, version: u64) {
         let started = std::time::Instant::now();
         let work: Vec<(String, Arc<Parts>)> = {
-            let channels = self.channels.lock().unwrap();
+            let channels = self.channels.lock();
             let current = |h: &String| {
                 channels
                     .get(h)
@@ -211,12 +213,12 @@ impl RuleHub {
         };
         let results = recompile_all(topo, work, dirty);
         self.timings.compile.observe(started.elapsed().as_secs_f64());
-        *self.last_compile.lock().unwrap() = CompileStats {
+        *self.last_compile.lock() = CompileStats {
             hosts: results.len(),
             flows: results.iter().map(|r| r.2).sum(),
             micros: started.elapsed().as_micros() as u64,
         };
-        let mut channels = self.channels.lock().unwrap();
+        let mut channels = self.channels.lock();
         let mut pushed = Vec::new();
         for (host, parts, _) in results {
             let sender = channels
@@ -249,8 +251,8 @@ impl RuleHub {
     /// Starts the ack clock of the watched hosts among `hosts`; a host with
     /// no agent connected would only measure how long it stayed away.
     fn note_pushed(&self, hosts: Vec<String>, version: u64) {
-        let status = self.status.lock().unwrap();
-        let mut pushed = self.pushed.lock().unwrap();
+        let status = self.status.lock();
+        let mut pushed = self.pushed.lock();
         let now = Instant::now();
         for host in hosts {
             if status.get(&host).is_some_and(|s| s.watchers > 0) {
@@ -262,7 +264,7 @@ impl RuleHub {
     }
 
     pub fn subscribe(&self, host: &str) -> watch::Receiver<HostRules> {
-        let mut channels = self.channels.lock().unwrap();
+        let mut channels = self.channels.lock();
         channels
             .entry(host.to_string())
             .or_insert_with(|| watch::channel(empty()).0)
@@ -274,18 +276,18 @@ impl RuleHub {
     }
 
     pub fn status(&self, host: &str) -> AgentStatus {
-        self.status.lock().unwrap().get(host).copied().unwrap_or_default()
+        self.status.lock().get(host).copied().unwrap_or_default()
     }
 
     pub fn ack(&self, host: &str, version: u64, flow_count: u32, missing_ports: u32) {
-        let mut status = self.status.lock().unwrap();
+        let mut status = self.status.lock();
         let entry = status.entry(host.to_string()).or_default();
         entry.applied_version = version;
         entry.flow_count = flow_count;
         entry.missing_ports = missing_ports;
         entry.acks += 1;
         drop(status);
-        let mut pushed = self.pushed.lock().unwrap();
+        let mut pushed = self.pushed.lock();
         if let Some((wanted, since)) = pushed.get(host).copied() {
             if version >= wanted {
                 self.timings.ack_latency.observe(since.elapsed().as_secs_f64());
@@ -296,19 +298,14 @@ impl RuleHub {
 
     /// Every host with a rule channel: registered ones and ones watched.
     pub fn hosts(&self) -> Vec<String> {
-        let mut hosts: Vec<String> = self.channels.lock().unwrap().keys().cloned().collect();
+        let mut hosts: Vec<String> = self.channels.lock().keys().cloned().collect();
         hosts.sort();
         hosts
     }
 
     /// Counts a watcher for as long as the returned guard lives.
     pub fn watching(self: &Arc<Self>, host: &str) -> WatchGuard {
-        self.status
-            .lock()
-            .unwrap()
-            .entry(host.to_string())
-            .or_default()
-            .watchers += 1;
+        self.status.lock().entry(host.to_string()).or_default().watchers += 1;
         WatchGuard {
             hub: self.clone(),
             host: host.to_string(),
@@ -330,7 +327,7 @@ pub struct WatchGuard {
 
 impl Drop for WatchGuard {
     fn drop(&mut self) {
-        if let Some(s) = self.hub.status.lock().unwrap().get_mut(&self.host) {
+        if let Some(s) = self.hub.status.lock().get_mut(&self.host) {
             s.watchers = s.watchers.saturating_sub(1);
         }
     }

@@ -3,7 +3,9 @@
 //! time: validate, write durably, apply in memory, publish rules.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use dclab_proto::ApiError;
 
@@ -78,15 +80,15 @@ impl State {
     }
 
     pub fn read<R>(&self, f: impl FnOnce(&Topology) -> R) -> R {
-        f(&self.inner.lock().unwrap().topo)
+        f(&self.inner.lock().topo)
     }
 
     pub fn revision(&self) -> u64 {
-        self.inner.lock().unwrap().revision
+        self.inner.lock().revision
     }
 
     pub fn size_on_disk(&self) -> u64 {
-        self.inner.lock().unwrap().store.size_on_disk()
+        self.inner.lock().store.size_on_disk()
     }
 
     /// `mutate` from async code: the write (validation, fsync, compile)
@@ -95,10 +97,29 @@ impl State {
         tokio::task::block_in_place(|| self.mutate(f))
     }
 
+    /// `write`, then `reply` from the topology as this write left it, under
+    /// the same lock: a reply describes what this write did, never what a
+    /// concurrent one changed after it.
+    pub fn write_reply<R>(
+        &self,
+        f: impl FnOnce(&View) -> Ops,
+        reply: impl FnOnce(&Topology, Vec<Op>) -> R,
+    ) -> Result<R, ApiError> {
+        tokio::task::block_in_place(|| self.mutate_reply(f, reply))
+    }
+
     /// Validates with `f`, then commits its ops durably and publishes the
     /// affected hosts' rules. Returns the ops applied (empty: nothing changed).
     pub fn mutate(&self, f: impl FnOnce(&View) -> Ops) -> Result<Vec<Op>, ApiError> {
-        let mut inner = self.inner.lock().unwrap();
+        self.mutate_reply(f, |_, ops| ops)
+    }
+
+    fn mutate_reply<R>(
+        &self,
+        f: impl FnOnce(&View) -> Ops,
+        reply: impl FnOnce(&Topology, Vec<Op>) -> R,
+    ) -> Result<R, ApiError> {
+        let mut inner = self.inner.lock();
         let ops = f(&View {
             topo: &inner.topo,
             keys: &inner.keys,
@@ -106,7 +127,7 @@ impl State {
             revision: inner.revision,
         })?;
         if ops.is_empty() {
-            return Ok(ops);
+            return Ok(reply(&inner.topo, ops));
         }
         let revision = inner.revision + 1;
         let next_net_id = next_net_id(inner.next_net_id, &ops);
@@ -128,7 +149,7 @@ impl State {
         if nodes_changed {
             self.nodes.publish(&inner.topo, revision);
         }
-        Ok(ops)
+        Ok(reply(&inner.topo, ops))
     }
 }
 

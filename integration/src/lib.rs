@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod apt_repo;
+pub mod concurrent;
 pub mod ctl;
 pub mod experiments;
 pub mod hostile;

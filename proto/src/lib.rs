@@ -4,6 +4,7 @@
 //! of what a valid request is (`validate`), shared by coordinator and ctl.
 
 pub mod addr;
+pub mod catch_panic;
 pub mod codec;
 pub mod conn;
 pub mod error;

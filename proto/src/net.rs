@@ -194,8 +194,13 @@ fn connector(
     })
 }
 
+/// The server every dclab service starts from, with each call's panic kept
+/// to that call.
+pub type ServerBuilder =
+    Server<tower::layer::util::Stack<crate::catch_panic::CatchPanicLayer, tower::layer::util::Identity>>;
+
 /// The server builder every dclab service starts from.
-pub fn server() -> Server {
+pub fn server() -> ServerBuilder {
     Server::builder()
         // Operators' calls are traced; agents' periodic reports only at debug.
         .trace_fn(|req| {
@@ -213,6 +218,7 @@ pub fn server() -> Server {
         .tcp_nodelay(true)
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .layer(crate::catch_panic::CatchPanicLayer)
 }
 
 /// Connections for a server: TLS with `files`, plaintext when None.

@@ -3,7 +3,9 @@
 //! the run lives.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::Duration;
 
 use dclab_proto::experiment::{Fault, NetemSpec};
@@ -61,7 +63,6 @@ impl Renewals {
                 tokio::time::sleep(every).await;
                 let now: Vec<(String, Vec<String>)> = shared
                     .lock()
-                    .unwrap()
                     .iter()
                     .filter(|(_, ids)| !ids.is_empty())
                     .map(|(h, ids)| (h.clone(), ids.iter().cloned().collect()))
@@ -85,14 +86,13 @@ impl Renewals {
     pub fn add(&self, host: &str, lease: &str) {
         self.held
             .lock()
-            .unwrap()
             .entry(host.to_string())
             .or_default()
             .insert(lease.to_string());
     }
 
     pub fn remove(&self, host: &str, lease: &str) {
-        if let Some(ids) = self.held.lock().unwrap().get_mut(host) {
+        if let Some(ids) = self.held.lock().get_mut(host) {
             ids.remove(lease);
         }
     }

@@ -13,7 +13,9 @@ mod targets;
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dclab_proto::error::{invalid, not_found, precondition};
@@ -75,7 +77,7 @@ impl Runs {
     }
 
     pub fn active_count(&self) -> usize {
-        self.active.lock().unwrap().len()
+        self.active.lock().len()
     }
 
     pub fn faults_active(&self) -> u64 {
@@ -91,11 +93,11 @@ impl Runs {
 
     /// The run under way on `lab`, if any.
     pub fn active_on(&self, lab: &str) -> Option<String> {
-        self.active.lock().unwrap().get(lab).map(|h| h.id.clone())
+        self.active.lock().get(lab).map(|h| h.id.clone())
     }
 
     fn find(&self, id: &str) -> Option<(CancellationToken, Arc<Notify>)> {
-        let active = self.active.lock().unwrap();
+        let active = self.active.lock();
         active
             .values()
             .find(|h| h.id == id)
@@ -296,8 +298,10 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
             .iter()
             .map(|t| ChosenRecord {
                 target: t.name.clone(),
-                nodes: chosen[&t.name]
-                    .iter()
+                nodes: chosen
+                    .get(&t.name)
+                    .into_iter()
+                    .flatten()
                     .map(|n| (n.spec.name.clone(), n.host.clone()))
                     .collect(),
             })
@@ -343,7 +347,7 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
     let cancel = CancellationToken::new();
     let proceed = Arc::new(Notify::new());
     {
-        let mut active = state.runs.active.lock().unwrap();
+        let mut active = state.runs.active.lock();
         if active.contains_key(&lab_name) {
             return Err(precondition(format!(
                 "lab {lab_name} already has a run under way"
@@ -402,7 +406,7 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
             };
             let record = run.execute().await;
             watcher.abort();
-            state.runs.active.lock().unwrap().remove(&record.lab);
+            state.runs.active.lock().remove(&record.lab);
             let done = v1::RunEvent {
                 run_id: record.id.clone(),
                 line: format!(

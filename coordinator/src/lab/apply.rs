@@ -162,7 +162,10 @@ pub fn apply(view: &View, name: &str, checked: Checked) -> Result<Applied, ApiEr
             nodes.push(old_nodes[spec.name.as_str()].clone());
             continue;
         }
-        let host = hosts[&spec.name].clone();
+        let host = hosts
+            .get(&spec.name)
+            .cloned()
+            .ok_or_else(|| ApiError::Internal(format!("node {} was not placed", spec.name)))?;
         let previous = old_nodes.get(spec.name.as_str()).copied();
         let mut nics = Vec::new();
         for (i, iface) in spec.interfaces.iter().enumerate() {

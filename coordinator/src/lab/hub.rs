@@ -2,8 +2,8 @@
 //! nodes on a watch channel, operations sent to the connected agent and
 //! matched with their results, and the node states agents report.
 
+use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::Mutex;
 use std::time::Duration;
 
 use dclab_proto::error::unavailable;
@@ -106,7 +106,7 @@ impl NodeHub {
     /// before, are looked at.
     pub fn publish(&self, topo: &Topology, revision: u64) {
         let mut desired = desired_by_host(topo);
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         for (host, tx) in &inner.sets {
             if !tx.borrow().nodes.is_empty() {
                 desired.entry(host.clone()).or_default();
@@ -131,7 +131,7 @@ impl NodeHub {
     }
 
     pub fn subscribe(&self, host: &str) -> watch::Receiver<HostNodes> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         inner
             .sets
             .entry(host.to_string())
@@ -141,12 +141,12 @@ impl NodeHub {
 
     /// The version of `host`'s node set: reports older than it are stale.
     pub fn set_version(&self, host: &str) -> u64 {
-        self.inner.lock().unwrap().set_version(host)
+        self.inner.lock().set_version(host)
     }
 
     /// Registers a node stream of `host`; operations go to the newest one.
     pub fn connect(&self, host: &str, ops: mpsc::Sender<v1::Operation>) -> u64 {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         inner.next_id += 1;
         let id = inner.next_id;
         inner.connections.insert(host.to_string(), Connection { id, ops });
@@ -156,11 +156,11 @@ impl NodeHub {
     /// The stream `id` of `host` ended: operations waiting on it fail.
     /// Whether the agent of `host` has its operation stream open now.
     pub fn is_connected(&self, host: &str) -> bool {
-        self.inner.lock().unwrap().connections.contains_key(host)
+        self.inner.lock().connections.contains_key(host)
     }
 
     pub fn disconnect(&self, host: &str, id: u64) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         if inner.connections.get(host).is_some_and(|c| c.id == id) {
             inner.connections.remove(host);
             inner.pending.retain(|_, (h, _)| h != host);
@@ -177,7 +177,7 @@ impl NodeHub {
                 ((n.lab, n.name), (state, n.error))
             })
             .collect();
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         inner.reports.insert(
             r.host_id,
             HostReport {
@@ -189,7 +189,7 @@ impl NodeHub {
 
     /// What `host` reported for a node, if the report is not stale.
     pub fn node_state(&self, host: &str, lab: &str, node: &str) -> (v1::NodeState, String) {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         let version = inner.set_version(host);
         let Some(report) = inner.reports.get(host).filter(|r| r.version >= version) else {
             return (v1::NodeState::Pending, String::new());
@@ -202,7 +202,7 @@ impl NodeHub {
     }
 
     pub fn complete(&self, host: &str, result: v1::OperationResult) {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         if inner.pending.get(&result.id).is_some_and(|(h, _)| h == host) {
             let (_, tx) = inner.pending.remove(&result.id).expect("just checked");
             let _ = tx.send(result);
@@ -218,7 +218,7 @@ impl NodeHub {
     ) -> Result<v1::OperationResult, ApiError> {
         let (tx, rx) = oneshot::channel();
         let sender = {
-            let mut inner = self.inner.lock().unwrap();
+            let mut inner = self.inner.lock();
             let Some(conn) = inner.connections.get(host) else {
                 return Err(unavailable(format!("the agent of host {host} is not connected")));
             };
@@ -230,7 +230,7 @@ impl NodeHub {
         };
         let id = op.id;
         if sender.send(op).await.is_err() {
-            self.inner.lock().unwrap().pending.remove(&id);
+            self.inner.lock().pending.remove(&id);
             return Err(unavailable(format!("the agent of host {host} disconnected")));
         }
         match tokio::time::timeout(timeout, rx).await {
@@ -239,7 +239,7 @@ impl NodeHub {
                 "the agent of host {host} disconnected during the operation"
             ))),
             Err(_) => {
-                self.inner.lock().unwrap().pending.remove(&id);
+                self.inner.lock().pending.remove(&id);
                 Err(unavailable(format!(
                     "the agent of host {host} did not answer within {} s",
                     timeout.as_secs()
@@ -250,7 +250,7 @@ impl NodeHub {
 
     /// Marks `lab` busy for the guard's lifetime; None if it already is.
     pub fn claim<'a>(&'a self, lab: &str) -> Option<LabClaim<'a>> {
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         inner.busy.insert(lab.to_string()).then(|| LabClaim {
             hub: self,
             lab: lab.to_string(),
@@ -258,7 +258,7 @@ impl NodeHub {
     }
 
     pub fn is_busy(&self, lab: &str) -> bool {
-        self.inner.lock().unwrap().busy.contains(lab)
+        self.inner.lock().busy.contains(lab)
     }
 }
 
@@ -269,7 +269,7 @@ pub struct LabClaim<'a> {
 
 impl Drop for LabClaim<'_> {
     fn drop(&mut self) {
-        self.hub.inner.lock().unwrap().busy.remove(&self.lab);
+        self.hub.inner.lock().busy.remove(&self.lab);
     }
 }
 
@@ -277,7 +277,7 @@ impl NodeHub {
     /// The agent of `host` has reconciled its current set and runs none of
     /// `lab`'s nodes.
     pub fn host_clear_of(&self, host: &str, lab: &str) -> bool {
-        let inner = self.inner.lock().unwrap();
+        let inner = self.inner.lock();
         let version = inner.set_version(host);
         inner
             .reports

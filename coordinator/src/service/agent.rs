@@ -23,12 +23,15 @@ impl AgentControl for AgentService {
     async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::Host>, Status> {
         auth::agent_for(&req, "Register", &req.get_ref().host_id)?;
         let r = req.into_inner();
-        self.state
-            .write(|v| mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac, (r.vcpus, r.memory_mib)))?;
+        let hub = &self.state.hub;
+        let host = self.state.write_reply(
+            |v| mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac, (r.vcpus, r.memory_mib)),
+            |t, _| t.hosts.get(&r.host_id).map(|h| convert::host(t, hub, h)),
+        )?;
         info!(host = %r.host_id, uplink = %r.uplink, mac = %r.mac, "agent registered");
-        Ok(Response::new(
-            self.state.read(|t| convert::host(t, &self.state.hub, &r.host_id)),
-        ))
+        let host =
+            host.ok_or_else(|| Status::internal(format!("host {} was registered but is gone", r.host_id)))?;
+        Ok(Response::new(host))
     }
 
     type WatchRulesStream = ReceiverStream<Result<v1::RuleUpdate, Status>>;

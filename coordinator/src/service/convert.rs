@@ -3,7 +3,7 @@
 use dclab_proto::v1;
 
 use crate::compile::Flow;
-use crate::model::{Port, PortKind, Topology};
+use crate::model::{Host, Network, Port, PortKind, Topology};
 use crate::rules::RuleHub;
 
 pub fn flow(f: &Flow) -> v1::Flow {
@@ -22,12 +22,14 @@ pub fn kind(k: PortKind) -> v1::PortKind {
     }
 }
 
+/// A port with its network's names (the store never holds a port whose
+/// network is gone; were it so, the names would be empty, not a panic).
 pub fn port(topo: &Topology, p: &Port) -> v1::Port {
-    let net = &topo.networks[&p.net];
+    let net = topo.networks.get(&p.net);
     v1::Port {
         name: p.name.clone(),
-        tenant: net.tenant.clone(),
-        network: net.name.clone(),
+        tenant: net.map(|n| n.tenant.clone()).unwrap_or_default(),
+        network: net.map(|n| n.name.clone()).unwrap_or_default(),
         host: p.host.clone(),
         mac: p.mac.to_string(),
         ip: p.ip.to_string(),
@@ -36,8 +38,8 @@ pub fn port(topo: &Topology, p: &Port) -> v1::Port {
     }
 }
 
-pub fn host(topo: &Topology, hub: &RuleHub, id: &str) -> v1::Host {
-    let h = &topo.hosts[id];
+pub fn host(topo: &Topology, hub: &RuleHub, h: &Host) -> v1::Host {
+    let id = h.id.as_str();
     let status = hub.status(id);
     v1::Host {
         id: h.id.clone(),
@@ -55,8 +57,8 @@ pub fn host(topo: &Topology, hub: &RuleHub, id: &str) -> v1::Host {
     }
 }
 
-pub fn network(topo: &Topology, id: u32) -> v1::Network {
-    let n = &topo.networks[&id];
+pub fn network(topo: &Topology, n: &Network) -> v1::Network {
+    let id = n.id;
     v1::Network {
         tenant: n.tenant.clone(),
         name: n.name.clone(),

@@ -28,13 +28,17 @@ pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, Api
         )));
     }
     let mut changes = vec![];
-    state.write(|v| {
-        let applied = apply::apply(v, &spec.name, checked)?;
-        changes = applied.changes;
-        Ok(applied.ops)
-    })?;
+    let lab = state.write_reply(
+        |v| {
+            let applied = apply::apply(v, &spec.name, checked)?;
+            changes = applied.changes;
+            Ok(applied.ops)
+        },
+        |t, _| t.labs.get(&spec.name).cloned(),
+    )?;
+    let lab = lab.ok_or_else(|| ApiError::Internal(format!("lab {} was applied but is gone", spec.name)))?;
     info!(lab = %spec.name, changes = changes.len(), "lab applied");
-    let mut lab = get_lab(state, &spec.name)?;
+    let mut lab = lab_status(state, &lab);
     lab.changes = changes;
     Ok(lab)
 }
@@ -65,7 +69,9 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
             .filter(|h| !state.nodes.host_clear_of(h, name))
             .cloned()
             .collect();
-        if pending.is_empty() || Instant::now() >= deadline {
+        // A lab of the same name applied since is not this delete's to wait for.
+        let superseded = state.read(|t| t.labs.contains_key(name));
+        if pending.is_empty() || superseded || Instant::now() >= deadline {
             return Ok(v1::DeleteLabResponse {
                 pending_hosts: pending,
             });

@@ -86,23 +86,39 @@ fn port_kind(value: i32) -> Result<PortKind, ApiError> {
     }
 }
 
+/// The ports a write put, in its order, as the write left them.
+fn written_ports(t: &crate::model::Topology, ops: Vec<Op>) -> Vec<v1::Port> {
+    ops.iter()
+        .filter_map(|op| match op {
+            Op::Put(Record::Port(p)) => Some(convert::port(t, p)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A create that was accepted yet wrote none of what it creates.
+fn wrote_nothing(what: &str) -> Status {
+    ApiError::Internal(format!("the {what} create was accepted but wrote no {what}")).into()
+}
+
 #[tonic::async_trait]
 impl TopologyApi for TopologyService {
     async fn create_host(&self, req: Request<v1::Host>) -> Reply<v1::Host> {
         let h = req.into_inner();
-        self.state
-            .write(|v| mutate::put_host(v.topo, &h.id, &h.uplink, &h.mac, (h.vcpus, h.memory_mib)))?;
+        let hub = &self.state.hub;
+        let host = self.state.write_reply(
+            |v| mutate::put_host(v.topo, &h.id, &h.uplink, &h.mac, (h.vcpus, h.memory_mib)),
+            |t, _| t.hosts.get(&h.id).map(|host| convert::host(t, hub, host)),
+        )?;
         info!(host = %h.id, mac = %h.mac, "host created");
-        Ok(Response::new(
-            self.state.read(|t| convert::host(t, &self.state.hub, &h.id)),
-        ))
+        Ok(Response::new(host.ok_or_else(|| wrote_nothing("host"))?))
     }
 
     async fn list_hosts(&self, _: Request<v1::ListHostsRequest>) -> Reply<v1::ListHostsResponse> {
         let hosts = self.state.read(|t| {
             t.hosts
-                .keys()
-                .map(|id| convert::host(t, &self.state.hub, id))
+                .values()
+                .map(|h| convert::host(t, &self.state.hub, h))
                 .collect()
         });
         Ok(Response::new(v1::ListHostsResponse { hosts }))
@@ -155,14 +171,15 @@ impl TopologyApi for TopologyService {
             cidr: &r.cidr,
             kind: NetKind::from_wire(kind),
         };
-        let ops = self
-            .state
-            .write(|v| mutate::create_network_of(v.topo, &spec, v.next_net_id))?;
-        let Some(Op::Put(Record::Network(net))) = ops.first() else {
-            return Err(ApiError::Internal("network create wrote no network".into()).into());
-        };
+        let network = self.state.write_reply(
+            |v| mutate::create_network_of(v.topo, &spec, v.next_net_id),
+            |t, ops| match ops.first() {
+                Some(Op::Put(Record::Network(net))) => Some(convert::network(t, net)),
+                _ => None,
+            },
+        )?;
         info!(tenant = %r.tenant, network = %r.name, cidr = %r.cidr, kind = spec.kind.name(), "network created");
-        Ok(Response::new(self.state.read(|t| convert::network(t, net.id))))
+        Ok(Response::new(network.ok_or_else(|| wrote_nothing("network"))?))
     }
 
     async fn list_networks(&self, req: Request<v1::ListNetworksRequest>) -> Reply<v1::ListNetworksResponse> {
@@ -171,7 +188,8 @@ impl TopologyApi for TopologyService {
             t.net_ids
                 .iter()
                 .filter(|((tn, _), _)| tenant.is_empty() || *tn == tenant)
-                .map(|(_, id)| convert::network(t, *id))
+                .filter_map(|(_, id)| t.networks.get(id))
+                .map(|n| convert::network(t, n))
                 .collect()
         });
         Ok(Response::new(v1::ListNetworksResponse { networks }))
@@ -188,8 +206,10 @@ impl TopologyApi for TopologyService {
     async fn create_port(&self, req: Request<v1::CreatePortRequest>) -> Reply<v1::Port> {
         let r = req.into_inner();
         let spec = port_spec(&r)?;
-        self.state.write(|v| mutate::create_port(v.topo, v.keys, &spec))?;
-        let port = self.state.read(|t| convert::port(t, &t.ports[&r.name]));
+        let mut ports = self
+            .state
+            .write_reply(|v| mutate::create_port(v.topo, v.keys, &spec), written_ports)?;
+        let port = ports.pop().ok_or_else(|| wrote_nothing("port"))?;
         info!(port = %r.name, host = %r.host, key = %port.key, "port created");
         Ok(Response::new(port))
     }
@@ -200,15 +220,10 @@ impl TopologyApi for TopologyService {
             .iter()
             .map(port_spec)
             .collect::<Result<Vec<_>, ApiError>>()?;
-        self.state
-            .write(|v| mutate::create_ports(v.topo, v.keys, &specs))?;
-        let ports = self.state.read(|t| {
-            requests
-                .iter()
-                .map(|r| convert::port(t, &t.ports[&r.name]))
-                .collect()
-        });
-        info!(count = requests.len(), "ports created");
+        let ports = self
+            .state
+            .write_reply(|v| mutate::create_ports(v.topo, v.keys, &specs), written_ports)?;
+        info!(count = ports.len(), "ports created");
         Ok(Response::new(v1::ListPortsResponse { ports }))
     }
 
@@ -290,11 +305,16 @@ impl TopologyApi for TopologyService {
         let placements = r
             .nodes
             .iter()
-            .map(|n| v1::Placement {
-                node: n.name.clone(),
-                host: placed[&n.name].clone(),
+            .map(|n| {
+                let host = placed.get(&n.name).cloned();
+                let host =
+                    host.ok_or_else(|| ApiError::Internal(format!("node {} was not placed", n.name)))?;
+                Ok(v1::Placement {
+                    node: n.name.clone(),
+                    host,
+                })
             })
-            .collect();
+            .collect::<Result<_, ApiError>>()?;
         Ok(Response::new(v1::LabPlan { placements }))
     }
 

@@ -4,8 +4,8 @@
 //! the node, so nothing routes into the lab: every byte passes two mutual
 //! TLS streams, and only operator certificates may open one.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use dclab_proto::error::{invalid, not_found, unavailable};
@@ -41,7 +41,7 @@ pub struct Tunnels {
 impl Tunnels {
     fn expect(&self, host: &str) -> (u64, oneshot::Receiver<AgentEnd>) {
         let (tx, rx) = oneshot::channel();
-        let mut inner = self.inner.lock().unwrap();
+        let mut inner = self.inner.lock();
         inner.0 += 1;
         let id = inner.0;
         inner.1.insert(id, (host.to_string(), tx));
@@ -49,16 +49,16 @@ impl Tunnels {
     }
 
     fn forget(&self, id: u64) {
-        self.inner.lock().unwrap().1.remove(&id);
+        self.inner.lock().1.remove(&id);
     }
 
     /// The host a pending tunnel waits on, for the caller's authorization.
     pub fn host_of(&self, id: u64) -> Option<String> {
-        self.inner.lock().unwrap().1.get(&id).map(|(h, _)| h.clone())
+        self.inner.lock().1.get(&id).map(|(h, _)| h.clone())
     }
 
     fn take(&self, id: u64) -> Option<oneshot::Sender<AgentEnd>> {
-        self.inner.lock().unwrap().1.remove(&id).map(|(_, tx)| tx)
+        self.inner.lock().1.remove(&id).map(|(_, tx)| tx)
     }
 }
 
