@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod certs;
+pub mod closed_stdout;
 pub mod demo;
 pub mod experiment;
 pub mod image;

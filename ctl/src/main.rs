@@ -83,22 +83,25 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    // `ctl port ls | head` ends quietly, as other command-line tools do, instead of
-    // panicking on a write to a closed pipe (Rust ignores SIGPIPE by default).
-    // SAFETY: only the disposition of SIGPIPE changes; no handler is installed.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
+    dclab_ctl::closed_stdout::end_quietly();
     let cli = Cli::parse();
     if let Command::Completions { shell } = cli.command {
         // Named "ctl" whatever the binary's path, so the script completes the installed command.
+        let mut script = Vec::new();
         clap_complete::generate(
             shell,
             &mut <Cli as clap::CommandFactory>::command(),
             "ctl",
-            &mut std::io::stdout(),
+            &mut script,
         );
-        return ExitCode::SUCCESS;
+        use std::io::Write;
+        return match std::io::stdout().write_all(&script) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+                eprintln!("error: writing the completion script: {e}");
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        };
     }
     let telemetry = match dclab_proto::logging::init_traced("dclab-ctl", "warn", &cli.telemetry) {
         Ok(t) => t,

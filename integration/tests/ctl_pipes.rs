@@ -1,0 +1,143 @@
+//! ctl and its pipes and sockets: a reader that goes away ends ctl
+//! quietly, and a peer that dies under a socket is an error ctl reports,
+//! never a silent death by SIGPIPE (issue 23, item 10: exit 141 and no
+//! word from `ctl bench control-plane` when it restarted its coordinator).
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn ctl() -> Command {
+    Command::new(dclab_integration::built_bins(&["ctl"]).join("ctl"))
+}
+
+/// A pipe whose reading end is already closed: every write to it fails.
+fn closed_pipe() -> std::fs::File {
+    let mut fds = [0; 2];
+    // SAFETY: pipe fills two fds this function then owns.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both fds are ours; the reading end is closed at once.
+    unsafe {
+        libc::close(fds[0]);
+        std::os::fd::FromRawFd::from_raw_fd(fds[1])
+    }
+}
+
+#[test]
+fn a_reader_that_goes_away_ends_ctl_quietly() {
+    // Commands that print tables (println!) and the completion script.
+    for args in [&["experiment", "ls", "--builtin"][..], &["completions", "bash"]] {
+        let out = ctl()
+            .args(args)
+            .stdout(closed_pipe())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.signal(), None, "ctl {args:?} was killed by a signal");
+        assert_eq!(out.status.code(), Some(0), "ctl {args:?}: {out:?}");
+        assert!(
+            out.stderr.is_empty(),
+            "ctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// A "coordinator" that takes each connection, reads what the client
+/// sends for a moment, then resets it: the client's next writes meet a
+/// dead peer.
+fn resetting_peer() -> (u16, std::thread::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        listener.set_nonblocking(false).unwrap();
+        loop {
+            let Ok((mut conn, _)) = listener.accept() else {
+                return;
+            };
+            conn.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            // SO_LINGER 0: close sends RST, not FIN.
+            let linger = libc::linger {
+                l_onoff: 1,
+                l_linger: 0,
+            };
+            // SAFETY: a valid socket fd and a linger struct of the right size.
+            unsafe {
+                use std::os::fd::AsRawFd;
+                libc::setsockopt(
+                    conn.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_LINGER,
+                    &linger as *const _ as *const libc::c_void,
+                    std::mem::size_of::<libc::linger>() as u32,
+                );
+            }
+        }
+    });
+    (port, server)
+}
+
+/// Whether `pid` ignores SIGPIPE (its SigIgn mask from /proc).
+fn ignores_sigpipe(pid: u32) -> bool {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .unwrap()
+        .trim();
+    let mask = u64::from_str_radix(mask, 16).unwrap();
+    mask & (1 << (libc::SIGPIPE - 1)) != 0
+}
+
+#[test]
+fn a_peer_that_dies_is_an_error_not_a_signal() {
+    // A write to a socket whose peer is gone must fail, not kill: ctl
+    // keeps SIGPIPE ignored while it talks to a coordinator (here one
+    // that accepts and never answers).
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let mut waiting = ctl()
+        .args(["--insecure", "--coordinator", &url, "host", "ls"])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (_conn, _) = silent.accept().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let ignored = ignores_sigpipe(waiting.id());
+    waiting.kill().unwrap();
+    waiting.wait().unwrap();
+    assert!(
+        ignored,
+        "ctl does not ignore SIGPIPE: a dead peer would kill it without a word"
+    );
+
+    let (port, _server) = resetting_peer();
+    for _ in 0..4 {
+        let out = ctl()
+            .args([
+                "--insecure",
+                "--coordinator",
+                &format!("http://127.0.0.1:{port}"),
+                "host",
+                "ls",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.signal(),
+            None,
+            "ctl was killed by a signal: {:?}",
+            out.status
+        );
+        assert_eq!(out.status.code(), Some(1), "{out:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("error: the coordinator connection failed"),
+            "{stderr}"
+        );
+    }
+}
