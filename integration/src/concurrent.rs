@@ -258,10 +258,20 @@ impl Client {
         }
     }
 
-    /// Status and ListHosts every 100 ms until `deadline`: each must answer.
+    /// The client itself, for calls this module does not wrap.
+    pub fn topology(&self) -> TopologyClient<Channel> {
+        self.0.clone()
+    }
+
+    /// `probe` until `deadline`.
     pub async fn probe_until(self, deadline: Instant) -> Probe {
+        self.probe(move || Instant::now() >= deadline).await
+    }
+
+    /// Status and ListHosts every 100 ms until `done`: each must answer.
+    pub async fn probe(self, done: impl Fn() -> bool) -> Probe {
         let mut probe = Probe::default();
-        while Instant::now() < deadline {
+        while !done() {
             let started = Instant::now();
             let mut c = self.0.clone();
             let result = tokio::time::timeout(Duration::from_secs(10), async {

@@ -8,6 +8,7 @@ pub mod concurrent;
 pub mod ctl;
 pub mod experiments;
 pub mod hostile;
+pub mod hostile_calls;
 pub mod labs;
 pub mod libvirtd;
 pub mod world;

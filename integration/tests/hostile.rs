@@ -1,242 +1,43 @@
 //! Malformed and hostile requests at every topology call of a real
 //! coordinator: each is answered with a clear client-error status, nothing
-//! is written when it is refused, and the coordinator never panics.
+//! is written when it is refused, and the coordinator never panics. First
+//! one call at a time, each checked on its own; then many clients at once,
+//! checked as a whole: the coordinator answers throughout, refuses only
+//! with client errors, and keeps across a restart what it acknowledged.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
-use dclab_integration::hostile::{experiment_text, hostile_string, lab_spec, lab_word};
+use dclab_integration::concurrent::{Client, CLIENT_ERRORS};
+use dclab_integration::hostile_calls::{call, send, Call};
+use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
-use proptest::prelude::*;
+use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
+use proptest::{prop_assert, prop_assert_eq};
 use tonic::Code;
 
-/// Random cases; each is one call.
-const CASES: u32 = 1500;
+/// Calls sent one at a time, each checked on its own; DCLAB_HOSTILE_CASES
+/// changes it for a longer soak.
+const SERIAL: u32 = 2_500;
+/// Calls sent by `WORKERS` clients at once, checked as a whole.
+const CONCURRENT: usize = 7_500;
+const WORKERS: usize = 8;
 
-fn port_request() -> impl Strategy<Value = v1::CreatePortRequest> {
-    (
-        hostile_string(),
-        hostile_string(),
-        hostile_string(),
-        hostile_string(),
-        hostile_string(),
-        hostile_string(),
-        any::<i32>(),
-    )
-        .prop_map(
-            |(name, tenant, network, host, mac, ip, kind)| v1::CreatePortRequest {
-                name,
-                tenant,
-                network,
-                host,
-                mac,
-                ip,
-                kind,
-            },
-        )
+fn serial_cases() -> u32 {
+    std::env::var("DCLAB_HOSTILE_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(SERIAL)
 }
 
-/// A valid-looking batch of `n` ports on network `big`; over 10,000 is refused.
-fn big_batch(n: usize, seed: u32) -> Vec<v1::CreatePortRequest> {
-    (0..n as u32)
-        .map(|i| v1::CreatePortRequest {
-            name: format!("big{seed}-{i}"),
-            tenant: "t".into(),
-            network: "big".into(),
-            host: "h1".into(),
-            mac: format!(
-                "06:{:02x}:{:02x}:{:02x}:{:02x}:01",
-                seed % 256,
-                (i >> 16) & 255,
-                (i >> 8) & 255,
-                i & 255
-            ),
-            ip: format!("10.16.{}.{}", (i / 250) % 256, 1 + i % 250),
-            kind: 1,
-        })
-        .collect()
-}
-
-fn demand() -> impl Strategy<Value = v1::NodeDemand> {
-    (hostile_string(), any::<u32>(), any::<u64>(), hostile_string()).prop_map(
-        |(name, vcpus, memory_mib, host)| v1::NodeDemand {
-            name,
-            vcpus,
-            memory_mib,
-            host,
-            switch_networks: vec![],
-        },
-    )
-}
-
-#[derive(Debug, Clone)]
-enum Call {
-    CreateHost(String, String, String),
-    DeleteHost(String),
-    CreateTenant(String),
-    DeleteTenant(String),
-    CreateNetwork(String, String, String),
-    DeleteNetwork(String, String),
-    CreatePort(v1::CreatePortRequest),
-    CreatePorts(Vec<v1::CreatePortRequest>),
-    BigBatch(usize, u32),
-    DeletePort(String),
-    ListPorts(String, String, String),
-    GetRules(String),
-    PlanLab(String, Vec<v1::NodeDemand>),
-    ApplyLab(v1::LabSpec),
-    GetLab(String),
-    Snapshot(u8, String, String),
-    Exec(String, String, String),
-    RunExperiment(String, String, String, bool),
-    Run(u8, String),
-    ListRuns(String),
-}
-
-fn call() -> impl Strategy<Value = Call> {
-    let s = hostile_string;
-    prop_oneof![
-        1 => (s(), s(), s()).prop_map(|(a, b, c)| Call::CreateHost(a, b, c)),
-        1 => s().prop_map(Call::DeleteHost),
-        1 => s().prop_map(Call::CreateTenant),
-        1 => s().prop_map(Call::DeleteTenant),
-        1 => (s(), s(), s()).prop_map(|(a, b, c)| Call::CreateNetwork(a, b, c)),
-        1 => (s(), s()).prop_map(|(a, b)| Call::DeleteNetwork(a, b)),
-        3 => port_request().prop_map(Call::CreatePort),
-        1 => prop::collection::vec(port_request(), 0..30).prop_map(Call::CreatePorts),
-        1 => (prop::sample::select(vec![1000usize, 4000, 10_001, 12_000]), any::<u32>()).prop_map(|(n, seed)| Call::BigBatch(n, seed)),
-        1 => s().prop_map(Call::DeletePort),
-        1 => (s(), s(), s()).prop_map(|(a, b, c)| Call::ListPorts(a, b, c)),
-        1 => s().prop_map(Call::GetRules),
-        1 => (s(), prop::collection::vec(demand(), 0..40)).prop_map(|(lab, nodes)| Call::PlanLab(lab, nodes)),
-        3 => lab_spec().prop_map(Call::ApplyLab),
-        1 => lab_word().prop_map(Call::GetLab),
-        1 => (0u8..3, lab_word(), lab_word()).prop_map(|(k, lab, name)| Call::Snapshot(k, lab, name)),
-        1 => (lab_word(), lab_word(), s()).prop_map(|(lab, node, cmd)| Call::Exec(lab, node, cmd)),
-        3 => (s(), experiment_text(), prop_oneof![Just("lab".to_string()), lab_word()], any::<bool>()).prop_map(|(name, text, lab, dry)| Call::RunExperiment(name, text, lab, dry)),
-        1 => (0u8..3, prop_oneof![s(), Just("r1-1".to_string())]).prop_map(|(k, id)| Call::Run(k, id)),
-        1 => lab_word().prop_map(Call::ListRuns),
-    ]
-}
-
-async fn send(c: &mut TopologyClient<dclab_proto::net::Channel>, call: Call) -> Result<(), tonic::Status> {
-    match call {
-        Call::CreateHost(id, uplink, mac) => c
-            .create_host(v1::Host {
-                id,
-                uplink,
-                mac,
-                ..Default::default()
-            })
-            .await
-            .map(drop),
-        Call::DeleteHost(id) => c.delete_host(v1::DeleteHostRequest { id }).await.map(drop),
-        Call::CreateTenant(name) => c.create_tenant(v1::CreateTenantRequest { name }).await.map(drop),
-        Call::DeleteTenant(name) => c.delete_tenant(v1::DeleteTenantRequest { name }).await.map(drop),
-        Call::CreateNetwork(tenant, name, cidr) => c
-            .create_network(v1::CreateNetworkRequest {
-                tenant,
-                name,
-                cidr,
-                kind: v1::NetworkKind::Rewrite.into(),
-            })
-            .await
-            .map(drop),
-        Call::DeleteNetwork(tenant, name) => c
-            .delete_network(v1::DeleteNetworkRequest { tenant, name })
-            .await
-            .map(drop),
-        Call::CreatePort(p) => c.create_port(p).await.map(drop),
-        Call::CreatePorts(ports) => c.create_ports(v1::CreatePortsRequest { ports }).await.map(drop),
-        Call::BigBatch(n, seed) => c
-            .create_ports(v1::CreatePortsRequest {
-                ports: big_batch(n, seed),
-            })
-            .await
-            .map(drop),
-        Call::DeletePort(name) => c.delete_port(v1::DeletePortRequest { name }).await.map(drop),
-        Call::ListPorts(tenant, network, host) => c
-            .list_ports(v1::ListPortsRequest {
-                tenant,
-                network,
-                host,
-            })
-            .await
-            .map(drop),
-        Call::GetRules(host) => c.get_rules(v1::GetRulesRequest { host }).await.map(drop),
-        Call::PlanLab(lab, nodes) => c.plan_lab(v1::PlanLabRequest { lab, nodes }).await.map(drop),
-        Call::ApplyLab(spec) => c
-            .apply_lab(v1::ApplyLabRequest { spec: Some(spec) })
-            .await
-            .map(drop),
-        Call::GetLab(name) => c.get_lab(v1::GetLabRequest { name }).await.map(drop),
-        Call::Snapshot(kind, lab, name) => {
-            let req = v1::SnapshotRequest {
-                lab,
-                name,
-                cold: false,
-                force: false,
-            };
-            match kind {
-                0 => c.create_snapshot(req).await.map(drop),
-                1 => c.restore_snapshot(req).await.map(drop),
-                _ => c.delete_snapshot(req).await.map(drop),
-            }
-        }
-        Call::Exec(lab, node, command) => c
-            .exec_node(v1::ExecNodeRequest {
-                lab,
-                node,
-                command,
-                timeout_ms: 100,
-            })
-            .await
-            .map(drop),
-        Call::RunExperiment(file_name, file_text, lab, dry_run) => {
-            let req = v1::RunExperimentRequest {
-                file_name,
-                file_text,
-                lab,
-                dry_run,
-                seed: 7,
-                yes: true,
-            };
-            // A refusal is the call's status or the stream's first item;
-            // a run that did start is aborted when the stream is dropped.
-            let mut events = c.run_experiment(req).await?.into_inner();
-            events.message().await.map(drop)
-        }
-        Call::Run(kind, id) => {
-            let r = v1::RunRef { id };
-            match kind {
-                0 => c.abort_run(r).await.map(drop),
-                1 => c.continue_run(r).await.map(drop),
-                _ => c.get_run(r).await.map(drop),
-            }
-        }
-        Call::ListRuns(lab) => c.list_runs(v1::ListRunsRequest { lab }).await.map(drop),
-    }
-}
-
-const CLIENT_ERRORS: [Code; 6] = [
-    Code::InvalidArgument,
-    Code::NotFound,
-    Code::AlreadyExists,
-    Code::FailedPrecondition,
-    Code::ResourceExhausted,
-    Code::OutOfRange,
-];
-
-#[test]
-fn hostile_requests_get_clear_errors_and_write_nothing() {
-    let c = cluster("hs", 1, false);
-    let api = Api::connect(&c.client_config().unwrap());
-    api.tenant("t");
-    api.network("t", "n", "10.0.0.0/24");
-    api.network("t", "big", "10.16.0.0/16");
-    // A lab the built-in experiments can resolve targets on, so some runs
-    // start (and are aborted when their stream is dropped). Its image does
-    // not exist: no VM boots.
+/// A lab the built-in experiments can resolve targets on, so some runs
+/// start (and are aborted when their stream is dropped). Its image does
+/// not exist: no VM boots.
+fn target_lab() -> v1::LabSpec {
     let node = |name: &str| v1::NodeSpec {
         name: name.into(),
         vcpus: 1,
@@ -249,7 +50,7 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
         }],
         ..Default::default()
     };
-    let spec = v1::LabSpec {
+    v1::LabSpec {
         name: "lab".into(),
         networks: vec![v1::LabNetwork {
             name: "lan".into(),
@@ -258,17 +59,66 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
         }],
         nodes: vec![node("a"), node("b"), node("c")],
         ..Default::default()
-    };
+    }
+}
+
+fn client(rt: &tokio::runtime::Runtime, config: &dclab_proto::net::ClientConfig) -> TopologyClient<Channel> {
+    let channel = rt.block_on(config.connect()).unwrap();
+    TopologyClient::new(channel)
+        .max_decoding_message_size(256 << 20)
+        .max_encoding_message_size(64 << 20)
+}
+
+#[test]
+fn hostile_requests_get_clear_errors_and_write_nothing() {
+    let mut c = cluster("hs", 1, false);
+    let config = c.client_config().unwrap();
+    let api = Api::connect(&config);
+    api.tenant("t");
+    api.network("t", "n", "10.0.0.0/24");
+    api.network("t", "big", "10.16.0.0/16");
+    let spec = target_lab();
     api.call(|mut c| async move { c.apply_lab(v1::ApplyLabRequest { spec: Some(spec) }).await })
         .expect("lab applied");
-    let rt = tokio::runtime::Builder::new_current_thread()
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
         .unwrap();
-    let channel = rt.block_on(c.client_config().unwrap().connect()).unwrap();
-    let client = TopologyClient::new(channel)
-        .max_decoding_message_size(256 << 20)
-        .max_encoding_message_size(64 << 20);
+    let client = client(&rt, &config);
+
+    one_at_a_time(&rt, &client);
+    many_at_once(&rt, &config);
+    wait_for_runs_to_end(&rt, &client);
+
+    // Strings that are not UTF-8 at all, which a typed client cannot send.
+    for raw in raw_invalid_utf8(&rt, config.clone()) {
+        let (code, message) = raw.expect_err("invalid UTF-8 accepted");
+        assert_eq!(code, Code::InvalidArgument, "{message}");
+        assert!(message.contains("UTF-8"), "{message}");
+    }
+
+    // What was acknowledged is what the store holds: a restart reloads it.
+    let before = rt.block_on(state_view(&client));
+    c.kill_coordinator(libc::SIGKILL).unwrap();
+    c.start_coordinator().unwrap();
+    let client = self::client(&rt, &config);
+    assert_eq!(rt.block_on(state_view(&client)), before, "state after a restart");
+    let after = rt
+        .block_on(client.clone().status(v1::StatusRequest {}))
+        .unwrap()
+        .into_inner();
+    println!(
+        "coordinator after the suite: revision {}, {} ports, {} bytes resident",
+        after.revision, after.ports, after.rss_bytes
+    );
+    let log = std::fs::read_to_string(c.coordinator_log()).unwrap();
+    assert!(!log.contains("panicked"), "the coordinator panicked:\n{log}");
+}
+
+/// Each call checked on its own: a refusal is a client error with a
+/// message, and neither the revision nor the run count moved.
+fn one_at_a_time(rt: &tokio::runtime::Runtime, client: &TopologyClient<Channel>) {
     let status = |client: &mut TopologyClient<_>| {
         rt.block_on(client.status(v1::StatusRequest {}))
             .unwrap()
@@ -278,19 +128,41 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
         let all = rt.block_on(client.list_runs(v1::ListRunsRequest::default()));
         all.unwrap().into_inner().runs.len()
     };
-
-    let (accepted, refused) = (std::cell::Cell::new(0u32), std::cell::Cell::new(0u32));
+    let (accepted, refused) = (Cell::new(0u32), Cell::new(0u32));
+    let timing: RefCell<BTreeMap<&'static str, (u32, Duration)>> = Default::default();
     let mut runner = TestRunner::new(Config {
-        cases: CASES,
+        cases: serial_cases(),
         failure_persistence: None,
         ..Config::default()
     });
+    // The revision and run count a call starts from are what the previous
+    // one left: a Status after each call that may write, a ListRuns after
+    // each that may start a run.
+    let mut first = client.clone();
+    let last = Cell::new((status(&mut first).revision, runs(&mut first)));
     let result = runner.run(&call(), |call| {
         let mut client = client.clone();
-        let before = status(&mut client);
-        let runs_before = runs(&mut client);
+        let (revision_before, runs_before) = last.get();
         let label: String = format!("{call:?}").chars().take(300).collect();
-        match rt.block_on(send(&mut client, call)) {
+        let (kind, may_write) = (call.kind(), call.may_write());
+        let may_record_run = matches!(call, Call::RunExperiment(..));
+        let started = Instant::now();
+        let sent = rt.block_on(send(&mut client, call));
+        let mut t = timing.borrow_mut();
+        let e = t.entry(kind).or_default();
+        (e.0, e.1) = (e.0 + 1, e.1 + started.elapsed());
+        let revision_after = if may_write {
+            status(&mut client).revision
+        } else {
+            revision_before
+        };
+        let runs_after = if may_record_run {
+            runs(&mut client)
+        } else {
+            runs_before
+        };
+        last.set((revision_after, runs_after));
+        match sent {
             Ok(()) => accepted.set(accepted.get() + 1),
             Err(s) => {
                 refused.set(refused.get() + 1);
@@ -301,59 +173,137 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
                     s.message()
                 );
                 prop_assert!(!s.message().is_empty(), "{label}: empty message");
-                let after = status(&mut client);
-                prop_assert_eq!(before.revision, after.revision, "{}: refused but wrote", label);
-                prop_assert_eq!(before.ports, after.ports);
-                prop_assert_eq!(
-                    runs_before,
-                    runs(&mut client),
-                    "{}: refused but recorded a run",
-                    label
-                );
+                prop_assert_eq!(revision_before, revision_after, "{}: refused but wrote", label);
+                prop_assert_eq!(runs_before, runs_after, "{}: refused but recorded a run", label);
             }
         }
         Ok::<(), TestCaseError>(())
     });
     result.unwrap();
-    let (accepted, refused) = (accepted.get(), refused.get());
-    println!("{CASES} hostile calls: {accepted} accepted, {refused} refused with a client-error status");
-    assert!(refused > CASES / 2, "the suite should mostly send bad input");
-    let mut client = client.clone();
+    let (accepted, refused, cases) = (accepted.get(), refused.get(), serial_cases());
+    println!("{cases} hostile calls one at a time: {accepted} accepted, {refused} refused with a client-error status");
+    println!("time per kind of call (calls, total): {:?}", timing.borrow());
+    assert!(refused > cases / 2, "the suite should mostly send bad input");
+}
 
-    // Runs that started were aborted when their caller went: none is left
-    // running, so none holds a fault.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+/// `WORKERS` clients send `CONCURRENT` hostile calls at once while a probe
+/// calls Status and ListHosts: every call is answered, every refusal is a
+/// client error (or, for a lab another call holds, UNAVAILABLE saying so).
+fn many_at_once(rt: &tokio::runtime::Runtime, config: &dclab_proto::net::ClientConfig) {
+    let mut runner = TestRunner::deterministic();
+    let strategy = call();
+    let calls: Vec<Call> = (0..CONCURRENT)
+        .map(|_| strategy.new_tree(&mut runner).expect("a call").current())
+        .collect();
+    let started = Instant::now();
+    let (outcomes, probe) = rt.block_on(async {
+        let mut workers = Vec::new();
+        for share in calls.chunks(CONCURRENT.div_ceil(WORKERS)) {
+            let (share, config) = (share.to_vec(), config.clone());
+            workers.push(tokio::spawn(async move {
+                let mut client = Client::connect(&config).await.topology();
+                let mut out = Vec::new();
+                for call in share {
+                    let label: String = format!("{call:?}").chars().take(300).collect();
+                    out.push((label, send(&mut client, call).await.err()));
+                }
+                out
+            }));
+        }
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = Client::connect(config).await;
+        let stopped = stop.clone();
+        let probe = tokio::spawn(probe.probe(move || stopped.load(std::sync::atomic::Ordering::Relaxed)));
+        let mut outcomes = Vec::new();
+        for w in workers {
+            outcomes.extend(w.await.expect("worker"));
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        (outcomes, probe.await.expect("probe"))
+    });
+    assert!(
+        probe.failures.is_empty(),
+        "the coordinator stopped answering under concurrent calls: {:?}",
+        probe.failures
+    );
+    let mut codes: BTreeMap<String, usize> = BTreeMap::new();
+    for (label, refusal) in &outcomes {
+        let Some(s) = refusal else { continue };
+        *codes.entry(format!("{:?}", s.code())).or_default() += 1;
+        let held = s.code() == Code::Unavailable && s.message().contains("try again");
+        assert!(
+            CLIENT_ERRORS.contains(&s.code()) || held,
+            "{label}: {:?} {}",
+            s.code(),
+            s.message()
+        );
+        assert!(!s.message().is_empty(), "{label}: empty message");
+    }
+    println!(
+        "{} hostile calls from {WORKERS} clients at once in {:?}: refused {codes:?}; probe: {} calls, slowest {:?}",
+        outcomes.len(),
+        started.elapsed(),
+        probe.calls,
+        probe.slowest
+    );
+}
+
+/// Runs that started were aborted when their caller went: none is left
+/// running, so none holds a fault.
+fn wait_for_runs_to_end(rt: &tokio::runtime::Runtime, client: &TopologyClient<Channel>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let all = rt
-            .block_on(client.list_runs(v1::ListRunsRequest::default()))
+            .block_on(client.clone().list_runs(v1::ListRunsRequest::default()))
             .unwrap()
             .into_inner()
             .runs;
         let running: Vec<&v1::Run> = all.iter().filter(|r| r.verdict == "running").collect();
         if running.is_empty() {
             println!("{} runs started by the suite, all ended", all.len());
-            break;
+            return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "runs left running: {running:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(200));
+        assert!(Instant::now() < deadline, "runs left running: {running:?}");
+        std::thread::sleep(Duration::from_millis(200));
     }
+}
 
-    // Strings that are not UTF-8 at all, which a typed client cannot send.
-    for raw in raw_invalid_utf8(&rt, c.client_config().unwrap()) {
-        let (code, message) = raw.expect_err("invalid UTF-8 accepted");
-        assert_eq!(code, Code::InvalidArgument, "{message}");
-        assert!(message.contains("UTF-8"), "{message}");
-    }
-    let after = status(&mut client);
-    println!(
-        "coordinator after the suite: revision {}, {} ports, {} bytes resident",
-        after.revision, after.ports, after.rss_bytes
-    );
-    let log = std::fs::read_to_string(c.coordinator_log()).unwrap();
-    assert!(!log.contains("panicked"), "the coordinator panicked:\n{log}");
+/// Hosts, tenants, networks, ports and labs as the coordinator lists them.
+async fn state_view(client: &TopologyClient<Channel>) -> String {
+    let mut c = client.clone();
+    let hosts = c
+        .list_hosts(v1::ListHostsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .hosts;
+    let hosts: Vec<_> = hosts.iter().map(|h| (&h.id, &h.mac, &h.uplink)).collect();
+    let tenants = c
+        .list_tenants(v1::ListTenantsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let networks = c
+        .list_networks(v1::ListNetworksRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let ports = c
+        .list_ports(v1::ListPortsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let labs = c
+        .list_labs(v1::ListLabsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .labs;
+    let labs: Vec<_> = labs
+        .iter()
+        .map(|l| (&l.name, &l.networks, l.revision, l.snapshots))
+        .collect();
+    format!("{hosts:?}\n{tenants:?}\n{networks:?}\n{ports:?}\n{labs:?}")
 }
 
 /// A message shaped like CreateTenantRequest but whose name is raw bytes.
