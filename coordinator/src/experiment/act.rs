@@ -1,20 +1,14 @@
-//! What a run asks of agents: commands in nodes, faults applied under
-//! leases and healed, and the renewals that keep those leases alive while
-//! the run lives.
+//! What a run asks of agents: commands in nodes, and faults applied under
+//! leases and healed (the leases' renewals are `lab::lease::Renewals`).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
-
-use parking_lot::Mutex;
 use std::time::Duration;
 
 use dclab_proto::experiment::{Fault, NetemSpec};
 use dclab_proto::v1::{self, operation::Action, target::Target};
 use futures::future::join_all;
-use tokio::task::JoinHandle;
 
 use crate::compile;
-use crate::lab::hub::NodeHub;
 use crate::lab::model::Node;
 use crate::lab::ops;
 use crate::state::State;
@@ -43,64 +37,6 @@ pub async fn exec(
         Ok(r) if r.ok => Ok((r.exit_code, r.output)),
         Ok(r) => Err(format!("node {} on {}: {}", node.spec.name, node.host, r.error)),
         Err(e) => Err(format!("node {} on {}: {e}", node.spec.name, node.host)),
-    }
-}
-
-/// The leases a run holds on each host, renewed every third of their TTL
-/// until dropped; a host away misses renewals, and its agent heals.
-pub struct Renewals {
-    held: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>>,
-    task: JoinHandle<()>,
-}
-
-impl Renewals {
-    pub fn start(hub: Arc<NodeHub>, ttl: Duration) -> Renewals {
-        let held: Arc<Mutex<BTreeMap<String, BTreeSet<String>>>> = Arc::default();
-        let shared = held.clone();
-        let every = ttl / 3;
-        let task = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(every).await;
-                let now: Vec<(String, Vec<String>)> = shared
-                    .lock()
-                    .iter()
-                    .filter(|(_, ids)| !ids.is_empty())
-                    .map(|(h, ids)| (h.clone(), ids.iter().cloned().collect()))
-                    .collect();
-                let renewals = now.into_iter().map(|(host, ids)| {
-                    let hub = hub.clone();
-                    async move {
-                        let renew = v1::RenewLeases {
-                            ids,
-                            ttl_ms: ttl.as_millis() as u32,
-                        };
-                        let _ = hub.run(&host, ops::on_host(Action::Renew(renew)), every).await;
-                    }
-                });
-                join_all(renewals).await;
-            }
-        });
-        Renewals { held, task }
-    }
-
-    pub fn add(&self, host: &str, lease: &str) {
-        self.held
-            .lock()
-            .entry(host.to_string())
-            .or_default()
-            .insert(lease.to_string());
-    }
-
-    pub fn remove(&self, host: &str, lease: &str) {
-        if let Some(ids) = self.held.lock().get_mut(host) {
-            ids.remove(lease);
-        }
-    }
-}
-
-impl Drop for Renewals {
-    fn drop(&mut self) {
-        self.task.abort();
     }
 }
 

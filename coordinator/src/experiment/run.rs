@@ -17,11 +17,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::{info, warn, Instrument};
 
-use super::act::{self, Renewals};
+use super::act;
 use super::checks;
 use super::env::Env;
 use super::probes::{self, Running};
 use super::targets::Chosen;
+use crate::lab::lease::Renewals;
 use crate::state::State;
 
 pub type Events = mpsc::Sender<Result<v1::RunEvent, Status>>;

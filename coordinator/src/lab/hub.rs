@@ -10,6 +10,7 @@ use dclab_proto::error::unavailable;
 use dclab_proto::v1;
 use dclab_proto::ApiError;
 use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
 
 use super::model::{NodeKind, APT_CACHE_ROLE};
 use crate::model::Topology;
@@ -32,13 +33,23 @@ pub struct HostReport {
 struct Connection {
     id: u64,
     ops: mpsc::Sender<v1::Operation>,
+    /// Cancelled when a newer stream of the same host replaces this one.
+    replaced: CancellationToken,
+}
+
+/// An operation sent, waiting for its result: the host and the stream it
+/// went down.
+struct Pending {
+    host: String,
+    stream: u64,
+    result: oneshot::Sender<v1::OperationResult>,
 }
 
 #[derive(Default)]
 struct Inner {
     sets: BTreeMap<String, watch::Sender<HostNodes>>,
     connections: HashMap<String, Connection>,
-    pending: HashMap<u64, (String, oneshot::Sender<v1::OperationResult>)>,
+    pending: HashMap<u64, Pending>,
     reports: HashMap<String, HostReport>,
     /// Labs with a snapshot operation under way.
     busy: HashSet<String>,
@@ -145,25 +156,37 @@ impl NodeHub {
     }
 
     /// Registers a node stream of `host`; operations go to the newest one.
-    pub fn connect(&self, host: &str, ops: mpsc::Sender<v1::Operation>) -> u64 {
+    /// An older stream of the host is told to end (the token it holds is
+    /// cancelled) and the operations sent down it fail at once, instead of
+    /// waiting out their timeouts for answers that may never come.
+    pub fn connect(&self, host: &str, ops: mpsc::Sender<v1::Operation>) -> (u64, CancellationToken) {
         let mut inner = self.inner.lock();
         inner.next_id += 1;
         let id = inner.next_id;
-        inner.connections.insert(host.to_string(), Connection { id, ops });
-        id
+        let replaced = CancellationToken::new();
+        let conn = Connection {
+            id,
+            ops,
+            replaced: replaced.clone(),
+        };
+        if let Some(old) = inner.connections.insert(host.to_string(), conn) {
+            old.replaced.cancel();
+            inner.pending.retain(|_, p| p.stream != old.id);
+        }
+        (id, replaced)
     }
 
-    /// The stream `id` of `host` ended: operations waiting on it fail.
     /// Whether the agent of `host` has its operation stream open now.
     pub fn is_connected(&self, host: &str) -> bool {
         self.inner.lock().connections.contains_key(host)
     }
 
+    /// The stream `id` of `host` ended: operations waiting on it fail.
     pub fn disconnect(&self, host: &str, id: u64) {
         let mut inner = self.inner.lock();
+        inner.pending.retain(|_, p| p.stream != id);
         if inner.connections.get(host).is_some_and(|c| c.id == id) {
             inner.connections.remove(host);
-            inner.pending.retain(|_, (h, _)| h != host);
             inner.reports.remove(host);
         }
     }
@@ -203,43 +226,67 @@ impl NodeHub {
 
     pub fn complete(&self, host: &str, result: v1::OperationResult) {
         let mut inner = self.inner.lock();
-        if inner.pending.get(&result.id).is_some_and(|(h, _)| h == host) {
-            let (_, tx) = inner.pending.remove(&result.id).expect("just checked");
-            let _ = tx.send(result);
+        if inner.pending.get(&result.id).is_some_and(|p| p.host == host) {
+            if let Some(p) = inner.pending.remove(&result.id) {
+                let _ = p.result.send(result);
+            }
         }
     }
 
-    /// Sends `op` to the agent of `host` and waits for its result.
+    /// Sends `op` to the agent of `host` and waits for its result, both
+    /// within `timeout`: an agent that stops reading its stream (stuck, or
+    /// its connection wedged) fails this call in time, never its caller's
+    /// other hosts.
     pub async fn run(
         &self,
         host: &str,
         mut op: v1::Operation,
         timeout: Duration,
     ) -> Result<v1::OperationResult, ApiError> {
+        let deadline = tokio::time::Instant::now() + timeout;
         let (tx, rx) = oneshot::channel();
         let sender = {
             let mut inner = self.inner.lock();
             let Some(conn) = inner.connections.get(host) else {
                 return Err(unavailable(format!("the agent of host {host} is not connected")));
             };
-            let sender = conn.ops.clone();
+            let (sender, stream) = (conn.ops.clone(), conn.id);
             inner.next_id += 1;
             op.id = inner.next_id;
-            inner.pending.insert(op.id, (host.to_string(), tx));
+            let pending = Pending {
+                host: host.to_string(),
+                stream,
+                result: tx,
+            };
+            inner.pending.insert(op.id, pending);
             sender
         };
         let id = op.id;
-        if sender.send(op).await.is_err() {
+        let forget = || {
             self.inner.lock().pending.remove(&id);
-            return Err(unavailable(format!("the agent of host {host} disconnected")));
+        };
+        match tokio::time::timeout_at(deadline, sender.send(op)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                forget();
+                return Err(unavailable(format!("the agent of host {host} disconnected")));
+            }
+            Err(_) => {
+                forget();
+                return Err(unavailable(format!(
+                    "the agent of host {host} is not taking operations (its stream is full for {} s); \
+                     it may be stuck",
+                    timeout.as_secs()
+                )));
+            }
         }
-        match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout_at(deadline, rx).await {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(_)) => Err(unavailable(format!(
                 "the agent of host {host} disconnected during the operation"
             ))),
             Err(_) => {
-                self.inner.lock().pending.remove(&id);
+                forget();
                 Err(unavailable(format!(
                     "the agent of host {host} did not answer within {} s",
                     timeout.as_secs()

@@ -11,6 +11,8 @@ pub mod snapshot;
 pub mod validate;
 
 #[cfg(test)]
+mod hub_tests;
+#[cfg(test)]
 mod switch_tests;
 #[cfg(test)]
 mod tests;

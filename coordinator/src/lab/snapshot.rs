@@ -12,7 +12,7 @@ use dclab_proto::ApiError;
 use futures::future::join_all;
 use tracing::{info, warn, Instrument};
 
-use super::lease::{LeaseKeeper, SNAPSHOT_LEASE_TTL};
+use super::lease::{Renewals, SNAPSHOT_LEASE_TTL};
 use super::model::Snapshot;
 use super::ops;
 use crate::mutate::check_name;
@@ -80,24 +80,20 @@ struct Run<'a> {
     snapshot: &'a str,
     hosts: ByHost,
     lease: v1::Lease,
-    _keeper: LeaseKeeper,
+    _renewals: Renewals,
 }
 
 impl<'a> Run<'a> {
     fn new(state: &'a State, lab: &'a str, snapshot: &'a str, hosts: ByHost) -> Run<'a> {
         let lease = state.nodes.lease_ids.lease("snapshot", SNAPSHOT_LEASE_TTL);
-        let keeper = LeaseKeeper::start(
-            state.nodes.clone(),
-            hosts.keys().cloned().collect(),
-            lease.clone(),
-        );
+        let renewals = Renewals::of(state.nodes.clone(), hosts.keys().cloned(), &lease);
         Run {
             state,
             lab,
             snapshot,
             hosts,
             lease,
-            _keeper: keeper,
+            _renewals: renewals,
         }
     }
 

@@ -280,7 +280,7 @@ async fn operations_reach_the_connected_agent_and_fail_when_it_leaves() {
         let hub = hub.clone();
         tokio::spawn(async move {
             rx.recv().await.unwrap();
-            hub.disconnect("h1", conn);
+            hub.disconnect("h1", conn.0);
         })
     };
     let err = hub.run("h1", op, Duration::from_secs(5)).await.unwrap_err();

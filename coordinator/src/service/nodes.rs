@@ -31,7 +31,7 @@ pub fn watch(state: &Arc<State>, host: String) -> Result<NodeStream, Status> {
     let (tx, rx) = mpsc::channel(16);
     let (ops_tx, mut ops_rx) = mpsc::channel(64);
     let mut sets = state.nodes.subscribe(&host);
-    let conn = state.nodes.connect(&host, ops_tx);
+    let (conn, replaced) = state.nodes.connect(&host, ops_tx);
     let hub = state.nodes.clone();
     // The stream's task keeps the rpc's span, so its logs and spans nest.
     tokio::spawn(
@@ -50,6 +50,10 @@ pub fn watch(state: &Arc<State>, host: String) -> Result<NodeStream, Status> {
                             None => break,
                         },
                         _ = tx.closed() => break,
+                        _ = replaced.cancelled() => {
+                            info!(host = %host, "node watch replaced by a newer stream of the host");
+                            break;
+                        }
                     };
                     if tx.send(Ok(update)).await.is_err() {
                         break;
