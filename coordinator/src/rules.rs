@@ -88,6 +88,8 @@ pub struct RuleHub {
     /// Per host watched at the time: the version pushed and when.
     pushed: Mutex<HashMap<String, (u64, Instant)>>,
     pub timings: Timings,
+    /// Cancelled at shutdown: every watch ends, and no new one starts.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 /// Compile and ack times, for the metrics endpoint.
@@ -189,9 +191,16 @@ fn recompile_all(
 
 impl RuleHub {
     /// Ends every rule watch (their streams finish), so a graceful
-    /// shutdown does not wait on agents that never hang up.
+    /// shutdown does not wait on agents that never hang up. The rules stay
+    /// as they are: an agent that reconnects meanwhile is refused, never
+    /// handed an empty set (which would wipe its bridge).
     pub fn close(&self) {
-        self.channels.lock().clear();
+        self.closing.cancel();
+    }
+
+    /// Cancelled once the hub is closed.
+    pub fn closing(&self) -> tokio_util::sync::CancellationToken {
+        self.closing.clone()
     }
 
     pub fn last_compile(&self) -> CompileStats {

@@ -55,6 +55,8 @@ pub struct Runs {
     next: AtomicU64,
     /// Faults applied and not healed, over every run under way.
     faults: Arc<AtomicU64>,
+    /// Why every run was aborted at once (the coordinator shutting down).
+    stopping: Mutex<Option<String>>,
 }
 
 /// Counts one fault as active for as long as it lives.
@@ -73,7 +75,32 @@ impl Runs {
             active: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
             faults: Arc::default(),
+            stopping: Mutex::new(None),
         }
+    }
+
+    /// Aborts every run under way for `why` and waits, at most `wait`,
+    /// until each has healed its faults and written its record. New runs
+    /// are refused from now on. Returns the runs still ending: their faults
+    /// lapse on the agents when their leases do.
+    pub async fn abort_all(&self, why: &str, wait: std::time::Duration) -> Vec<String> {
+        *self.stopping.lock() = Some(why.to_string());
+        for h in self.active.lock().values() {
+            h.cancel.cancel();
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left: Vec<String> = self.active.lock().values().map(|h| h.id.clone()).collect();
+            if left.is_empty() || tokio::time::Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Why runs are being stopped all at once, if they are.
+    pub fn stopping(&self) -> Option<String> {
+        self.stopping.lock().clone()
     }
 
     pub fn active_count(&self) -> usize {
@@ -348,6 +375,9 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
     let proceed = Arc::new(Notify::new());
     {
         let mut active = state.runs.active.lock();
+        if let Some(why) = state.runs.stopping() {
+            return Err(ApiError::Unavailable(format!("no new runs: {why}")));
+        }
         if active.contains_key(&lab_name) {
             return Err(precondition(format!(
                 "lab {lab_name} already has a run under way"

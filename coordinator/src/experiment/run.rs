@@ -513,6 +513,10 @@ impl Run {
             Ok(()) => Verdict::Deviated,
         };
         if let Err(Stop::Aborted(why) | Stop::Failed(why)) = &stopped {
+            let why = match (&stopped, self.state.runs.stopping()) {
+                (Err(Stop::Aborted(_)), Some(stopping)) => stopping,
+                _ => why.clone(),
+            };
             self.record.error = Some(why.clone());
             self.record.findings.push(format!("the run stopped: {why}"));
         }

@@ -33,8 +33,9 @@ pub struct HostReport {
 struct Connection {
     id: u64,
     ops: mpsc::Sender<v1::Operation>,
-    /// Cancelled when a newer stream of the same host replaces this one.
-    replaced: CancellationToken,
+    /// Cancelled when a newer stream of the same host replaces this one,
+    /// or the coordinator shuts down: the stream then ends.
+    end: CancellationToken,
 }
 
 /// An operation sent, waiting for its result: the host and the stream it
@@ -53,6 +54,8 @@ struct Inner {
     reports: HashMap<String, HostReport>,
     /// Labs with a snapshot operation under way.
     busy: HashSet<String>,
+    /// The coordinator is shutting down: streams end as they connect.
+    closed: bool,
     next_id: u64,
 }
 
@@ -163,17 +166,36 @@ impl NodeHub {
         let mut inner = self.inner.lock();
         inner.next_id += 1;
         let id = inner.next_id;
-        let replaced = CancellationToken::new();
+        let end = CancellationToken::new();
+        if inner.closed {
+            end.cancel();
+        }
         let conn = Connection {
             id,
             ops,
-            replaced: replaced.clone(),
+            end: end.clone(),
         };
         if let Some(old) = inner.connections.insert(host.to_string(), conn) {
-            old.replaced.cancel();
+            old.end.cancel();
             inner.pending.retain(|_, p| p.stream != old.id);
         }
-        (id, replaced)
+        (id, end)
+    }
+
+    /// Whether `close_all` was called: new streams are refused.
+    pub fn is_closed(&self) -> bool {
+        self.inner.lock().closed
+    }
+
+    /// Ends every node stream and fails every operation waiting on one:
+    /// the coordinator is shutting down.
+    pub fn close_all(&self) {
+        let mut inner = self.inner.lock();
+        inner.closed = true;
+        for conn in inner.connections.values() {
+            conn.end.cancel();
+        }
+        inner.pending.clear();
     }
 
     /// Whether the agent of `host` has its operation stream open now.

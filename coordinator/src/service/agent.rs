@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use dclab_proto::error::not_found;
+use dclab_proto::error::{not_found, unavailable};
 use dclab_proto::v1::{self, agent_control_server::AgentControl};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -45,6 +45,10 @@ impl AgentControl for AgentService {
         if !self.state.read(|t| t.hosts.contains_key(&host)) {
             return Err(not_found(format!("host {host:?} is not registered; call Register first")).into());
         }
+        let closing = self.state.hub.closing();
+        if closing.is_cancelled() {
+            return Err(unavailable("the coordinator is shutting down; try again shortly").into());
+        }
         let (tx, rx) = mpsc::channel(16);
         let mut rules = self.state.hub.subscribe(&host);
         let guard = self.state.hub.watching(&host);
@@ -55,7 +59,11 @@ impl AgentControl for AgentService {
             if tx.send(Ok(full(&sent))).await.is_err() {
                 return;
             }
-            while rules.changed().await.is_ok() {
+            loop {
+                tokio::select! {
+                    changed = rules.changed() => if changed.is_err() { break },
+                    _ = closing.cancelled() => break,
+                }
                 let next = rules.borrow_and_update().clone();
                 let update = delta(&sent, &next);
                 debug!(host = %host, version = next.version, added = update.added.len(), removed = update.removed.len(), "rules changed");

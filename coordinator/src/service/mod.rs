@@ -14,6 +14,7 @@ use dclab_proto::tls::TlsFiles;
 use dclab_proto::v1::agent_control_server::AgentControlServer;
 use dclab_proto::v1::topology_server::TopologyServer;
 use tokio::net::TcpListener;
+use tracing::{info, warn};
 
 use crate::auth;
 use crate::state::State;
@@ -56,14 +57,18 @@ pub async fn serve(
     // succeeds meets a loaded store; NOT_SERVING marks the drain on shutdown.
     let (mut health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, tonic_health::ServingStatus::Serving).await;
-    let hub = state.hub.clone();
+    let signalled = Arc::new(tokio::sync::Notify::new());
+    let stopping = signalled.clone();
+    let parts = state.clone();
     let shutdown = async move {
         shutdown.await;
+        stopping.notify_one();
+        info!("shutting down: runs aborted and healed, streams closed");
         set_health(&health, tonic_health::ServingStatus::NotServing).await;
-        hub.close();
+        stop_parts(&parts).await;
         // Health watchers see NOT_SERVING, then their streams end so the
         // graceful shutdown does not wait on them.
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         for name in HEALTH_NAMES {
             health.clear_service_status(name).await;
         }
@@ -71,7 +76,7 @@ pub async fn serve(
     let (reflection_v1, reflection_v1alpha) = reflection()?;
     let agent = AgentControlServer::new(agent::AgentService { state }).max_encoding_message_size(256 << 20);
     let incoming = dclab_proto::net::incoming(listener, tls)?;
-    dclab_proto::net::server()
+    let server = dclab_proto::net::server()
         .add_service(topology)
         .add_service(agent)
         .add_service(health_service)
@@ -83,9 +88,38 @@ pub async fn serve(
             reflection_v1alpha,
             auth::operators_only,
         ))
-        .serve_with_incoming_shutdown(incoming, shutdown)
-        .await?;
+        .serve_with_incoming_shutdown(incoming, shutdown);
+    // However long callers hold their connections, the process ends
+    // SHUTDOWN_WITHIN after the signal.
+    let deadline = async {
+        signalled.notified().await;
+        tokio::time::sleep(SHUTDOWN_WITHIN).await;
+    };
+    tokio::select! {
+        served = server => served?,
+        _ = deadline => warn!("connections still open {} s after the signal; stopping anyway", SHUTDOWN_WITHIN.as_secs_f32()),
+    }
     Ok(())
+}
+
+/// From the shutdown signal to the process's end, at most.
+const SHUTDOWN_WITHIN: std::time::Duration = std::time::Duration::from_millis(4500);
+/// How long runs get to heal their faults through the agents at shutdown.
+const RUNS_HEAL_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Runs aborted (each heals its faults through its agents; one that cannot
+/// in time is recorded as aborted and its agents heal when its leases
+/// lapse), then every stream ends: node streams, tunnels, rule watches.
+async fn stop_parts(state: &State) {
+    let why = "the coordinator shut down during the run; its faults were healed";
+    let left = state.runs.abort_all(why, RUNS_HEAL_WITHIN).await;
+    if !left.is_empty() {
+        warn!(runs = ?left, "runs still healing at shutdown; their agents heal when the leases lapse");
+        state.runs.close_interrupted();
+    }
+    state.nodes.close_all();
+    state.tunnels.close_all();
+    state.hub.close();
 }
 
 /// Server reflection in both versions clients use (grpcurl asks v1, then

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use dclab_proto::error::not_found;
+use dclab_proto::error::{not_found, unavailable};
 use dclab_proto::v1::{self, node_update::Update};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -28,10 +28,13 @@ pub fn watch(state: &Arc<State>, host: String) -> Result<NodeStream, Status> {
     if !state.read(|t| t.hosts.contains_key(&host)) {
         return Err(not_found(format!("host {host:?} is not registered; call Register first")).into());
     }
+    if state.nodes.is_closed() {
+        return Err(unavailable("the coordinator is shutting down; try again shortly").into());
+    }
     let (tx, rx) = mpsc::channel(16);
     let (ops_tx, mut ops_rx) = mpsc::channel(64);
     let mut sets = state.nodes.subscribe(&host);
-    let (conn, replaced) = state.nodes.connect(&host, ops_tx);
+    let (conn, end) = state.nodes.connect(&host, ops_tx);
     let hub = state.nodes.clone();
     // The stream's task keeps the rpc's span, so its logs and spans nest.
     tokio::spawn(
@@ -50,8 +53,8 @@ pub fn watch(state: &Arc<State>, host: String) -> Result<NodeStream, Status> {
                             None => break,
                         },
                         _ = tx.closed() => break,
-                        _ = replaced.cancelled() => {
-                            info!(host = %host, "node watch replaced by a newer stream of the host");
+                        _ = end.cancelled() => {
+                            info!(host = %host, "node watch ended: a newer stream of the host, or shutdown");
                             break;
                         }
                     };

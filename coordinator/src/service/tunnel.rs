@@ -36,9 +36,17 @@ type Waiting = HashMap<u64, (String, oneshot::Sender<AgentEnd>)>;
 pub struct Tunnels {
     /// The last id given, and the tunnels waiting.
     inner: Mutex<(u64, Waiting)>,
+    /// Cancelled when the coordinator shuts down: every tunnel ends.
+    closing: tokio_util::sync::CancellationToken,
 }
 
 impl Tunnels {
+    /// Ends every tunnel, open or waiting: both ends get UNAVAILABLE.
+    pub fn close_all(&self) {
+        self.closing.cancel();
+        self.inner.lock().1.clear();
+    }
+
     fn expect(&self, host: &str) -> (u64, oneshot::Receiver<AgentEnd>) {
         let (tx, rx) = oneshot::channel();
         let mut inner = self.inner.lock();
@@ -114,9 +122,10 @@ pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<
     };
     info!(id, lab = %open.lab, node = %open.node, port = open.port, %host, "tunnel open");
     let (to_ctl, rx) = mpsc::channel(WINDOW);
-    tokio::spawn(pump(from_ctl, to_agent));
+    let closing = state.tunnels.closing.clone();
+    tokio::spawn(pump(from_ctl, to_agent, closing.clone()));
     tokio::spawn(async move {
-        pump(from_agent, to_ctl).await;
+        pump(from_agent, to_ctl, closing).await;
         info!(id, "tunnel closed");
     });
     Ok(ReceiverStream::new(rx))
@@ -143,10 +152,22 @@ pub fn first(msg: Option<TunnelData>) -> Result<v1::TunnelOpen, ApiError> {
 }
 
 /// Copies data messages from one stream to the other; ends (closing the
-/// other direction's sender) at the end of the stream or an error.
-async fn pump(mut from: Streaming<TunnelData>, to: mpsc::Sender<Result<TunnelData, Status>>) {
+/// other direction's sender) at the end of the stream, an error, or the
+/// coordinator's shutdown.
+async fn pump(
+    mut from: Streaming<TunnelData>,
+    to: mpsc::Sender<Result<TunnelData, Status>>,
+    closing: tokio_util::sync::CancellationToken,
+) {
     loop {
-        match from.message().await {
+        let next = tokio::select! {
+            next = from.message() => next,
+            _ = closing.cancelled() => {
+                let _ = to.try_send(Err(Status::unavailable("the coordinator is shutting down")));
+                return;
+            }
+        };
+        match next {
             Ok(Some(TunnelData {
                 msg: Some(Msg::Data(data)),
             })) => {
