@@ -53,7 +53,7 @@ fn runs(ctl: &Ctl, lab: &str) -> Vec<Value> {
 /// Starts `file` on `lab` and returns once its fault is in effect.
 fn start_held(ctl: &Ctl, lab: &str, file: &str) -> (Child, String) {
     let before = runs(ctl, lab).len();
-    let run = ctl
+    let mut run = ctl
         .command(&["experiment", "run", file, "--lab", lab])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -73,7 +73,11 @@ fn start_held(ctl: &Ctl, lab: &str, file: &str) -> (Child, String) {
                 return (run, id);
             }
         }
-        assert!(Instant::now() < deadline, "the held fault never took effect");
+        if Instant::now() >= deadline {
+            let _ = run.kill();
+            let _ = run.wait();
+            panic!("the held fault never took effect");
+        }
         std::thread::sleep(Duration::from_millis(200));
     }
 }
