@@ -50,15 +50,14 @@ fn runs(ctl: &Ctl, lab: &str) -> Vec<Value> {
         .unwrap_or_default()
 }
 
+fn spawn_piped(mut cmd: std::process::Command) -> Child {
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
 /// Starts `file` on `lab` and returns once its fault is in effect.
 fn start_held(ctl: &Ctl, lab: &str, file: &str) -> (Child, String) {
     let before = runs(ctl, lab).len();
-    let mut run = ctl
-        .command(&["experiment", "run", file, "--lab", lab])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut run = spawn_piped(ctl.command(&["experiment", "run", file, "--lab", lab]));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(r) = runs(ctl, lab).get(before) {
