@@ -57,7 +57,7 @@ fn spawn_piped(mut cmd: std::process::Command) -> Child {
 /// Starts `file` on `lab` and returns once its fault is in effect.
 fn start_held(ctl: &Ctl, lab: &str, file: &str) -> (Child, String) {
     let before = runs(ctl, lab).len();
-    let mut run = spawn_piped(ctl.command(&["experiment", "run", file, "--lab", lab]));
+    let run = spawn_piped(ctl.command(&["experiment", "run", file, "--lab", lab]));
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(r) = runs(ctl, lab).get(before) {
@@ -72,11 +72,7 @@ fn start_held(ctl: &Ctl, lab: &str, file: &str) -> (Child, String) {
                 return (run, id);
             }
         }
-        if Instant::now() >= deadline {
-            let _ = run.kill();
-            let _ = run.wait();
-            panic!("the held fault never took effect");
-        }
+        assert!(Instant::now() < deadline, "the held fault never took effect");
         std::thread::sleep(Duration::from_millis(200));
     }
 }
