@@ -58,6 +58,12 @@ fn spawn_piped(mut cmd: std::process::Command) -> Child {
 fn start_held(ctl: &Ctl, lab: &str, file: &str) -> (Child, String) {
     let before = runs(ctl, lab).len();
     let run = spawn_piped(ctl.command(&["experiment", "run", file, "--lab", lab]));
+    (run, wait_held(ctl, lab, before))
+}
+
+/// The id of the lab's run after its first `before`, once its held fault
+/// took effect.
+fn wait_held(ctl: &Ctl, lab: &str, before: usize) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(r) = runs(ctl, lab).get(before) {
@@ -69,7 +75,7 @@ fn start_held(ctl: &Ctl, lab: &str, file: &str) -> (Child, String) {
                 .iter()
                 .any(|e| e["what"].as_str().unwrap_or("").contains("held") && e["error"].is_null());
             if held {
-                return (run, id);
+                return id;
             }
         }
         assert!(Instant::now() < deadline, "the held fault never took effect");
