@@ -50,6 +50,13 @@ async fn main() -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    if tls.is_none() && !addr.ip().is_loopback() {
+        anyhow::bail!(
+            "--insecure serves plaintext without authentication, so it listens on loopback only; \
+             {addr} is reachable from other machines: use --listen 127.0.0.1:PORT, or drop --insecure \
+             and give the coordinator its certificates (ctl certs init)"
+        );
+    }
     let metrics = Metrics::new(state.clone());
     if let Some(at) = metrics_http::serve(&args.metrics, Arc::new(move || metrics.render())).await? {
         info!(addr = %at, "Prometheus metrics at http://{at}/metrics (plain HTTP)");

@@ -317,3 +317,37 @@ fn insecure_mode_is_explicit_and_logged() {
         .unwrap()
         .contains("--insecure"));
 }
+
+#[test]
+fn insecure_mode_listens_on_loopback_only() {
+    let bin = dclab_integration::built_bins(&["coordinator"]).join("coordinator");
+    let dir = tempfile::tempdir().unwrap();
+    for listen in ["0.0.0.0:0", "[::]:0"] {
+        let out = std::process::Command::new(&bin)
+            .args(["--insecure", "--listen", listen, "--data-dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{listen}: {stderr}");
+        assert!(stderr.contains("listens on loopback only"), "{listen}: {stderr}");
+    }
+    // On loopback it serves (and is stopped by its pid).
+    let addr_file = dir.path().join("addr");
+    let mut child = std::process::Command::new(&bin)
+        .args(["--insecure", "--listen", "127.0.0.1:0", "--addr-file"])
+        .arg(&addr_file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !addr_file.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let served = addr_file.exists();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(served, "the coordinator did not serve on loopback");
+}
