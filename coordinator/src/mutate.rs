@@ -29,14 +29,37 @@ fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, ApiError> 
 /// Capacity a host offers to lab nodes: vCPUs and MiB of memory.
 pub type Capacity = (u32, u64);
 
+/// The most a host may offer lab nodes: beyond any server made today, so
+/// a larger figure is a mistake or a lie that would steer placement.
+pub const MAX_HOST_VCPUS: u32 = 4096;
+pub const MAX_HOST_MEMORY_MIB: u64 = 64 << 20;
+
 pub fn put_host(topo: &Topology, id: &str, uplink: &str, mac: &str, capacity: Capacity) -> Ops {
     check_name("host", id)?;
-    if uplink.is_empty() || uplink.len() > 15 {
+    let bad_char = |c: char| c == '/' || c == ':' || c.is_whitespace() || c.is_control();
+    if uplink.is_empty() || uplink.len() > 15 || uplink.contains(bad_char) || uplink == "." || uplink == ".."
+    {
         return Err(invalid(format!(
-            "uplink interface name {uplink:?} must be 1 to 15 bytes"
+            "uplink interface name {uplink:?} must be 1 to 15 bytes with no '/', ':' or space"
         )));
     }
     let mac: Mac = parse(mac)?;
+    if mac.0[0] & 1 == 1 || mac.0 == [0; 6] {
+        return Err(invalid(format!(
+            "uplink MAC {mac} is {}; a host's uplink has a unicast MAC",
+            if mac.0 == [0; 6] {
+                "all zeros"
+            } else {
+                "a multicast MAC"
+            }
+        )));
+    }
+    if capacity.0 > MAX_HOST_VCPUS || capacity.1 > MAX_HOST_MEMORY_MIB {
+        return Err(invalid(format!(
+            "host {id} offers {} vCPUs and {} MiB; at most {MAX_HOST_VCPUS} vCPUs and {MAX_HOST_MEMORY_MIB} MiB (64 TiB) are believed",
+            capacity.0, capacity.1
+        )));
+    }
     if let Some(other) = topo.hosts.values().find(|h| h.mac == mac && h.id != id) {
         return Err(exists(format!("host {} already has uplink MAC {mac}", other.id)));
     }

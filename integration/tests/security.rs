@@ -351,3 +351,62 @@ fn insecure_mode_listens_on_loopback_only() {
     child.wait().unwrap();
     assert!(served, "the coordinator did not serve on loopback");
 }
+
+#[test]
+fn an_agent_registers_within_bounds_and_changes_rarely() {
+    let c = cluster("sr", 1, false);
+    let pki = c.pki_dir().unwrap().to_path_buf();
+    let h1 = ClientConfig::new(c.coordinator_url().unwrap(), Some(&files(&pki, &pki, "agent-h1"))).unwrap();
+    let operator = Api::connect(&c.client_config().unwrap());
+    let registered = |hosts: Vec<v1::Host>| hosts.into_iter().find(|h| h.id == "h1").unwrap();
+    let before = registered(operator.hosts());
+    let request = |mac: &str, uplink: &str, vcpus: u32, memory_mib: u64| v1::RegisterRequest {
+        host_id: "h1".into(),
+        uplink: uplink.into(),
+        mac: mac.into(),
+        vcpus,
+        memory_mib,
+    };
+    let (refusals, changes) = rt().block_on(async {
+        let mut agent = AgentControlClient::new(h1.connect().await.unwrap());
+        let mut refusals = Vec::new();
+        for bad in [
+            request(&before.mac, "up0", 1_000_000, 4096),
+            request(&before.mac, "up0", 4, u64::MAX),
+            request("ff:ff:ff:ff:ff:ff", "up0", 4, 4096),
+            request("01:00:5e:00:00:01", "up0", 4, 4096),
+            request("00:00:00:00:00:00", "up0", 4, 4096),
+            request(&before.mac, "../up0", 4, 4096),
+        ] {
+            let status = agent.register(bad).await.expect_err("out of bounds");
+            refusals.push((status.code(), status.message().to_string()));
+        }
+        // Changes of the capacity, one after another: a few are taken.
+        let mut changes = Vec::new();
+        for memory in 1..=8u64 {
+            let r = agent
+                .register(request(&before.mac, "up0", 4, 1024 * memory))
+                .await;
+            changes.push(r.map(|_| ()).map_err(|s| (s.code(), s.message().to_string())));
+        }
+        (refusals, changes)
+    });
+    for (code, message) in &refusals {
+        assert_eq!(*code, Code::InvalidArgument, "{message}");
+    }
+    let accepted = changes.iter().take_while(|r| r.is_ok()).count();
+    assert!(
+        (4..=6).contains(&accepted),
+        "{accepted} changes accepted: {changes:?}"
+    );
+    let (code, message) = changes[accepted].clone().unwrap_err();
+    assert_eq!(code, Code::ResourceExhausted, "{message}");
+    assert!(message.contains("changed its registration"), "{message}");
+    assert!(changes[accepted..].iter().all(|r| r.is_err()), "{changes:?}");
+    let after = registered(operator.hosts());
+    assert_eq!(
+        after.memory_mib,
+        1024 * accepted as u64,
+        "the refused changes wrote nothing"
+    );
+}

@@ -16,6 +16,7 @@ use crate::{auth, mutate};
 
 pub struct AgentService {
     pub state: Arc<State>,
+    pub register_limit: super::register_limit::RegisterLimit,
 }
 
 #[tonic::async_trait]
@@ -25,7 +26,13 @@ impl AgentControl for AgentService {
         let r = req.into_inner();
         let hub = &self.state.hub;
         let host = self.state.write_reply(
-            |v| mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac, (r.vcpus, r.memory_mib)),
+            |v| {
+                let ops = mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac, (r.vcpus, r.memory_mib))?;
+                if !ops.is_empty() {
+                    self.register_limit.admit(&r.host_id)?;
+                }
+                Ok(ops)
+            },
             |t, _| t.hosts.get(&r.host_id).map(|h| convert::host(t, hub, h)),
         )?;
         info!(host = %r.host_id, uplink = %r.uplink, mac = %r.mac, "agent registered");

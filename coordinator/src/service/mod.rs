@@ -5,6 +5,7 @@ mod bridges;
 mod convert;
 mod labs;
 mod nodes;
+mod register_limit;
 pub mod topology;
 pub mod tunnel;
 
@@ -74,7 +75,11 @@ pub async fn serve(
         }
     };
     let (reflection_v1, reflection_v1alpha) = reflection()?;
-    let agent = AgentControlServer::new(agent::AgentService { state }).max_encoding_message_size(256 << 20);
+    let agent = AgentControlServer::new(agent::AgentService {
+        state,
+        register_limit: Default::default(),
+    })
+    .max_encoding_message_size(256 << 20);
     let incoming = dclab_proto::net::incoming(listener, tls)?;
     let server = dclab_proto::net::server()
         .add_service(topology)
