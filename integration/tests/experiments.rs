@@ -313,6 +313,16 @@ fn faults_are_healed_whoever_goes_away_in_the_middle() {
     );
     let snap = ctl.run(&["snapshot", "create", "during", "--lab", &main]);
     assert!(!snap.ok() && snap.stderr.contains("under way"), "{}", snap.stderr);
+    // Nor is the lab taken down or re-applied under the run.
+    let down = ctl.run(&["lab", "down", &main]);
+    assert!(!down.ok() && down.stderr.contains("under way"), "{}", down.stderr);
+    let main_file = dir.path().join(format!("{main}.toml"));
+    let again = ctl.run(&["lab", "up", main_file.to_str().unwrap()]);
+    assert!(
+        !again.ok() && again.stderr.contains("under way"),
+        "{}",
+        again.stderr
+    );
     run.kill().unwrap();
     run.wait().unwrap();
     let took = until(

@@ -361,28 +361,23 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
         });
         return Ok(ReceiverStream::new(rx));
     }
-    if let Some(other) = state.runs.active_on(&lab_name) {
-        return Err(precondition(format!(
-            "lab {lab_name} already has run {other} under way; wait for it or `ctl experiment abort {other}`"
-        )));
+    if let Some(why) = state.runs.stopping() {
+        return Err(ApiError::Unavailable(format!("no new runs: {why}")));
     }
-    if state.nodes.is_busy(&lab_name) {
+    // Held from here to the run's end: no snapshot, other run, re-apply or
+    // delete of the lab meanwhile. The lab is read again under the claim:
+    // a change between the first read and the claim would leave the run
+    // with targets that are gone.
+    let claim = state.nodes.claims.run(&lab_name, &id)?;
+    if state.read(|t| t.labs.get(&lab_name).map(|l| l.revision)) != Some(lab.revision) {
         return Err(precondition(format!(
-            "lab {lab_name} is busy with a snapshot; try again when it ends"
+            "lab {lab_name} changed while the run was starting; run it again"
         )));
     }
     let cancel = CancellationToken::new();
     let proceed = Arc::new(Notify::new());
     {
         let mut active = state.runs.active.lock();
-        if let Some(why) = state.runs.stopping() {
-            return Err(ApiError::Unavailable(format!("no new runs: {why}")));
-        }
-        if active.contains_key(&lab_name) {
-            return Err(precondition(format!(
-                "lab {lab_name} already has a run under way"
-            )));
-        }
         active.insert(
             lab_name.clone(),
             Handle {
@@ -437,6 +432,7 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
             let record = run.execute().await;
             watcher.abort();
             state.runs.active.lock().remove(&record.lab);
+            drop(claim);
             let done = v1::RunEvent {
                 run_id: record.id.clone(),
                 line: format!(

@@ -3,7 +3,7 @@
 //! matched with their results, and the node states agents report.
 
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use dclab_proto::error::unavailable;
@@ -52,8 +52,6 @@ struct Inner {
     connections: HashMap<String, Connection>,
     pending: HashMap<u64, Pending>,
     reports: HashMap<String, HostReport>,
-    /// Labs with a snapshot operation under way.
-    busy: HashSet<String>,
     /// The coordinator is shutting down: streams end as they connect.
     closed: bool,
     next_id: u64,
@@ -69,6 +67,8 @@ impl Inner {
 pub struct NodeHub {
     inner: Mutex<Inner>,
     pub lease_ids: super::lease::LeaseIds,
+    /// Who holds each lab: a snapshot operation or a run.
+    pub claims: std::sync::Arc<super::claims::Claims>,
 }
 
 /// The nodes every host runs, as its agent gets them: one pass over the labs.
@@ -315,30 +315,6 @@ impl NodeHub {
                 )))
             }
         }
-    }
-
-    /// Marks `lab` busy for the guard's lifetime; None if it already is.
-    pub fn claim<'a>(&'a self, lab: &str) -> Option<LabClaim<'a>> {
-        let mut inner = self.inner.lock();
-        inner.busy.insert(lab.to_string()).then(|| LabClaim {
-            hub: self,
-            lab: lab.to_string(),
-        })
-    }
-
-    pub fn is_busy(&self, lab: &str) -> bool {
-        self.inner.lock().busy.contains(lab)
-    }
-}
-
-pub struct LabClaim<'a> {
-    hub: &'a NodeHub,
-    lab: String,
-}
-
-impl Drop for LabClaim<'_> {
-    fn drop(&mut self) {
-        self.hub.inner.lock().busy.remove(&self.lab);
     }
 }
 

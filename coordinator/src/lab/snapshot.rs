@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use dclab_proto::error::{exists, not_found, precondition, unavailable};
+use dclab_proto::error::{exists, not_found, precondition};
 use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
 use futures::future::join_all;
@@ -187,24 +187,6 @@ fn lab_nodes(state: &State, lab: &str) -> Result<Vec<(String, String)>, ApiError
     })
 }
 
-/// Faults would end up in the snapshot: refused while a run is under way
-/// on the lab, unless forced.
-fn no_run_under_way(state: &State, lab: &str, force: bool) -> Result<(), ApiError> {
-    match state.runs.active_on(lab) {
-        Some(run) if !force => Err(precondition(format!(
-            "lab {lab} has experiment run {run} under way, and its faults may be active; \
-             snapshot after it ends (`ctl experiment abort {run}` ends it now), or pass --force"
-        ))),
-        _ => Ok(()),
-    }
-}
-
-fn busy(lab: &str) -> ApiError {
-    unavailable(format!(
-        "lab {lab} is busy with another snapshot operation; try again when it ends"
-    ))
-}
-
 #[tracing::instrument(name = "snapshot.create", skip(state))]
 pub async fn create(
     state: &State,
@@ -214,8 +196,8 @@ pub async fn create(
     force: bool,
 ) -> Result<Snapshot, ApiError> {
     check_name("snapshot", name)?;
-    no_run_under_way(state, lab, force)?;
-    let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
+    // Faults would end up in the snapshot: refused during a run unless forced.
+    let _claim = state.nodes.claims.snapshot(lab, force)?;
     let nodes = lab_nodes(state, lab)?;
     if state.read(|t| t.snapshots.contains_key(&(lab.to_string(), name.to_string()))) {
         return Err(exists(format!(
@@ -269,8 +251,8 @@ pub async fn create(
 
 #[tracing::instrument(name = "snapshot.restore", skip(state))]
 pub async fn restore(state: &State, lab: &str, name: &str, force: bool) -> Result<Snapshot, ApiError> {
-    no_run_under_way(state, lab, force)?;
-    let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
+    // Faults would end up in the snapshot: refused during a run unless forced.
+    let _claim = state.nodes.claims.snapshot(lab, force)?;
     let nodes = lab_nodes(state, lab)?;
     let snap = find(state, lab, name)?;
     let mut now = nodes.clone();
@@ -320,7 +302,7 @@ pub async fn restore(state: &State, lab: &str, name: &str, force: bool) -> Resul
 
 #[tracing::instrument(name = "snapshot.delete", skip(state))]
 pub async fn delete(state: &State, lab: &str, name: &str) -> Result<(), ApiError> {
-    let _claim = state.nodes.claim(lab).ok_or_else(|| busy(lab))?;
+    let _claim = state.nodes.claims.snapshot(lab, true)?;
     let snap = find(state, lab, name)?;
     let nodes = lab_nodes(state, lab)?;
     // Only nodes that still exist hold the snapshot.

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use dclab_proto::error::{invalid, not_found, unavailable};
+use dclab_proto::error::{invalid, not_found};
 use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
 use tracing::info;
@@ -21,15 +21,10 @@ pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, Api
         .spec
         .ok_or_else(|| invalid("ApplyLab needs a lab spec".to_string()))?;
     let checked = validate::check(&spec)?;
-    if state.nodes.is_busy(&spec.name) {
-        return Err(unavailable(format!(
-            "lab {} is busy with a snapshot operation; try again when it ends",
-            spec.name
-        )));
-    }
     let mut changes = vec![];
     let lab = state.write_reply(
         |v| {
+            state.nodes.claims.check_free(&spec.name, "re-apply")?;
             let applied = apply::apply(v, &spec.name, checked)?;
             changes = applied.changes;
             Ok(applied.ops)
@@ -45,11 +40,6 @@ pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, Api
 
 #[tracing::instrument(name = "lab.delete", skip(state))]
 pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabResponse, ApiError> {
-    if state.nodes.is_busy(name) {
-        return Err(unavailable(format!(
-            "lab {name} is busy with a snapshot operation; try again when it ends"
-        )));
-    }
     let hosts: Vec<String> = state.read(|t| {
         let mut hosts: Vec<String> = t
             .labs
@@ -60,7 +50,10 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
         hosts.dedup();
         hosts
     });
-    state.write(|v| apply::delete(v.topo, name))?;
+    state.write(|v| {
+        state.nodes.claims.check_free(name, "delete")?;
+        apply::delete(v.topo, name)
+    })?;
     info!(lab = name, "lab deleted; waiting for its agents");
     let deadline = Instant::now() + DELETE_WAIT;
     loop {
