@@ -157,7 +157,11 @@ impl ReferenceFigures {
 }
 
 fn measure(cluster: &mut Cluster, args: &OvsRestartArgs) -> anyhow::Result<Measured> {
-    let rt = tokio::runtime::Builder::new_current_thread()
+    // A worker thread of its own keeps the channel answering the
+    // coordinator's keep-alive pings while the bench sleeps; a runtime
+    // driven only inside block_on lost the connection in the idle phase.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
         .enable_all()
         .build()?;
     let config = cluster.client_config()?;
