@@ -2,6 +2,7 @@
 //! the coordinator, watches its rules and reconciles them into the bridge.
 
 pub mod aptcache;
+pub mod bridge_watch;
 pub mod desired;
 pub mod fault_flows;
 pub mod image;

@@ -29,6 +29,7 @@ pub struct AgentMetrics {
     pub reconcile_duration: Histogram,
     pub bundle_failures: Counter,
     pub ports_unattached: Gauge,
+    bridge_repairs: Family<Labels, Counter>,
     lab_nodes: Family<Labels, Gauge>,
     faults_active: Gauge,
     lease_age: Family<Labels, Gauge<f64, AtomicU64>>,
@@ -49,6 +50,7 @@ impl AgentMetrics {
             reconcile_duration: Histogram::new(exponential_buckets(0.001, 2.0, 16)),
             bundle_failures: Counter::default(),
             ports_unattached: Gauge::default(),
+            bridge_repairs: Family::default(),
             lab_nodes: Family::default(),
             faults_active: Gauge::default(),
             lease_age: Family::default(),
@@ -81,6 +83,11 @@ impl AgentMetrics {
             m.ports_unattached.clone(),
         );
         registry.register(
+            "bridge_repairs",
+            "Flows reinstalled at once: ovs-vswitchd answered again (reconnected) or the agent's flows were deleted (flows_deleted)",
+            m.bridge_repairs.clone(),
+        );
+        registry.register(
             "lab_nodes",
             "Lab nodes on this host, by state",
             m.lab_nodes.clone(),
@@ -102,6 +109,13 @@ impl AgentMetrics {
     /// The leases the node side keeps, read at every scrape.
     pub(crate) fn watch_leases(&self, leases: Arc<Leases>) {
         let _ = self.leases.set(leases);
+    }
+
+    /// The rule reconciler reinstalled the bridge's flows for `reason`.
+    pub fn bridge_repaired(&self, reason: &str) {
+        self.bridge_repairs
+            .get_or_create(&vec![("reason", reason.to_string())])
+            .inc();
     }
 
     /// The node states of the last pass, as reported to the coordinator.
@@ -210,7 +224,13 @@ mod tests {
         metrics.bundle_failures.inc();
         metrics.flows_installed.set(42);
         metrics.reconcile_duration.observe(0.01);
+        metrics.bridge_repaired("reconnected");
+        metrics.bridge_repaired("reconnected");
         let page = metrics.render();
+        assert_eq!(
+            sample(&page, "dclab_agent_bridge_repairs_total{reason=\"reconnected\"}"),
+            2.0
+        );
         assert_eq!(sample(&page, "dclab_agent_lab_nodes{state=\"running\"}"), 2.0);
         assert_eq!(sample(&page, "dclab_agent_lab_nodes{state=\"failed\"}"), 1.0);
         assert_eq!(sample(&page, "dclab_agent_bundle_failures_total"), 1.0);

@@ -33,16 +33,8 @@ async fn monitor_once(db: &str, changed: &Notify) -> std::io::Result<()> {
         "--format=json",
     ])
     .stdout(std::process::Stdio::piped())
-    .stderr(std::process::Stdio::null())
-    .kill_on_drop(true);
-    // SAFETY: prctl is async-signal-safe. It ends the monitor with the
-    // agent even when the agent is killed with SIGKILL.
-    unsafe {
-        cmd.pre_exec(|| {
-            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-            Ok(())
-        });
-    }
+    .stderr(std::process::Stdio::null());
+    ends_with_agent(&mut cmd);
     let mut child = cmd.spawn()?;
     let stdout = child.stdout.take().expect("stdout piped");
     let mut lines = BufReader::new(stdout).lines();
@@ -51,4 +43,17 @@ async fn monitor_once(db: &str, changed: &Notify) -> std::io::Result<()> {
     }
     child.wait().await?;
     Ok(())
+}
+
+/// A child that lives only as long as the agent: dropped with its handle,
+/// and ended by the kernel when the agent is killed with SIGKILL.
+pub(crate) fn ends_with_agent(cmd: &mut Command) {
+    cmd.kill_on_drop(true);
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+            Ok(())
+        });
+    }
 }

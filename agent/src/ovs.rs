@@ -92,7 +92,20 @@ impl Ovs {
     }
 
     pub fn mgmt(&self) -> String {
-        format!("unix:{}/{}.mgmt", self.rundir.display(), self.bridge)
+        format!("unix:{}", self.mgmt_path().display())
+    }
+
+    /// The bridge's OpenFlow management socket.
+    pub fn mgmt_path(&self) -> PathBuf {
+        self.rundir.join(format!("{}.mgmt", self.bridge))
+    }
+
+    /// How many of the agent's flows (its cookie) the bridge holds now: one
+    /// aggregate reply, however many flows there are.
+    pub async fn flow_count(&self) -> Result<u64, OvsError> {
+        let cookie = format!("cookie={}/-1", crate::render::COOKIE);
+        let out = self.ofctl("dump-aggregate", &[&cookie]).await?;
+        parse_flow_count(&out).ok_or_else(|| OvsError::Parse(out.chars().take(200).collect()))
     }
 
     /// Creates the bridge and attaches the uplink unless they exist. With
@@ -196,6 +209,14 @@ pub fn parse_interfaces(json: &str) -> Result<Vec<Interface>, OvsError> {
         .collect()
 }
 
+/// `flow_count=N` of an `ovs-ofctl dump-aggregate` reply.
+pub fn parse_flow_count(reply: &str) -> Option<u64> {
+    reply
+        .split_whitespace()
+        .find_map(|field| field.strip_prefix("flow_count="))
+        .and_then(|n| n.parse().ok())
+}
+
 /// Parses `ovs-appctl dpif/show`: under `  BRIDGE:`, lines `    NAME OFPORT/ODPPORT: (TYPE)`.
 pub fn parse_dpif_show(text: &str, bridge: &str) -> BTreeMap<u32, u32> {
     let mut ports = BTreeMap::new();
@@ -226,6 +247,13 @@ mod tests {
         let text = "netdev@ovs-netdev: hit:0 missed:0\n  br0:\n    br0 65534/2: (tap)\n    ta 1/1: (system)\n    tc 2/3: (system)\n  br1:\n    x 1/4: (system)\n";
         let ports = parse_dpif_show(text, "br0");
         assert_eq!(ports, BTreeMap::from([(2, 65534), (1, 1), (3, 2)]));
+    }
+
+    #[test]
+    fn parses_dump_aggregate() {
+        let reply = "OFPST_AGGREGATE reply (OF1.3) (xid=0x2): packet_count=7 byte_count=588 flow_count=25\n";
+        assert_eq!(parse_flow_count(reply), Some(25));
+        assert_eq!(parse_flow_count("OFPST_AGGREGATE reply (OF1.3)"), None);
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! Reconciles the desired flows into the bridge: on every change of the
 //! desired set or of the attached ports, render and, if the result differs
 //! from what was applied, replace the bridge's flows in one bundle. Then
-//! acknowledge the version to the coordinator.
+//! acknowledge the version to the coordinator. A restarted ovs-vswitchd
+//! or flows deleted behind its back (`bridge_watch`) make it reinstall
+//! everything at once; the periodic re-verification stays as a backstop.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -15,6 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::bridge_watch::{watch_bridge, BridgeEvents};
 use crate::desired::Desired;
 use crate::joined_down::JoinedDown;
 use crate::ovs::{Interface, Ovs, OvsError};
@@ -24,8 +27,12 @@ use crate::render::{render, PortMap};
 /// said nothing: a safety net, not the way changes are noticed.
 const PORT_POLL: Duration = Duration::from_secs(10);
 /// How often the bridge is re-checked against the last applied text, to
-/// repair flows changed behind the agent's back.
+/// repair flows changed behind the agent's back that the bridge watch did
+/// not report (a flow modified, the watch turned off).
 const REVERIFY: Duration = Duration::from_secs(60);
+/// The first retry after a failed step; later ones wait twice as long, up
+/// to `PORT_POLL`.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
 
 pub struct Reconciler {
     pub ovs: Ovs,
@@ -39,6 +46,28 @@ pub struct Reconciler {
     /// Flows faults add above the pipeline (partitions).
     pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
     pub metrics: Arc<crate::metrics::AgentMetrics>,
+    /// Reinstall at once when ovs-vswitchd restarts or flows are deleted;
+    /// off, only the periodic re-verification repairs them.
+    pub bridge_watch: bool,
+}
+
+/// Why the flows are reinstalled although nothing the agent knows changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Repair {
+    /// The bridge's OpenFlow connection ended and came back: a restarted
+    /// ovs-vswitchd starts with no flows.
+    Reconnected,
+    /// The bridge holds fewer of the agent's flows than after its last apply.
+    FlowsDeleted,
+}
+
+impl Repair {
+    fn reason(self) -> &'static str {
+        match self {
+            Repair::Reconnected => "reconnected",
+            Repair::FlowsDeleted => "flows_deleted",
+        }
+    }
 }
 
 struct Applied {
@@ -48,6 +77,8 @@ struct Applied {
     /// What the text was rendered from: epoch, version, attached ports,
     /// fault flows' generation.
     inputs: (u64, u64, PortMap, u64),
+    /// The agent's flows the bridge held right after the apply.
+    installed: Option<u64>,
     /// What the coordinator was last told: epoch, version, missing ports.
     acked: Option<(u64, u64, u32)>,
     at: tokio::time::Instant,
@@ -62,15 +93,29 @@ impl Reconciler {
             self.ovs.db.clone(),
             ports_changed.clone(),
         ));
-        // The monitor is an ovsdb-client child: it ends with the loop.
+        // The monitors are children: they end with the loop.
         let _monitor = AbortOnDrop(monitor);
+        let bridge = Arc::new(BridgeEvents::default());
+        let _bridge_watch = self
+            .bridge_watch
+            .then(|| AbortOnDrop(tokio::spawn(watch_bridge(self.ovs.clone(), bridge.clone()))));
+        // Kept until a step has put the flows in.
+        let mut repair = None;
+        let mut retry = Retry::default();
         loop {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 changed = desired.changed() => if changed.is_err() { return },
                 _ = ports_changed.notified() => {}
                 _ = self.fault_flows.changed.notified() => {}
+                _ = bridge.notified() => {}
+                _ = retry.due() => {}
                 _ = tokio::time::sleep(PORT_POLL) => {}
+            }
+            retry.woken();
+            let seen = bridge.take();
+            if seen.reconnected {
+                repair = Some(Repair::Reconnected);
             }
             // Before any desired state too: a device's flags are not the
             // coordinator's business.
@@ -81,14 +126,34 @@ impl Reconciler {
             let Some(want) = desired.borrow_and_update().clone() else {
                 continue;
             };
+            if seen.deleted && repair.is_none() && self.flows_lost(applied.as_ref()).await {
+                repair = Some(Repair::FlowsDeleted);
+            }
             let started = std::time::Instant::now();
-            let stepped = self.step(&want, &mut applied, ifaces).await;
+            let stepped = self.step(&want, &mut applied, ifaces, &mut repair).await;
             self.metrics
                 .reconcile_duration
                 .observe(started.elapsed().as_secs_f64());
-            if let Err(err) = stepped {
-                warn!(host = %self.host_id, error = %err, "reconcile failed, will retry");
+            match stepped {
+                Ok(()) => retry.succeeded(),
+                Err(err) => {
+                    let retry_in = retry.failed();
+                    warn!(host = %self.host_id, error = %err, ?retry_in, "reconcile failed, will retry");
+                }
             }
+        }
+    }
+
+    /// Whether the bridge holds fewer of the agent's flows than right after
+    /// the last apply: a deletion the agent's own bundle made leaves the
+    /// count as it was then.
+    async fn flows_lost(&self, applied: Option<&Applied>) -> bool {
+        let Some(expected) = applied.map(|a| a.installed) else {
+            return false;
+        };
+        match (expected, self.ovs.flow_count().await) {
+            (Some(expected), Ok(now)) => now < expected,
+            _ => true,
         }
     }
 
@@ -97,14 +162,16 @@ impl Reconciler {
         want: &Desired,
         applied: &mut Option<Applied>,
         ifaces: Result<Vec<Interface>, OvsError>,
+        repair: &mut Option<Repair>,
     ) -> anyhow::Result<()> {
         let ports = port_map(&self.uplink, &ifaces?);
         let (extra, generation) = self.fault_flows.all();
         let inputs = (want.epoch, want.version, ports, generation);
         // Nothing changed since the last render: only re-verify now and then.
-        let fresh = applied
-            .as_ref()
-            .is_some_and(|a| a.inputs == inputs && a.at.elapsed() < REVERIFY);
+        let fresh = repair.is_none()
+            && applied
+                .as_ref()
+                .is_some_and(|a| a.inputs == inputs && a.at.elapsed() < REVERIFY);
         if !fresh {
             let rendered = render(want.flows.iter().chain(extra.iter()), &inputs.2);
             let changed = applied.as_ref().is_none_or(|a| a.text != rendered.text);
@@ -125,6 +192,11 @@ impl Reconciler {
                 self.ovs.appctl(&["revalidator/purge"]).await?;
             }
             self.fault_flows.installed(generation);
+            let installed = self.ovs.flow_count().await.ok();
+            if let Some(why) = repair.take().filter(|_| applied.is_some()) {
+                info!(host = %self.host_id, reason = why.reason(), flows = rendered.flows, "flows reinstalled");
+                self.metrics.bridge_repaired(why.reason());
+            }
             if changed {
                 let first = applied.is_none();
                 info!(host = %self.host_id, version = want.version, flows = rendered.flows, first, "flows applied");
@@ -142,6 +214,7 @@ impl Reconciler {
                 flows: rendered.flows as u32,
                 missing: rendered.missing.len() as u32,
                 inputs,
+                installed,
                 acked,
                 at: tokio::time::Instant::now(),
             });
@@ -167,6 +240,37 @@ impl Reconciler {
             })
             .await?;
         Ok(())
+    }
+}
+
+/// When to step again after a failed one, though nothing woke the loop.
+#[derive(Default)]
+struct Retry {
+    at: Option<tokio::time::Instant>,
+    wait: Duration,
+}
+
+impl Retry {
+    async fn due(&self) {
+        match self.at {
+            Some(at) => tokio::time::sleep_until(at).await,
+            None => std::future::pending().await,
+        }
+    }
+
+    /// A wake-up, for whatever reason, is the retry: one at a time.
+    fn woken(&mut self) {
+        self.at = None;
+    }
+
+    fn failed(&mut self) -> Duration {
+        self.wait = (self.wait * 2).clamp(RETRY_FIRST, PORT_POLL);
+        self.at = Some(tokio::time::Instant::now() + self.wait);
+        self.wait
+    }
+
+    fn succeeded(&mut self) {
+        *self = Retry::default();
     }
 }
 
@@ -196,5 +300,30 @@ pub fn port_map(uplink: &str, ifaces: &[Interface]) -> PortMap {
     PortMap {
         uplink: uplink_port,
         ports,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn retries_back_off_up_to_the_port_poll_and_start_over_after_a_success() {
+        let mut retry = Retry::default();
+        let waits: Vec<Duration> = (0..10).map(|_| retry.failed()).collect();
+        assert_eq!(waits[0], RETRY_FIRST);
+        assert_eq!(waits[1], RETRY_FIRST * 2);
+        assert_eq!(waits[9], PORT_POLL);
+        retry.succeeded();
+        assert!(retry.at.is_none());
+        assert_eq!(retry.failed(), RETRY_FIRST);
+        // Due once, then not again until the next failure.
+        tokio::time::timeout(Duration::from_secs(1), retry.due())
+            .await
+            .expect("due");
+        retry.woken();
+        assert!(tokio::time::timeout(Duration::from_millis(200), retry.due())
+            .await
+            .is_err());
     }
 }

@@ -11,6 +11,7 @@ pub mod hostile;
 pub mod hostile_calls;
 pub mod labs;
 pub mod libvirtd;
+pub mod metrics;
 pub mod world;
 
 pub use dclab_ctl::demo::{capture, paper};

@@ -18,14 +18,16 @@ pub struct World {
 impl World {
     /// Three hosts, tenants a (vm1-vm4) and b (vm5-vm6), rules converged.
     pub fn paper(prefix: &str) -> World {
+        World::with_plan(prefix, DISTINCT)
+    }
+
+    /// The paper's three hosts and tenants with the instances of `plan`
+    /// (e.g. `paper::OVERLAPPING`), rules converged.
+    pub fn with_plan(prefix: &str, plan: Plan) -> World {
         let mut cluster = cluster(prefix, 3, false);
         let api = Api::connect(&cluster.client_config().expect("dclab mode"));
-        build(&mut cluster, Some(&api), &DISTINCT);
-        World {
-            cluster,
-            api,
-            plan: DISTINCT,
-        }
+        build(&mut cluster, Some(&api), &plan);
+        World { cluster, api, plan }
     }
 
     pub fn ns(&self, instance: &str) -> String {

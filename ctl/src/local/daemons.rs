@@ -97,6 +97,12 @@ impl Cluster {
 
     /// Starts the agent of `host` against the current coordinator url.
     pub fn start_agent(&mut self, host: &str) -> anyhow::Result<()> {
+        self.start_agent_with(host, &[])
+    }
+
+    /// Starts the agent of `host` with `extra` arguments after the usual
+    /// ones (e.g. `--no-bridge-watch` for a benchmark's reference).
+    pub fn start_agent_with(&mut self, host: &str, extra: &[&str]) -> anyhow::Result<()> {
         let bin = find_binary("agent")?;
         let url = self
             .coordinator_url()
@@ -135,7 +141,8 @@ impl Cluster {
             LOCAL_VCPUS.to_string(),
         ];
         let metrics = metrics_args(&self.agent_metrics_file(host));
-        let args = [args, metrics, self.daemon_args()].concat();
+        let extra = extra.iter().map(|a| a.to_string()).collect();
+        let args = [args, metrics, self.daemon_args(), extra].concat();
         let record = spawn_detached(&bin, &args, &self.agent_log(host))?;
         self.state.host_mut(host)?.agent = Some(record);
         self.save()
@@ -163,6 +170,36 @@ impl Cluster {
             .with_context(|| format!("no agent recorded for {host}"))?;
         let remaining = signal_and_wait(&record, signal, &format!("agent of {host}"))?;
         self.state.host_mut(host)?.agent = remaining;
+        self.save()
+    }
+}
+
+impl Cluster {
+    /// Sends `signal` to ovs-vswitchd of `host` by its recorded pid; see
+    /// `kill_coordinator`. Its flows die with it; the database stays.
+    pub fn kill_vswitchd(&mut self, host: &str, signal: i32) -> anyhow::Result<()> {
+        let record = self
+            .host_state(host)?
+            .vswitchd
+            .clone()
+            .with_context(|| format!("no ovs-vswitchd recorded for {host}"))?;
+        let remaining = signal_and_wait(&record, signal, &format!("ovs-vswitchd of {host}"))?;
+        self.state.host_mut(host)?.vswitchd = remaining;
+        self.save()
+    }
+
+    /// Starts ovs-vswitchd of `host` again the way `up` did (its namespace,
+    /// database, sockets and pidfile), as after a crash or an upgrade: it
+    /// comes back with its ports and no flows. Returns once it has
+    /// detached, that is configured its bridges.
+    pub fn start_vswitchd(&mut self, host: &str) -> anyhow::Result<()> {
+        if let Some(running) = self.host_state(host)?.vswitchd.as_ref() {
+            if process::is_alive(running) {
+                bail!("ovs-vswitchd of {host} still runs (pid {})", running.pid);
+            }
+        }
+        let record = ovs::start_vswitchd(&self.host_netns(host), &self.host_dir(host))?;
+        self.state.host_mut(host)?.vswitchd = Some(record);
         self.save()
     }
 }

@@ -56,7 +56,14 @@ pub fn is_alive(record: &ProcRecord) -> bool {
         Some(i) => matches!(stat[i + 1..].trim_start().chars().next(), Some('Z' | 'X') | None),
         None => true,
     };
-    !zombie_or_gone && names_program(record)
+    (!zombie_or_gone || threads_left(record.pid)) && names_program(record)
+}
+
+/// Whether threads other than the main one still run: a killed process
+/// whose main thread is already a zombie keeps its files (ovs-vswitchd's
+/// locked pidfile) until the last of its threads has exited.
+fn threads_left(pid: i32) -> bool {
+    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|tasks| tasks.count() > 1)
 }
 
 fn names_program(record: &ProcRecord) -> bool {
