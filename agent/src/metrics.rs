@@ -1,6 +1,7 @@
 //! The agent's Prometheus metrics: the rule reconciler and the node side
-//! record what they did; leases are read at every scrape, so a lease's age
-//! is the age now.
+//! record what they did (heal failures among them); leases are read at
+//! every scrape, so a lease's age is the age now, and the faults awaiting
+//! their heal are those in the lease file now.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
@@ -32,6 +33,8 @@ pub struct AgentMetrics {
     bridge_repairs: Family<Labels, Counter>,
     lab_nodes: Family<Labels, Gauge>,
     faults_active: Gauge,
+    pub heal_failures: Counter,
+    faults_awaiting_heal: Gauge,
     lease_age: Family<Labels, Gauge<f64, AtomicU64>>,
     leases: OnceLock<Arc<Leases>>,
 }
@@ -53,6 +56,8 @@ impl AgentMetrics {
             bridge_repairs: Family::default(),
             lab_nodes: Family::default(),
             faults_active: Gauge::default(),
+            heal_failures: Counter::default(),
+            faults_awaiting_heal: Gauge::default(),
             lease_age: Family::default(),
             leases: OnceLock::new(),
         };
@@ -97,6 +102,16 @@ impl AgentMetrics {
             "Faults applied here under leases that have not ended",
             m.faults_active.clone(),
         );
+        registry.register(
+            "heal_failures",
+            "Heals of a fault that failed (each is retried until it succeeds)",
+            m.heal_failures.clone(),
+        );
+        registry.register(
+            "faults_awaiting_heal",
+            "Faults whose lease ended and whose heal has not succeeded yet",
+            m.faults_awaiting_heal.clone(),
+        );
         registry.register_with_unit(
             "fault_lease_age",
             "Time since the lease of each active fault was taken or last renewed",
@@ -139,11 +154,20 @@ impl AgentMetrics {
         self.lease_age.clear();
         let Some(leases) = self.leases.get() else {
             self.faults_active.set(0);
+            self.faults_awaiting_heal.set(0);
             return;
         };
         let now = now_ms();
         let mut active = 0;
-        for lease in leases.list().into_iter().filter(|l| l.expires_unix_ms > now) {
+        let mut awaiting = 0;
+        for lease in leases.list() {
+            if lease.healing.is_some() {
+                awaiting += lease.faults.len() as i64;
+                continue;
+            }
+            if lease.expires_unix_ms <= now {
+                continue;
+            }
             let age = now.saturating_sub(lease.renewed_unix_ms) as f64 / 1000.0;
             for fault in &lease.faults {
                 active += 1;
@@ -156,6 +180,7 @@ impl AgentMetrics {
             }
         }
         self.faults_active.set(active);
+        self.faults_awaiting_heal.set(awaiting);
     }
 }
 
@@ -204,17 +229,24 @@ mod tests {
         assert!((0.02..5.0).contains(&age), "{age}");
         // A renewal makes the lease young again.
         std::thread::sleep(std::time::Duration::from_millis(50));
-        leases.renew(&["r1-cut".into()], 60_000).unwrap();
+        leases.renew(&["r1-cut".into()], 60_000);
         let renewed = sample(
             &metrics.render(),
             "dclab_agent_fault_lease_age_seconds{lease=\"r1-cut\",fault=\"flows\",node=\"\"}",
         );
         assert!(renewed < age + 0.05, "{renewed} after renewal, {age} before");
 
-        leases.take("r1-cut").unwrap();
+        // Ended: awaiting heal, no longer active, until each one heals.
+        assert!(leases.end("r1-cut"));
         let page = metrics.render();
         assert_eq!(sample(&page, "dclab_agent_faults_active"), 0.0);
+        assert_eq!(sample(&page, "dclab_agent_faults_awaiting_heal"), 2.0);
         assert!(!page.contains("r1-cut"), "{page}");
+        leases.healed("r1-cut", &Applied::Flows { count: 2 });
+        metrics.heal_failures.inc();
+        let page = metrics.render();
+        assert_eq!(sample(&page, "dclab_agent_faults_awaiting_heal"), 1.0);
+        assert_eq!(sample(&page, "dclab_agent_heal_failures_total"), 1.0);
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub struct Metrics {
     store_size: Gauge<u64, AtomicU64>,
     runs_active: Gauge,
     faults_active: Gauge,
+    faults_awaiting_heal: Gauge,
 }
 
 impl Metrics {
@@ -40,6 +41,7 @@ impl Metrics {
             store_size: Gauge::default(),
             runs_active: Gauge::default(),
             faults_active: Gauge::default(),
+            faults_awaiting_heal: Gauge::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -90,6 +92,11 @@ impl Metrics {
             "faults_active",
             "Faults applied by runs under way and not healed yet",
             m.faults_active.clone(),
+        );
+        registry.register(
+            "faults_awaiting_heal",
+            "Faults whose heal failed and that agents retry, as the connected agents last reported",
+            m.faults_awaiting_heal.clone(),
         );
         Metrics { registry, ..m }
     }
@@ -143,6 +150,8 @@ impl Metrics {
         self.store_size.set(state.size_on_disk());
         self.runs_active.set(state.runs.active_count() as i64);
         self.faults_active.set(state.runs.faults_active() as i64);
+        self.faults_awaiting_heal
+            .set(state.nodes.pending_heal_count() as i64);
     }
 }
 

@@ -1,5 +1,7 @@
 //! Experiment runs as tests judge them.
 
+use std::time::{Duration, Instant};
+
 use serde_json::Value;
 
 use crate::ctl::Ctl;
@@ -31,4 +33,68 @@ pub fn passed_record(code: i32, stdout: &str, stderr: &str) -> Value {
 pub fn run_passed(ctl: &Ctl, name: &str, lab: &str) -> Value {
     let run = ctl.run(&["-o", "json", "experiment", "run", name, "--lab", lab]);
     passed_record(run.code, &run.stdout, &run.stderr)
+}
+
+/// The runs of `lab`, oldest first.
+pub fn runs(ctl: &Ctl, lab: &str) -> Vec<Value> {
+    ctl.json(&["experiment", "ls", "--lab", lab])
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until a run newer than the lab's first `before` runs has an
+/// event whose text contains `what`, and returns that run.
+pub fn wait_for_event(ctl: &Ctl, lab: &str, before: usize, what: &str, timeout: Duration) -> Value {
+    let deadline = Instant::now() + timeout;
+    let mut last = Value::Null;
+    loop {
+        if let Some(run) = runs(ctl, lab).get(before) {
+            let shown = ctl.json(&["experiment", "show", run["id"].as_str().unwrap()]);
+            let seen = shown["timeline"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["what"].as_str().unwrap_or("").contains(what));
+            if seen {
+                return shown;
+            }
+            last = shown;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no event {what:?} in run {before} of lab {lab} within {timeout:?}; the run's timeline: {:#}, error: {}",
+            last["timeline"],
+            last["error"]
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits until `ok` holds; returns how long that took.
+pub fn until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !ok() {
+        assert!(
+            started.elapsed() < timeout,
+            "{what} did not happen within {timeout:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    started.elapsed()
+}
+
+/// Whether `node` of `lab` gets an answer to one ping of `ip`.
+pub fn pings(ctl: &Ctl, lab: &str, node: &str, ip: &str) -> bool {
+    ctl.run(&[
+        "lab",
+        "exec",
+        lab,
+        node,
+        "--timeout",
+        "20",
+        "--",
+        &format!("ping -c 1 -W 1 {ip}"),
+    ])
+    .ok()
 }

@@ -25,6 +25,22 @@ pub fn lab_file(dir: &Path, name: &str, nodes: &[(&str, &str, &str)]) -> String 
     path.display().to_string()
 }
 
+/// A lab of container nodes on lan (10.0.0.0/24); `nodes`: (name, host, ip).
+pub fn container_lab_file(dir: &Path, name: &str, nodes: &[(&str, &str, &str)]) -> String {
+    let mut text = format!(
+        "[lab]\nname = \"{name}\"\nimage = \"micro\"\n\n[[network]]\nname = \"lan\"\ncidr = \"10.0.0.0/24\"\n"
+    );
+    for (node, host, ip) in nodes {
+        text.push_str(&format!(
+            "\n[[node]]\nname = \"{node}\"\nkind = \"container\"\nmemory = \"128MiB\"\nhost = \"{host}\"\n\
+             interfaces = [{{ network = \"lan\", ip = \"{ip}\" }}]\n"
+        ));
+    }
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}
+
 /// Brings up the lab of an example file as `lab` (its name `example_name`
 /// replaced, so runs of a test do not meet), from a copy in `dir`, and
 /// checks that it became ready within `timeout` seconds.

@@ -8,11 +8,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dclab_integration::ctl::Ctl;
-use dclab_integration::experiments::{passed_record, run_passed};
+use dclab_integration::experiments::{passed_record, pings, run_passed, runs, until, wait_for_event};
 use dclab_integration::labs::{domain_state, lab_file, Labs};
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use dclab_integration::{cluster, ClusterGuard};
-use serde_json::Value;
 
 const EVERY_FAULT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/experiments/every-fault.toml");
 
@@ -64,13 +63,6 @@ fn ctl_bin() -> std::path::PathBuf {
         .join("ctl")
 }
 
-fn runs(ctl: &Ctl, lab: &str) -> Vec<Value> {
-    ctl.json(&["experiment", "ls", "--lab", lab])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// An experiment that applies `fault` (TOML step lines, on node a or
 /// between a and b) and holds it a minute, so whoever is killed is killed
 /// while the fault is in effect.
@@ -83,30 +75,6 @@ fn held(dir: &std::path::Path, name: &str, fault: &str) -> String {
     let path = dir.join(format!("held-{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
-}
-
-/// Waits until a run newer than the lab's first `before` runs has an
-/// event whose text contains `what`, and returns that run.
-fn wait_for_event(ctl: &Ctl, lab: &str, before: usize, what: &str, timeout: Duration) -> Value {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(run) = runs(ctl, lab).get(before) {
-            let shown = ctl.json(&["experiment", "show", run["id"].as_str().unwrap()]);
-            let seen = shown["timeline"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|e| e["what"].as_str().unwrap_or("").contains(what));
-            if seen {
-                return shown;
-            }
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no event {what:?} in run {before} of lab {lab} within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Starts `file` on `lab` and waits for its held fault, starting it again
@@ -134,32 +102,6 @@ fn start_when_agents_are_back(ctl: &Ctl, cluster: &str, lab: &str, file: &str) -
         }
         std::thread::sleep(Duration::from_millis(300));
     }
-}
-
-fn until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) -> Duration {
-    let started = Instant::now();
-    while !ok() {
-        assert!(
-            started.elapsed() < timeout,
-            "{what} did not happen within {timeout:?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    started.elapsed()
-}
-
-fn pings(ctl: &Ctl, lab: &str, node: &str, ip: &str) -> bool {
-    ctl.run(&[
-        "lab",
-        "exec",
-        lab,
-        node,
-        "--timeout",
-        "20",
-        "--",
-        &format!("ping -c 1 -W 1 {ip}"),
-    ])
-    .ok()
 }
 
 #[test]

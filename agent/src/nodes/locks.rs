@@ -2,26 +2,40 @@
 //! way. A node lock is taken by an operation for the whole of its work on
 //! the node and by the reconciler for one node step, so the check "no
 //! lease, so resume" can never interleave with "take the lease, then
-//! pause".
+//! pause". The same kind of lock keeps two heal attempts of one lease
+//! apart.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use super::layout::NodeKey;
 
-/// One async mutex per node, made on first use.
-#[derive(Default)]
-pub struct NodeLocks {
-    locks: Mutex<HashMap<NodeKey, Arc<tokio::sync::Mutex<()>>>>,
+/// One async mutex per key, made on first use.
+pub struct Locks<K> {
+    locks: Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-impl NodeLocks {
-    pub fn get(&self, key: &NodeKey) -> Arc<tokio::sync::Mutex<()>> {
+/// By node.
+pub type NodeLocks = Locks<NodeKey>;
+/// By lease id.
+pub type LeaseLocks = Locks<String>;
+
+impl<K> Default for Locks<K> {
+    fn default() -> Self {
+        Locks {
+            locks: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Clone + Eq + std::hash::Hash> Locks<K> {
+    pub fn get(&self, key: &K) -> Arc<tokio::sync::Mutex<()>> {
         self.locks.lock().unwrap().entry(key.clone()).or_default().clone()
     }
 
-    /// Drops the lock of a removed node unless someone is using it.
-    pub fn forget(&self, key: &NodeKey) {
+    /// Drops the lock of a key no longer used (a removed node, a lease
+    /// gone) unless someone is using it.
+    pub fn forget(&self, key: &K) {
         let mut locks = self.locks.lock().unwrap();
         if locks.get(key).is_some_and(|l| Arc::strong_count(l) == 1) {
             locks.remove(key);

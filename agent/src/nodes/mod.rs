@@ -9,8 +9,9 @@
 //!   longer desired, reports.
 //! - `ops`: the coordinator's operations, concurrently across nodes,
 //!   answered with `ReportOperation`.
-//! - `leases`: what the coordinator imposes (nodes held paused or off), on
-//!   disk, ended by release or expiry — never by a dropped stream.
+//! - `leases`: what the coordinator imposes (nodes held paused or off,
+//!   faults), on disk, ended by release or expiry — never by a dropped
+//!   stream; an ended lease's faults stay until healed (`faults`).
 //!
 //! Files live under `--lab-dir` (see `layout`); the agent only ever removes
 //! domains it has a node dir for, since several agents may share a libvirtd.
@@ -49,8 +50,8 @@ use crate::ovs::Ovs;
 
 pub use layout::{domain_name, Layout};
 
-/// How often lapsed leases are looked for.
-const EXPIRY_TICK: Duration = Duration::from_millis(250);
+/// How often lapsed leases and due heals are looked for.
+const LEASE_TICK: Duration = Duration::from_millis(250);
 
 /// How the agent runs lab nodes on this host (the agent's flags).
 #[derive(Debug, Clone)]
@@ -83,9 +84,13 @@ struct Context {
     locks: locks::NodeLocks,
     /// One exec at a time per node (a serial console takes one client).
     exec_locks: locks::NodeLocks,
+    /// One heal attempt at a time per lease.
+    heal_locks: locks::LeaseLocks,
     desired: watch_channel::Receiver<Option<NodeSet>>,
     /// Wakes the reconciler (a lease ended).
     wake: Notify,
+    /// The faults awaiting heal changed: the coordinator is told at once.
+    heals_changed: Notify,
     fault_flows: Arc<crate::fault_flows::FaultFlows>,
     metrics: Arc<crate::metrics::AgentMetrics>,
     /// Netem relays by the lease that holds them.
@@ -109,8 +114,10 @@ impl Context {
             leases,
             locks: locks::NodeLocks::default(),
             exec_locks: locks::NodeLocks::default(),
+            heal_locks: locks::LeaseLocks::default(),
             desired,
             wake: Notify::new(),
+            heals_changed: Notify::new(),
             fault_flows: config.fault_flows,
             metrics: config.metrics,
             relays: Default::default(),
@@ -149,10 +156,17 @@ pub async fn run(channel: Channel, config: Config, stop: CancellationToken) -> a
     let leases = leases::Leases::open(config.state_dir.join("leases.json"))
         .with_context(|| format!("opening the lease file in {}", config.state_dir.display()))?;
     let held = leases.list();
-    if !held.is_empty() {
+    if held.iter().any(|l| l.healing.is_none()) {
         info!(
             leases = held.len(),
             "leases taken before the restart are honoured until they end"
+        );
+    }
+    let left: usize = leases.awaiting_heal().iter().map(|l| l.faults.len()).sum();
+    if left > 0 {
+        warn!(
+            faults = left,
+            "healing the faults left by the agent's last run once the node set is known"
         );
     }
     let (sets_tx, sets_rx) = watch_channel::channel(None);
@@ -167,43 +181,43 @@ pub async fn run(channel: Channel, config: Config, stop: CancellationToken) -> a
         stop.clone(),
     ));
     tasks.spawn(ops::run(channel.clone(), ctx.clone(), ops_rx, stop.clone()));
-    tasks.spawn(expire_leases(ctx.clone(), stop.clone()));
-    tasks.spawn(heal_at_start(ctx.clone(), sets_rx.clone()));
+    tasks.spawn(lease_clock(ctx.clone(), stop.clone()));
     tasks.spawn(reconcile::run(channel, ctx, sets_rx, stop));
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
 
-/// Ends lapsed leases and wakes the reconciler to bring their nodes back.
-async fn expire_leases(ctx: Arc<Context>, stop: CancellationToken) {
+/// Ends lapsed leases (waking the reconciler to bring their nodes back)
+/// and starts the heals that are due. Heals wait for the first node set,
+/// which says which nodes are here: a heal may run a command in one, and a
+/// node not in the set was removed. The first time, after a lease file
+/// that could not be read, what faults leave on the taps is swept.
+async fn lease_clock(ctx: Arc<Context>, stop: CancellationToken) {
+    let mut set_known = false;
     loop {
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(EXPIRY_TICK) => {}
+            _ = tokio::time::sleep(LEASE_TICK) => {}
         }
-        match ctx.leases.expire() {
-            Ok(lapsed) if lapsed.is_empty() => {}
-            Ok(lapsed) => {
-                for lease in &lapsed {
-                    warn!(lease = %lease.id, nodes = ?lease.nodes, faults = lease.faults.len(), "lease lapsed without release; healing and running its nodes again");
-                    faults::heal_all(&ctx, lease).await;
-                }
-                ctx.wake.notify_one();
+        let lapsed = ctx.leases.expire();
+        for lease in &lapsed {
+            warn!(lease = %lease.id, nodes = ?lease.nodes, faults = lease.faults.len(), "lease lapsed without release; healing and running its nodes again");
+        }
+        if !lapsed.is_empty() {
+            ctx.wake.notify_one();
+            ctx.heals_changed.notify_one();
+        }
+        if !set_known {
+            if ctx.desired.borrow().is_none() {
+                continue;
             }
-            Err(e) => warn!(error = %format!("{e:#}"), "cannot end lapsed leases"),
+            set_known = true;
+            if ctx.leases.damaged() {
+                faults::sweep(&ctx).await;
+            }
         }
+        faults::spawn_due(&ctx);
     }
-}
-
-/// Heals what the agent's last run left, once the first node set says
-/// which nodes are here (a heal may have to run a command in one).
-async fn heal_at_start(ctx: Arc<Context>, mut sets: watch_channel::Receiver<Option<NodeSet>>) {
-    while sets.borrow_and_update().is_none() {
-        if sets.changed().await.is_err() {
-            return;
-        }
-    }
-    faults::heal_leftovers(&ctx).await;
 }
 
 /// A context on libvirt's test driver with its files under `dir`, and the

@@ -2,7 +2,8 @@
 //! a lease ends, and every 2 s. Each desired node gets its dir, spec.json,
 //! files and definition (its driver's work) and, unless a lease holds it,
 //! runs; then its taps are plugged. A node dir nobody desires is removed
-//! with its node. Then the states go to the coordinator (`ReportNodes`).
+//! with its node. Then the states go to the coordinator (`ReportNodes`),
+//! with the faults still awaiting their heal.
 //!
 //! Crash safety: spec.json is written before the disks, the disks before
 //! the domain; removal goes domain first, dir last. So a node dir without a
@@ -38,6 +39,9 @@ pub async fn run(
 ) {
     let mut reporter = Reporter::new(channel, &ctx.host_id);
     let mut last: BTreeMap<NodeKey, NodeStatus> = BTreeMap::new();
+    // The last pass's version and states, sent again when only the faults
+    // awaiting heal changed.
+    let mut passed: Option<(u64, Vec<NodeStatus>)> = None;
     loop {
         let fresh = tokio::select! {
             _ = stop.cancelled() => return,
@@ -48,6 +52,12 @@ pub async fn run(
                 true
             }
             _ = ctx.wake.notified() => false,
+            _ = ctx.heals_changed.notified() => {
+                if let Some((version, report)) = &passed {
+                    reporter.send(*version, report.clone(), ctx.leases.pending_heals(), false).await;
+                }
+                continue;
+            }
             _ = tokio::time::sleep(PASS_EVERY) => false,
         };
         let Some(set) = sets.borrow_and_update().clone() else {
@@ -66,7 +76,9 @@ pub async fn run(
                     .contains(key)
                     .then(|| status(key, NodeState::Creating, String::new()))
             });
-            reporter.send(set.version, interim, true).await;
+            reporter
+                .send(set.version, interim, ctx.leases.pending_heals(), true)
+                .await;
         }
         let now = pass(&ctx, &set, &last).await;
         for (key, s) in &now {
@@ -78,7 +90,10 @@ pub async fn run(
         let report = statuses(&set, &last, |_| None);
         ctx.metrics
             .nodes_seen(report.iter().map(|s| node_state_name(s.state)));
-        reporter.send(set.version, report, fresh).await;
+        passed = Some((set.version, report.clone()));
+        reporter
+            .send(set.version, report, ctx.leases.pending_heals(), fresh)
+            .await;
     }
 }
 
@@ -237,7 +252,7 @@ async fn converge(ctx: &Arc<Context>, node: DesiredNode, view: Option<Arc<TapVie
     if let Some(old) = stale {
         info!(node = %describe(&key), "node changed (or was left half built); rebuilding it");
         teardown(ctx, &key, old).await?;
-        ctx.leases.release("", &key)?;
+        ctx.leases.release("", &key);
     }
     let (before, after) = {
         let node = node.clone();
@@ -350,9 +365,7 @@ async fn remove_stray(ctx: Arc<Context>, key: NodeKey) {
         Ok(()) => {
             info!(node = %describe(&key), "node no longer desired here; removed");
             ctx.layout.remove_lab_if_empty(&key.0);
-            if let Err(e) = ctx.leases.release("", &key) {
-                warn!(node = %describe(&key), error = %format!("{e:#}"), "cannot end the removed node's leases");
-            }
+            ctx.leases.release("", &key);
         }
         Err(e) => warn!(node = %describe(&key), error = %e, "cannot remove node yet"),
     }

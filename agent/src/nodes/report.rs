@@ -4,18 +4,21 @@ use std::time::{Duration, Instant};
 
 use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
-use dclab_proto::v1::{NodeReport, NodeStatus};
+use dclab_proto::v1::{NodeReport, NodeStatus, PendingHeal};
 use tracing::warn;
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sends `ReportNodes` when the states changed, when forced, and at least
-/// every `REPORT_EVERY`.
+/// What a report said: version, node states, faults awaiting heal.
+type Said = (u64, Vec<NodeStatus>, Vec<PendingHeal>);
+
+/// Sends `ReportNodes` when what it says changed, when forced, and at
+/// least every `REPORT_EVERY`.
 pub struct Reporter {
     client: AgentControlClient<Channel>,
     host_id: String,
-    sent: Option<(u64, Vec<NodeStatus>, Instant)>,
+    sent: Option<(Said, Instant)>,
     last_error: String,
 }
 
@@ -29,24 +32,32 @@ impl Reporter {
         }
     }
 
-    pub async fn send(&mut self, version: u64, nodes: Vec<NodeStatus>, force: bool) {
+    pub async fn send(
+        &mut self,
+        version: u64,
+        nodes: Vec<NodeStatus>,
+        pending: Vec<PendingHeal>,
+        force: bool,
+    ) {
+        let said = (version, nodes, pending);
         let due = force
             || self
                 .sent
                 .as_ref()
-                .is_none_or(|(v, n, at)| *v != version || *n != nodes || at.elapsed() >= REPORT_EVERY);
+                .is_none_or(|(before, at)| *before != said || at.elapsed() >= REPORT_EVERY);
         if !due {
             return;
         }
         let report = NodeReport {
             host_id: self.host_id.clone(),
             version,
-            nodes: nodes.clone(),
+            nodes: said.1.clone(),
+            pending_heals: said.2.clone(),
         };
         let sent = tokio::time::timeout(REPORT_TIMEOUT, self.client.report_nodes(report)).await;
         match sent {
             Ok(Ok(_)) => {
-                self.sent = Some((version, nodes, Instant::now()));
+                self.sent = Some((said, Instant::now()));
                 self.last_error.clear();
             }
             failed => {

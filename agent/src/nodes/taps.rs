@@ -139,6 +139,10 @@ impl Taps {
         self.faulted.lock().unwrap().remove(tap);
     }
 
+    pub fn is_faulted(&self, tap: &str) -> bool {
+        self.faulted.lock().unwrap().contains(tap)
+    }
+
     /// `ip ARGS` in the taps' namespace.
     pub async fn ip(&self, args: &[&str]) -> anyhow::Result<String> {
         match &self.netns {

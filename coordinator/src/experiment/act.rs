@@ -62,7 +62,9 @@ fn netem(n: &NetemSpec) -> v1::NetemFault {
 }
 
 /// The command a command fault runs, and the one that undoes it; `tag`
-/// keeps the run's files apart.
+/// keeps the run's files apart. The agent retries a heal that exits
+/// non-zero, so each heal exits 0 once nothing is left to undo (run twice,
+/// or after the node restarted).
 fn commands(fault: &Fault, tag: &str) -> Option<(String, String)> {
     Some(match fault {
         Fault::Kill { process, restart } => (
@@ -71,13 +73,16 @@ fn commands(fault: &Fault, tag: &str) -> Option<(String, String)> {
         ),
         Fault::Stop { process } => (
             format!("killall -STOP {process}"),
-            format!("killall -CONT {process}"),
+            format!("killall -CONT {process} 2>/dev/null || ! pidof {process} >/dev/null"),
         ),
         Fault::Restart { service } => (format!("systemctl restart {service}"), String::new()),
         Fault::DiskFill { mib, path } => {
             let file = format!("{path}/dclab-fill-{tag}");
             (
-                format!("dd if=/dev/zero of={file} bs=1M count={mib} 2>/dev/null; sync; test -e {file}"),
+                format!(
+                    "dd if=/dev/zero of={file} bs=1M count={mib} 2>/dev/null || \
+                     {{ rm -f {file}; echo \"disk-fill: {path} took less than {mib} MiB\"; exit 1; }}; sync; test -e {file}"
+                ),
                 format!("rm -f {file}"),
             )
         }
@@ -87,7 +92,7 @@ fn commands(fault: &Fault, tag: &str) -> Option<(String, String)> {
                 format!(
                     "mkdir -p /tmp && for i in $(seq {workers}); do (while :; do :; done) >/dev/null 2>&1 & echo $! >> {pids}; done; test -s {pids}"
                 ),
-                format!("kill $(cat {pids}); rm -f {pids}"),
+                gone_with(&pids),
             )
         }
         Fault::MemoryStress { mib } => {
@@ -96,7 +101,7 @@ fn commands(fault: &Fault, tag: &str) -> Option<(String, String)> {
                 format!(
                     "mkdir -p /tmp && (sh -c 'v=$(head -c {mib}m /dev/zero | tr \"\\0\" x); exec sleep 1000000') >/dev/null 2>&1 & echo $! > {pid}; test -s {pid}"
                 ),
-                format!("kill $(cat {pid}); rm -f {pid}"),
+                gone_with(&pid),
             )
         }
         Fault::FlushMemcached { port } => (
@@ -105,6 +110,12 @@ fn commands(fault: &Fault, tag: &str) -> Option<(String, String)> {
         ),
         _ => return None,
     })
+}
+
+/// Kills the processes listed in `pids` and removes the file; nothing to
+/// do without it.
+fn gone_with(pids: &str) -> String {
+    format!("[ ! -e {pids} ] || {{ kill $(cat {pids}) 2>/dev/null; rm -f {pids}; }}")
 }
 
 /// What each host's agent gets for `fault` on `nodes` (or, for a
@@ -283,5 +294,73 @@ pub async fn heal(state: &State, hosts: &BTreeSet<String>, lease: &str) -> Resul
         Ok(())
     } else {
         Err(failed.join("; "))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `script` with each shell lab nodes have (busybox in the micro
+    /// image, dash in Debian's): the exit codes.
+    fn exits(script: &str) -> Vec<i32> {
+        [&["busybox", "sh", "-c"][..], &["sh", "-c"][..]]
+            .iter()
+            .map(|shell| {
+                let out = std::process::Command::new(shell[0])
+                    .args(&shell[1..])
+                    .arg(script)
+                    .output()
+                    .expect("busybox (busybox-static) and sh run");
+                out.status.code().unwrap_or(-1)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn heals_with_nothing_left_to_undo_succeed_so_the_agent_stops_retrying() {
+        let tag = format!("acttest-{}", std::process::id());
+        let faults = [
+            Fault::Stop {
+                process: "dclab-no-such-process".into(),
+            },
+            Fault::DiskFill {
+                mib: 1,
+                path: "/tmp".into(),
+            },
+            Fault::CpuStress { workers: 1 },
+            Fault::MemoryStress { mib: 1 },
+        ];
+        for fault in &faults {
+            let (_, heal) = commands(fault, &tag).unwrap();
+            assert_eq!(exits(&heal), [0, 0], "{fault:?}: {heal}");
+        }
+        // A process still stopped after the heal is a failure to retry.
+        let mut stopped = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = stopped.id().to_string();
+        let (_, heal) = commands(
+            &Fault::Stop {
+                process: "sleep".into(),
+            },
+            &tag,
+        )
+        .unwrap();
+        let failing = heal.replace("killall -CONT sleep", "false");
+        assert!(failing.contains("pidof sleep"), "{heal}");
+        assert_eq!(exits(&failing), [1, 1], "{failing}");
+        let _ = std::process::Command::new("kill").arg(&pid).status();
+        let _ = stopped.wait();
+    }
+
+    #[test]
+    fn a_disk_fill_that_cannot_be_written_fails_and_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("no-such-dir");
+        let fault = Fault::DiskFill {
+            mib: 1,
+            path: path.display().to_string(),
+        };
+        let (apply, _) = commands(&fault, "acttest").unwrap();
+        assert_eq!(exits(&apply), [1, 1], "{apply}");
     }
 }

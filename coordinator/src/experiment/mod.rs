@@ -1,10 +1,12 @@
 //! Dependability experiments (the HPI paper, section 5): runs of an
-//! experiment file on a lab. `run` is the engine; `act` what it asks of
-//! agents; `checks` and `probes` what it observes; `targets` how nodes are
-//! chosen; `store` where run records live.
+//! experiment file on a lab. `run` is the engine (`run/heals`: heals, and
+//! the ones agents still retry); `act` what it asks of agents; `disk` how
+//! much a disk-fill may take; `checks` and `probes` what it observes;
+//! `targets` how nodes are chosen; `store` where run records live.
 
 mod act;
 mod checks;
+mod disk;
 mod env;
 mod probes;
 mod run;
@@ -226,9 +228,14 @@ pub fn list(state: &State, lab: &str) -> Result<v1::ListRunsResponse, ApiError> 
     Ok(v1::ListRunsResponse { runs })
 }
 
+/// A run's record, with the faults awaiting their heal as the agents say
+/// now.
 pub fn get(state: &State, id: &str) -> Result<v1::Run, ApiError> {
     match state.runs.store.get(id)? {
-        Some(r) => Ok(summary(&r, true)),
+        Some(mut r) => {
+            r.awaiting_heal = run::awaiting_now(state, &r);
+            Ok(summary(&r, true))
+        }
         None => Err(not_found(format!(
             "no run {id}; `ctl experiment ls` lists the runs"
         ))),
@@ -339,6 +346,8 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
         findings: vec![],
         error: None,
         trace_id: String::new(),
+        fault_leases: vec![],
+        awaiting_heal: vec![],
         spec,
     };
     if req.dry_run {

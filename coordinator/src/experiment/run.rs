@@ -9,7 +9,7 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dclab_proto::experiment::record::{CheckResult, Event, EventKind, RunRecord, Verdict};
+use dclab_proto::experiment::record::{CheckResult, Event, EventKind, FaultLease, RunRecord, Verdict};
 use dclab_proto::experiment::{Stage, Step};
 use dclab_proto::v1;
 use tokio::sync::{mpsc, Notify};
@@ -19,17 +19,24 @@ use tracing::{info, warn, Instrument};
 
 use super::act;
 use super::checks;
+use super::disk;
 use super::env::Env;
 use super::probes::{self, Running};
 use super::targets::Chosen;
 use crate::lab::lease::Renewals;
 use crate::state::State;
 
+mod heals;
+
+pub use heals::awaiting_now;
+
 pub type Events = mpsc::Sender<Result<v1::RunEvent, Status>>;
 
 struct Active {
     id: String,
     kind: &'static str,
+    /// The nodes it acts on, in words.
+    on: String,
     lease: String,
     hosts: BTreeSet<String>,
     _counted: super::FaultCount,
@@ -52,6 +59,8 @@ pub struct Run {
     pub started: Instant,
     pub renewals: Renewals,
     active: Vec<Active>,
+    /// Faults whose heal failed (their agents retry them).
+    unhealed: Vec<heals::Unhealed>,
     probes: Vec<Running>,
     last_heal_ms: Option<u64>,
 }
@@ -80,6 +89,7 @@ impl Run {
             started: Instant::now(),
             renewals,
             active: vec![],
+            unhealed: vec![],
             probes: vec![],
             last_heal_ms: None,
         }
@@ -330,26 +340,7 @@ impl Run {
                         continue;
                     };
                     let fault = self.active.remove(pos);
-                    let at = self.ms();
-                    let healed = self
-                        .heal_one(&fault)
-                        .instrument(tracing::info_span!("heal", fault = %fault.id))
-                        .await;
-                    self.last_heal_ms = Some(self.ms());
-                    self.say(format!(
-                        "  heal {} ({}) in {} ms",
-                        fault.id,
-                        fault.kind,
-                        self.ms() - at
-                    ))
-                    .await;
-                    self.event(
-                        stage,
-                        EventKind::Heal,
-                        format!("heal {} ({})", fault.id, fault.kind),
-                        at,
-                        healed.err(),
-                    );
+                    self.heal(stage, fault).await;
                 }
             }
         }
@@ -374,6 +365,19 @@ impl Run {
             _ => (vec![], vec![]),
         };
         let tag = format!("{}-{id}", self.record.id).replace('.', "-");
+        if let dclab_proto::experiment::Fault::DiskFill { mib, path } = fault {
+            if let Err(e) = disk::check(&env, &nodes, *mib, path).await {
+                self.say(format!("  fault {id}: {e}")).await;
+                self.event(
+                    stage,
+                    EventKind::Fault,
+                    format!("{} {id}", fault.kind()),
+                    at,
+                    Some(e.clone()),
+                );
+                return Err(Stop::Failed(format!("fault {id} ({}): {e}", fault.kind())));
+            }
+        }
         let plan = act::plan(&self.state, &self.record.lab, fault, &nodes, (&ga, &gb), &tag)
             .map_err(|e| Stop::Failed(format!("fault {id}: {e}")))?;
         let ttl = Duration::from_millis(self.record.spec.lease_ms);
@@ -402,9 +406,16 @@ impl Run {
         self.active.push(Active {
             id: id.to_string(),
             kind: fault.kind(),
+            on: on.map_or_else(|| "the groups".to_string(), |_| names(&nodes)),
             lease: lease.id.clone(),
             hosts: hosts.clone(),
             _counted: self.state.runs.fault_applied(),
+        });
+        self.record.fault_leases.push(FaultLease {
+            fault: id.to_string(),
+            kind: fault.kind().to_string(),
+            lease: lease.id.clone(),
+            hosts: hosts.iter().cloned().collect(),
         });
         match result {
             Ok(per_host) => {
@@ -443,37 +454,12 @@ impl Run {
         }
     }
 
-    async fn heal_one(&mut self, fault: &Active) -> Result<(), String> {
-        let result = act::heal(&self.state, &fault.hosts, &fault.lease).await;
-        for h in &fault.hosts {
-            self.renewals.remove(h, &fault.lease);
-        }
-        result
-    }
-
     /// Heals what is left, reads the probes, and writes the verdict.
     async fn finish(&mut self, stopped: Result<(), Stop>) {
         while let Some(fault) = self.active.pop() {
-            let at = self.ms();
-            let healed = self.heal_one(&fault).await;
-            self.last_heal_ms = Some(self.ms());
-            if let Err(e) = &healed {
-                self.say(format!("heal {} ({}): {e}", fault.id, fault.kind)).await;
-            } else {
-                self.say(format!(
-                    "healed {} ({}) at the end of the run",
-                    fault.id, fault.kind
-                ))
-                .await;
-            }
-            self.event(
-                "end",
-                EventKind::Heal,
-                format!("heal {} ({})", fault.id, fault.kind),
-                at,
-                healed.err(),
-            );
+            self.heal("end", fault).await;
         }
+        self.note_awaiting_heal();
         let running = std::mem::take(&mut self.probes);
         for p in running {
             let now = self.ms();

@@ -76,6 +76,8 @@ mod tests {
             findings: vec![],
             error: None,
             trace_id: String::new(),
+            fault_leases: vec![],
+            awaiting_heal: vec![],
         }
     }
 

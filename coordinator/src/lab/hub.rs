@@ -4,7 +4,7 @@
 
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dclab_proto::error::unavailable;
 use dclab_proto::v1;
@@ -23,11 +23,14 @@ pub struct HostNodes {
 }
 
 /// What an agent last reported.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct HostReport {
     pub version: u64,
     /// (lab, node) → (state, error)
     pub nodes: HashMap<(String, String), (v1::NodeState, String)>,
+    /// Faults whose heal has not succeeded yet; the agent retries them.
+    pub pending_heals: Vec<v1::PendingHeal>,
+    pub at: Instant,
 }
 
 struct Connection {
@@ -228,8 +231,24 @@ impl NodeHub {
             HostReport {
                 version: r.version,
                 nodes,
+                pending_heals: r.pending_heals,
+                at: Instant::now(),
             },
         );
+    }
+
+    /// The faults `host`'s agent last said await their heal, and when it
+    /// said so; None while it is not connected (or has not reported).
+    pub fn pending_heals(&self, host: &str) -> Option<(Instant, Vec<v1::PendingHeal>)> {
+        let inner = self.inner.lock();
+        let report = inner.reports.get(host)?;
+        Some((report.at, report.pending_heals.clone()))
+    }
+
+    /// Faults awaiting their heal over every connected host.
+    pub fn pending_heal_count(&self) -> usize {
+        let inner = self.inner.lock();
+        inner.reports.values().map(|r| r.pending_heals.len()).sum()
     }
 
     /// What `host` reported for a node, if the report is not stale.

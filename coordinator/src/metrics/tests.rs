@@ -99,6 +99,22 @@ fn a_scrape_reads_the_state_and_the_hubs_timings() {
         0.0
     );
     assert_eq!(sample(&acked, "dclab_coordinator_faults_active", ""), 0.0);
+    assert_eq!(sample(&acked, "dclab_coordinator_faults_awaiting_heal", ""), 0.0);
+
+    // An agent reports a fault whose heal it retries.
+    state.nodes.report(dclab_proto::v1::NodeReport {
+        host_id: "h1".into(),
+        pending_heals: vec![dclab_proto::v1::PendingHeal {
+            lease_id: "fault-1".into(),
+            fault: "link_cut".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    assert_eq!(
+        sample(&metrics.render(), "dclab_coordinator_faults_awaiting_heal", ""),
+        1.0
+    );
 
     // A deleted host leaves the per-host series.
     state.mutate(|v| mutate::delete_port(v.topo, "p1")).unwrap();

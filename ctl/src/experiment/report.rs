@@ -102,6 +102,21 @@ pub fn text(r: &RunRecord) -> String {
             c.observed
         );
     }
+    if !r.awaiting_heal.is_empty() {
+        out.push_str("awaiting heal (their agents retry until it succeeds):\n");
+        for a in &r.awaiting_heal {
+            let on = if a.node.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", a.node)
+            };
+            let _ = writeln!(
+                out,
+                "  {} ({}){on}, host {}: {} failed attempts, the last: {}",
+                a.fault, a.kind, a.host, a.failed_attempts, a.error
+            );
+        }
+    }
     out.push_str(&summary(r));
     out
 }

@@ -134,6 +134,32 @@ impl ProbeResult {
     }
 }
 
+/// A fault the run applied: the lease it is held under, on which hosts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaultLease {
+    /// The step's id.
+    pub fault: String,
+    pub kind: String,
+    pub lease: String,
+    pub hosts: Vec<String>,
+}
+
+/// A fault whose heal has not succeeded yet: its agent retries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AwaitingHeal {
+    /// The step's id.
+    pub fault: String,
+    pub kind: String,
+    pub host: String,
+    /// The node (empty for a partition's flows).
+    pub node: String,
+    pub failed_attempts: u32,
+    /// Why the last attempt failed.
+    pub error: String,
+    /// When the fault's lease ended.
+    pub since_unix_ms: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunRecord {
     pub id: String,
@@ -154,6 +180,13 @@ pub struct RunRecord {
     pub error: Option<String>,
     /// The OpenTelemetry trace of the run, when traced.
     pub trace_id: String,
+    /// Every fault applied, with its lease.
+    #[serde(default)]
+    pub fault_leases: Vec<FaultLease>,
+    /// Faults not healed yet: as the agents last reported them when the
+    /// record is read, as they were at the end in the stored record.
+    #[serde(default)]
+    pub awaiting_heal: Vec<AwaitingHeal>,
 }
 
 #[cfg(test)]

@@ -3,7 +3,8 @@
 //! released, when it lapses (nobody renewed it: the run, its ctl or the
 //! coordinator is gone, or this host lost its link to them), or when the
 //! agent starts again and finds it. So no fault outlives its run by more
-//! than a lease.
+//! than a lease, unless its heal fails: then it is retried until it
+//! succeeds.
 //!
 //! - power: off, shutdown, freeze hold the node (the reconciler leaves it
 //!   off or paused) until healed by starting or resuming it; reboot and
@@ -14,19 +15,25 @@
 //!   reconciler.
 //! - command: a command in the node and the one that undoes it (process
 //!   signals, disk/CPU/memory stress, a memcached flush).
+//!
+//! `heal` undoes them: a fault leaves the lease file only once its heal
+//! succeeded.
 
+mod heal;
 mod net;
+
+pub use heal::{heal_lease, spawn_due, sweep};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dclab_proto::v1::{self, fault::Kind, target::Target, DesiredNode, PowerAction};
 use serde::{Deserialize, Serialize};
-use tracing::{info, warn};
+use tracing::info;
 
 use super::driver::{key, NodeError, NodeResult};
-use super::leases::{requested, Lease};
-use super::ops::{apply as node_apply, NodeAction, Outcome};
+use super::leases::requested;
+use super::ops::Outcome;
 use super::Context;
 use crate::desired::FlowKey;
 
@@ -318,96 +325,4 @@ async fn flows(ctx: &Context, f: v1::FlowFault, lease: &v1::Lease) -> Outcome {
         );
     }
     Outcome::default()
-}
-
-/// Heals every fault of lease `id` and ends it; a lease this agent does
-/// not hold is already healed.
-pub async fn heal_lease(ctx: &Arc<Context>, id: &str) -> Outcome {
-    match ctx.leases.take(id) {
-        Ok(Some(lease)) => heal_all(ctx, &lease).await,
-        Ok(None) => Outcome::default(),
-        Err(e) => failed(v1::OperationError::Failed, format!("ending lease {id}: {e:#}")),
-    }
-}
-
-/// Undoes what `lease` applied, each fault in reverse order of applying.
-pub async fn heal_all(ctx: &Arc<Context>, lease: &Lease) -> Outcome {
-    let mut failures = Vec::new();
-    for applied in lease.faults.iter().rev() {
-        if let Err(e) = heal(ctx, &lease.id, applied).await {
-            warn!(lease = %lease.id, fault = ?applied, error = %e, "cannot heal the fault");
-            failures.push((e.kind(), e.to_string()));
-        }
-    }
-    if failures.is_empty() && !lease.faults.is_empty() {
-        info!(lease = %lease.id, faults = lease.faults.len(), "faults healed");
-    }
-    ctx.wake.notify_one();
-    Outcome {
-        failures,
-        ..Outcome::default()
-    }
-}
-
-async fn heal(ctx: &Arc<Context>, lease: &str, applied: &Applied) -> NodeResult<()> {
-    let desired = |lab: &str, node: &str| ctx.desired_node(lab, node);
-    match applied {
-        Applied::Power { lab, node } => {
-            // The node may have been removed meanwhile: nothing to start.
-            let Some(n) = desired(lab, node) else {
-                return Ok(());
-            };
-            let lock = ctx.locks.get(&key(&n));
-            let _guard = lock.lock_owned().await;
-            let lease = lease.to_string();
-            let probe = n.clone();
-            ctx.blocking(move |ctx| node_apply(ctx, &probe, &NodeAction::Resume(lease)))
-                .await?;
-            net::replug(ctx, &n).await
-        }
-        Applied::LinkCut { tap, .. } => net::link_restore(ctx, tap).await,
-        Applied::Netem { tap, port, relay, .. } => net::netem_heal(ctx, lease, tap, port, relay).await,
-        Applied::Flows { .. } => match ctx.fault_flows.remove(lease) {
-            Some(generation)
-                if !ctx
-                    .fault_flows
-                    .wait_installed(generation, FLOWS_INSTALL_TIMEOUT)
-                    .await =>
-            {
-                Err(NodeError::Failed(anyhow::anyhow!(
-                    "the fault's flows were not removed from OvS within {FLOWS_INSTALL_TIMEOUT:?}"
-                )))
-            }
-            _ => Ok(()),
-        },
-        Applied::Command { lab, node, heal } => {
-            let Some(n) = desired(lab, node) else {
-                return Ok(());
-            };
-            let heal = heal.clone();
-            ctx.blocking(move |ctx| {
-                let (code, output) = ctx.drivers.for_node(&n)?.exec(&n, &heal, COMMAND_TIMEOUT)?;
-                if code != 0 {
-                    warn!(node = %n.name, command = %heal, code, output = %output.trim(), "the heal command failed");
-                }
-                Ok(())
-            })
-            .await
-        }
-    }
-}
-
-/// At start: every fault a previous run of this agent left is healed now;
-/// snapshot holds are kept until they end.
-pub async fn heal_leftovers(ctx: &Arc<Context>) {
-    for lease in ctx.leases.list().into_iter().filter(|l| !l.faults.is_empty()) {
-        warn!(lease = %lease.id, faults = lease.faults.len(), "healing the faults left by the agent's last run");
-        match ctx.leases.take(&lease.id) {
-            Ok(Some(lease)) => {
-                heal_all(ctx, &lease).await;
-            }
-            Ok(None) => {}
-            Err(e) => warn!(lease = %lease.id, error = %format!("{e:#}"), "cannot end the lease"),
-        }
-    }
 }

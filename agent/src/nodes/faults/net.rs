@@ -11,7 +11,7 @@ use dclab_proto::v1::{self, DesiredNode, NodeNic};
 use super::{Applied, Context};
 use crate::netem::{Netem, Relay};
 use crate::nodes::driver::{NodeError, NodeResult};
-use crate::nodes::taps::TapView;
+use crate::nodes::taps::{parse_links, TapView};
 
 fn failed(e: anyhow::Error) -> NodeError {
     NodeError::Failed(e)
@@ -151,4 +151,42 @@ pub async fn replug(ctx: &Arc<Context>, node: &DesiredNode) -> NodeResult<()> {
     let view = TapView::fetch(ctx.taps.ovs()).await?;
     ctx.taps.plug(&node.nics, &view).await?;
     Ok(())
+}
+
+/// Restores every tap of `nodes` that a cut left down or that a netem
+/// relay holds, unless a fault of this agent holds it now; returns how
+/// many. No healthy node has either: dclab keeps every tap up and on the
+/// bridge unless a fault says otherwise.
+pub async fn sweep(ctx: &Arc<Context>, nodes: &[DesiredNode]) -> usize {
+    let links = match ctx
+        .taps
+        .ip(&["-j", "link", "show"])
+        .await
+        .and_then(|j| parse_links(&j))
+    {
+        Ok(links) => links,
+        Err(e) => {
+            tracing::warn!(error = %format!("{e:#}"), "cannot list the taps to sweep");
+            return 0;
+        }
+    };
+    let mut restored = 0;
+    for nic in nodes.iter().flat_map(|n| &n.nics) {
+        if ctx.taps.is_faulted(&nic.tap) {
+            continue;
+        }
+        let relay = relay_names(&nic.tap);
+        let result = if links.contains_key(&relay.0) {
+            netem_heal(ctx, "", &nic.tap, &nic.port, &relay).await
+        } else if links.get(&nic.tap).is_some_and(|l| !l.up) {
+            link_restore(ctx, &nic.tap).await
+        } else {
+            continue;
+        };
+        match result {
+            Ok(()) => restored += 1,
+            Err(e) => tracing::warn!(tap = %nic.tap, error = %e, "cannot restore a tap"),
+        }
+    }
+    restored
 }
