@@ -10,8 +10,9 @@ use dclab_proto::net::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-/// How long background work gets to finish when the agent stops.
-const STOP_GRACE: Duration = Duration::from_secs(5);
+/// From the stop signal to the agent's end, at most: background work,
+/// the heals of its faults first, gets this long to finish.
+const STOP_GRACE: Duration = Duration::from_millis(4500);
 
 /// dclab agent: keeps this host's Open vSwitch bridge in step with the rules the coordinator computes,
 /// and runs the lab nodes (libvirt VMs) the coordinator places on this host.
@@ -300,14 +301,17 @@ async fn main() -> anyhow::Result<()> {
         stop.clone(),
     ));
     tasks.spawn(reconciler.run(desired_rx, stop.clone()));
-    let nodes = tokio::spawn(nodes::run(channel, node_config, stop.clone()));
+    let mut nodes = tokio::spawn(nodes::run(channel, node_config, stop.clone()));
     tokio::select! {
-        ended = nodes => ended.context("the node side panicked")??,
-        _ = dclab_proto::net::shutdown_signal() => info!("agent stopping; flows and lab nodes stay as they are"),
+        ended = &mut nodes => ended.context("the node side panicked")??,
+        _ = dclab_proto::net::shutdown_signal() => info!("agent stopping; faults are healed, flows and lab nodes stay as they are"),
     }
     stop.cancel();
-    let drained =
-        tokio::time::timeout(STOP_GRACE, async { while tasks.join_next().await.is_some() {} }).await;
+    let drained = tokio::time::timeout(STOP_GRACE, async {
+        let _ = (&mut nodes).await;
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     if drained.is_err() {
         info!(
             "background work did not finish within {} s; leaving it",

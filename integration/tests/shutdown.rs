@@ -54,11 +54,27 @@ fn spawn_piped(mut cmd: std::process::Command) -> Child {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
-/// Starts `file` on `lab` and returns once its fault is in effect.
+/// Starts `file` on `lab` and returns once its fault is in effect; a run
+/// refused because an agent has not reconnected yet is started again.
 fn start_held(ctl: &Ctl, lab: &str, file: &str) -> (Child, String) {
-    let before = runs(ctl, lab).len();
-    let run = spawn_piped(ctl.command(&["experiment", "run", file, "--lab", lab]));
-    (run, wait_held(ctl, lab, before))
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let before = runs(ctl, lab).len();
+        let mut run = spawn_piped(ctl.command(&["experiment", "run", file, "--lab", lab]));
+        while runs(ctl, lab).len() == before && run.try_wait().unwrap().is_none() {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        if runs(ctl, lab).len() > before {
+            return (run, wait_held(ctl, lab, before));
+        }
+        let out = run.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("not connected") && Instant::now() < deadline,
+            "the run was refused: {err}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
 }
 
 /// The id of the lab's run after its first `before`, once its held fault
@@ -182,7 +198,7 @@ fn coordinator_pid(c: &ClusterGuard) -> i32 {
 }
 
 #[test]
-fn sigterm_ends_the_coordinator_within_5_s_with_its_run_aborted_and_healed() {
+fn sigterm_ends_the_coordinator_and_an_agent_within_5_s_with_faults_healed() {
     let _libvirtd = Libvirtd::ensure_containers();
     let mut c = cluster("sd", 2, false);
     let ctl = Ctl::new(&c);
@@ -242,4 +258,28 @@ fn sigterm_ends_the_coordinator_within_5_s_with_its_run_aborted_and_healed() {
     assert!(error.contains("shut down"), "{error}");
     let log = std::fs::read_to_string(c.coordinator_log()).unwrap();
     assert!(!log.contains("panicked"), "{log}");
+
+    // An agent holding a fault: it heals it and ends within 5 s. A link cut
+    // is a's tap set down, and the flows stay when the agent goes, so with
+    // the agent gone a reaching b proves the heal ran before it ended.
+    let cut = held(dir.path(), "cut", "fault = \"link-cut\"\non = \"a\"");
+    let (mut run, _) = start_held(&ctl, &lab, &cut);
+    assert!(!pings_without_coordinator(&lab), "the link cut is not in effect");
+    let agent = c
+        .state()
+        .hosts
+        .iter()
+        .find(|h| h.id == "h1")
+        .and_then(|h| h.agent.clone());
+    let took = terminate(agent.expect("h1's agent").pid);
+    println!("agent holding a link cut ended {took:?} after SIGTERM");
+    assert!(took < WITHIN, "the agent took {took:?} to end");
+    assert!(
+        pings_without_coordinator(&lab),
+        "the agent ended with its fault in place"
+    );
+    c.kill_agent("h1", libc::SIGTERM).unwrap();
+    c.start_agent("h1").unwrap();
+    run.kill().unwrap();
+    run.wait().unwrap();
 }

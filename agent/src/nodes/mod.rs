@@ -182,10 +182,47 @@ pub async fn run(channel: Channel, config: Config, stop: CancellationToken) -> a
     ));
     tasks.spawn(ops::run(channel.clone(), ctx.clone(), ops_rx, stop.clone()));
     tasks.spawn(lease_clock(ctx.clone(), stop.clone()));
+    tasks.spawn(heal_at_stop(ctx.clone(), stop.clone()));
     tasks.spawn(reconcile::run(channel, ctx, sets_rx, stop));
     while tasks.join_next().await.is_some() {}
     Ok(())
 }
+
+/// When the agent is stopped, every fault it holds is healed at once: an
+/// agent stopped for good must not leave a link cut or a process stopped
+/// behind. A heal that does not finish within HEAL_AT_STOP stays in the
+/// lease file, and the agent's next start heals it. Snapshot holds are
+/// left to lapse as they would.
+async fn heal_at_stop(ctx: Arc<Context>, stop: CancellationToken) {
+    stop.cancelled().await;
+    let held: Vec<String> = ctx
+        .leases
+        .list()
+        .into_iter()
+        .filter(|l| !l.faults.is_empty())
+        .map(|l| l.id)
+        .collect();
+    if held.is_empty() {
+        return;
+    }
+    info!(leases = held.len(), "agent stopping: healing the faults it holds");
+    let mut heals = tokio::task::JoinSet::new();
+    for id in held {
+        let ctx = ctx.clone();
+        heals.spawn(async move { faults::heal_lease(&ctx, &id).await.failures.is_empty() });
+    }
+    match tokio::time::timeout(HEAL_AT_STOP, heals.join_all()).await {
+        Ok(healed) if healed.iter().all(|h| *h) => info!("faults healed"),
+        Ok(_) => warn!("some faults did not heal; the agent's next start heals them"),
+        Err(_) => warn!(
+            "faults not healed within {} s; the agent's next start heals them",
+            HEAL_AT_STOP.as_secs()
+        ),
+    }
+}
+
+/// How long a stopping agent gives the heals of its faults.
+const HEAL_AT_STOP: Duration = Duration::from_secs(3);
 
 /// Ends lapsed leases (waking the reconciler to bring their nodes back)
 /// and starts the heals that are due. Heals wait for the first node set,
