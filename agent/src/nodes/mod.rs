@@ -29,6 +29,7 @@ mod locks;
 mod ops;
 mod reconcile;
 mod report;
+mod rooted;
 mod rootfs;
 mod spec;
 mod taps;

@@ -137,35 +137,23 @@ impl Overlay {
     }
 
     /// Writes a file of the node's own into its upper layer (hostname and
-    /// such), unless the node has one already.
+    /// such), unless the node has one already (or a link there).
     pub fn seed_file(&self, path: &str, text: &str) -> anyhow::Result<()> {
-        let target = self.upper.join(path.trim_start_matches('/'));
-        if target.exists() {
-            return Ok(());
-        }
-        if let Some(parent) = target.parent() {
-            fs::create_dir_all(parent)?;
-        }
-        fs::write(&target, text).with_context(|| format!("writing {}", target.display()))
+        super::rooted::write_if_absent(&self.upper, path, text.as_bytes(), 0o644)
+            .with_context(|| format!("writing {path} into the node's layer {}", self.upper.display()))
     }
 
     /// Writes a file dclab owns into the upper layer with `mode`, unless
     /// it already has that content (the layer is live while mounted).
-    /// Parent dirs it makes are private to root.
+    /// Parent dirs it makes are private to root. Nothing is followed
+    /// through a link the node made (see `rooted`).
     pub fn own_file(&self, path: &str, text: &str, mode: u32) -> anyhow::Result<()> {
-        use std::os::unix::fs::PermissionsExt;
-        let target = self.upper.join(path.trim_start_matches('/'));
-        if fs::read_to_string(&target).is_ok_and(|t| t == text) {
+        let context = || format!("writing {path} into the node's layer {}", self.upper.display());
+        let current = super::rooted::read(&self.upper, path).with_context(context)?;
+        if current.as_deref() == Some(text.as_bytes()) {
             return Ok(());
         }
-        if let Some(parent) = target.parent().filter(|p| !p.exists()) {
-            fs::create_dir_all(parent)?;
-            fs::set_permissions(parent, fs::Permissions::from_mode(0o700))?;
-        }
-        let tmp = with_suffix(&target, "tmp");
-        fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
-        fs::rename(&tmp, &target).with_context(|| format!("writing {}", target.display()))
+        super::rooted::write(&self.upper, path, text.as_bytes(), mode, 0o700).with_context(context)
     }
 
     fn snapshot_dir(&self, name: &str) -> PathBuf {
