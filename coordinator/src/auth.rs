@@ -63,6 +63,25 @@ pub fn operators_only(req: Request<()>) -> Result<Request<()>, Status> {
     }
 }
 
+/// Any agent, before the request says which host it acts for (a
+/// TunnelBack stream, whose first message names its tunnel): nobody else
+/// holds a stream open on this service.
+#[allow(clippy::result_large_err)]
+pub fn any_agent<T>(req: &Request<T>, call: &str) -> Result<(), Status> {
+    let peer = peer(req);
+    match identify(&peer, call)? {
+        None | Some((Role::Agent, _)) => Ok(()),
+        Some((role, name)) => Err(refuse(
+            &peer,
+            call,
+            Status::permission_denied(format!(
+                "{name} holds {} certificate; {call} is for agents only",
+                article(role)
+            )),
+        )),
+    }
+}
+
 /// An agent may act only for the host in its certificate.
 #[allow(clippy::result_large_err)]
 pub fn agent_for<T>(req: &Request<T>, call: &str, host_id: &str) -> Result<(), Status> {

@@ -410,3 +410,118 @@ fn an_agent_registers_within_bounds_and_changes_rarely() {
         "the refused changes wrote nothing"
     );
 }
+
+/// Open descriptors of process `pid`.
+fn open_fds(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[test]
+fn strangers_are_limited_before_they_authenticate() {
+    let c = cluster("sl", 1, false);
+    let url = c.coordinator_url().unwrap().to_string();
+    let addr = url.trim_start_matches("https://").to_string();
+    let pki = c.pki_dir().unwrap().to_path_buf();
+    let pid = c.state().coordinator.as_ref().unwrap().pid;
+    let before = open_fds(pid);
+
+    // Six hundred connections that never start their handshake: the
+    // coordinator holds at most MAX_HANDSHAKES of them, and still serves.
+    let stalled: Vec<std::net::TcpStream> = (0..600)
+        .filter_map(|_| std::net::TcpStream::connect(&addr).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    let held = open_fds(pid).saturating_sub(before);
+    println!(
+        "{} stalled connections: the coordinator holds {held} more descriptors",
+        stalled.len()
+    );
+    assert!(
+        stalled.len() > 500,
+        "only {} connections were made",
+        stalled.len()
+    );
+    assert!(
+        held <= dclab_proto::conn::MAX_HANDSHAKES + 16,
+        "the coordinator holds {held} descriptors for stalled handshakes"
+    );
+    drop(stalled);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        list_tenants(&c.client_config().unwrap()),
+        Ok(0),
+        "an operator gets in again at once"
+    );
+
+    // Connections with no client certificate: a few may stay to be told
+    // why, the rest are closed.
+    let anonymous = ClientConfig::new(
+        &url,
+        Some(&TlsFiles {
+            ca: pki.join("ca.crt"),
+            identity: None,
+        }),
+    )
+    .unwrap();
+    let max = dclab_proto::conn::MAX_UNAUTHENTICATED;
+    let (told, closed) = rt().block_on(async {
+        let mut kept = Vec::new();
+        let (mut told, mut closed) = (0, 0);
+        for _ in 0..max + 20 {
+            let Ok(channel) = anonymous.connect().await else {
+                closed += 1;
+                continue;
+            };
+            match TopologyClient::new(channel.clone())
+                .list_tenants(v1::ListTenantsRequest {})
+                .await
+            {
+                Err(s) if s.code() == Code::Unauthenticated => told += 1,
+                _ => closed += 1,
+            }
+            kept.push(channel);
+        }
+        (told, closed)
+    });
+    println!(
+        "{} connections without a certificate: {told} told why, {closed} closed",
+        max + 20
+    );
+    assert!(
+        told <= max && told >= max / 2,
+        "{told} unauthenticated connections kept"
+    );
+    assert!(closed >= 20, "only {closed} closed");
+    assert_eq!(
+        list_tenants(&c.client_config().unwrap()),
+        Ok(0),
+        "the operator is still served"
+    );
+
+    // A TunnelBack stream is an agent's, and must name its tunnel at once.
+    let operator = c.client_config().unwrap();
+    let h1 = ClientConfig::new(&url, Some(&files(&pki, &pki, "agent-h1"))).unwrap();
+    let (as_operator, silent) = rt().block_on(async {
+        let back = |config: ClientConfig| async move {
+            let channel = config.connect().await.unwrap();
+            let (_tx, rx) = tokio::sync::mpsc::channel::<v1::TunnelData>(1);
+            let started = std::time::Instant::now();
+            let r = AgentControlClient::new(channel)
+                .tunnel_back(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await;
+            (
+                r.map(|_| ()).map_err(|s| (s.code(), s.message().to_string())),
+                started.elapsed(),
+            )
+        };
+        (back(operator).await, back(h1).await)
+    });
+    assert_eq!(as_operator.0.unwrap_err().0, Code::PermissionDenied);
+    let (code, message) = silent.0.clone().unwrap_err();
+    assert_eq!(code, Code::DeadlineExceeded, "{message}");
+    assert!(
+        silent.1 < Duration::from_secs(10),
+        "a silent TunnelBack was held {:?}",
+        silent.1
+    );
+}

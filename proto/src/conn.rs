@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
@@ -19,10 +19,19 @@ use tracing::warn;
 use crate::identity::{identity_of, PeerAuth, PeerInfo};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// TLS handshakes under way at once; a connection beyond is closed at
+/// once, so a flood of connections that never finish the handshake holds
+/// at most this many tasks and sockets.
+pub const MAX_HANDSHAKES: usize = 256;
+/// Connections whose peer showed no certificate of the deployment: they
+/// may stay to be told why each call is refused, but only this many.
+pub const MAX_UNAUTHENTICATED: usize = 64;
 
 pub struct Conn {
     io: Io,
     info: PeerInfo,
+    /// Held while an unauthenticated connection lives.
+    _slot: Option<OwnedSemaphorePermit>,
 }
 
 enum Io {
@@ -39,13 +48,18 @@ impl Connected for Conn {
 }
 
 /// Accepts connections on `listener`; with `tls`, completes each handshake
-/// in its own task (a slow client never stalls the others) and logs refusals.
+/// in its own task (a slow client never stalls the others) and logs
+/// refusals. Handshakes under way and connections without a certificate
+/// of the deployment are each limited (MAX_HANDSHAKES, MAX_UNAUTHENTICATED).
 pub fn incoming(
     listener: TcpListener,
     tls: Option<Arc<rustls::ServerConfig>>,
 ) -> ReceiverStream<Result<Conn, io::Error>> {
     let (tx, rx) = mpsc::channel(64);
+    let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+    let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
     tokio::spawn(async move {
+        let mut refused = Refusals::default();
         loop {
             let (tcp, addr) = match listener.accept().await {
                 Ok(accepted) => accepted,
@@ -63,18 +77,35 @@ pub fn incoming(
                         addr: Some(addr),
                         auth: PeerAuth::Insecure,
                     },
+                    _slot: None,
                 };
                 if tx.send(Ok(conn)).await.is_err() {
                     return;
                 }
                 continue;
             };
-            let tx = tx.clone();
+            let Ok(handshake_slot) = handshakes.clone().try_acquire_owned() else {
+                refused.note(addr, "too many TLS handshakes under way");
+                continue;
+            };
+            let (tx, unauthenticated) = (tx.clone(), unauthenticated.clone());
             tokio::spawn(async move {
                 let handshake = TlsAcceptor::from(config).accept(tcp);
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await {
+                let done = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
+                drop(handshake_slot);
+                match done {
                     Ok(Ok(stream)) => {
                         let auth = peer_auth(&stream);
+                        let slot = match auth {
+                            PeerAuth::Identified(_) => None,
+                            _ => match unauthenticated.try_acquire_owned() {
+                                Ok(slot) => Some(slot),
+                                Err(_) => {
+                                    warn!(peer = %addr, "connection without a deployment certificate closed: {MAX_UNAUTHENTICATED} are open already");
+                                    return;
+                                }
+                            },
+                        };
                         let info = PeerInfo {
                             addr: Some(addr),
                             auth,
@@ -82,6 +113,7 @@ pub fn incoming(
                         let conn = Conn {
                             io: Io::Tls(Box::new(stream)),
                             info,
+                            _slot: slot,
                         };
                         let _ = tx.send(Ok(conn)).await;
                     }
@@ -92,6 +124,25 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// Connections closed at accept, logged at most once a second with how
+/// many were closed since.
+#[derive(Default)]
+struct Refusals {
+    since: u64,
+    logged: Option<std::time::Instant>,
+}
+
+impl Refusals {
+    fn note(&mut self, addr: std::net::SocketAddr, why: &str) {
+        self.since += 1;
+        if self.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
+            warn!(peer = %addr, closed = self.since, "connection closed at accept: {why}");
+            self.since = 0;
+            self.logged = Some(std::time::Instant::now());
+        }
+    }
 }
 
 fn peer_auth(stream: &TlsStream<TcpStream>) -> PeerAuth {

@@ -14,6 +14,9 @@ use crate::rules::{diff_rules, HostRules};
 use crate::state::State;
 use crate::{auth, mutate};
 
+/// How long a TunnelBack stream may take to send its first message.
+const TUNNEL_OPEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub struct AgentService {
     pub state: Arc<State>,
     pub register_limit: super::register_limit::RegisterLimit,
@@ -107,7 +110,18 @@ impl AgentControl for AgentService {
         &self,
         mut req: Request<tonic::Streaming<v1::TunnelData>>,
     ) -> Result<Response<Self::TunnelBackStream>, Status> {
-        let first = req.get_mut().message().await?;
+        // Who may hold the stream is settled before anything is read, and
+        // the first message has a deadline: a stream that says nothing is
+        // not kept.
+        auth::any_agent(&req, "TunnelBack")?;
+        let first = tokio::time::timeout(TUNNEL_OPEN_WITHIN, req.get_mut().message())
+            .await
+            .map_err(|_| {
+                Status::deadline_exceeded(format!(
+                    "a TunnelBack stream must name its tunnel within {} s",
+                    TUNNEL_OPEN_WITHIN.as_secs()
+                ))
+            })??;
         let open = super::tunnel::first(first)?;
         let host = self
             .state
