@@ -19,9 +19,11 @@ use tracing::warn;
 use crate::identity::{identity_of, PeerAuth, PeerInfo};
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// TLS handshakes under way at once; a connection beyond is closed at
-/// once, so a flood of connections that never finish the handshake holds
-/// at most this many tasks and sockets.
+/// TLS handshakes under way at once. Beyond it the server stops accepting
+/// until one ends (the kernel's listen queue holds the rest), so a flood
+/// of connections that never finish the handshake holds at most this many
+/// tasks and sockets, and a herd of agents reconnecting at once is served
+/// in turn rather than turned away.
 pub const MAX_HANDSHAKES: usize = 256;
 /// Connections whose peer showed no certificate of the deployment: they
 /// may stay to be told why each call is refused, but only this many.
@@ -59,8 +61,10 @@ pub fn incoming(
     let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     let unauthenticated = Arc::new(Semaphore::new(MAX_UNAUTHENTICATED));
     tokio::spawn(async move {
-        let mut refused = Refusals::default();
         loop {
+            let Ok(handshake_slot) = handshakes.clone().acquire_owned().await else {
+                return;
+            };
             let (tcp, addr) = match listener.accept().await {
                 Ok(accepted) => accepted,
                 Err(err) => {
@@ -82,10 +86,6 @@ pub fn incoming(
                 if tx.send(Ok(conn)).await.is_err() {
                     return;
                 }
-                continue;
-            };
-            let Ok(handshake_slot) = handshakes.clone().try_acquire_owned() else {
-                refused.note(addr, "too many TLS handshakes under way");
                 continue;
             };
             let (tx, unauthenticated) = (tx.clone(), unauthenticated.clone());
@@ -124,25 +124,6 @@ pub fn incoming(
         }
     });
     ReceiverStream::new(rx)
-}
-
-/// Connections closed at accept, logged at most once a second with how
-/// many were closed since.
-#[derive(Default)]
-struct Refusals {
-    since: u64,
-    logged: Option<std::time::Instant>,
-}
-
-impl Refusals {
-    fn note(&mut self, addr: std::net::SocketAddr, why: &str) {
-        self.since += 1;
-        if self.logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(1)) {
-            warn!(peer = %addr, closed = self.since, "connection closed at accept: {why}");
-            self.since = 0;
-            self.logged = Some(std::time::Instant::now());
-        }
-    }
 }
 
 fn peer_auth(stream: &TlsStream<TcpStream>) -> PeerAuth {
