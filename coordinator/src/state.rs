@@ -37,6 +37,9 @@ struct Inner {
     keys: KeyRange,
     revision: u64,
     next_net_id: NetId,
+    /// Set when a commit failed: whether that change reached the disk is
+    /// unknown, so no write is taken until a restart reloads the store.
+    store_failed: Option<String>,
 }
 
 /// What a mutation function gets to look at.
@@ -67,6 +70,7 @@ impl State {
             keys,
             revision: loaded.revision,
             next_net_id: loaded.next_net_id,
+            store_failed: None,
         };
         Ok(State {
             inner: Mutex::new(inner),
@@ -89,6 +93,11 @@ impl State {
 
     pub fn size_on_disk(&self) -> u64 {
         self.inner.lock().store.size_on_disk()
+    }
+
+    /// Why writes are refused, if a commit failed.
+    pub fn store_failed(&self) -> Option<String> {
+        self.inner.lock().store_failed.clone()
     }
 
     /// `mutate` from async code: the write (validation, fsync, compile)
@@ -120,6 +129,9 @@ impl State {
         reply: impl FnOnce(&Topology, Vec<Op>) -> R,
     ) -> Result<R, ApiError> {
         let mut inner = self.inner.lock();
+        if let Some(failed) = &inner.store_failed {
+            return Err(ApiError::Unavailable(failed.clone()));
+        }
         let ops = f(&View {
             topo: &inner.topo,
             keys: &inner.keys,
@@ -133,7 +145,19 @@ impl State {
         let next_net_id = next_net_id(inner.next_net_id, &ops);
         let mut dirty = Dirty::default();
         mark_dirty(&inner.topo, &ops, &mut dirty);
-        inner.store.commit(&ops, revision, next_net_id)?;
+        if let Err(e) = inner.store.commit(&ops, revision, next_net_id) {
+            // The batch may or may not be on disk: never say "failed" of a
+            // change a restart could bring back. Fence writes instead.
+            let fenced = format!(
+                "the store failed writing revision {revision} ({e}); whether that change reached the disk \
+                 is unknown, so the coordinator takes no more writes: fix the disk and restart it (it then \
+                 serves exactly what is on disk, revision {} or {revision})",
+                inner.revision
+            );
+            tracing::error!(revision, error = %e, "store commit failed; writes are refused until a restart");
+            inner.store_failed = Some(fenced.clone());
+            return Err(ApiError::Unavailable(fenced));
+        }
         for op in &ops {
             inner.topo.apply(op);
         }
