@@ -4,29 +4,20 @@
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 use proptest::prelude::*;
 
-use crate::hostile::{experiment_text, hostile_string, lab_spec, lab_word};
+use crate::hostile::{experiment_text, hostile_string, lab_spec, lab_word, short_hostile_string};
 
-fn port_request() -> impl Strategy<Value = v1::CreatePortRequest> {
-    (
-        hostile_string(),
-        hostile_string(),
-        hostile_string(),
-        hostile_string(),
-        hostile_string(),
-        hostile_string(),
-        any::<i32>(),
-    )
-        .prop_map(
-            |(name, tenant, network, host, mac, ip, kind)| v1::CreatePortRequest {
-                name,
-                tenant,
-                network,
-                host,
-                mac,
-                ip,
-                kind,
-            },
-        )
+fn port_request(s: Strings) -> impl Strategy<Value = v1::CreatePortRequest> {
+    (s(), s(), s(), s(), s(), s(), any::<i32>()).prop_map(|(name, tenant, network, host, mac, ip, kind)| {
+        v1::CreatePortRequest {
+            name,
+            tenant,
+            network,
+            host,
+            mac,
+            ip,
+            kind,
+        }
+    })
 }
 
 /// A valid-looking batch of `n` ports on network `big`; over 10,000 is refused.
@@ -50,16 +41,14 @@ fn big_batch(n: usize, seed: u32) -> Vec<v1::CreatePortRequest> {
         .collect()
 }
 
-fn demand() -> impl Strategy<Value = v1::NodeDemand> {
-    (hostile_string(), any::<u32>(), any::<u64>(), hostile_string()).prop_map(
-        |(name, vcpus, memory_mib, host)| v1::NodeDemand {
-            name,
-            vcpus,
-            memory_mib,
-            host,
-            switch_networks: vec![],
-        },
-    )
+fn demand(s: Strings) -> impl Strategy<Value = v1::NodeDemand> {
+    (s(), any::<u32>(), any::<u64>(), s()).prop_map(|(name, vcpus, memory_mib, host)| v1::NodeDemand {
+        name,
+        vcpus,
+        memory_mib,
+        host,
+        switch_networks: vec![],
+    })
 }
 
 /// One topology call with whatever the generators made of its fields.
@@ -131,7 +120,19 @@ impl Call {
 
 /// Calls of every kind, big batches rare (each is thousands of ports).
 pub fn call() -> impl Strategy<Value = Call> {
-    let s = hostile_string;
+    calls(|| hostile_string().boxed())
+}
+
+/// The same calls with no field of hundreds of kilobytes (those are sent
+/// one at a time): for many clients at once.
+pub fn short_call() -> impl Strategy<Value = Call> {
+    calls(|| short_hostile_string().boxed())
+}
+
+/// The strings a call's fields are made of.
+type Strings = fn() -> BoxedStrategy<String>;
+
+fn calls(s: Strings) -> impl Strategy<Value = Call> {
     prop_oneof![
         10 => (s(), s(), s()).prop_map(|(a, b, c)| Call::CreateHost(a, b, c)),
         10 => s().prop_map(Call::DeleteHost),
@@ -139,13 +140,13 @@ pub fn call() -> impl Strategy<Value = Call> {
         10 => s().prop_map(Call::DeleteTenant),
         10 => (s(), s(), s()).prop_map(|(a, b, c)| Call::CreateNetwork(a, b, c)),
         10 => (s(), s()).prop_map(|(a, b)| Call::DeleteNetwork(a, b)),
-        30 => port_request().prop_map(Call::CreatePort),
-        10 => prop::collection::vec(port_request(), 0..30).prop_map(Call::CreatePorts),
+        30 => port_request(s).prop_map(Call::CreatePort),
+        10 => prop::collection::vec(port_request(s), 0..30).prop_map(Call::CreatePorts),
         1 => (prop::sample::select(vec![1000usize, 4000, 10_001, 12_000]), any::<u32>()).prop_map(|(n, seed)| Call::BigBatch(n, seed)),
         10 => s().prop_map(Call::DeletePort),
         10 => (s(), s(), s()).prop_map(|(a, b, c)| Call::ListPorts(a, b, c)),
         10 => s().prop_map(Call::GetRules),
-        10 => (s(), prop::collection::vec(demand(), 0..40)).prop_map(|(lab, nodes)| Call::PlanLab(lab, nodes)),
+        10 => (s(), prop::collection::vec(demand(s), 0..40)).prop_map(|(lab, nodes)| Call::PlanLab(lab, nodes)),
         30 => lab_spec().prop_map(Call::ApplyLab),
         10 => lab_word().prop_map(Call::GetLab),
         10 => (0u8..3, lab_word(), lab_word()).prop_map(|(k, lab, name)| Call::Snapshot(k, lab, name)),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
 use dclab_integration::concurrent::{Client, CLIENT_ERRORS};
-use dclab_integration::hostile_calls::{call, send, Call};
+use dclab_integration::hostile_calls::{call, send, short_call, Call};
 use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
 use proptest::strategy::{Strategy, ValueTree};
@@ -22,9 +22,9 @@ use tonic::Code;
 
 /// Calls sent one at a time, each checked on its own; DCLAB_HOSTILE_CASES
 /// changes it for a longer soak.
-const SERIAL: u32 = 2_500;
+const SERIAL: u32 = 2_000;
 /// Calls sent by `WORKERS` clients at once, checked as a whole.
-const CONCURRENT: usize = 7_500;
+const CONCURRENT: usize = 8_000;
 const WORKERS: usize = 8;
 
 fn serial_cases() -> u32 {
@@ -191,7 +191,7 @@ fn one_at_a_time(rt: &tokio::runtime::Runtime, client: &TopologyClient<Channel>)
 /// client error (or, for a lab another call holds, UNAVAILABLE saying so).
 fn many_at_once(rt: &tokio::runtime::Runtime, config: &dclab_proto::net::ClientConfig) {
     let mut runner = TestRunner::deterministic();
-    let strategy = call();
+    let strategy = short_call();
     let calls: Vec<Call> = (0..CONCURRENT)
         .map(|_| strategy.new_tree(&mut runner).expect("a call").current())
         .collect();
