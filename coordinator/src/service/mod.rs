@@ -3,6 +3,7 @@
 pub mod agent;
 mod bridges;
 mod convert;
+pub mod exec_stream;
 mod labs;
 mod nodes;
 pub mod topology;

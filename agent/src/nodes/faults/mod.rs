@@ -29,6 +29,7 @@ use super::leases::{requested, Lease};
 use super::ops::{apply as node_apply, NodeAction, Outcome};
 use super::Context;
 use crate::desired::FlowKey;
+use crate::exec_output::{CommandOutput, MAX_KEPT};
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a partition's flows may take to be installed and revalidated.
@@ -281,15 +282,16 @@ async fn command(
             };
             ctx.leases.add_fault(&lease, applied)?;
         }
-        let (code, output) = ctx
+        let mut output = CommandOutput::kept(MAX_KEPT);
+        let code = ctx
             .drivers
             .for_node(&node)?
-            .exec(&node, &c.apply, COMMAND_TIMEOUT)?;
+            .exec(&node, &c.apply, COMMAND_TIMEOUT, &mut output)?;
         if code != 0 {
             return Err(NodeError::Failed(anyhow::anyhow!(
                 "{:?} exited {code}: {}",
                 c.apply,
-                output.trim()
+                output.text().trim()
             )));
         }
         Ok(())
@@ -386,9 +388,10 @@ async fn heal(ctx: &Arc<Context>, lease: &str, applied: &Applied) -> NodeResult<
             };
             let heal = heal.clone();
             ctx.blocking(move |ctx| {
-                let (code, output) = ctx.drivers.for_node(&n)?.exec(&n, &heal, COMMAND_TIMEOUT)?;
+                let mut output = CommandOutput::kept(MAX_KEPT);
+                let code = ctx.drivers.for_node(&n)?.exec(&n, &heal, COMMAND_TIMEOUT, &mut output)?;
                 if code != 0 {
-                    warn!(node = %n.name, command = %heal, code, output = %output.trim(), "the heal command failed");
+                    warn!(node = %n.name, command = %heal, code, output = %output.text().trim(), "the heal command failed");
                 }
                 Ok(())
             })
