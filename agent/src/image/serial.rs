@@ -120,7 +120,7 @@ impl SerialConsole {
             let why = if !reader_here {
                 "lost the reader of its output".to_string()
             } else if Instant::now() >= deadline {
-                format!("did not finish within {timeout:?}")
+                format!("did not finish within {:.1} s", timeout.as_secs_f64())
             } else {
                 continue;
             };

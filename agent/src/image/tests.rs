@@ -136,7 +136,7 @@ fn micro_vm_boots_and_runs_commands() {
         .expect_err("cat /dev/zero ends only when interrupted")
         .to_string();
     assert!(
-        error.contains("did not finish within 5s; it was interrupted"),
+        error.contains("did not finish within 5.0 s; it was interrupted"),
         "{error}"
     );
     assert!(

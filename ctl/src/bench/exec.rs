@@ -127,8 +127,9 @@ struct Figures {
     /// What the result says: the exit code or the error (which says how
     /// much output was cut).
     result: String,
-    kept_bytes: usize,
-    dropped_bytes: u64,
+    /// What a reply kept and cut (None: the exec failed; its error says).
+    kept_bytes: Option<u64>,
+    dropped_bytes: Option<u64>,
 }
 
 /// VmRSS of `pid` in MiB.
@@ -198,10 +199,10 @@ async fn measure(
     let (result, kept_bytes, dropped_bytes) = match reply {
         Ok(r) => (
             format!("exit {}", r.exit_code),
-            r.output.len(),
-            r.output_dropped_bytes,
+            Some(r.output.len() as u64),
+            Some(r.output_dropped_bytes),
         ),
-        Err(s) => (format!("error: {}", s.message()), 0, 0),
+        Err(s) => (format!("error: {}", s.message()), None, None),
     };
     eprintln!("{} ({:.1} s): {result}", kind_name(kind), took.as_secs_f64());
     Ok(Figures {
@@ -212,6 +213,11 @@ async fn measure(
         kept_bytes,
         dropped_bytes,
     })
+}
+
+/// "-" for an exec that failed (its error says what was cut).
+fn bytes_or_dash(n: Option<u64>) -> String {
+    n.map_or("-".into(), |n| format!("{n} B"))
 }
 
 fn report(args: &ExecBenchArgs, kinds: &[v1::NodeKind], columns: &[Figures], format: Format) {
@@ -251,10 +257,10 @@ fn report(args: &ExecBenchArgs, kinds: &[v1::NodeKind], columns: &[Figures], for
         ),
         row(
             "output kept",
-            &|f| format!("{} B", f.kept_bytes),
+            &|f| bytes_or_dash(f.kept_bytes),
             "64 KiB at most".into(),
         ),
-        row("output cut", &|f| format!("{} B", f.dropped_bytes), "-".into()),
+        row("output cut", &|f| bytes_or_dash(f.dropped_bytes), "-".into()),
     ];
     let json = serde_json::Value::Object(
         kinds
