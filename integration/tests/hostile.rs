@@ -87,7 +87,8 @@ enum Call {
     ApplyLab(v1::LabSpec),
     GetLab(String),
     Snapshot(u8, String, String),
-    Exec(String, String, String),
+    /// Lab, node, command; streamed (ExecNodeStream) or not.
+    Exec(String, String, String, bool),
     RunExperiment(String, String, String, bool),
     Run(u8, String),
     ListRuns(String),
@@ -112,7 +113,7 @@ fn call() -> impl Strategy<Value = Call> {
         3 => lab_spec().prop_map(Call::ApplyLab),
         1 => lab_word().prop_map(Call::GetLab),
         1 => (0u8..3, lab_word(), lab_word()).prop_map(|(k, lab, name)| Call::Snapshot(k, lab, name)),
-        1 => (lab_word(), lab_word(), s()).prop_map(|(lab, node, cmd)| Call::Exec(lab, node, cmd)),
+        1 => (lab_word(), lab_word(), s(), any::<bool>()).prop_map(|(lab, node, cmd, stream)| Call::Exec(lab, node, cmd, stream)),
         3 => (s(), experiment_text(), prop_oneof![Just("lab".to_string()), lab_word()], any::<bool>()).prop_map(|(name, text, lab, dry)| Call::RunExperiment(name, text, lab, dry)),
         1 => (0u8..3, prop_oneof![s(), Just("r1-1".to_string())]).prop_map(|(k, id)| Call::Run(k, id)),
         1 => lab_word().prop_map(Call::ListRuns),
@@ -183,15 +184,20 @@ async fn send(c: &mut TopologyClient<dclab_proto::net::Channel>, call: Call) -> 
                 _ => c.delete_snapshot(req).await.map(drop),
             }
         }
-        Call::Exec(lab, node, command) => c
-            .exec_node(v1::ExecNodeRequest {
+        Call::Exec(lab, node, command, stream) => {
+            let req = v1::ExecNodeRequest {
                 lab,
                 node,
                 command,
                 timeout_ms: 100,
-            })
-            .await
-            .map(drop),
+            };
+            if !stream {
+                return c.exec_node(req).await.map(drop);
+            }
+            let mut output = c.exec_node_stream(req).await?.into_inner();
+            while output.message().await?.is_some() {}
+            Ok(())
+        }
         Call::RunExperiment(file_name, file_text, lab, dry_run) => {
             let req = v1::RunExperimentRequest {
                 file_name,
