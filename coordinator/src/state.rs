@@ -26,6 +26,8 @@ pub struct State {
     pub runs: crate::experiment::Runs,
     /// Tunnels to lab nodes waiting for their agent's end.
     pub tunnels: crate::service::tunnel::Tunnels,
+    /// Streamed execs waiting for (or receiving) their agent's output.
+    pub exec_streams: crate::service::exec_stream::ExecStreams,
     /// The compile of every host at start, from scratch.
     pub startup_compile: crate::rules::CompileStats,
     pub load_micros: u64,
@@ -78,6 +80,7 @@ impl State {
             nodes,
             runs,
             tunnels: Default::default(),
+            exec_streams: Default::default(),
             startup_compile,
             load_micros,
         })

@@ -70,7 +70,8 @@ pub enum Call {
     ApplyLab(v1::LabSpec),
     GetLab(String),
     Snapshot(u8, String, String),
-    Exec(String, String, String),
+    /// Lab, node, command; streamed (ExecNodeStream) or not.
+    Exec(String, String, String, bool),
     RunExperiment(String, String, String, bool),
     Run(u8, String),
     ListRuns(String),
@@ -150,7 +151,7 @@ fn calls(s: Strings) -> impl Strategy<Value = Call> {
         30 => lab_spec().prop_map(Call::ApplyLab),
         10 => lab_word().prop_map(Call::GetLab),
         10 => (0u8..3, lab_word(), lab_word()).prop_map(|(k, lab, name)| Call::Snapshot(k, lab, name)),
-        10 => (lab_word(), lab_word(), s()).prop_map(|(lab, node, cmd)| Call::Exec(lab, node, cmd)),
+        10 => (lab_word(), lab_word(), s(), any::<bool>()).prop_map(|(lab, node, cmd, stream)| Call::Exec(lab, node, cmd, stream)),
         30 => (s(), experiment_text(), prop_oneof![Just("lab".to_string()), lab_word()], any::<bool>()).prop_map(|(name, text, lab, dry)| Call::RunExperiment(name, text, lab, dry)),
         10 => (0u8..3, prop_oneof![s(), Just("r1-1".to_string())]).prop_map(|(k, id)| Call::Run(k, id)),
         10 => lab_word().prop_map(Call::ListRuns),
@@ -225,15 +226,20 @@ pub async fn send(
                 _ => c.delete_snapshot(req).await.map(drop),
             }
         }
-        Call::Exec(lab, node, command) => c
-            .exec_node(v1::ExecNodeRequest {
+        Call::Exec(lab, node, command, stream) => {
+            let req = v1::ExecNodeRequest {
                 lab,
                 node,
                 command,
                 timeout_ms: 100,
-            })
-            .await
-            .map(drop),
+            };
+            if !stream {
+                return c.exec_node(req).await.map(drop);
+            }
+            let mut output = c.exec_node_stream(req).await?.into_inner();
+            while output.message().await?.is_some() {}
+            Ok(())
+        }
         Call::RunExperiment(file_name, file_text, lab, dry_run) => {
             let req = v1::RunExperimentRequest {
                 file_name,

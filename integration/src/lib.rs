@@ -12,6 +12,7 @@ pub mod hostile_calls;
 pub mod labs;
 pub mod libvirtd;
 pub mod metrics;
+pub mod rss;
 pub mod world;
 
 pub use dclab_ctl::demo::{capture, paper};

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
+use dclab_agent::exec_output::{CommandOutput, MAX_KEPT};
 use dclab_agent::image::{build_micro, MicroImage, SerialConsole};
 use dclab_agent::libvirt::disk::create_overlay;
 use dclab_agent::libvirt::{Boot, Hypervisor, Nic, VmSpec};
@@ -145,17 +146,20 @@ fn vms_on_different_hosts_reach_each_other_and_only_their_tenant() {
 
     let mut ra = SerialConsole::connect(&sockets[0], Duration::from_secs(30)).unwrap();
     ra.wait_ready(Duration::from_secs(60)).unwrap();
-    let (rc, out) = ra
-        .run("ping -c 3 -W 2 10.0.0.2", Duration::from_secs(30))
-        .unwrap();
+    let (rc, out) = on_console(&mut ra, "ping -c 3 -W 2 10.0.0.2");
     println!("ra (h1) -> rb (h2):\n{out}");
     assert_eq!(
         rc, 0,
         "VMs of one lab network cannot reach each other across hosts: {out}"
     );
     // blue's VM is on the same host as rb, in an overlapping network.
-    let (rc, out) = ra
-        .run("ping -c 2 -W 1 10.0.0.3", Duration::from_secs(30))
-        .unwrap();
+    let (rc, out) = on_console(&mut ra, "ping -c 2 -W 1 10.0.0.3");
     assert_ne!(rc, 0, "red reached blue's VM: {out}");
+}
+
+/// (exit code, output) of a command on the console.
+fn on_console(console: &mut SerialConsole, cmd: &str) -> (i32, String) {
+    let mut out = CommandOutput::kept(MAX_KEPT);
+    let rc = console.run(cmd, Duration::from_secs(30), &mut out).unwrap();
+    (rc, out.text())
 }

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use dclab_agent::exec_output::{CommandOutput, MAX_KEPT};
 use dclab_agent::image::{build_micro, SerialConsole};
 use dclab_agent::libvirt::disk::create_overlay;
 use dclab_agent::libvirt::{Boot, Hypervisor, VmSpec};
@@ -17,7 +18,11 @@ fn console(socket: &Path) -> SerialConsole {
 }
 
 fn sh(c: &mut SerialConsole, cmd: &str) -> String {
-    let (rc, out) = c.run(cmd, Duration::from_secs(20)).expect("command runs");
+    let mut out = CommandOutput::kept(MAX_KEPT);
+    let rc = c
+        .run(cmd, Duration::from_secs(20), &mut out)
+        .expect("command runs");
+    let out = out.text();
     assert_eq!(rc, 0, "{cmd}: {out}");
     out.trim().to_string()
 }

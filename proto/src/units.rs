@@ -60,9 +60,32 @@ pub fn kbit(text: &str) -> Option<u64> {
         .and_then(|n| n.checked_mul(factor))
 }
 
+/// A byte count for people: "512 bytes", "64.0 KiB", "3.9 GiB".
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if n < 1024 {
+        return format!("{n} bytes");
+    }
+    let mut value = n as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn byte_counts_read_as_people_write_them() {
+        assert_eq!(bytes(0), "0 bytes");
+        assert_eq!(bytes(1023), "1023 bytes");
+        assert_eq!(bytes(64 * 1024), "64.0 KiB");
+        assert_eq!(bytes(4_190_000_000), "3.9 GiB");
+    }
 
     #[test]
     fn units_parse_and_refuse() {

@@ -28,9 +28,16 @@
 //!
 //! ```text
 //! DCLAB-BEGIN <id>
-//! <stdout and stderr, ending in a newline if not empty>
-//! DCLAB-END <id> <exit code>
+//! <stdout and stderr, as the command writes them>
+//! \nDCLAB-END <id> <exit code>
 //! ```
+//!
+//! The output goes through a pipe (so the command's stdout is no tty) to
+//! the console as it comes, with output post-processing off (no CR added),
+//! so it arrives byte for byte; the newline before `DCLAB-END` is the
+//! loop's, and so is one before `DCLAB-BEGIN`. What the command leaves
+//! running with its output open may write on after the end line, until
+//! the next command comes.
 //!
 //! Commands run one at a time, in order. A `^C` interrupts a running
 //! command; the loop then restarts and prints `DCLAB-READY` again. Output
@@ -50,6 +57,7 @@ pub mod debian_vm;
 mod micro_rootfs;
 pub mod seed;
 mod serial;
+mod serial_frame;
 #[cfg(test)]
 mod tests;
 

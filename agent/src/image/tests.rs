@@ -1,6 +1,7 @@
 //! Boots the micro-VM under qemu (TCG) and drives it over the serial console.
 
 use super::{build_micro, MicroImage, SerialConsole};
+use crate::exec_output::{CommandOutput, MAX_KEPT};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -54,6 +55,13 @@ fn boot(dir: &Path, image: &MicroImage, cmdline: &str) -> Qemu {
     Qemu(child)
 }
 
+/// Runs `cmd`: (exit code, output), the output kept as ExecNode keeps it.
+fn run(console: &mut SerialConsole, cmd: &str) -> anyhow::Result<(i32, String)> {
+    let mut out = CommandOutput::kept(MAX_KEPT);
+    let code = console.run(cmd, Duration::from_secs(10), &mut out)?;
+    Ok((code, out.text()))
+}
+
 #[test]
 fn micro_vm_boots_and_runs_commands() {
     require("qemu-system-x86_64", "qemu-system-x86");
@@ -71,37 +79,75 @@ fn micro_vm_boots_and_runs_commands() {
     console.wait_ready(Duration::from_secs(60)).expect("guest ready");
     eprintln!("micro-VM ready {:?} after qemu started (TCG)", started.elapsed());
 
-    let (code, out) = console.run("uname -r", Duration::from_secs(10)).unwrap();
+    let (code, out) = run(&mut console, "uname -r").unwrap();
     assert_eq!((code, out.trim()), (0, image.kernel_version.as_str()));
 
-    let (code, out) = console.run("hostname", Duration::from_secs(10)).unwrap();
+    let (code, out) = run(&mut console, "hostname").unwrap();
     assert_eq!((code, out.as_str()), (0, "t1\n"));
 
-    let (code, out) = console
-        .run("lsmod; cat /proc/uptime", Duration::from_secs(10))
-        .unwrap();
+    let (code, out) = run(&mut console, "lsmod; cat /proc/uptime").unwrap();
     assert_eq!(code, 0);
     for module in ["virtio_pci", "virtio_net", "virtio_blk"] {
         assert!(out.contains(module), "{module} not loaded:\n{out}");
     }
     eprintln!("guest uptime: {}", out.lines().last().unwrap_or_default());
 
-    let (code, out) = console
-        .run("ip -4 addr show eth0; ip route", Duration::from_secs(10))
-        .unwrap();
+    let (code, out) = run(&mut console, "ip -4 addr show eth0; ip route").unwrap();
     assert_eq!(code, 0);
     assert!(out.contains("inet 10.0.2.15/24"), "eth0 not configured:\n{out}");
     assert!(out.contains("default via 10.0.2.2"), "no default route:\n{out}");
 
     let cmd = "echo hi > /data/marker && cat /data/marker";
-    let (code, out) = console.run(cmd, Duration::from_secs(10)).unwrap();
+    let (code, out) = run(&mut console, cmd).unwrap();
     assert_eq!((code, out.as_str()), (0, "hi\n"));
 
-    // Exit codes and output without a final newline come through intact.
-    let (code, out) = console
-        .run("printf abc; exit 3", Duration::from_secs(10))
-        .unwrap();
-    assert_eq!((code, out.as_str()), (3, "abc\n"));
+    // Exit codes and output without a final newline come through byte for byte.
+    let (code, out) = run(&mut console, "printf abc; exit 3").unwrap();
+    assert_eq!((code, out.as_str()), (3, "abc"));
+
+    // What a command leaves running with its output open holds up
+    // neither the command nor the next one.
+    let started = Instant::now();
+    let cmd = "(sleep 1; while :; do printf late; usleep 10000; done) & echo now";
+    let (code, out) = run(&mut console, cmd).unwrap();
+    assert_eq!((code, out.as_str()), (0, "now\n"));
+    let (code, out) = run(&mut console, "echo next").unwrap();
+    assert_eq!((code, out.as_str()), (0, "next\n"));
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A long output keeps its first and last parts and counts the middle.
+    let cmd = "head -c 200000 /dev/zero | tr '\\0' x; echo; echo end";
+    let mut out = CommandOutput::kept(MAX_KEPT);
+    let code = console.run(cmd, Duration::from_secs(60), &mut out).unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(out.total(), 200_005);
+    assert_eq!(out.dropped(), 200_005 - MAX_KEPT as u64);
+    assert!(out.text().starts_with("xxx") && out.text().ends_with("xxx\nend\n"));
+
+    // An endless one is read and dropped as it comes until it times out,
+    // then interrupted; the loop comes back.
+    let mut out = CommandOutput::kept(MAX_KEPT);
+    let endless = console.run("cat /dev/zero", Duration::from_secs(5), &mut out);
+    let error = endless
+        .expect_err("cat /dev/zero ends only when interrupted")
+        .to_string();
+    assert!(
+        error.contains("did not finish within 5.0 s; it was interrupted"),
+        "{error}"
+    );
+    assert!(
+        out.dropped() > 0 && out.text().len() < MAX_KEPT + 100,
+        "{}",
+        out.total()
+    );
+    eprintln!("cat /dev/zero over the console: {} bytes in 5 s", out.total());
+    console
+        .wait_ready(Duration::from_secs(20))
+        .expect("the loop restarts");
 
     // A second client (as after a reconnect) finds the loop by probing.
     drop(console);
@@ -109,7 +155,7 @@ fn micro_vm_boots_and_runs_commands() {
     again
         .wait_ready(Duration::from_secs(10))
         .expect("ready on reconnect");
-    let (code, out) = again.run("cat /data/marker", Duration::from_secs(10)).unwrap();
+    let (code, out) = run(&mut again, "cat /data/marker").unwrap();
     assert_eq!((code, out.as_str()), (0, "hi\n"));
 }
 

@@ -83,7 +83,7 @@ struct Context {
     leases: Arc<leases::Leases>,
     /// Taken by operations and reconcile steps (see `locks`).
     locks: locks::NodeLocks,
-    /// One exec at a time per node (a serial console takes one client).
+    /// One exec at a time per micro-VM (a serial console takes one client).
     exec_locks: locks::NodeLocks,
     /// One heal attempt at a time per lease.
     heal_locks: locks::LeaseLocks,

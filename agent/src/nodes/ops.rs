@@ -24,6 +24,7 @@ use crate::libvirt::VmState;
 
 mod bridge;
 mod exec;
+mod exec_stream;
 mod tunnel;
 
 const REPORT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -105,6 +106,8 @@ pub struct Outcome {
     pub failures: Vec<(v1::OperationError, String)>,
     pub exit_code: i32,
     pub output: String,
+    /// Exec: output bytes left out of `output`.
+    pub output_dropped_bytes: u64,
     pub detail: Option<v1::operation_result::Detail>,
 }
 
@@ -187,7 +190,11 @@ pub async fn run(
             (Some(Target::Nodes(t)), Some(Action::Exec(exec))) => {
                 let (known, unknown) = split_nodes(&ctx, &t);
                 let work = async move {
-                    let outcome = exec::run(&ctx, &exec, known, unknown).await;
+                    let outcome = if exec.stream_id == 0 {
+                        exec::run(&ctx, &exec, known, unknown).await
+                    } else {
+                        exec_stream::run(&ctx, client.clone(), &exec, known, unknown).await
+                    };
                     answer(client, ctx.host_id.clone(), id, started, outcome).await;
                 };
                 running.spawn(work.instrument(span));
@@ -411,6 +418,7 @@ async fn answer(
         output: outcome.output,
         error_kind: error_kind.into(),
         detail: outcome.detail,
+        output_dropped_bytes: outcome.output_dropped_bytes,
     };
     match tokio::time::timeout(REPORT_TIMEOUT, client.report_operation(result)).await {
         Ok(Ok(_)) => {}

@@ -27,6 +27,7 @@ pub async fn exec(
     let action = Action::Exec(v1::ExecCommand {
         command: command.to_string(),
         timeout_ms: timeout.as_millis() as u32,
+        stream_id: 0,
     });
     let op = ops::on_nodes(lab, vec![node.spec.name.clone()], action);
     match state

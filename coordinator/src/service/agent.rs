@@ -137,6 +137,22 @@ impl AgentControl for AgentService {
         )?))
     }
 
+    async fn stream_exec_output(
+        &self,
+        mut req: Request<tonic::Streaming<v1::ExecChunk>>,
+    ) -> Result<Response<v1::Empty>, Status> {
+        let first = req.get_mut().message().await?;
+        let id = super::exec_stream::first(first)?;
+        let streams = &self.state.exec_streams;
+        let missing = || not_found(format!("no exec stream {id} is waiting"));
+        let host = streams.host_of(id).ok_or_else(missing)?;
+        // Only the agent asked may answer.
+        auth::agent_for(&req, "StreamExecOutput", &host)?;
+        let sink = streams.take(id).ok_or_else(missing)?;
+        super::exec_stream::receive(req.into_inner(), sink).await?;
+        Ok(Response::new(v1::Empty {}))
+    }
+
     async fn report_operation(
         &self,
         req: Request<v1::OperationResult>,

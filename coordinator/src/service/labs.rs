@@ -219,8 +219,16 @@ pub fn node_host(state: &State, lab: &str, node: &str) -> Result<String, ApiErro
     })
 }
 
-#[tracing::instrument(name = "node.exec", skip_all, fields(lab = %r.lab, node = %r.node))]
-pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
+/// An exec request checked: the node's host, what its agent runs, and
+/// how long the coordinator waits for the result (a little longer than
+/// the agent waits for the command, so an answer always comes).
+pub struct ExecPlan {
+    pub host: String,
+    pub exec: v1::ExecCommand,
+    pub wait: Duration,
+}
+
+pub fn exec_plan(state: &State, r: &v1::ExecNodeRequest) -> Result<ExecPlan, ApiError> {
     if r.command.is_empty() || r.command.contains('\n') || r.command.len() > 4096 {
         return Err(invalid(
             "the command must be one non-empty line of at most 4096 bytes",
@@ -232,20 +240,34 @@ pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeR
         ms => Duration::from_millis(u64::from(ms)).min(EXEC_MAX),
     };
     let exec = v1::ExecCommand {
-        command: r.command,
+        command: r.command.clone(),
         timeout_ms: timeout.as_millis() as u32,
+        stream_id: 0,
     };
-    let op = ops::on_nodes(&r.lab, vec![r.node.clone()], Action::Exec(exec));
-    let result = state
-        .nodes
-        .run(&host, op, timeout + Duration::from_secs(15))
-        .await?;
+    Ok(ExecPlan {
+        host,
+        exec,
+        wait: timeout + Duration::from_secs(15),
+    })
+}
+
+/// What a failed exec result says, as the caller's error.
+pub fn exec_error(result: &v1::OperationResult, r: &v1::ExecNodeRequest, host: &str) -> ApiError {
+    let context = format!("node {} of lab {} on {host}", r.node, r.lab);
+    ops::result_error(result, &context)
+}
+
+#[tracing::instrument(name = "node.exec", skip_all, fields(lab = %r.lab, node = %r.node))]
+pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
+    let plan = exec_plan(state, &r)?;
+    let op = ops::on_nodes(&r.lab, vec![r.node.clone()], Action::Exec(plan.exec));
+    let result = state.nodes.run(&plan.host, op, plan.wait).await?;
     if !result.ok {
-        let context = format!("node {} of lab {} on {host}", r.node, r.lab);
-        return Err(ops::result_error(&result, &context));
+        return Err(exec_error(&result, &r, &plan.host));
     }
     Ok(v1::ExecNodeResponse {
         exit_code: result.exit_code,
         output: result.output,
+        output_dropped_bytes: result.output_dropped_bytes,
     })
 }

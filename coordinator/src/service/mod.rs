@@ -3,6 +3,7 @@
 pub mod agent;
 mod bridges;
 mod convert;
+pub mod exec_stream;
 mod labs;
 mod nodes;
 mod register_limit;

@@ -366,6 +366,14 @@ impl TopologyApi for TopologyService {
         Ok(Response::new(labs::exec(&self.state, req.into_inner()).await?))
     }
 
+    type ExecNodeStreamStream = super::exec_stream::ExecStream;
+
+    async fn exec_node_stream(&self, req: Request<v1::ExecNodeRequest>) -> Reply<Self::ExecNodeStreamStream> {
+        Ok(Response::new(
+            super::exec_stream::start(self.state.clone(), req.into_inner()).await?,
+        ))
+    }
+
     async fn trace_flow(&self, req: Request<v1::TraceFlowRequest>) -> Reply<v1::FlowTrace> {
         Ok(Response::new(
             super::bridges::trace(&self.state, req.into_inner()).await?,

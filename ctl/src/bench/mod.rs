@@ -3,6 +3,7 @@
 
 pub mod control;
 pub mod dataplane;
+pub mod exec;
 pub mod experiment;
 pub mod lab;
 pub mod neutron;
@@ -39,6 +40,10 @@ pub enum BenchCommand {
     /// effect, lease expiry to healed (coordinator killed), and probe
     /// downtime against the true outage a wire capture measures.
     Experiment(experiment::ExperimentBenchArgs),
+    /// An endless-output command (`cat /dev/zero`) through ExecNode on a micro-VM and a
+    /// container node: the agent's memory before, at its peak and after, and what the result
+    /// kept and cut.
+    Exec(exec::ExecBenchArgs),
     /// Neutron port create to "agent applied" on a compute node of installed
     /// OpenStack labs, one after another in one run: dclab's backend beside
     /// Neutron's own linuxbridge (or openvswitch) agent.
@@ -68,6 +73,7 @@ where
         BenchCommand::Experiment(args) => {
             tokio::task::spawn_blocking(move || experiment::run(args, format)).await?
         }
+        BenchCommand::Exec(args) => tokio::task::spawn_blocking(move || exec::run(args, format)).await?,
     }
 }
 

@@ -50,8 +50,9 @@ pub enum LabCommand {
     Down { lab: String },
     /// Every lab, with how many nodes run.
     Ls,
-    /// Run a shell command in a node and exit with its exit code: over the serial console of a
-    /// micro-VM, in the namespaces and cgroups of a container.
+    /// Run a shell command in a node, show its output as it comes and exit with its exit code:
+    /// over the serial console of a micro-VM, in the namespaces and cgroups of a container. The
+    /// command ends at --timeout, or when this ctl goes away.
     Exec {
         lab: String,
         node: String,

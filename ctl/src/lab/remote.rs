@@ -1,6 +1,7 @@
 //! `ctl lab up/status/down/ls/exec`: labs through the coordinator.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
@@ -221,7 +222,9 @@ pub async fn down(mut client: Client, lab: &str) -> anyhow::Result<()> {
     }
 }
 
-/// Runs `command` in the node and returns its exit code.
+/// Runs `command` in the node, printing its output as it comes, and
+/// returns its exit code. A coordinator without ExecNodeStream answers the
+/// unary ExecNode instead (the output then comes at the end).
 pub async fn exec(
     mut client: Client,
     lab: &str,
@@ -229,17 +232,41 @@ pub async fn exec(
     command: &[String],
     timeout: Duration,
 ) -> anyhow::Result<i32> {
-    let command = command.join(" ");
-    let reply = client
-        .exec_node(v1::ExecNodeRequest {
-            lab: lab.into(),
-            node: node.into(),
-            command,
-            timeout_ms: u32::try_from(timeout.as_millis()).context("--timeout is too long")?,
-        })
-        .await
-        .map_err(status_error)?
-        .into_inner();
+    let req = v1::ExecNodeRequest {
+        lab: lab.into(),
+        node: node.into(),
+        command: command.join(" "),
+        timeout_ms: u32::try_from(timeout.as_millis()).context("--timeout is too long")?,
+    };
+    let mut stream = match client.exec_node_stream(req.clone()).await {
+        Ok(reply) => reply.into_inner(),
+        Err(s) if s.code() == tonic::Code::Unimplemented => return exec_unary(client, req).await,
+        Err(s) => return Err(status_error(s)),
+    };
+    let mut stdout = std::io::stdout();
+    while let Some(message) = stream.message().await.map_err(status_error)? {
+        match message.msg {
+            Some(v1::exec_output::Msg::Data(data)) => {
+                stdout.write_all(&data)?;
+                stdout.flush()?;
+            }
+            Some(v1::exec_output::Msg::End(end)) => {
+                if end.output_dropped_bytes > 0 {
+                    eprintln!(
+                        "[{} of output not delivered: this reader was too slow at the deadline]",
+                        dclab_proto::units::bytes(end.output_dropped_bytes)
+                    );
+                }
+                return Ok(end.exit_code);
+            }
+            None => {}
+        }
+    }
+    bail!("the coordinator ended the output of {node} without its exit code")
+}
+
+async fn exec_unary(mut client: Client, req: v1::ExecNodeRequest) -> anyhow::Result<i32> {
+    let reply = client.exec_node(req).await.map_err(status_error)?.into_inner();
     print!("{}", reply.output);
     Ok(reply.exit_code)
 }

@@ -12,6 +12,7 @@ use dclab_proto::v1::DesiredNode;
 
 use super::{dir_of, lxc_cgroups, lxc_exec, DriverConfig, NodeDriver, NodeError, NodeResult, SHUTDOWN_GRACE};
 use crate::aptcache::{self, NodePorts};
+use crate::exec_output::CommandOutput;
 use crate::libvirt::lxc_xml::ContainerNic;
 use crate::libvirt::{ContainerSpec, Hypervisor, SnapshotKind, VirtError, VmState};
 use crate::nodes::connection::Libvirt;
@@ -364,7 +365,13 @@ impl NodeDriver for LxcDriver {
         Ok(Overlay::of(&dir, Default::default()).delete_snapshot(snapshot)?)
     }
 
-    fn exec(&self, node: &DesiredNode, command: &str, timeout: Duration) -> NodeResult<(i32, String)> {
+    fn exec(
+        &self,
+        node: &DesiredNode,
+        command: &str,
+        timeout: Duration,
+        out: &mut CommandOutput,
+    ) -> NodeResult<i32> {
         let domain = Self::domain(node);
         let state = self.defined_state(node)?;
         if state != VmState::Running {
@@ -376,7 +383,7 @@ impl NodeDriver for LxcDriver {
             NodeError::NotFound(format!("container {domain} stopped before {command:?} could run"))
         })?;
         let init = lxc_exec::init_pid(controller)?;
-        Ok(lxc_exec::run(init, command, timeout)?)
+        Ok(lxc_exec::run(init, command, timeout, out)?)
     }
 
     fn connect(&self, node: &DesiredNode, port: u16) -> NodeResult<std::net::TcpStream> {

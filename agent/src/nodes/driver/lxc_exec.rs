@@ -2,13 +2,15 @@
 //! the namespaces of its init (nsenter) and in its cgroups, so what the
 //! command uses counts against the node's limits.
 
-use std::io::Read;
+use std::io::{ErrorKind, Read};
+use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+
+use crate::exec_output::CommandOutput;
 
 /// PATH inside the node (Debian's, which covers busybox's /bin).
 const NODE_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -16,6 +18,8 @@ const POLL: Duration = Duration::from_millis(20);
 /// Output still arriving after the command exited: from what it left
 /// running in the background, which may hold the pipe for ever.
 const DRAIN: Duration = Duration::from_millis(200);
+/// One read of the output pipe (its size on Linux).
+const READ_CHUNK: usize = 64 * 1024;
 
 /// The container's init: the one child of libvirt's controller process.
 pub fn init_pid(controller: u32) -> anyhow::Result<u32> {
@@ -55,9 +59,12 @@ fn procs_files(table: &str) -> Vec<String> {
         .collect()
 }
 
-/// Runs `command` with `sh -c` in the container: (exit code, stdout and
-/// stderr). On timeout the whole process group is killed.
-pub fn run(init: u32, command: &str, timeout: Duration) -> anyhow::Result<(i32, String)> {
+/// Runs `command` with `sh -c` in the container and returns its exit
+/// code; its output (stdout and stderr) goes to `out` as it arrives, read
+/// in this thread so that nothing queues it. On timeout, or when the
+/// reader of a streamed output goes away, the whole process group is
+/// killed.
+pub fn run(init: u32, command: &str, timeout: Duration, out: &mut CommandOutput) -> anyhow::Result<i32> {
     // The host shell joins the container's cgroups, then becomes nsenter.
     let script = r#"exec 2>&1; init=$1; cmd=$2; shift 2
 for procs; do echo $$ > "$procs" || exit 125; done
@@ -80,38 +87,33 @@ exec nsenter --target "$init" --all -- /bin/sh -c "cd /root 2>/dev/null || cd /;
         .spawn()
         .context("starting nsenter")?;
     let pid = child.id() as i32;
-    let mut stdout = child.stdout.take().expect("piped");
-    let (chunks, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = [0u8; 8192];
-        while let Ok(n @ 1..) = stdout.read(&mut buf) {
-            if chunks.send(buf[..n].to_vec()).is_err() {
-                return;
-            }
-        }
-    });
+    let mut pipe = Pipe::new(child.stdout.take().expect("piped"))?;
     let deadline = Instant::now() + timeout;
+    // When the command ended, and until when what it left behind may write.
+    let mut exited: Option<(ExitStatus, Instant)> = None;
     let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
+        let now = Instant::now();
+        if exited.is_none() {
+            exited = child.try_wait()?.map(|status| (status, now + DRAIN));
         }
-        if Instant::now() >= deadline {
+        let stop = match exited {
+            Some((status, until)) if !pipe.open || now >= until => break status,
+            Some(_) => None,
+            None if now >= deadline => Some(format!("did not finish within {timeout:?}")),
+            None if out.reader_gone() => Some("lost the reader of its output".to_string()),
+            None => None,
+        };
+        if let Some(why) = stop {
             // SAFETY: a signal to the process group this call started.
             unsafe { libc::kill(-pid, libc::SIGKILL) };
             let _ = child.wait();
-            bail!("{command:?} did not finish within {timeout:?}; it was killed");
+            bail!("{command:?} {why}; it was killed");
         }
-        std::thread::sleep(POLL);
+        pipe.read_into(out, POLL.min(deadline.saturating_duration_since(now)))?;
     };
-    let mut out = Vec::new();
-    let drain_until = Instant::now() + DRAIN;
-    while let Ok(chunk) = received.recv_timeout(drain_until.saturating_duration_since(Instant::now())) {
-        out.extend(chunk);
-    }
-    let output = String::from_utf8_lossy(&out).into_owned();
     let code = match status.code() {
-        Some(125) if output.contains("cgroup.procs") => {
-            bail!("cannot join the container's cgroups: {output}")
+        Some(125) if out.text().contains("cgroup.procs") => {
+            bail!("cannot join the container's cgroups: {}", out.text())
         }
         Some(code) => code,
         None => {
@@ -119,7 +121,62 @@ exec nsenter --target "$init" --all -- /bin/sh -c "cd /root 2>/dev/null || cd /;
             128 + status.signal().unwrap_or(0)
         }
     };
-    Ok((code, output))
+    Ok(code)
+}
+
+/// The read end of the command's output pipe, read without blocking.
+struct Pipe {
+    file: std::process::ChildStdout,
+    buf: Vec<u8>,
+    open: bool,
+}
+
+impl Pipe {
+    fn new(file: std::process::ChildStdout) -> anyhow::Result<Pipe> {
+        let fd = file.as_raw_fd();
+        // SAFETY: fcntl on a descriptor this struct owns.
+        let set = unsafe {
+            let flags = libc::fcntl(fd, libc::F_GETFL);
+            flags >= 0 && libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) == 0
+        };
+        if !set {
+            bail!(
+                "making the output pipe non-blocking: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(Pipe {
+            file,
+            buf: vec![0; READ_CHUNK],
+            open: true,
+        })
+    }
+
+    /// Waits up to `wait` for output and hands one read of it to `out`.
+    fn read_into(&mut self, out: &mut CommandOutput, wait: Duration) -> anyhow::Result<()> {
+        if !self.open {
+            std::thread::sleep(wait);
+            return Ok(());
+        }
+        let mut poll = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd that lives across the call.
+        if unsafe { libc::poll(&mut poll, 1, wait.as_millis().max(1) as i32) } <= 0 {
+            return Ok(());
+        }
+        match self.file.read(&mut self.buf) {
+            Ok(0) => self.open = false,
+            Ok(n) => {
+                out.push(&self.buf[..n]);
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::Interrupted) => {}
+            Err(e) => return Err(e).context("reading the command's output"),
+        }
+        Ok(())
+    }
 }
 
 /// How long a connection into a node may take to be accepted.
@@ -135,7 +192,6 @@ fn in_netns<T: Send + 'static>(
     let ns_path = format!("/proc/{init}/ns/net");
     let ns = std::fs::File::open(&ns_path).with_context(|| format!("opening {ns_path}"))?;
     std::thread::spawn(move || -> anyhow::Result<T> {
-        use std::os::fd::AsRawFd;
         // SAFETY: setns on a namespace fd this thread owns; only this
         // thread changes namespace, and it ends right after.
         if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {

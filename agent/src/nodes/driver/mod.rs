@@ -16,6 +16,7 @@ use std::time::Duration;
 use dclab_proto::v1::{self, DesiredNode, NodeKind};
 
 use super::layout::{describe, Layout, NodeDir, NodeKey};
+use crate::exec_output::CommandOutput;
 use crate::libvirt::{Hypervisor, SnapshotKind, VirtError, VmState};
 
 pub use lxc::LxcDriver;
@@ -89,8 +90,16 @@ pub trait NodeDriver: Send + Sync {
     /// Back to the snapshot, never running afterwards: paused or off.
     fn revert(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<SnapshotKind>;
     fn delete_snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()>;
-    /// Runs one shell command line in the node: (exit code, output).
-    fn exec(&self, node: &DesiredNode, command: &str, timeout: Duration) -> NodeResult<(i32, String)>;
+    /// Runs one shell command line in the node and returns its exit code;
+    /// its output (stdout and stderr) goes to `out` as it arrives. On an
+    /// error, `out` holds what came before it.
+    fn exec(
+        &self,
+        node: &DesiredNode,
+        command: &str,
+        timeout: Duration,
+        out: &mut CommandOutput,
+    ) -> NodeResult<i32>;
     /// A TCP connection to `port` of the node, made from inside it (the
     /// host has no route into a lab).
     fn connect(&self, node: &DesiredNode, port: u16) -> NodeResult<std::net::TcpStream> {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use dclab_proto::v1::DesiredNode;
 
 use super::{dir_of, DriverConfig, NodeDriver, NodeError, NodeResult};
+use crate::exec_output::CommandOutput;
 use crate::image::SerialConsole;
 use crate::libvirt::{Hypervisor, SnapshotKind, VmState};
 use crate::nodes::build::{self, ImageRef, Images};
@@ -181,7 +182,13 @@ impl NodeDriver for QemuDriver {
             .delete_snapshot(&Self::domain(node), snapshot)?)
     }
 
-    fn exec(&self, node: &DesiredNode, command: &str, timeout: Duration) -> NodeResult<(i32, String)> {
+    fn exec(
+        &self,
+        node: &DesiredNode,
+        command: &str,
+        timeout: Duration,
+        out: &mut CommandOutput,
+    ) -> NodeResult<i32> {
         if !is_micro(node) {
             return Err(NodeError::Unsupported(format!(
                 "exec runs over the micro-VM's serial console; this node boots image {:?} (use ssh)",
@@ -189,7 +196,7 @@ impl NodeDriver for QemuDriver {
             )));
         }
         let socket = dir_of(&self.layout, node).console();
-        Ok(run_on_console(socket, command, timeout)?)
+        Ok(run_on_console(socket, command, timeout, out)?)
     }
 
     fn remove(&self, node: &DesiredNode) -> NodeResult<()> {
@@ -199,7 +206,12 @@ impl NodeDriver for QemuDriver {
 
 /// Waiting for the guest and running the command share `timeout`, so the
 /// coordinator (which waits a little longer) always gets an answer.
-fn run_on_console(socket: PathBuf, command: &str, timeout: Duration) -> anyhow::Result<(i32, String)> {
+fn run_on_console(
+    socket: PathBuf,
+    command: &str,
+    timeout: Duration,
+    out: &mut CommandOutput,
+) -> anyhow::Result<i32> {
     let mut console = SerialConsole::connect(&socket, CONNECT_TIMEOUT)?;
     let started = Instant::now();
     console.wait_ready(timeout)?;
@@ -207,5 +219,5 @@ fn run_on_console(socket: PathBuf, command: &str, timeout: Duration) -> anyhow::
     if left.is_zero() {
         anyhow::bail!("the guest took all of the {timeout:?} timeout to answer; {command:?} did not run");
     }
-    console.run(command, left)
+    console.run(command, left, out)
 }

@@ -14,6 +14,7 @@ use tokio::sync::OwnedMutexGuard;
 use tracing::{info, warn};
 
 use super::{net, Applied, COMMAND_TIMEOUT, FLOWS_INSTALL_TIMEOUT};
+use crate::exec_output::{CommandOutput, MAX_KEPT};
 use crate::libvirt::VmState;
 use crate::nodes::driver::{key, NodeError, NodeResult};
 use crate::nodes::leases::now_ms;
@@ -186,11 +187,12 @@ async fn heal(ctx: &Arc<Context>, lease: &str, applied: &Applied) -> NodeResult<
                         n.name
                     )));
                 }
-                let (code, output) = driver.exec(&n, &heal, COMMAND_TIMEOUT)?;
+                let mut output = CommandOutput::kept(MAX_KEPT);
+                let code = driver.exec(&n, &heal, COMMAND_TIMEOUT, &mut output)?;
                 if code != 0 {
                     return Err(NodeError::Failed(anyhow::anyhow!(
                         "{heal:?} exited {code}: {}",
-                        output.trim()
+                        output.text().trim()
                     )));
                 }
                 Ok(())

@@ -36,6 +36,7 @@ use super::leases::requested;
 use super::ops::Outcome;
 use super::Context;
 use crate::desired::FlowKey;
+use crate::exec_output::{CommandOutput, MAX_KEPT};
 
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a partition's flows may take to be installed and revalidated.
@@ -288,15 +289,16 @@ async fn command(
             };
             ctx.leases.add_fault(&lease, applied)?;
         }
-        let (code, output) = ctx
+        let mut output = CommandOutput::kept(MAX_KEPT);
+        let code = ctx
             .drivers
             .for_node(&node)?
-            .exec(&node, &c.apply, COMMAND_TIMEOUT)?;
+            .exec(&node, &c.apply, COMMAND_TIMEOUT, &mut output)?;
         if code != 0 {
             return Err(NodeError::Failed(anyhow::anyhow!(
                 "{:?} exited {code}: {}",
                 c.apply,
-                output.trim()
+                output.text().trim()
             )));
         }
         Ok(())

@@ -1,4 +1,3 @@
-use super::exec::{clip, MAX_OUTPUT};
 use super::*;
 use crate::libvirt::VmSpec;
 use crate::nodes::driver::QemuDriver;
@@ -190,6 +189,7 @@ async fn exec_refuses_cloud_nodes_and_reports_a_dead_console() {
     let exec = v1::ExecCommand {
         command: "true".into(),
         timeout_ms: 200,
+        stream_id: 0,
     };
     let out = exec::run(&ctx, &exec, vec![cloud, desired("l", "off")], vec![]).await;
     assert_eq!(out.failures.len(), 2, "{:?}", out.failures);
@@ -201,15 +201,6 @@ async fn exec_refuses_cloud_nodes_and_reports_a_dead_console() {
     );
     assert_eq!(*kind, v1::OperationError::Unsupported);
     assert!(out.failures[1].1.contains("console.sock"), "{:?}", out.failures);
-}
-
-#[test]
-fn output_is_clipped_on_a_character_boundary() {
-    assert_eq!(clip("short".into(), MAX_OUTPUT), "short");
-    let long = "é".repeat(MAX_OUTPUT);
-    let clipped = clip(long, MAX_OUTPUT);
-    assert!(clipped.len() <= MAX_OUTPUT);
-    assert!(clipped.ends_with("[output clipped to 64 KiB]\n"));
 }
 
 #[test]
