@@ -11,6 +11,8 @@
 //!   answered with `ReportOperation`.
 //! - `leases`: what the coordinator imposes (nodes held paused or off), on
 //!   disk, ended by release or expiry — never by a dropped stream.
+//! - `reap`: at start, kills what earlier runs of nodes left on the host
+//!   (each stop of a container node reaps as it ends; see `driver`).
 //!
 //! Files live under `--lab-dir` (see `layout`); the agent only ever removes
 //! domains it has a node dir for, since several agents may share a libvirtd.
@@ -26,6 +28,7 @@ pub mod layout;
 pub(crate) mod leases;
 mod locks;
 mod ops;
+mod reap;
 mod reconcile;
 mod report;
 mod rootfs;
@@ -195,14 +198,16 @@ async fn expire_leases(ctx: Arc<Context>, stop: CancellationToken) {
     }
 }
 
-/// Heals what the agent's last run left, once the first node set says
-/// which nodes are here (a heal may have to run a command in one).
+/// Kills what earlier runs of nodes left on the host and heals what the
+/// agent's last run left, once the first node set says which nodes are
+/// here (a heal may have to run a command in one).
 async fn heal_at_start(ctx: Arc<Context>, mut sets: watch_channel::Receiver<Option<NodeSet>>) {
     while sets.borrow_and_update().is_none() {
         if sets.changed().await.is_err() {
             return;
         }
     }
+    reap::at_start(&ctx).await;
     faults::heal_leftovers(&ctx).await;
 }
 

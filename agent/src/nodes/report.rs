@@ -4,19 +4,21 @@ use std::time::{Duration, Instant};
 
 use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
-use dclab_proto::v1::{NodeReport, NodeStatus};
+use dclab_proto::v1::{NodeLeftovers, NodeReport, NodeStatus};
 use tracing::warn;
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
 const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Sends `ReportNodes` when the states changed, when forced, and at least
-/// every `REPORT_EVERY`.
+/// Sends `ReportNodes` when the states changed, when forced, when removed
+/// nodes left processes behind, and at least every `REPORT_EVERY`.
 pub struct Reporter {
     client: AgentControlClient<Channel>,
     host_id: String,
     sent: Option<(u64, Vec<NodeStatus>, Instant)>,
     last_error: String,
+    /// Leftovers of removed nodes not delivered yet.
+    leftovers: Vec<NodeLeftovers>,
 }
 
 impl Reporter {
@@ -26,11 +28,18 @@ impl Reporter {
             host_id: host_id.to_string(),
             sent: None,
             last_error: String::new(),
+            leftovers: Vec::new(),
         }
+    }
+
+    /// Leftovers killed when removed nodes stopped, for the next report.
+    pub fn add_leftovers(&mut self, leftovers: impl IntoIterator<Item = NodeLeftovers>) {
+        self.leftovers.extend(leftovers);
     }
 
     pub async fn send(&mut self, version: u64, nodes: Vec<NodeStatus>, force: bool) {
         let due = force
+            || !self.leftovers.is_empty()
             || self
                 .sent
                 .as_ref()
@@ -42,12 +51,14 @@ impl Reporter {
             host_id: self.host_id.clone(),
             version,
             nodes: nodes.clone(),
+            leftovers: self.leftovers.clone(),
         };
         let sent = tokio::time::timeout(REPORT_TIMEOUT, self.client.report_nodes(report)).await;
         match sent {
             Ok(Ok(_)) => {
                 self.sent = Some((version, nodes, Instant::now()));
                 self.last_error.clear();
+                self.leftovers.clear();
             }
             failed => {
                 let error = match failed {

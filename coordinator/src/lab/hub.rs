@@ -42,6 +42,9 @@ struct Inner {
     reports: HashMap<String, HostReport>,
     /// Labs with a snapshot operation under way.
     busy: HashSet<String>,
+    /// (host, lab) → removed nodes whose processes outlived their stop,
+    /// as agents reported them, until a lab delete collects them.
+    leftovers: HashMap<(String, String), Vec<v1::NodeLeftovers>>,
     next_id: u64,
 }
 
@@ -178,6 +181,11 @@ impl NodeHub {
             })
             .collect();
         let mut inner = self.inner.lock().unwrap();
+        for mut left in r.leftovers {
+            left.host = r.host_id.clone();
+            let key = (r.host_id.clone(), left.lab.clone());
+            inner.leftovers.entry(key).or_default().push(left);
+        }
         inner.reports.insert(
             r.host_id,
             HostReport {
@@ -274,6 +282,16 @@ impl Drop for LabClaim<'_> {
 }
 
 impl NodeHub {
+    /// What `host` reported killing of `lab`'s removed nodes since the last
+    /// call; forgotten once taken.
+    pub fn take_leftovers(&self, host: &str, lab: &str) -> Vec<v1::NodeLeftovers> {
+        let mut inner = self.inner.lock().unwrap();
+        inner
+            .leftovers
+            .remove(&(host.to_string(), lab.to_string()))
+            .unwrap_or_default()
+    }
+
     /// The agent of `host` has reconciled its current set and runs none of
     /// `lab`'s nodes.
     pub fn host_clear_of(&self, host: &str, lab: &str) -> bool {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use dclab_proto::error::{invalid, not_found, unavailable};
 use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::lab::model::{Lab, Snapshot};
 use crate::lab::{apply, hub, ops, snapshot, validate};
@@ -56,6 +56,10 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
         hosts.dedup();
         hosts
     });
+    // What earlier removals of the lab's nodes (a re-apply) left is not this delete's.
+    for host in &hosts {
+        state.nodes.take_leftovers(host, name);
+    }
     state.write(|v| apply::delete(v.topo, name))?;
     info!(lab = name, "lab deleted; waiting for its agents");
     let deadline = Instant::now() + DELETE_WAIT;
@@ -66,8 +70,16 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
             .cloned()
             .collect();
         if pending.is_empty() || Instant::now() >= deadline {
+            let leftovers: Vec<v1::NodeLeftovers> = hosts
+                .iter()
+                .flat_map(|h| state.nodes.take_leftovers(h, name))
+                .collect();
+            for left in &leftovers {
+                warn!(lab = name, node = %left.name, host = %left.host, processes = left.processes, "the node's processes outlived libvirt's stop; its agent killed them");
+            }
             return Ok(v1::DeleteLabResponse {
                 pending_hosts: pending,
+                leftovers,
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -3,7 +3,7 @@
 pub mod agent;
 mod bridges;
 mod convert;
-mod labs;
+pub(crate) mod labs;
 mod nodes;
 pub mod topology;
 pub mod tunnel;
