@@ -9,6 +9,7 @@ pub mod experiments;
 pub mod hostile;
 pub mod labs;
 pub mod libvirtd;
+pub mod node_procs;
 pub mod world;
 
 pub use dclab_ctl::demo::{capture, paper};
