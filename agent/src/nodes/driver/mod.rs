@@ -10,6 +10,7 @@ mod lxc_cgroups;
 mod lxc_exec;
 mod lxc_procs;
 mod lxc_reap;
+mod lxc_reap_bench;
 mod qemu;
 
 use std::path::PathBuf;
@@ -22,6 +23,7 @@ use crate::libvirt::{Hypervisor, SnapshotKind, VirtError, VmState};
 
 pub use lxc::LxcDriver;
 pub use lxc_exec::{init_pid as container_init, listen_inside};
+pub use lxc_reap_bench::{run as bench_reap, ReapBench};
 pub use qemu::{QemuDriver, SHUTDOWN_GRACE};
 
 /// Why a node could not be driven, as callers tell cases apart.
