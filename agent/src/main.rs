@@ -193,6 +193,17 @@ enum Command {
         #[command(flatten)]
         build: DebianArgs,
     },
+    /// What finding and killing a container node's leftover processes costs on this host, as
+    /// JSON (`ctl bench reap` prints it).
+    #[command(hide = true)]
+    BenchReap {
+        /// Processes to leave behind and reap.
+        #[arg(long, default_value_t = 500)]
+        leftovers: usize,
+        /// Scans timed, with and without the leftovers.
+        #[arg(long, default_value_t = 20)]
+        rounds: usize,
+    },
 }
 
 #[derive(clap::Args, Debug)]
@@ -225,6 +236,11 @@ async fn main() -> anyhow::Result<()> {
         Some(Command::Cleanup { nodes }) => return cleanup(nodes),
         Some(Command::BuildMicro { dir }) => return build_micro(dir),
         Some(Command::BuildDebian { build }) => return build_debian(build),
+        Some(Command::BenchReap { leftovers, rounds }) => {
+            let figures = nodes::driver::bench_reap(*leftovers, *rounds)?;
+            println!("{}", serde_json::to_string(&figures)?);
+            return Ok(());
+        }
         None => {}
     }
     let (host_id, uplink) = (

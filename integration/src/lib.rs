@@ -12,6 +12,7 @@ pub mod hostile_calls;
 pub mod labs;
 pub mod libvirtd;
 pub mod metrics;
+pub mod node_procs;
 pub mod rss;
 pub mod world;
 

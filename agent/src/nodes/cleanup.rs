@@ -4,7 +4,7 @@
 
 use dclab_proto::v1::DesiredNode;
 
-use super::driver::{DriverConfig, Drivers};
+use super::driver::{DriverConfig, Drivers, Leftovers};
 use super::spec;
 
 /// Removes every node under the lab dir; returns what was removed and
@@ -32,12 +32,18 @@ pub fn remove_all(config: DriverConfig) -> (Vec<String>, Vec<String>) {
             .for_node(&node)
             .and_then(|driver| driver.remove(&node))
             .map_err(|e| e.to_string())
-            .and_then(|()| {
-                std::fs::remove_dir_all(&dir.path).map_err(|e| format!("{}: {e}", dir.path.display()))
+            .and_then(|left| {
+                std::fs::remove_dir_all(&dir.path)
+                    .map(|()| left)
+                    .map_err(|e| format!("{}: {e}", dir.path.display()))
             });
         match gone {
-            Ok(()) => {
-                removed.push(format!("node {name} of lab {lab}"));
+            Ok(Leftovers(killed)) => {
+                let note = match killed {
+                    0 => String::new(),
+                    n => format!(" ({n} leftover processes killed after libvirt's destroy)"),
+                };
+                removed.push(format!("node {name} of lab {lab}{note}"));
                 layout.remove_lab_if_empty(&lab);
             }
             Err(e) => failed.push(format!("node {name} of lab {lab}: {e}")),

@@ -12,6 +12,8 @@
 //! - `leases`: what the coordinator imposes (nodes held paused or off,
 //!   faults), on disk, ended by release or expiry — never by a dropped
 //!   stream; an ended lease's faults stay until healed (`faults`).
+//! - `reap`: at start, kills what earlier runs of nodes left on the host
+//!   (each stop of a container node reaps as it ends; see `driver`).
 //!
 //! Files live under `--lab-dir` (see `layout`); the agent only ever removes
 //! domains it has a node dir for, since several agents may share a libvirtd.
@@ -27,6 +29,7 @@ pub mod layout;
 pub(crate) mod leases;
 mod locks;
 mod ops;
+mod reap;
 mod reconcile;
 mod report;
 mod rooted;
@@ -250,6 +253,8 @@ async fn lease_clock(ctx: Arc<Context>, stop: CancellationToken) {
                 continue;
             }
             set_known = true;
+            // What earlier runs of nodes left on the host goes first.
+            reap::at_start(&ctx).await;
             if ctx.leases.damaged() {
                 faults::sweep(&ctx).await;
             }

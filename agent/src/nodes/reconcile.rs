@@ -16,12 +16,12 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use dclab_proto::net::Channel;
-use dclab_proto::v1::{DesiredNode, NodeSet, NodeState, NodeStatus};
+use dclab_proto::v1::{DesiredNode, NodeLeftovers, NodeSet, NodeState, NodeStatus};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::driver::NodeResult;
+use super::driver::{Leftovers, NodeResult};
 use super::layout::{check_name, describe, domain_name, NodeKey};
 use super::report::Reporter;
 use super::spec::{self, AppliedSpec, Change};
@@ -80,7 +80,8 @@ pub async fn run(
                 .send(set.version, interim, ctx.leases.pending_heals(), true)
                 .await;
         }
-        let now = pass(&ctx, &set, &last).await;
+        let (now, leftovers) = pass(&ctx, &set, &last).await;
+        reporter.add_leftovers(leftovers);
         for (key, s) in &now {
             if last.get(key) != Some(s) {
                 log_change(key, s);
@@ -155,12 +156,13 @@ async fn about_to_build(ctx: &Arc<Context>, set: &NodeSet) -> BTreeSet<NodeKey> 
     found.await.unwrap_or_default()
 }
 
-/// One pass over every desired node (concurrently) and every stray node dir.
+/// One pass over every desired node (concurrently) and every stray node
+/// dir: the states, and what removed nodes left running.
 async fn pass(
     ctx: &Arc<Context>,
     set: &NodeSet,
     last: &BTreeMap<NodeKey, NodeStatus>,
-) -> BTreeMap<NodeKey, NodeStatus> {
+) -> (BTreeMap<NodeKey, NodeStatus>, Vec<NodeLeftovers>) {
     let any_nics = set.nodes.iter().any(|n| !n.nics.is_empty());
     let view = match any_nics.then(|| TapView::fetch(ctx.taps.ovs())) {
         None => None,
@@ -197,8 +199,8 @@ async fn pass(
         };
         now.insert(key, s);
     }
-    remove_strays(ctx, set).await;
-    now
+    let leftovers = remove_strays(ctx, set).await;
+    (now, leftovers)
 }
 
 fn state_status(key: &NodeKey, state: VmState) -> NodeStatus {
@@ -308,10 +310,11 @@ fn stale_build(ctx: &Context, node: &DesiredNode) -> anyhow::Result<Option<Desir
 
 /// The node (its domain with snapshot metadata), then its taps' OvS ports,
 /// then the node dir. Stops at the first failure so the dir outlives the
-/// domain.
-async fn teardown(ctx: &Arc<Context>, key: &NodeKey, built: DesiredNode) -> NodeResult<()> {
+/// domain. Says what of the node outlived libvirt's stop.
+async fn teardown(ctx: &Arc<Context>, key: &NodeKey, built: DesiredNode) -> NodeResult<Leftovers> {
     let taps: Vec<String> = built.nics.iter().map(|n| n.tap.clone()).collect();
-    ctx.blocking(move |ctx| ctx.drivers.for_node(&built)?.remove(&built))
+    let left = ctx
+        .blocking(move |ctx| ctx.drivers.for_node(&built)?.remove(&built))
         .await?;
     ctx.taps.unplug(&taps).await?;
     let dir = ctx.layout.node_dir(&key.0, &key.1);
@@ -319,12 +322,13 @@ async fn teardown(ctx: &Arc<Context>, key: &NodeKey, built: DesiredNode) -> Node
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("removing {}", dir.path.display()))?
         }
-        _ => Ok(()),
+        _ => Ok(left),
     }
 }
 
-/// Removes node dirs (and their domains) the desired set does not name.
-async fn remove_strays(ctx: &Arc<Context>, set: &NodeSet) {
+/// Removes node dirs (and their domains) the desired set does not name;
+/// returns those whose processes outlived libvirt's stop.
+async fn remove_strays(ctx: &Arc<Context>, set: &NodeSet) -> Vec<NodeLeftovers> {
     let desired: BTreeSet<NodeKey> = set
         .nodes
         .iter()
@@ -334,7 +338,7 @@ async fn remove_strays(ctx: &Arc<Context>, set: &NodeSet) {
         Ok(existing) => existing,
         Err(e) => {
             warn!(error = %format!("{e:#}"), "cannot scan the lab dir for removed nodes");
-            return;
+            return Vec::new();
         }
     };
     // Independent nodes: removed side by side (each destroy takes a while).
@@ -342,13 +346,25 @@ async fn remove_strays(ctx: &Arc<Context>, set: &NodeSet) {
     for key in existing.into_iter().filter(|k| !desired.contains(k)) {
         removals.spawn(remove_stray(ctx.clone(), key));
     }
-    while removals.join_next().await.is_some() {}
+    let mut leftovers = Vec::new();
+    while let Some(removed) = removals.join_next().await {
+        if let Ok(Some((key, Leftovers(processes @ 1..)))) = removed {
+            leftovers.push(NodeLeftovers {
+                lab: key.0,
+                name: key.1,
+                processes,
+                host: String::new(),
+            });
+        }
+    }
+    leftovers
 }
 
-async fn remove_stray(ctx: Arc<Context>, key: NodeKey) {
+/// Removes one node; Some once it is gone, with what it left running.
+async fn remove_stray(ctx: Arc<Context>, key: NodeKey) -> Option<(NodeKey, Leftovers)> {
     let lock = ctx.locks.get(&key);
     let Ok(guard) = lock.try_lock() else {
-        return;
+        return None;
     };
     let dir = ctx.layout.node_dir(&key.0, &key.1);
     // Without a readable spec it was a VM (the only kind before specs had one).
@@ -361,16 +377,21 @@ async fn remove_stray(ctx: Arc<Context>, key: NodeKey) {
             name: key.1.clone(),
             ..DesiredNode::default()
         });
-    match teardown(&ctx, &key, built).await {
-        Ok(()) => {
-            info!(node = %describe(&key), "node no longer desired here; removed");
+    let removed = match teardown(&ctx, &key, built).await {
+        Ok(left) => {
+            info!(node = %describe(&key), leftovers = left.0, "node no longer desired here; removed");
             ctx.layout.remove_lab_if_empty(&key.0);
             ctx.leases.release("", &key);
+            Some((key.clone(), left))
         }
-        Err(e) => warn!(node = %describe(&key), error = %e, "cannot remove node yet"),
-    }
+        Err(e) => {
+            warn!(node = %describe(&key), error = %e, "cannot remove node yet");
+            None
+        }
+    };
     drop(guard);
     ctx.locks.forget(&key);
+    removed
 }
 
 /// A node state as metrics label it.

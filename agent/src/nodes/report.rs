@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
-use dclab_proto::v1::{NodeReport, NodeStatus, PendingHeal};
+use dclab_proto::v1::{NodeLeftovers, NodeReport, NodeStatus, PendingHeal};
 use tracing::warn;
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);
@@ -13,13 +13,15 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(5);
 /// What a report said: version, node states, faults awaiting heal.
 type Said = (u64, Vec<NodeStatus>, Vec<PendingHeal>);
 
-/// Sends `ReportNodes` when what it says changed, when forced, and at
-/// least every `REPORT_EVERY`.
+/// Sends `ReportNodes` when what it says changed, when forced, when
+/// removed nodes left processes behind, and at least every `REPORT_EVERY`.
 pub struct Reporter {
     client: AgentControlClient<Channel>,
     host_id: String,
     sent: Option<(Said, Instant)>,
     last_error: String,
+    /// Leftovers of removed nodes not delivered yet.
+    leftovers: Vec<NodeLeftovers>,
 }
 
 impl Reporter {
@@ -29,7 +31,13 @@ impl Reporter {
             host_id: host_id.to_string(),
             sent: None,
             last_error: String::new(),
+            leftovers: Vec::new(),
         }
+    }
+
+    /// Leftovers killed when removed nodes stopped, for the next report.
+    pub fn add_leftovers(&mut self, leftovers: impl IntoIterator<Item = NodeLeftovers>) {
+        self.leftovers.extend(leftovers);
     }
 
     pub async fn send(
@@ -41,6 +49,7 @@ impl Reporter {
     ) {
         let said = (version, nodes, pending);
         let due = force
+            || !self.leftovers.is_empty()
             || self
                 .sent
                 .as_ref()
@@ -53,12 +62,14 @@ impl Reporter {
             version,
             nodes: said.1.clone(),
             pending_heals: said.2.clone(),
+            leftovers: self.leftovers.clone(),
         };
         let sent = tokio::time::timeout(REPORT_TIMEOUT, self.client.report_nodes(report)).await;
         match sent {
             Ok(Ok(_)) => {
                 self.sent = Some((said, Instant::now()));
                 self.last_error.clear();
+                self.leftovers.clear();
             }
             failed => {
                 let error = match failed {

@@ -57,6 +57,9 @@ struct Inner {
     reports: HashMap<String, HostReport>,
     /// The coordinator is shutting down: streams end as they connect.
     closed: bool,
+    /// (host, lab) → removed nodes whose processes outlived their stop,
+    /// as agents reported them, until a lab delete collects them.
+    leftovers: HashMap<(String, String), Vec<v1::NodeLeftovers>>,
     next_id: u64,
 }
 
@@ -226,6 +229,11 @@ impl NodeHub {
             })
             .collect();
         let mut inner = self.inner.lock();
+        for mut left in r.leftovers {
+            left.host = r.host_id.clone();
+            let key = (r.host_id.clone(), left.lab.clone());
+            inner.leftovers.entry(key).or_default().push(left);
+        }
         inner.reports.insert(
             r.host_id,
             HostReport {
@@ -338,6 +346,16 @@ impl NodeHub {
 }
 
 impl NodeHub {
+    /// What `host` reported killing of `lab`'s removed nodes since the last
+    /// call; forgotten once taken.
+    pub fn take_leftovers(&self, host: &str, lab: &str) -> Vec<v1::NodeLeftovers> {
+        let mut inner = self.inner.lock();
+        inner
+            .leftovers
+            .remove(&(host.to_string(), lab.to_string()))
+            .unwrap_or_default()
+    }
+
     /// The agent of `host` has reconciled its current set and runs none of
     /// `lab`'s nodes.
     pub fn host_clear_of(&self, host: &str, lab: &str) -> bool {

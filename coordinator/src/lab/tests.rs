@@ -324,3 +324,51 @@ fn changing_nodes_drops_the_labs_snapshots() {
     );
     assert_eq!(state.read(|t| t.snapshots.len()), 0);
 }
+
+// Multi-threaded: the delete's store write blocks in place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lab_delete_reports_the_leftovers_its_agents_killed() {
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let state = Arc::new(state(dir.path()));
+    let nodes = vec![node("a", 256, "h1", ""), node("b", 256, "h2", "")];
+    up(&state, &spec("l", nodes)).unwrap();
+    let left = |name: &str, processes| v1::NodeLeftovers {
+        lab: "l".into(),
+        name: name.into(),
+        processes,
+        host: String::new(),
+    };
+    let report = |host: &str, leftovers| v1::NodeReport {
+        host_id: host.into(),
+        version: state.nodes.set_version(host),
+        nodes: vec![],
+        leftovers,
+        pending_heals: vec![],
+    };
+    // From a removal before this delete (a re-apply): not this delete's.
+    state.nodes.report(report("h1", vec![left("old", 3)]));
+    let delete = {
+        let state = state.clone();
+        tokio::spawn(async move { crate::service::labs::delete_lab(&state, "l").await })
+    };
+    for _ in 0..500 {
+        if state.nodes.subscribe("h1").borrow().nodes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    assert!(!delete.is_finished(), "{:?}", delete.await);
+    state.nodes.report(report("h1", vec![left("a", 14)]));
+    state.nodes.report(report("h2", vec![]));
+    let reply = delete.await.unwrap().unwrap();
+    assert!(reply.pending_hosts.is_empty(), "{reply:?}");
+    assert_eq!(
+        reply.leftovers,
+        [v1::NodeLeftovers {
+            host: "h1".into(),
+            ..left("a", 14)
+        }]
+    );
+    assert!(state.nodes.take_leftovers("h1", "l").is_empty(), "taken once");
+}

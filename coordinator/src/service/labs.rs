@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use dclab_proto::error::{invalid, not_found};
 use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::lab::model::{Lab, Snapshot};
 use crate::lab::{apply, hub, ops, snapshot, validate};
@@ -50,6 +50,10 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
         hosts.dedup();
         hosts
     });
+    // What earlier removals of the lab's nodes (a re-apply) left is not this delete's.
+    for host in &hosts {
+        state.nodes.take_leftovers(host, name);
+    }
     state.write(|v| {
         state.nodes.claims.check_free(name, "delete")?;
         apply::delete(v.topo, name)
@@ -65,8 +69,16 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
         // A lab of the same name applied since is not this delete's to wait for.
         let superseded = state.read(|t| t.labs.contains_key(name));
         if pending.is_empty() || superseded || Instant::now() >= deadline {
+            let leftovers: Vec<v1::NodeLeftovers> = hosts
+                .iter()
+                .flat_map(|h| state.nodes.take_leftovers(h, name))
+                .collect();
+            for left in &leftovers {
+                warn!(lab = name, node = %left.name, host = %left.host, processes = left.processes, "the node's processes outlived libvirt's stop; its agent killed them");
+            }
             return Ok(v1::DeleteLabResponse {
                 pending_hosts: pending,
+                leftovers,
             });
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -4,7 +4,7 @@ pub mod agent;
 mod bridges;
 mod convert;
 pub mod exec_stream;
-mod labs;
+pub(crate) mod labs;
 mod nodes;
 mod register_limit;
 pub mod topology;

@@ -8,6 +8,7 @@ pub mod experiment;
 pub mod lab;
 pub mod neutron;
 pub mod ovs_restart;
+pub mod reap;
 pub mod restart;
 pub mod verify;
 
@@ -48,6 +49,9 @@ pub enum BenchCommand {
     /// OpenStack labs, one after another in one run: dclab's backend beside
     /// Neutron's own linuxbridge (or openvswitch) agent.
     Neutron(neutron::NeutronBenchArgs),
+    /// What the agent's look for a stopped container node's leftover
+    /// processes costs on this host: /proc scans and a reap of many.
+    Reap(reap::ReapBenchArgs),
 }
 
 /// `client` connects to the coordinator that holds the labs (only the
@@ -70,6 +74,7 @@ where
         }
         BenchCommand::Lab(args) => tokio::task::spawn_blocking(move || lab::run(args, format)).await?,
         BenchCommand::Verify(args) => verify::run(args, format).await,
+        BenchCommand::Reap(args) => tokio::task::spawn_blocking(move || reap::run(args, format)).await?,
         BenchCommand::Experiment(args) => {
             tokio::task::spawn_blocking(move || experiment::run(args, format)).await?
         }

@@ -203,13 +203,20 @@ pub async fn list(mut client: Client, format: Format) -> anyhow::Result<()> {
 pub async fn down(mut client: Client, lab: &str) -> anyhow::Result<()> {
     match client.delete_lab(v1::DeleteLabRequest { name: lab.into() }).await {
         Ok(reply) => {
-            let pending = reply.into_inner().pending_hosts;
+            let reply = reply.into_inner();
+            let pending = reply.pending_hosts;
             if pending.is_empty() {
                 eprintln!("lab {lab}: removed");
             } else {
                 eprintln!(
                     "lab {lab}: removed from the coordinator; the agents of {} have not confirmed yet and remove its nodes when they next reconcile",
                     pending.join(", ")
+                );
+            }
+            for left in reply.leftovers {
+                eprintln!(
+                    "lab {lab}: {} (on {}): {} leftover processes killed after libvirt's destroy",
+                    left.name, left.host, left.processes
                 );
             }
             Ok(())

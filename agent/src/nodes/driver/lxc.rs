@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use dclab_proto::v1::DesiredNode;
 
-use super::{dir_of, lxc_cgroups, lxc_exec, DriverConfig, NodeDriver, NodeError, NodeResult, SHUTDOWN_GRACE};
+use super::{
+    dir_of, lxc_cgroups, lxc_exec, lxc_reap, DriverConfig, Leftovers, NodeDriver, NodeError, NodeResult,
+    SHUTDOWN_GRACE,
+};
 use crate::aptcache::{self, NodePorts};
 use crate::exec_output::CommandOutput;
 use crate::libvirt::lxc_xml::ContainerNic;
@@ -67,11 +70,48 @@ impl LxcDriver {
 
     /// Starts a defined container, its overlay mounted first.
     fn start_mounted(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.overlay(node)?.ensure_mounted()?;
-        lxc_cgroups::prune(&Self::domain(node), None);
+        self.before_start(node)?;
         hinted(self.hypervisor()?.start(&Self::domain(node)))?;
         self.started(node);
         Ok(())
+    }
+
+    /// What a container that is off needs before it starts: nothing left
+    /// of its earlier runs (two inits on one writable layer fight over its
+    /// files), its overlay mounted, its old cgroups gone.
+    fn before_start(&self, node: &DesiredNode) -> NodeResult<()> {
+        self.reap_node(node)?;
+        self.overlay(node)?.ensure_mounted()?;
+        lxc_cgroups::prune(&Self::domain(node), None);
+        Ok(())
+    }
+
+    /// Kills what earlier runs of the node left on the host (see
+    /// `lxc_reap`); the run libvirt has under way, if any, is kept.
+    fn reap_node(&self, node: &DesiredNode) -> NodeResult<Leftovers> {
+        lxc_reap::node(&*self.hypervisor()?, &Self::domain(node))
+    }
+
+    /// A plug pull: init killed, libvirt's destroy, then whatever of the
+    /// node is still alive.
+    fn pull_plug(&self, node: &DesiredNode) -> NodeResult<Leftovers> {
+        let state = self.defined_state(node)?;
+        self.close_apt_port(node);
+        let (hv, domain) = (self.hypervisor()?, Self::domain(node));
+        // libvirt's destroy sends init SIGTERM and waits for it to wind
+        // down (busybox init takes about 2 s); a plug pull kills at once.
+        // A frozen init would not die before it is thawed: libvirt's way then.
+        if state == VmState::Running {
+            if let Some(controller) = hv.id(&domain)? {
+                let init = lxc_exec::init_pid(controller)?;
+                // SAFETY: SIGKILL to the init of a container this agent runs.
+                unsafe { libc::kill(init as i32, libc::SIGKILL) };
+            }
+        }
+        hv.destroy(&domain)?;
+        let left = self.reap_node(node)?;
+        lxc_cgroups::prune(&domain, None);
+        Ok(left)
     }
 
     /// What a running container needs from the host: its links without
@@ -230,8 +270,7 @@ impl NodeDriver for LxcDriver {
                 Some(VmState::Paused) => hv.resume(&spec.name)?,
                 Some(VmState::Other | VmState::Running) => {}
                 _ => {
-                    overlay.ensure_mounted()?;
-                    lxc_cgroups::prune(&spec.name, None);
+                    self.before_start(node)?;
                     hinted(hv.ensure_running(&spec))?;
                 }
             }
@@ -253,22 +292,7 @@ impl NodeDriver for LxcDriver {
     }
 
     fn power_off(&self, node: &DesiredNode) -> NodeResult<()> {
-        let state = self.defined_state(node)?;
-        self.close_apt_port(node);
-        let (hv, domain) = (self.hypervisor()?, Self::domain(node));
-        // libvirt's destroy sends init SIGTERM and waits for it to wind
-        // down (busybox init takes about 2 s); a plug pull kills at once.
-        // A frozen init would not die before it is thawed: libvirt's way then.
-        if state == VmState::Running {
-            if let Some(controller) = hv.id(&domain)? {
-                let init = lxc_exec::init_pid(controller)?;
-                // SAFETY: SIGKILL to the init of a container this agent runs.
-                unsafe { libc::kill(init as i32, libc::SIGKILL) };
-            }
-        }
-        hv.destroy(&domain)?;
-        lxc_cgroups::prune(&domain, None);
-        Ok(())
+        self.pull_plug(node).map(drop)
     }
 
     fn shutdown(&self, node: &DesiredNode) -> NodeResult<()> {
@@ -295,6 +319,8 @@ impl NodeDriver for LxcDriver {
         if hv.state(&domain)? != Some(VmState::Off) {
             return self.power_off(node);
         }
+        // Off for libvirt is not yet gone from the host.
+        self.reap_node(node)?;
         lxc_cgroups::prune(&domain, None);
         Ok(())
     }
@@ -352,9 +378,22 @@ impl NodeDriver for LxcDriver {
                 Self::domain(node)
             )));
         }
+        let started = std::time::Instant::now();
         self.hypervisor()?.destroy(&Self::domain(node))?;
+        let destroyed = started.elapsed();
+        // Nothing of the run may keep writing into the layer put back.
+        let left = self.reap_node(node)?;
+        let reaped = started.elapsed();
         overlay.unmount()?;
         overlay.restore(snapshot)?;
+        tracing::debug!(
+            domain = Self::domain(node),
+            leftovers = left.0,
+            destroy_ms = destroyed.as_millis() as u64,
+            reap_ms = (reaped - destroyed).as_millis() as u64,
+            restore_ms = (started.elapsed() - reaped).as_millis() as u64,
+            "container reverted"
+        );
         // No memory image: the node comes back off and starts afresh.
         Ok(SnapshotKind::Offline)
     }
@@ -403,15 +442,33 @@ impl NodeDriver for LxcDriver {
         Ok(lxc_exec::connect_inside(init, (ip, port).into())?)
     }
 
-    fn remove(&self, node: &DesiredNode) -> NodeResult<()> {
+    fn remove(&self, node: &DesiredNode) -> NodeResult<Leftovers> {
         self.close_apt_port(node);
         // libvirt's destroy waits for init to wind down: pull the plug first.
-        if self.state(node)? == Some(VmState::Running) {
-            self.power_off(node)?;
-        }
-        self.hypervisor()?.remove(&Self::domain(node))?;
-        lxc_cgroups::prune(&Self::domain(node), None);
+        let (hv, domain) = (self.hypervisor()?, Self::domain(node));
+        let left = match hv.state(&domain)? {
+            Some(VmState::Running) => self.pull_plug(node)?,
+            None => self.reap_node(node)?,
+            // Paused: libvirt's way (it thaws); off: what its stop left.
+            Some(_) => {
+                hv.destroy(&domain)?;
+                self.reap_node(node)?
+            }
+        };
+        // Reaped while still defined: a domain that is gone marks its
+        // leftovers as anyone's orphans (`reap_orphans`).
+        hv.remove(&domain)?;
+        lxc_cgroups::prune(&domain, None);
         let dir = dir_of(&self.layout, node);
-        Ok(Overlay::of(&dir, Default::default()).unmount()?)
+        Overlay::of(&dir, Default::default()).unmount()?;
+        Ok(left)
+    }
+
+    fn reap(&self, node: &DesiredNode) -> NodeResult<Leftovers> {
+        self.reap_node(node)
+    }
+
+    fn reap_orphans(&self) -> NodeResult<Vec<(String, Leftovers)>> {
+        lxc_reap::orphans(|| self.hypervisor())
     }
 }

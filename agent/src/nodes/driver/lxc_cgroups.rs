@@ -10,9 +10,15 @@ const ROOT: &str = "/sys/fs/cgroup";
 /// Whether `dir` (a cgroup dir name) is libvirt's for `domain`, and the
 /// pid in it: `lxc-<pid>-<domain>.libvirt-lxc`.
 fn pid_of(dir: &str, domain: &str) -> Option<u32> {
+    instance_of(dir).and_then(|(pid, d)| (d == domain).then_some(pid))
+}
+
+/// The instance a libvirt cgroup dir name stands for: (the pid of its
+/// controller, the domain).
+pub fn instance_of(dir: &str) -> Option<(u32, &str)> {
     let rest = dir.strip_prefix("lxc-")?;
     let (pid, tail) = rest.split_once('-')?;
-    (tail == format!("{domain}.libvirt-lxc")).then(|| pid.parse().ok())?
+    Some((pid.parse().ok()?, tail.strip_suffix(".libvirt-lxc")?))
 }
 
 /// Removes the domain's cgroup dirs in every hierarchy, but those of the

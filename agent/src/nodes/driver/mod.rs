@@ -8,6 +8,9 @@
 mod lxc;
 mod lxc_cgroups;
 mod lxc_exec;
+mod lxc_procs;
+mod lxc_reap;
+mod lxc_reap_bench;
 mod qemu;
 
 use std::path::PathBuf;
@@ -21,6 +24,7 @@ use crate::libvirt::{Hypervisor, SnapshotKind, VirtError, VmState};
 
 pub use lxc::LxcDriver;
 pub use lxc_exec::{init_pid as container_init, listen_inside};
+pub use lxc_reap_bench::{run as bench_reap, ReapBench};
 pub use qemu::{QemuDriver, SHUTDOWN_GRACE};
 
 /// Why a node could not be driven, as callers tell cases apart.
@@ -54,6 +58,11 @@ impl NodeError {
 }
 
 pub type NodeResult<T> = Result<T, NodeError>;
+
+/// How many processes of a node outlived its stop (libvirt said it was
+/// off) and had to be killed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Leftovers(pub u32);
 
 /// One kind of node. Every method blocks (libvirt, qemu-img, consoles):
 /// call them from blocking threads.
@@ -109,8 +118,21 @@ pub trait NodeDriver: Send + Sync {
             about(node)
         )))
     }
-    /// Stops and undefines the node; its dir is the caller's.
-    fn remove(&self, node: &DesiredNode) -> NodeResult<()>;
+    /// Stops and undefines the node; its dir is the caller's. Says what
+    /// of it had to be killed after its stop.
+    fn remove(&self, node: &DesiredNode) -> NodeResult<Leftovers>;
+    /// Kills what earlier runs of the node left on the host; a run under
+    /// way is kept. Nothing to do for kinds whose stop leaves nothing.
+    fn reap(&self, node: &DesiredNode) -> NodeResult<Leftovers> {
+        let _ = node;
+        Ok(Leftovers::default())
+    }
+    /// Kills what is left of nodes of this kind that no libvirt domain
+    /// stands for any more (their agent and node dir are gone); returns
+    /// each one's domain and what was killed.
+    fn reap_orphans(&self) -> NodeResult<Vec<(String, Leftovers)>> {
+        Ok(Vec::new())
+    }
 }
 
 /// How the agent runs each kind of node on this host (the agent's flags).

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use dclab_proto::v1::DesiredNode;
 
-use super::{dir_of, DriverConfig, NodeDriver, NodeError, NodeResult};
+use super::{dir_of, DriverConfig, Leftovers, NodeDriver, NodeError, NodeResult};
 use crate::exec_output::CommandOutput;
 use crate::image::SerialConsole;
 use crate::libvirt::{Hypervisor, SnapshotKind, VmState};
@@ -199,8 +199,9 @@ impl NodeDriver for QemuDriver {
         Ok(run_on_console(socket, command, timeout, out)?)
     }
 
-    fn remove(&self, node: &DesiredNode) -> NodeResult<()> {
-        Ok(self.hypervisor()?.remove(&Self::domain(node))?)
+    fn remove(&self, node: &DesiredNode) -> NodeResult<Leftovers> {
+        self.hypervisor()?.remove(&Self::domain(node))?;
+        Ok(Leftovers::default())
     }
 }
 

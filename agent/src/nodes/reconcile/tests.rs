@@ -54,7 +54,7 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
     let first = set(1, vec![a.clone(), node(lab, "bad", "nope")]);
     let creating = about_to_build(&ctx, &first).await;
     assert_eq!(creating.len(), 2, "nothing built yet");
-    let now = pass(&ctx, &first, &BTreeMap::new()).await;
+    let now = pass(&ctx, &first, &BTreeMap::new()).await.0;
     assert_eq!(state_of(&now, lab, "a"), (NodeState::Running, String::new()));
     for file in [dir.spec(), dir.root_disk(), dir.extra_disk(1), dir.seed()] {
         assert!(file.is_file(), "{} missing", file.display());
@@ -76,13 +76,13 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
     ctx.leases.hold(&lease(), &key).unwrap();
     hv(&ctx).pause(&domain_name(lab, "a")).unwrap();
     let only_a = set(2, vec![a.clone()]);
-    let now = pass(&ctx, &only_a, &now).await;
+    let now = pass(&ctx, &only_a, &now).await.0;
     assert_eq!(state_of(&now, lab, "a").0, NodeState::Paused);
     ctx.leases.release(&lease().id, &key);
-    let now = pass(&ctx, &only_a, &now).await;
+    let now = pass(&ctx, &only_a, &now).await.0;
     assert_eq!(state_of(&now, lab, "a").0, NodeState::Running);
     hv(&ctx).destroy(&domain_name(lab, "a")).unwrap();
-    let now = pass(&ctx, &only_a, &now).await;
+    let now = pass(&ctx, &only_a, &now).await.0;
     assert_eq!(state_of(&now, lab, "a").0, NodeState::Running, "started again");
 
     // A node held by an operation is skipped and keeps its last status.
@@ -91,7 +91,7 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
     let mut bigger = a.clone();
     bigger.memory_mib = 256;
     let changed = set(3, vec![bigger.clone()]);
-    let busy = pass(&ctx, &changed, &now).await;
+    let busy = pass(&ctx, &changed, &now).await.0;
     assert_eq!(busy, now);
     drop(guard);
 
@@ -99,7 +99,7 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
     let marker = dir.path.join("marker");
     std::fs::write(&marker, "old build").unwrap();
     assert_eq!(about_to_build(&ctx, &changed).await.len(), 1);
-    let now = pass(&ctx, &changed, &now).await;
+    let now = pass(&ctx, &changed, &now).await.0;
     assert_eq!(state_of(&now, lab, "a").0, NodeState::Running);
     assert!(!marker.exists(), "the node dir was made anew");
     assert_eq!(spec::read(&dir.spec()).unwrap().unwrap().memory_mib, 256);
@@ -123,14 +123,14 @@ async fn passes_build_run_rebuild_and_remove_nodes() {
         };
         hv(&ctx).ensure_running(&vm).unwrap();
     }
-    let now = pass(&ctx, &changed, &now).await;
+    let now = pass(&ctx, &changed, &now).await.0;
     assert_eq!(now.len(), 1);
     assert_eq!(vm_state(&ctx, lab, "stray"), None);
     assert!(!stray.path.exists());
     assert_eq!(vm_state(&ctx, lab, "foreign"), Some(VmState::Running), "not ours");
 
     let empty = set(4, vec![]);
-    let now = pass(&ctx, &empty, &now).await;
+    let now = pass(&ctx, &empty, &now).await.0;
     assert!(now.is_empty());
     assert_eq!(vm_state(&ctx, lab, "a"), None);
     assert!(
@@ -149,7 +149,7 @@ async fn a_restarted_agent_honours_a_lease_its_predecessor_took_until_it_lapses(
     let only_a = set(1, vec![node(lab, "a", "cloud")]);
     let key = (lab.to_string(), "a".to_string());
     let (before, _tx) = crate::nodes::test_context_on_disk(tmp.path());
-    let now = pass(&before, &only_a, &BTreeMap::new()).await;
+    let now = pass(&before, &only_a, &BTreeMap::new()).await.0;
     assert_eq!(state_of(&now, lab, "a").0, NodeState::Running);
     let ttl = Duration::from_millis(1500);
     let short = dclab_proto::v1::Lease {
@@ -163,7 +163,7 @@ async fn a_restarted_agent_honours_a_lease_its_predecessor_took_until_it_lapses(
     // first context is kept only for its libvirt connection: the test
     // driver's domains live as long as one is open.)
     let (after, _tx) = crate::nodes::test_context_on_disk(tmp.path());
-    let now = pass(&after, &only_a, &BTreeMap::new()).await;
+    let now = pass(&after, &only_a, &BTreeMap::new()).await.0;
     assert_eq!(
         state_of(&now, lab, "a").0,
         NodeState::Paused,
@@ -175,13 +175,13 @@ async fn a_restarted_agent_honours_a_lease_its_predecessor_took_until_it_lapses(
         lapsed.iter().map(|l| l.id.as_str()).collect::<Vec<_>>(),
         [short.id.as_str()]
     );
-    let now = pass(&after, &only_a, &now).await;
+    let now = pass(&after, &only_a, &now).await.0;
     assert_eq!(
         state_of(&now, lab, "a").0,
         NodeState::Running,
         "resumed once the lease lapsed"
     );
-    let now = pass(&after, &set(2, vec![]), &now).await;
+    let now = pass(&after, &set(2, vec![]), &now).await.0;
     assert!(now.is_empty());
     assert_eq!(vm_state(&after, lab, "a"), None);
 }
@@ -257,7 +257,7 @@ async fn without_libvirtd_nodes_fail_with_what_to_do() {
     let uri = "qemu+unix:///system?socket=/nonexistent/libvirt-sock";
     let (ctx, _tx) = crate::nodes::test_context_on(tmp.path(), uri);
     let s = set(1, vec![node("reclab3", "a", "micro")]);
-    let now = pass(&ctx, &s, &BTreeMap::new()).await;
+    let now = pass(&ctx, &s, &BTreeMap::new()).await.0;
     let (state, error) = state_of(&now, "reclab3", "a");
     assert_eq!(state, NodeState::Failed);
     assert!(
