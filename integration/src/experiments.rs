@@ -98,3 +98,17 @@ pub fn pings(ctl: &Ctl, lab: &str, node: &str, ip: &str) -> bool {
     ])
     .ok()
 }
+
+/// An experiment file in `dir` that applies `fault` (TOML step lines, on
+/// node a or between a and b) and then waits `hold` (e.g. "60s"), so
+/// whoever is killed meanwhile is killed while the fault is in effect.
+pub fn held(dir: &std::path::Path, name: &str, fault: &str, hold: &str) -> String {
+    let text = format!(
+        "[experiment]\nname = \"held-{name}\"\n\n[[target]]\nname = \"a\"\nnode = \"a\"\n\n\
+         [[target]]\nname = \"b\"\nnode = \"b\"\n\n[[stage]]\nname = \"hold\"\n\
+         [[stage.step]]\n{fault}\nid = \"held\"\n[[stage.step]]\nwait = \"{hold}\"\n"
+    );
+    let path = dir.join(format!("held-{name}.toml"));
+    std::fs::write(&path, text).unwrap();
+    path.display().to_string()
+}

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use dclab_integration::ctl::Ctl;
-use dclab_integration::experiments::{passed_record, pings, run_passed, runs, until, wait_for_event};
+use dclab_integration::experiments::{held, passed_record, pings, run_passed, runs, until, wait_for_event};
 use dclab_integration::labs::{domain_state, lab_file, Labs};
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use dclab_integration::{cluster, ClusterGuard};
@@ -61,20 +61,6 @@ fn ctl_bin() -> std::path::PathBuf {
         .parent()
         .unwrap()
         .join("ctl")
-}
-
-/// An experiment that applies `fault` (TOML step lines, on node a or
-/// between a and b) and holds it a minute, so whoever is killed is killed
-/// while the fault is in effect.
-fn held(dir: &std::path::Path, name: &str, fault: &str) -> String {
-    let text = format!(
-        "[experiment]\nname = \"held-{name}\"\n\n[[target]]\nname = \"a\"\nnode = \"a\"\n\n\
-         [[target]]\nname = \"b\"\nnode = \"b\"\n\n[[stage]]\nname = \"hold\"\n\
-         [[stage.step]]\n{fault}\nid = \"held\"\n[[stage.step]]\nwait = \"60s\"\n"
-    );
-    let path = dir.join(format!("held-{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
 }
 
 /// Starts `file` on `lab` and waits for its held fault, starting it again
@@ -221,9 +207,15 @@ fn faults_are_healed_whoever_goes_away_in_the_middle() {
         dir.path(),
         "partition",
         "fault = \"partition\"\ngroups = [[\"a\"], [\"b\"]]",
+        "60s",
     );
-    let power_off = held(dir.path(), "power-off", "fault = \"power-off\"\non = \"a\"");
-    let freeze = held(dir.path(), "freeze", "fault = \"freeze\"\non = \"a\"");
+    let power_off = held(
+        dir.path(),
+        "power-off",
+        "fault = \"power-off\"\non = \"a\"",
+        "60s",
+    );
+    let freeze = held(dir.path(), "freeze", "fault = \"freeze\"\non = \"a\"", "60s");
 
     // ctl killed mid-partition: the coordinator aborts the run and heals.
     // Meanwhile a run on the other lab goes side by side.

@@ -9,10 +9,10 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use dclab_integration::ctl::Ctl;
+use dclab_integration::experiments::{held, runs};
 use dclab_integration::labs::Labs;
 use dclab_integration::libvirtd::{vm_dir, Libvirtd};
 use dclab_integration::{cluster, ClusterGuard};
-use serde_json::Value;
 
 const WITHIN: Duration = Duration::from_secs(5);
 
@@ -29,25 +29,6 @@ fn lab_file(dir: &std::path::Path, name: &str) -> String {
     let path = dir.join(format!("{name}.toml"));
     std::fs::write(&path, text).unwrap();
     path.display().to_string()
-}
-
-/// An experiment that applies `fault` and holds it ten minutes.
-fn held(dir: &std::path::Path, name: &str, fault: &str) -> String {
-    let text = format!(
-        "[experiment]\nname = \"held-{name}\"\n\n[[target]]\nname = \"a\"\nnode = \"a\"\n\n\
-         [[target]]\nname = \"b\"\nnode = \"b\"\n\n[[stage]]\nname = \"hold\"\n\
-         [[stage.step]]\n{fault}\nid = \"held\"\n[[stage.step]]\nwait = \"600s\"\n"
-    );
-    let path = dir.join(format!("held-{name}.toml"));
-    std::fs::write(&path, text).unwrap();
-    path.display().to_string()
-}
-
-fn runs(ctl: &Ctl, lab: &str) -> Vec<Value> {
-    ctl.json(&["experiment", "ls", "--lab", lab])
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
 }
 
 fn spawn_piped(mut cmd: std::process::Command) -> Child {
@@ -216,6 +197,7 @@ fn sigterm_ends_the_coordinator_and_an_agent_within_5_s_with_faults_healed() {
         dir.path(),
         "partition",
         "fault = \"partition\"\ngroups = [[\"a\"], [\"b\"]]",
+        "600s",
     );
     let (run, id) = start_held(&ctl, &lab, &partition);
     assert!(!pings(&ctl, &lab), "the partition is not in effect");
@@ -262,7 +244,7 @@ fn sigterm_ends_the_coordinator_and_an_agent_within_5_s_with_faults_healed() {
     // An agent holding a fault: it heals it and ends within 5 s. A link cut
     // is a's tap set down, and the flows stay when the agent goes, so with
     // the agent gone a reaching b proves the heal ran before it ended.
-    let cut = held(dir.path(), "cut", "fault = \"link-cut\"\non = \"a\"");
+    let cut = held(dir.path(), "cut", "fault = \"link-cut\"\non = \"a\"", "600s");
     let (mut run, _) = start_held(&ctl, &lab, &cut);
     assert!(!pings_without_coordinator(&lab), "the link cut is not in effect");
     let agent = c
