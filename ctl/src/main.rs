@@ -7,9 +7,13 @@ use dclab_ctl::{client_config, local};
 use dclab_proto::v1::topology_client::TopologyClient;
 use tracing::Instrument;
 
-/// dclab: tenant isolation on Open vSwitch across hosts, driven from one coordinator.
+/// The version and the commit built from (build.rs).
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("DCLAB_COMMIT"), ")");
+
+/// dclab: virtual cloud labs across several servers, broken on purpose to learn how clouds fail,
+/// with every lab's tenants isolated on Open vSwitch.
 #[derive(Parser)]
-#[command(version, propagate_version = true)]
+#[command(version = VERSION, propagate_version = true)]
 struct Cli {
     /// Coordinator URL. Default: the local setup's coordinator if one is up, else http://127.0.0.1:7400.
     #[arg(long, global = true, env = "DCLAB_COORDINATOR")]
@@ -27,6 +31,24 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Labs: nodes (VMs or containers) and their networks described once in a lab file.
+    #[command(subcommand)]
+    Lab(dclab_ctl::lab::cli::LabCommand),
+    /// Dependability experiments: break a lab on purpose (faults), check what happens, report it.
+    #[command(subcommand)]
+    Experiment(dclab_ctl::experiment::ExperimentCommand),
+    /// Whole-lab snapshots: every node on every host at one moment.
+    #[command(subcommand)]
+    Snapshot(dclab_ctl::snapshot::SnapshotCommand),
+    /// Images for lab nodes: the micro-VM, and Debian 12 images of each lab role for containers and VMs.
+    #[command(subcommand)]
+    Image(dclab_ctl::image::ImageCommand),
+    /// Verify on a running deployment, from the flows OvS really has, that tenants are isolated.
+    #[command(subcommand)]
+    Verify(dclab_ctl::verify::VerifyCommand),
+    /// Follow a packet through the flows OvS really has installed, host by host (like ovn-trace,
+    /// on the real bridges): tables, rewrites, and where each copy is delivered or dropped.
+    Trace(dclab_ctl::trace::TraceArgs),
     /// Hosts: the servers that run an agent and an OvS bridge.
     #[command(subcommand)]
     Host(HostCommand),
@@ -42,35 +64,17 @@ enum Command {
     /// The flows the coordinator computed for a host.
     #[command(subcommand)]
     Rules(RulesCommand),
-    /// Follow a packet through the flows OvS really has installed, host by host (like ovn-trace,
-    /// on the real bridges): tables, rewrites, and where each copy is delivered or dropped.
-    Trace(dclab_ctl::trace::TraceArgs),
-    /// Dependability experiments: break a lab on purpose (faults), check what happens, report it.
-    #[command(subcommand)]
-    Experiment(dclab_ctl::experiment::ExperimentCommand),
-    /// Verify on a running deployment, from the flows OvS really has, that tenants are isolated.
-    #[command(subcommand)]
-    Verify(dclab_ctl::verify::VerifyCommand),
-    /// Images for lab nodes: the micro-VM (Debian kernel, busybox initramfs, ext4 scratch disk).
-    #[command(subcommand)]
-    Image(dclab_ctl::image::ImageCommand),
-    /// Labs: nodes (VMs or containers) and their networks described once in a lab file.
-    #[command(subcommand)]
-    Lab(dclab_ctl::lab::cli::LabCommand),
-    /// Whole-lab snapshots: every node on every host at one moment.
-    #[command(subcommand)]
-    Snapshot(dclab_ctl::snapshot::SnapshotCommand),
-    /// Benchmarks: figures side by side with their references, in one run.
-    #[command(subcommand)]
-    Bench(dclab_ctl::bench::BenchCommand),
-    /// Run the paper's isolation test on a fresh 3-host local setup and print the matrices.
-    Demo(dclab_ctl::demo::DemoArgs),
-    /// Certificates: the deployment's CA and the certificates of coordinator, agents and operators.
-    #[command(subcommand)]
-    Certs(dclab_ctl::certs::CertsCommand),
     /// A whole multi-host setup on this machine: namespaces as hosts, one OvS and agent each.
     #[command(subcommand)]
     Local(local::LocalCommand),
+    /// Run the paper's isolation test on a fresh 3-host local setup and print the matrices.
+    Demo(dclab_ctl::demo::DemoArgs),
+    /// Benchmarks: figures side by side with their references, in one run.
+    #[command(subcommand)]
+    Bench(dclab_ctl::bench::BenchCommand),
+    /// Certificates: the deployment's CA and the certificates of coordinator, agents and operators.
+    #[command(subcommand)]
+    Certs(dclab_ctl::certs::CertsCommand),
     /// Print a shell completion script. Bash: `source <(ctl completions bash)`, or save it as
     /// /etc/bash_completion.d/ctl; zsh: save it as `_ctl` in a directory of $fpath; fish: save it
     /// as ~/.config/fish/completions/ctl.fish.

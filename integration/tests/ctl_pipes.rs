@@ -141,3 +141,48 @@ fn a_peer_that_dies_is_an_error_not_a_signal() {
         );
     }
 }
+
+#[test]
+fn version_names_the_commit_and_help_lists_commands_in_the_order_people_use_them() {
+    let out = ctl().arg("--version").output().unwrap();
+    let version = String::from_utf8_lossy(&out.stdout);
+    let commit = version
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.strip_suffix(")\n"))
+        .unwrap_or_else(|| panic!("no commit in {version:?}"));
+    let expected = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_default();
+    if expected.is_empty() {
+        assert_eq!(commit, "unknown", "{version}");
+    } else {
+        assert_eq!(
+            commit, expected,
+            "ctl was built from another commit than the checkout's"
+        );
+    }
+
+    let help = String::from_utf8_lossy(&ctl().arg("--help").output().unwrap().stdout).into_owned();
+    assert!(help.starts_with("dclab: virtual cloud labs"), "{help}");
+    let listed: Vec<&str> = help
+        .lines()
+        .skip_while(|l| *l != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.is_empty())
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    let order = [
+        "lab",
+        "experiment",
+        "snapshot",
+        "image",
+        "verify",
+        "trace",
+        "host",
+    ];
+    assert_eq!(&listed[..order.len()], order, "{help}");
+}
