@@ -5,6 +5,7 @@ pub mod bench;
 pub mod certs;
 pub mod closed_stdout;
 pub mod demo;
+pub mod doctor;
 pub mod experiment;
 pub mod image;
 pub mod lab;

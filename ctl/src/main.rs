@@ -67,6 +67,10 @@ enum Command {
     /// A whole multi-host setup on this machine: namespaces as hosts, one OvS and agent each.
     #[command(subcommand)]
     Local(local::LocalCommand),
+    /// Check this host for what dclab needs (OvS, libvirtd and its cgroups, /dev/net/tun, memory and
+    /// disk, the coordinator with the certificates found); each missing piece is named with its
+    /// fix, exit 1 when one is. Example: `ctl doctor`, `ctl doctor -o json`.
+    Doctor,
     /// Run the paper's isolation test on a fresh 3-host local setup and print the matrices.
     Demo(dclab_ctl::demo::DemoArgs),
     /// Benchmarks: figures side by side with their references, in one run.
@@ -148,6 +152,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Lab(cmd) => return dclab_ctl::lab::cli::run(client(), cmd, format).await,
         Command::Snapshot(cmd) => return dclab_ctl::snapshot::run(client().await?, cmd, format).await,
         Command::Image(cmd) => return dclab_ctl::image::run(cmd),
+        Command::Doctor => {
+            let configured = cli.coordinator.is_some()
+                || dclab_ctl::local::Cluster::load(
+                    &std::env::var("DCLAB_LOCAL_CLUSTER").unwrap_or_else(|_| "default".into()),
+                )
+                .is_ok_and(|c| c.coordinator_url().is_some());
+            return dclab_ctl::doctor::run(config(), configured, format).await;
+        }
         Command::Certs(cmd) => return dclab_ctl::certs::run(cmd, format),
         Command::Host(cmd) => topology::host(client().await?, cmd, format).await,
         Command::Tenant(cmd) => topology::tenant(client().await?, cmd, format).await,
