@@ -40,9 +40,18 @@ pub fn client_config(given: Option<String>, tls: &TlsArgs) -> anyhow::Result<Cli
             return cluster.client_config();
         }
     }
+    let nothing_given = given.is_none() && !explicit_tls;
     let url = given.unwrap_or_else(|| "127.0.0.1:7400".to_string());
     let files = tls.files("operator");
     if let Some(f) = &files {
+        if !f.ca.exists() && nothing_given {
+            let name = std::env::var("DCLAB_LOCAL_CLUSTER").unwrap_or_else(|_| "default".into());
+            anyhow::bail!(
+                "no coordinator to talk to: no local setup named {name} is up (`ctl local up --hosts 2` \
+                 starts one) and {} holds no certificates (for a deployment: --coordinator URL --pki-dir DIR)",
+                default_pki.display()
+            );
+        }
         if !f.ca.exists() {
             anyhow::bail!(
                 "cannot read CA certificate {}: point at the deployment's certificates with --pki-dir DIR \

@@ -141,7 +141,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let json = cli.output == Format::Json;
     let config = || client_config(cli.coordinator.clone(), &cli.tls);
     let client = || async {
-        let channel = config()?.connect().await?;
+        let channel = config()?.connect().await.map_err(|e| match e {
+            dclab_proto::net::NetError::Connect { .. } => anyhow::anyhow!(
+                "{e}; is it running? (`ctl local up` starts a local one, `ctl doctor` checks this host)"
+            ),
+            e => e.into(),
+        })?;
         anyhow::Ok(TopologyClient::new(channel).max_decoding_message_size(256 << 20))
     };
     let format = cli.output;

@@ -186,3 +186,25 @@ fn version_names_the_commit_and_help_lists_commands_in_the_order_people_use_them
     ];
     assert_eq!(&listed[..order.len()], order, "{help}");
 }
+
+#[test]
+fn with_no_coordinator_anywhere_ctl_says_how_to_get_one() {
+    let out = ctl()
+        .args(["host", "ls"])
+        .env("DCLAB_LOCAL_CLUSTER", "no-such-cluster")
+        .env_remove("DCLAB_COORDINATOR")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.starts_with("error: no coordinator to talk to"), "{stderr}");
+    assert!(stderr.contains("ctl local up --hosts 2"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+
+    let out = ctl()
+        .args(["--insecure", "--coordinator", "http://127.0.0.1:1", "host", "ls"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("is it running? (`ctl local up`"), "{stderr}");
+}
