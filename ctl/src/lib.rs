@@ -6,6 +6,7 @@ pub mod certs;
 pub mod closed_stdout;
 pub mod demo;
 pub mod doctor;
+pub mod examples;
 pub mod experiment;
 pub mod image;
 pub mod lab;

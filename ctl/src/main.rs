@@ -1,6 +1,6 @@
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use dclab_ctl::output::Format;
 use dclab_ctl::topology::{self, HostCommand, NetworkCommand, PortCommand, RulesCommand, TenantCommand};
 use dclab_ctl::{client_config, local};
@@ -92,7 +92,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     dclab_ctl::closed_stdout::end_quietly();
-    let cli = Cli::parse();
+    // Every command's help ends with examples (ctl/src/examples.rs).
+    let matches = dclab_ctl::examples::add(Cli::command()).get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     if let Command::Completions { shell } = cli.command {
         // Named "ctl" whatever the binary's path, so the script completes the installed command.
         let mut script = Vec::new();
@@ -177,4 +179,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Completions { .. } => unreachable!("answered before telemetry starts"),
     };
     result.map_err(dclab_ctl::status_error)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_command_ends_its_help_with_examples() {
+        let (missing, stale) = dclab_ctl::examples::gaps(&<super::Cli as clap::CommandFactory>::command());
+        assert!(missing.is_empty(), "commands with no examples: {missing:?}");
+        assert!(
+            stale.is_empty(),
+            "examples of commands that do not exist: {stale:?}"
+        );
+    }
+
+    #[test]
+    fn every_example_parses() {
+        use clap::Parser;
+        for words in dclab_ctl::examples::ctl_lines() {
+            if let Err(e) = super::Cli::try_parse_from(&words) {
+                panic!("{}: {e}", words.join(" "));
+            }
+        }
+    }
 }
