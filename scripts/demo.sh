@@ -5,5 +5,6 @@
 set -eu
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-cargo build --workspace --bins
-exec target/debug/ctl demo "$@"
+# ctl, coordinator and agent into /usr/local/bin, with completions.
+scripts/install.sh
+exec /usr/local/bin/ctl demo "$@"

@@ -208,3 +208,24 @@ fn with_no_coordinator_anywhere_ctl_says_how_to_get_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("is it running? (`ctl local up`"), "{stderr}");
 }
+
+#[test]
+fn the_install_script_puts_the_binaries_and_completions_in_place() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    dclab_integration::built_bins(&["ctl", "coordinator", "agent"]);
+    let dir = tempfile::tempdir().unwrap();
+    let (prefix, completions) = (dir.path().join("usr"), dir.path().join("bash_completion.d"));
+    let out = Command::new(root.join("scripts/install.sh"))
+        .arg("--no-build")
+        .env("PREFIX", &prefix)
+        .env("BASH_COMPLETION_DIR", &completions)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for bin in ["ctl", "coordinator", "agent"] {
+        let version = Command::new(prefix.join("bin").join(bin)).arg("--version").output().unwrap();
+        assert!(version.status.success(), "{bin} --version");
+    }
+    let script = std::fs::read_to_string(completions.join("ctl")).unwrap();
+    assert!(script.contains("_ctl"), "not a completion script");
+}
