@@ -230,7 +230,7 @@ fn many_at_once(rt: &tokio::runtime::Runtime, config: &dclab_proto::net::ClientC
     for (label, refusal) in &outcomes {
         let Some(s) = refusal else { continue };
         *codes.entry(format!("{:?}", s.code())).or_default() += 1;
-        let held = s.code() == Code::Unavailable && s.message().contains("try again");
+        let held = s.code() == Code::Unavailable && s.message().contains("is busy with");
         assert!(
             CLIENT_ERRORS.contains(&s.code()) || held,
             "{label}: {:?} {}",

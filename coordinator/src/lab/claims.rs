@@ -76,7 +76,7 @@ impl Claims {
         let held = self.held.lock();
         if held.snapshots.contains(lab) {
             return Err(unavailable(format!(
-                "lab {lab} is busy with a snapshot operation; {change} it when that ends"
+                "lab {lab} is busy with a snapshot operation; try again when it ends"
             )));
         }
         if let Some(run) = held.runs.get(lab) {
