@@ -223,7 +223,10 @@ fn the_install_script_puts_the_binaries_and_completions_in_place() {
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     for bin in ["ctl", "coordinator", "agent"] {
-        let version = Command::new(prefix.join("bin").join(bin)).arg("--version").output().unwrap();
+        let version = Command::new(prefix.join("bin").join(bin))
+            .arg("--version")
+            .output()
+            .unwrap();
         assert!(version.status.success(), "{bin} --version");
     }
     let script = std::fs::read_to_string(completions.join("ctl")).unwrap();
