@@ -50,6 +50,9 @@ if [ "$with_vm" -eq 1 ]; then
     # cache test's repository.
     # python3-venv: `ctl lab install` puts ansible-core from PyPI in a venv.
     packages="$packages libvirt-daemon-driver-lxc mmdebstrap openssh-client curl e2fsprogs dpkg-dev python3 python3-venv"
+    # What a person looks at (lab pictures, experiment reports) is checked in
+    # headless Chromium; `ctl lab graph --format dot` output through Graphviz.
+    packages="$packages chromium graphviz"
 fi
 
 export DEBIAN_FRONTEND=noninteractive

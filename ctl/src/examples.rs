@@ -8,6 +8,7 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("lab plan", "ctl lab plan examples/openstack-hpi-containers.toml"),
     ("lab up", "ctl lab up examples/micro-pair.toml --snapshot initial"),
     ("lab status", "ctl lab status pair\n  ctl lab status pair -o json"),
+    ("lab graph", "ctl lab graph pair --out pair.html\n  ctl lab graph pair --format dot | dot -Tpng -o pair.png"),
     ("lab down", "ctl lab down pair"),
     ("lab ls", "ctl lab ls"),
     ("lab exec", "ctl lab exec pair a -- ping -c 3 10.0.0.2"),
@@ -87,6 +88,79 @@ pub fn ctl_lines() -> impl Iterator<Item = Vec<&'static str>> {
         .map(str::trim)
         .filter(|l| l.starts_with("ctl "))
         .map(|l| l.split_whitespace().collect())
+}
+
+/// The `ctl` command lines in the code blocks of a markdown text, with their
+/// line numbers, as words (quotes honoured, a trailing `# comment` and
+/// anything after `&&`, `|`, `;` or `>` dropped).
+pub fn ctl_lines_in_markdown(markdown: &str) -> Vec<(usize, Vec<String>)> {
+    let mut shell = None;
+    let mut lines = Vec::new();
+    let mut pending = String::new();
+    for (number, line) in markdown.lines().enumerate() {
+        let trimmed = line.trim();
+        if let Some(info) = trimmed.strip_prefix("```") {
+            // Only shell blocks hold commands; plain blocks hold output and synopses.
+            shell = match shell {
+                None => Some(matches!(info, "sh" | "bash" | "shell")),
+                Some(_) => None,
+            };
+            continue;
+        }
+        if shell != Some(true) {
+            continue;
+        }
+        pending.push_str(trimmed.trim_end_matches('\\'));
+        pending.push(' ');
+        if trimmed.ends_with('\\') {
+            continue;
+        }
+        let whole = std::mem::take(&mut pending);
+        let whole = whole.trim();
+        let whole = whole.strip_prefix("sudo ").unwrap_or(whole);
+        let is_ctl = ["ctl ", "target/debug/ctl ", "target/release/ctl "]
+            .iter()
+            .any(|p| whole.starts_with(p));
+        if is_ctl {
+            let mut words = shell_words(whole);
+            words[0] = "ctl".into();
+            lines.push((number + 1, words));
+        }
+    }
+    lines
+}
+
+/// Splits a shell line into words up to a comment or an operator.
+fn shell_words(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote = None;
+    let mut started = false;
+    for c in line.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                started = true;
+            }
+            (None, '#' | '|' | ';' | '>' | '&') if !started => break,
+            (None, c) if c.is_whitespace() => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    words
 }
 
 /// The examples of the command at `path` ("lab up").

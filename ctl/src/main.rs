@@ -202,4 +202,42 @@ mod tests {
             }
         }
     }
+
+    /// Every `ctl` command line in a code block of the README and docs/
+    /// parses as this ctl's command line: the docs name no command or flag
+    /// that does not exist.
+    #[test]
+    fn every_ctl_line_in_the_docs_parses() {
+        use clap::Parser;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let mut files = vec![root.join("README.md")];
+        for entry in std::fs::read_dir(root.join("docs")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "md") {
+                files.push(path);
+            }
+        }
+        let mut bad = Vec::new();
+        let mut checked = 0;
+        for file in &files {
+            let text = std::fs::read_to_string(file).unwrap();
+            for (number, words) in dclab_ctl::examples::ctl_lines_in_markdown(&text) {
+                checked += 1;
+                if let Err(e) = super::Cli::try_parse_from(&words) {
+                    let first = e.to_string().lines().next().unwrap_or_default().to_string();
+                    bad.push(format!(
+                        "{}:{number}: {}: {first}",
+                        file.display(),
+                        words.join(" ")
+                    ));
+                }
+            }
+        }
+        assert!(checked > 20, "only {checked} ctl lines found in the docs");
+        assert!(
+            bad.is_empty(),
+            "ctl lines in the docs that do not parse:\n{}",
+            bad.join("\n")
+        );
+    }
 }

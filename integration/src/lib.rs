@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod apt_repo;
+pub mod browser;
 pub mod concurrent;
 pub mod ctl;
 pub mod experiments;

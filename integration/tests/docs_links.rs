@@ -9,7 +9,10 @@ use std::path::{Path, PathBuf};
 const README_MAX_LINES: usize = 200;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn markdown_files(root: &Path) -> Vec<PathBuf> {
@@ -92,14 +95,20 @@ fn broken_links(file: &Path) -> Vec<String> {
             Some((path, fragment)) => (path, Some(fragment)),
             None => (target.as_str(), None),
         };
-        let resolved = if path.is_empty() { file.to_path_buf() } else { dir.join(path) };
+        let resolved = if path.is_empty() {
+            file.to_path_buf()
+        } else {
+            dir.join(path)
+        };
         let place = format!("{}:{line}: {target}", file.display());
         if !resolved.exists() {
             broken.push(format!("{place} (no such file)"));
             continue;
         }
         if let Some(fragment) = fragment {
-            let heads = std::fs::read_to_string(&resolved).map(|t| anchors(&t)).unwrap_or_default();
+            let heads = std::fs::read_to_string(&resolved)
+                .map(|t| anchors(&t))
+                .unwrap_or_default();
             if !heads.contains(fragment) {
                 broken.push(format!("{place} (no heading #{fragment})"));
             }

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 
@@ -11,6 +12,13 @@ use super::install::InstallOptions;
 use super::remote::{self, Client, UpOptions};
 use super::tunnel;
 use crate::output::{print, Format};
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum GraphFormat {
+    Html,
+    Svg,
+    Dot,
+}
 
 #[derive(Subcommand)]
 pub enum LabCommand {
@@ -45,6 +53,18 @@ pub enum LabCommand {
     Status {
         /// The lab [default: the only lab there is].
         lab: Option<String>,
+    },
+    /// The lab as a picture: hosts as boxes with their nodes (role, kind, state), networks as
+    /// lines, addresses on hover. A self-contained HTML page (or SVG, or Graphviz dot) on
+    /// stdout or in --out.
+    Graph {
+        /// The lab [default: the only lab there is].
+        lab: Option<String>,
+        #[arg(long, value_enum, default_value_t = GraphFormat::Html)]
+        format: GraphFormat,
+        /// Write to this file instead of stdout.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
     /// Remove a lab: every node, disk, port, rule and snapshot it had. Removing a lab that does not exist succeeds.
     Down { lab: String },
@@ -147,6 +167,7 @@ where
             remote::up(client, &file, opts, format).await
         }
         LabCommand::Status { lab } => remote::status(client, lab, format).await,
+        LabCommand::Graph { lab, format, out } => graph(client, lab, format, out).await,
         LabCommand::Down { lab } => remote::down(client, &lab).await,
         LabCommand::Ls => remote::list(client, format).await,
         LabCommand::Exec {
@@ -193,6 +214,36 @@ where
             command,
         } => ssh(&lab, &node, &user, identity.as_deref(), &command),
     }
+}
+
+async fn graph(
+    mut client: Client,
+    lab: Option<String>,
+    format: GraphFormat,
+    out: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let lab = remote::resolve(&mut client, lab).await?;
+    let lab = client
+        .get_lab(dclab_proto::v1::GetLabRequest { name: lab })
+        .await
+        .map_err(crate::status_error)?
+        .into_inner();
+    let text = match format {
+        GraphFormat::Html => super::graph::html(&lab),
+        GraphFormat::Svg => format!(
+            "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n{}\n",
+            super::graph::svg(&lab)
+        ),
+        GraphFormat::Dot => super::graph::dot(&lab),
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("lab {}: picture written to {}", lab.name, path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(())
 }
 
 /// This ctl as it was called, up to (not including) `lab`: the global

@@ -5,6 +5,7 @@
 pub mod check;
 pub mod cli;
 pub mod file;
+pub mod graph;
 pub mod install;
 pub mod remote;
 pub mod show;
