@@ -21,8 +21,8 @@ const EXAMPLES: &[(&str, &str)] = &[
     ("experiment run", "ctl experiment run node-crash --lab pair --dry-run\n  ctl experiment run compute-unreachable --lab openstack-hpi"),
     ("experiment abort", "ctl experiment abort RUN"),
     ("experiment ls", "ctl experiment ls --lab pair\n  ctl experiment ls --builtin"),
-    ("experiment show", "ctl experiment show RUN -o json"),
-    ("experiment report", "ctl experiment report RUN --format html --out run.html"),
+    ("experiment show", "ctl experiment show last\n  ctl experiment show RUN -o json"),
+    ("experiment report", "ctl experiment report last --format html --out run.html"),
     ("snapshot", "ctl snapshot create initial --lab pair\n  ctl snapshot restore initial --lab pair"),
     ("snapshot create", "ctl snapshot create initial --lab pair\n  ctl snapshot create mine --lab pair --cold"),
     ("snapshot restore", "ctl snapshot restore initial --lab pair"),
@@ -81,13 +81,13 @@ const EXAMPLES: &[(&str, &str)] = &[
 ];
 
 /// Every example line that is a ctl command, as words.
-pub fn ctl_lines() -> impl Iterator<Item = Vec<&'static str>> {
+pub fn ctl_lines() -> impl Iterator<Item = Vec<String>> {
     EXAMPLES
         .iter()
         .flat_map(|(_, e)| e.lines())
         .map(str::trim)
         .filter(|l| l.starts_with("ctl "))
-        .map(|l| l.split_whitespace().collect())
+        .map(shell_words)
 }
 
 /// The `ctl` command lines in the code blocks of a markdown text, with their

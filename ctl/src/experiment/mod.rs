@@ -51,9 +51,13 @@ pub enum ExperimentCommand {
         lab: Option<String>,
     },
     /// One run: targets, timeline, checks, probes, findings.
-    Show { run: String },
+    Show {
+        /// A run id, or `last` for the newest run.
+        run: String,
+    },
     /// A run as JSON, JUnit XML or one self-contained HTML page.
     Report {
+        /// A run id, or `last` for the newest run.
         run: String,
         #[arg(long, value_enum, default_value = "html")]
         format: report::ReportFormat,
@@ -154,9 +158,24 @@ pub async fn run(
     }
 }
 
+/// The run `id` names; `last` is the newest run that started.
 async fn fetch(mut client: Client, id: &str) -> anyhow::Result<RunRecord> {
+    let id = if id == "last" {
+        let runs = client
+            .list_runs(v1::ListRunsRequest { lab: String::new() })
+            .await
+            .map_err(crate::status_error)?
+            .into_inner()
+            .runs;
+        match runs.iter().max_by_key(|r| r.started_unix_ms) {
+            Some(run) => run.id.clone(),
+            None => anyhow::bail!("there is no run yet: `ctl experiment run EXPERIMENT --lab LAB` makes one"),
+        }
+    } else {
+        id.to_string()
+    };
     let run = client
-        .get_run(v1::RunRef { id: id.to_string() })
+        .get_run(v1::RunRef { id })
         .await
         .map_err(crate::status_error)?
         .into_inner();

@@ -34,6 +34,27 @@ fn pidfile(path: &str) -> Option<i32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
+const VIRTLOGD_PIDFILE: &str = "/run/virtlogd.pid";
+
+/// The pid in `path` when that process is alive.
+fn live_pid(path: &str) -> Option<i32> {
+    // SAFETY: signal 0 only checks that the process exists.
+    pidfile(path).filter(|pid| *pid > 0 && unsafe { libc::kill(*pid, 0) } == 0)
+}
+
+fn wait_for_answer(timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if answers() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Whether `mountinfo` has a cgroup2 mount at /sys/fs/cgroup/unified.
 fn has_unified(mountinfo: &str) -> bool {
     mountinfo.lines().any(|line| {
@@ -55,21 +76,38 @@ impl Libvirtd {
         answers().then_some(Libvirtd { started: vec![] })
     }
 
+    /// The running libvirtd, or one started here (with virtlogd), which
+    /// dropping the returned value stops. A daemon whose pid file names a
+    /// live process is never started again nor counted as started here:
+    /// `virsh` failing once on a busy machine must not make a second
+    /// daemon, whose pid file would name the first one, and so have the
+    /// first one killed when this value drops.
     pub fn ensure() -> anyhow::Result<Libvirtd> {
         if answers() {
             return Ok(Libvirtd { started: vec![] });
         }
+        if let Some(pid) = live_pid(LIBVIRTD_PIDFILE) {
+            if wait_for_answer(Duration::from_secs(15)) {
+                return Ok(Libvirtd { started: vec![] });
+            }
+            bail!(
+                "libvirtd (pid {pid}) runs but does not answer on qemu:///system and lxc:///system; \
+                 stop it (kill {pid}) and start it again with scripts/libvirtd.sh"
+            );
+        }
         let mut daemons = Libvirtd { started: vec![] };
-        let ok = Command::new("virtlogd")
-            .arg("-d")
-            .status()
-            .is_ok_and(|s| s.success());
-        ensure!(
-            ok,
-            "cannot start virtlogd: install libvirt-daemon-system (scripts/install-deps.sh --vm)"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-        daemons.started.extend(pidfile("/run/virtlogd.pid"));
+        if live_pid(VIRTLOGD_PIDFILE).is_none() {
+            let ok = Command::new("virtlogd")
+                .arg("-d")
+                .status()
+                .is_ok_and(|s| s.success());
+            ensure!(
+                ok,
+                "cannot start virtlogd: install libvirt-daemon-system (scripts/install-deps.sh --vm)"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+            daemons.started.extend(live_pid(VIRTLOGD_PIDFILE));
+        }
         let ok = libvirtd_command().status().is_ok_and(|s| s.success());
         ensure!(
             ok,
@@ -77,13 +115,9 @@ impl Libvirtd {
              (scripts/install-deps.sh --vm)"
         );
         std::thread::sleep(Duration::from_millis(300));
-        daemons.started.extend(pidfile(LIBVIRTD_PIDFILE));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while !answers() {
-            if Instant::now() >= deadline {
-                bail!("libvirtd started but does not answer on qemu:///system and lxc:///system");
-            }
-            std::thread::sleep(Duration::from_millis(200));
+        daemons.started.extend(live_pid(LIBVIRTD_PIDFILE));
+        if !wait_for_answer(Duration::from_secs(15)) {
+            bail!("libvirtd started but does not answer on qemu:///system and lxc:///system");
         }
         Ok(daemons)
     }
