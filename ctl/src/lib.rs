@@ -86,7 +86,8 @@ pub fn exit_with(code: i32) -> anyhow::Result<()> {
     }
 }
 
-/// One line for a failed call; transport failures name their root cause.
+/// One line for a failed call; transport failures name their root cause
+/// and what to do about it.
 pub fn status_error(status: tonic::Status) -> anyhow::Error {
     use std::error::Error;
     match status.source() {
@@ -96,12 +97,64 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
                 tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
             ) =>
         {
-            anyhow::anyhow!(
-                "the coordinator connection failed: {}; check the URL scheme and certificates \
-                 (https with --pki-dir, or http with --insecure on both sides)",
-                dclab_proto::net::root_cause(source)
-            )
+            let cause = dclab_proto::net::root_cause(source);
+            anyhow::anyhow!("{}", transport_advice(&cause))
         }
         _ => anyhow::anyhow!("{} ({:?})", status.message(), status.code()),
+    }
+}
+
+/// What a transport failure means for the user, from its root cause.
+fn transport_advice(cause: &str) -> String {
+    let lower = cause.to_lowercase();
+    if ["certificate", "tls", "handshake", "issuer", "alert"]
+        .iter()
+        .any(|w| lower.contains(w))
+    {
+        format!(
+            "the coordinator refused this ctl's TLS ({cause}); check the certificates \
+             (--pki-dir, or --ca/--cert/--key from the same deployment's CA)"
+        )
+    } else if lower.contains("connection refused") {
+        format!(
+            "the coordinator is not listening ({cause}); is it running? (`ctl local up` starts a local one)"
+        )
+    } else if [
+        "stream no longer needed",
+        "reset",
+        "broken pipe",
+        "connection closed",
+        "protocol error",
+        "goaway",
+    ]
+    .iter()
+    .any(|w| lower.contains(w))
+    {
+        format!(
+            "the coordinator closed the connection during the call ({cause}); it may be restarting \
+             or shutting down: try again, `ctl host ls` shows whether it answers, its log says why"
+        )
+    } else {
+        format!(
+            "the coordinator connection failed: {cause}; check the URL scheme and certificates \
+             (https with --pki-dir, or http with --insecure on both sides)"
+        )
+    }
+}
+
+#[cfg(test)]
+mod transport_advice_tests {
+    use super::transport_advice;
+
+    #[test]
+    fn each_kind_of_transport_failure_gets_its_own_advice() {
+        assert!(transport_advice("stream error received: stream no longer needed")
+            .contains("closed the connection during the call"));
+        assert!(
+            transport_advice("invalid peer certificate: UnknownIssuer").contains("check the certificates")
+        );
+        assert!(transport_advice("Connection refused (os error 111)").contains("is it running?"));
+        assert!(transport_advice("h2 protocol error: http2 error").contains("try again"));
+        assert!(transport_advice("something else").contains("check the URL scheme"));
     }
 }

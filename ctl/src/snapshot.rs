@@ -114,6 +114,10 @@ pub async fn run(mut client: Client, cmd: SnapshotCommand, format: Format) -> an
             report(format, "restored", &s);
         }
         SnapshotCommand::Ls { lab } => {
+            if let Some(lab) = &lab {
+                // An empty list must not hide a misspelt lab.
+                crate::lab::remote::require_node(&mut client, lab, None).await?;
+            }
             let snaps = client
                 .list_snapshots(v1::ListSnapshotsRequest {
                     lab: lab.unwrap_or_default(),

@@ -136,7 +136,7 @@ fn a_peer_that_dies_is_an_error_not_a_signal() {
         assert_eq!(out.status.code(), Some(1), "{out:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
-            stderr.contains("error: the coordinator connection failed"),
+            stderr.contains("error: the coordinator closed the connection during the call"),
             "{stderr}"
         );
     }

@@ -149,7 +149,11 @@ where
     if let LabCommand::Check { file } = &cmd {
         return check(file, format);
     }
-    let client = connect.await?;
+    let mut client = connect.await?;
+    // Commands that would start listening or exec ssh first check what they name.
+    if let LabCommand::Forward { lab, node, .. } | LabCommand::Ssh { lab, node, .. } = &cmd {
+        remote::require_node(&mut client, lab, Some(node)).await?;
+    }
     match cmd {
         LabCommand::Check { file } => check(&file, format),
         LabCommand::Plan { file } => run_plan(client, &file, format).await,

@@ -183,6 +183,28 @@ pub async fn take_initial(client: &mut Client, lab: &str, name: &str) -> anyhow:
     Ok(Some(seconds))
 }
 
+/// Fails with the coordinator's NotFound when `lab` does not exist, and
+/// names the lab's nodes when `node` is not one of them.
+pub async fn require_node(client: &mut Client, lab: &str, node: Option<&str>) -> anyhow::Result<()> {
+    let found = client
+        .get_lab(v1::GetLabRequest { name: lab.into() })
+        .await
+        .map_err(status_error)?
+        .into_inner();
+    if let Some(node) = node {
+        let names: Vec<&str> = found
+            .nodes
+            .iter()
+            .filter_map(|n| n.spec.as_ref())
+            .map(|s| s.name.as_str())
+            .collect();
+        if !names.contains(&node) {
+            bail!("lab {lab} has no node {node}; its nodes: {}", names.join(", "));
+        }
+    }
+    Ok(())
+}
+
 pub async fn status(mut client: Client, lab: Option<String>, format: Format) -> anyhow::Result<()> {
     let lab = resolve(&mut client, lab).await?;
     let status = client
