@@ -17,7 +17,7 @@ pub mod topology;
 pub mod trace;
 pub mod verify;
 
-use dclab_proto::net::{ClientConfig, TlsArgs};
+use dclab_runtime::net::{ClientConfig, TlsArgs};
 
 /// How to reach the coordinator: the address given, with the TLS flags;
 /// else the local setup's coordinator (`DCLAB_LOCAL_CLUSTER`, default `default`) with its operator
@@ -99,7 +99,7 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
             anyhow::anyhow!(
                 "the coordinator connection failed: {}; check the URL scheme and certificates \
                  (https with --pki-dir, or http with --insecure on both sides)",
-                dclab_proto::net::root_cause(source)
+                dclab_runtime::net::root_cause(source)
             )
         }
         _ => anyhow::anyhow!("{} ({:?})", status.message(), status.code()),
