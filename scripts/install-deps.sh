@@ -35,9 +35,10 @@ packages="$packages python3-scapy"
 # systemd-analyze checks the units in deploy/systemd (nothing is started).
 packages="$packages systemd"
 # The Neutron ML2 driver (neutron/networking-dclab) and its tests: grpcio,
-# protobuf and protoc 3.21 (its dclab_pb2.py is generated), neutron-lib
-# with SQLAlchemy, oslo and eventlet as neutron-server has them, pip and
-# setuptools to install the package.
+# protobuf and protoc 3.21 (tests/test_generated.py regenerates the committed
+# dclab_pb2.py with it and compares; scripts/gen-proto.sh writes it),
+# neutron-lib with SQLAlchemy, oslo and eventlet as neutron-server has them,
+# pip and setuptools to install the package.
 packages="$packages python3-grpcio python3-protobuf protobuf-compiler python3-neutron-lib python3-sqlalchemy python3-eventlet python3-pip python3-setuptools"
 if [ "$with_vm" -eq 1 ]; then
     # The virt crate links libvirt; guests run under TCG (KVM guests stall here).

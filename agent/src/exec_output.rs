@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use dclab_proto::units::bytes;
+use dclab_spec::units::bytes;
 
 /// What an exec result keeps at most, summed over its nodes.
 pub const MAX_KEPT: usize = 64 * 1024;

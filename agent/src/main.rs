@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use dclab_agent::nodes::driver::DriverConfig;
 use dclab_agent::{nodes, ovs::Ovs, reconcile::Reconciler, watch};
-use dclab_proto::net::ClientConfig;
+use dclab_runtime::net::ClientConfig;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -68,7 +68,7 @@ struct Args {
     #[command(flatten)]
     nodes: NodeArgs,
     #[command(flatten)]
-    metrics: dclab_proto::metrics_http::MetricsArgs,
+    metrics: dclab_runtime::metrics_http::MetricsArgs,
     /// Do not watch the bridge's OpenFlow connection: a restarted ovs-vswitchd or deleted flows are
     /// then repaired only by the re-verification every 60 s (`ctl bench ovs-restart` measures
     /// both).
@@ -80,9 +80,9 @@ struct Args {
     vm_netns: Option<String>,
     /// Certificates: by default PKI_DIR/agent-<host-id>.crt and .key.
     #[command(flatten)]
-    tls: dclab_proto::net::TlsArgs,
+    tls: dclab_runtime::net::TlsArgs,
     #[command(flatten)]
-    telemetry: dclab_proto::logging::TelemetryArgs,
+    telemetry: dclab_runtime::logging::TelemetryArgs,
 }
 
 /// Where and how lab nodes run on this host.
@@ -248,7 +248,7 @@ async fn main() -> anyhow::Result<()> {
         args.uplink.clone().expect("required by clap"),
     );
     let service = format!("dclab-agent {host_id}");
-    let _telemetry = dclab_proto::logging::init_traced(&service, "info", &args.telemetry)?;
+    let _telemetry = dclab_runtime::logging::init_traced(&service, "info", &args.telemetry)?;
     let ovs = Ovs {
         db: args.ovs_db.clone(),
         rundir: args.ovs_rundir.clone(),
@@ -278,7 +278,8 @@ async fn main() -> anyhow::Result<()> {
     let fault_flows = std::sync::Arc::new(dclab_agent::fault_flows::FaultFlows::default());
     let metrics = Arc::new(dclab_agent::metrics::AgentMetrics::new(&host_id));
     let page = metrics.clone();
-    if let Some(at) = dclab_proto::metrics_http::serve(&args.metrics, Arc::new(move || page.render())).await?
+    if let Some(at) =
+        dclab_runtime::metrics_http::serve(&args.metrics, Arc::new(move || page.render())).await?
     {
         info!(addr = %at, "Prometheus metrics at http://{at}/metrics (plain HTTP)");
     }
@@ -320,7 +321,7 @@ async fn main() -> anyhow::Result<()> {
     let mut nodes = tokio::spawn(nodes::run(channel, node_config, stop.clone()));
     tokio::select! {
         ended = &mut nodes => ended.context("the node side panicked")??,
-        _ = dclab_proto::net::shutdown_signal() => info!("agent stopping; faults are healed, flows and lab nodes stay as they are"),
+        _ = dclab_runtime::net::shutdown_signal() => info!("agent stopping; faults are healed, flows and lab nodes stay as they are"),
     }
     stop.cancel();
     let drained = tokio::time::timeout(STOP_GRACE, async {

@@ -12,7 +12,7 @@ use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::AckRequest;
 use std::sync::Arc;
 
-use dclab_proto::net::Channel;
+use dclab_runtime::net::Channel;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};

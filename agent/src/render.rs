@@ -1,7 +1,7 @@
 //! What the agent installs: the symbolic flows rendered for this bridge
-//! (`dclab_proto::flows`).
+//! (`dclab_flows`).
 
-pub use dclab_proto::flows::{render, split_top_level, substitute, PortMap, Rendered, Symbolic, COOKIE};
+pub use dclab_flows::{render, split_top_level, substitute, PortMap, Rendered, Symbolic, COOKIE};
 
 use crate::desired::FlowKey;
 

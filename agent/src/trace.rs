@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use dclab_proto::flows::split_top_level;
+use dclab_flows::split_top_level;
 use dclab_proto::v1::{TraceOutput, TraceStep};
 
 /// The tables visited, in order: lines `NN. MATCH, priority P, cookie C`

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{RegisterRequest, WatchRulesRequest};
+use dclab_runtime::net::Channel;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};

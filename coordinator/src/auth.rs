@@ -2,7 +2,7 @@
 //! says: operators change topology; an agent speaks only for the host its
 //! certificate names. Every refusal is logged with the peer's identity.
 
-use dclab_proto::identity::{PeerAuth, PeerInfo, Role};
+use dclab_runtime::identity::{PeerAuth, PeerInfo, Role};
 use tonic::{Request, Status};
 use tracing::warn;
 

@@ -1,7 +1,7 @@
 //! dclab coordinator: holds the topology and mapping keys in sled, compiles
 //! every host's rewrite rules and pushes them to the agents.
 
-pub use dclab_proto::addr;
+pub use dclab_spec::addr;
 pub mod auth;
 pub mod compile;
 pub mod experiment;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::Parser;
 use dclab_coordinator::{addr::Cidr, keys::KeyRange, metrics::Metrics, service, state::State};
-use dclab_proto::metrics_http::{self, write_atomically};
+use dclab_runtime::metrics_http::{self, write_atomically};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -25,17 +25,17 @@ struct Args {
     #[arg(long, default_value = "100.64.0.0/16")]
     key_range: String,
     #[command(flatten)]
-    metrics: dclab_proto::metrics_http::MetricsArgs,
+    metrics: dclab_runtime::metrics_http::MetricsArgs,
     #[command(flatten)]
-    tls: dclab_proto::net::TlsArgs,
+    tls: dclab_runtime::net::TlsArgs,
     #[command(flatten)]
-    telemetry: dclab_proto::logging::TelemetryArgs,
+    telemetry: dclab_runtime::logging::TelemetryArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let _telemetry = dclab_proto::logging::init_traced("dclab-coordinator", "info", &args.telemetry)?;
+    let _telemetry = dclab_runtime::logging::init_traced("dclab-coordinator", "info", &args.telemetry)?;
     let cidr: Cidr = args
         .key_range
         .parse()
@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     let tls = args.tls.files("coordinator");
     // Fail on bad certificates before touching the store.
     if let Some(files) = &tls {
-        dclab_proto::tls::server_config(files)?;
+        dclab_runtime::tls::server_config(files)?;
     }
     let state = Arc::new(State::open(&args.data_dir, KeyRange(cidr))?);
     let listener = TcpListener::bind(&args.listen)
@@ -72,7 +72,13 @@ async fn main() -> anyhow::Result<()> {
     if let Some(file) = &args.addr_file {
         write_atomically(file, &addr.to_string())?;
     }
-    service::serve(state, listener, tls.as_ref(), dclab_proto::net::shutdown_signal()).await?;
+    service::serve(
+        state,
+        listener,
+        tls.as_ref(),
+        dclab_runtime::net::shutdown_signal(),
+    )
+    .await?;
     info!("coordinator stopped");
     Ok(())
 }

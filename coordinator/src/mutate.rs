@@ -16,9 +16,9 @@ use crate::record::{Op, Record, RecordKey};
 pub type Ops = Result<Vec<Op>, ApiError>;
 
 /// Names become sled keys, OvS external_ids and flow tokens: the one name
-/// rule of `dclab_proto::validate`.
+/// rule of `dclab_spec::validate`.
 pub fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
-    dclab_proto::validate::check_name(what, name).map_err(invalid)
+    dclab_spec::validate::check_name(what, name).map_err(invalid)
 }
 
 fn parse<T: std::str::FromStr<Err = String>>(text: &str) -> Result<T, ApiError> {

@@ -161,7 +161,7 @@ fn resources() -> Vec<Check> {
 
 /// The coordinator ctl would talk to: reachable with the certificates it
 /// found, or, when none is configured, nothing to check yet.
-async fn coordinator(config: anyhow::Result<dclab_proto::net::ClientConfig>, configured: bool) -> Check {
+async fn coordinator(config: anyhow::Result<dclab_runtime::net::ClientConfig>, configured: bool) -> Check {
     let reached = match config {
         Err(e) => Err(e),
         Ok(c) => match c.connect().await {
@@ -200,7 +200,7 @@ async fn coordinator(config: anyhow::Result<dclab_proto::net::ClientConfig>, con
 
 /// Runs every check and prints them; exit 1 when something is missing.
 pub async fn run(
-    config: anyhow::Result<dclab_proto::net::ClientConfig>,
+    config: anyhow::Result<dclab_runtime::net::ClientConfig>,
     configured: bool,
     format: Format,
 ) -> anyhow::Result<()> {

@@ -17,7 +17,7 @@ pub mod topology;
 pub mod trace;
 pub mod verify;
 
-use dclab_proto::net::{ClientConfig, TlsArgs};
+use dclab_runtime::net::{ClientConfig, TlsArgs};
 
 /// How to reach the coordinator: the address given, with the TLS flags;
 /// else the local setup's coordinator (`DCLAB_LOCAL_CLUSTER`, default `default`) with its operator
@@ -97,7 +97,7 @@ pub fn status_error(status: tonic::Status) -> anyhow::Error {
                 tonic::Code::Unknown | tonic::Code::Unavailable | tonic::Code::Cancelled
             ) =>
         {
-            let cause = dclab_proto::net::root_cause(source);
+            let cause = dclab_runtime::net::root_cause(source);
             anyhow::anyhow!("{}", transport_advice(&cause))
         }
         _ => anyhow::anyhow!("{} ({:?})", status.message(), status.code()),

@@ -22,9 +22,9 @@ struct Cli {
     #[arg(long, short, global = true, value_enum, default_value = "table")]
     output: Format,
     #[command(flatten)]
-    tls: dclab_proto::net::TlsArgs,
+    tls: dclab_runtime::net::TlsArgs,
     #[command(flatten)]
-    telemetry: dclab_proto::logging::TelemetryArgs,
+    telemetry: dclab_runtime::logging::TelemetryArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -113,7 +113,7 @@ async fn main() -> ExitCode {
             _ => ExitCode::SUCCESS,
         };
     }
-    let telemetry = match dclab_proto::logging::init_traced("dclab-ctl", "warn", &cli.telemetry) {
+    let telemetry = match dclab_runtime::logging::init_traced("dclab-ctl", "warn", &cli.telemetry) {
         Ok(t) => t,
         Err(err) => {
             eprintln!("error: {err:#}");
@@ -144,7 +144,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = || client_config(cli.coordinator.clone(), &cli.tls);
     let client = || async {
         let channel = config()?.connect().await.map_err(|e| match e {
-            dclab_proto::net::NetError::Connect { .. } => anyhow::anyhow!(
+            dclab_runtime::net::NetError::Connect { .. } => anyhow::anyhow!(
                 "{e}; is it running? (`ctl local up` starts a local one, `ctl doctor` checks this host)"
             ),
             e => e.into(),

@@ -1,8 +1,8 @@
 //! `ctl host|tenant|network|port|rules`: topology commands over gRPC.
 
 use clap::Subcommand;
-use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
 use serde_json::json;
 
 use crate::lab::show::network_kind_name;

@@ -3,9 +3,9 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use dclab_proto::net::Channel;
-use dclab_proto::net::ClientConfig;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
+use dclab_runtime::net::ClientConfig;
 use tokio::runtime::Runtime;
 
 pub struct Api {

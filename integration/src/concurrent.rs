@@ -5,8 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use dclab_proto::net::{Channel, ClientConfig};
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::{Channel, ClientConfig};
 use tonic::Code;
 
 /// Statuses that mean "your request was wrong for the state it met",

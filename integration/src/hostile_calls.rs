@@ -160,7 +160,7 @@ fn calls(s: Strings) -> impl Strategy<Value = Call> {
 
 /// Sends one call; a run that starts is aborted when its stream drops.
 pub async fn send(
-    c: &mut TopologyClient<dclab_proto::net::Channel>,
+    c: &mut TopologyClient<dclab_runtime::net::Channel>,
     call: Call,
 ) -> Result<(), tonic::Status> {
     match call {

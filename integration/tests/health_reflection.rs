@@ -7,8 +7,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use dclab_integration::cluster;
-use dclab_proto::net::ClientConfig;
-use dclab_proto::tls::TlsFiles;
+use dclab_runtime::net::ClientConfig;
+use dclab_runtime::tls::TlsFiles;
 use tokio_stream::StreamExt;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;

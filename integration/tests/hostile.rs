@@ -13,8 +13,8 @@ use dclab_integration::api::Api;
 use dclab_integration::cluster;
 use dclab_integration::concurrent::{Client, CLIENT_ERRORS};
 use dclab_integration::hostile_calls::{call, send, short_call, Call};
-use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proptest::{prop_assert, prop_assert_eq};
@@ -62,7 +62,10 @@ fn target_lab() -> v1::LabSpec {
     }
 }
 
-fn client(rt: &tokio::runtime::Runtime, config: &dclab_proto::net::ClientConfig) -> TopologyClient<Channel> {
+fn client(
+    rt: &tokio::runtime::Runtime,
+    config: &dclab_runtime::net::ClientConfig,
+) -> TopologyClient<Channel> {
     let channel = rt.block_on(config.connect()).unwrap();
     TopologyClient::new(channel)
         .max_decoding_message_size(256 << 20)
@@ -189,7 +192,7 @@ fn one_at_a_time(rt: &tokio::runtime::Runtime, client: &TopologyClient<Channel>)
 /// `WORKERS` clients send `CONCURRENT` hostile calls at once while a probe
 /// calls Status and ListHosts: every call is answered, every refusal is a
 /// client error (or, for a lab another call holds, UNAVAILABLE saying so).
-fn many_at_once(rt: &tokio::runtime::Runtime, config: &dclab_proto::net::ClientConfig) {
+fn many_at_once(rt: &tokio::runtime::Runtime, config: &dclab_runtime::net::ClientConfig) {
     let mut runner = TestRunner::deterministic();
     let strategy = short_call();
     let calls: Vec<Call> = (0..CONCURRENT)
@@ -315,7 +318,7 @@ struct RawName {
 
 fn raw_invalid_utf8(
     rt: &tokio::runtime::Runtime,
-    config: dclab_proto::net::ClientConfig,
+    config: dclab_runtime::net::ClientConfig,
 ) -> Vec<Result<(), (Code, String)>> {
     let paths = [
         "/dclab.v1.Topology/CreateTenant",

@@ -1,5 +1,5 @@
 //! `ctl lab check FILE` and the coordinator's ApplyLab give the same
-//! verdict on the same lab: both use `dclab_proto::validate`. A corpus of
+//! verdict on the same lab: both use `dclab_spec::validate`. A corpus of
 //! good and bad specs from the hostile generator is written as lab files
 //! and sent both ways.
 

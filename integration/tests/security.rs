@@ -7,10 +7,10 @@ use std::time::Duration;
 use dclab_ctl::certs::issue::{issue, Leaf};
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
-use dclab_proto::identity::Role;
-use dclab_proto::net::ClientConfig;
-use dclab_proto::tls::TlsFiles;
 use dclab_proto::v1::{self, agent_control_client::AgentControlClient, topology_client::TopologyClient};
+use dclab_runtime::identity::Role;
+use dclab_runtime::net::ClientConfig;
+use dclab_runtime::tls::TlsFiles;
 use tonic::Code;
 
 fn files(dir: &Path, ca_dir: &Path, stem: &str) -> TlsFiles {
@@ -36,7 +36,7 @@ fn list_tenants(config: &ClientConfig) -> Result<usize, String> {
             .await;
         reply.map(|r| r.into_inner().tenants.len()).map_err(|s| {
             let cause = std::error::Error::source(&s)
-                .map(dclab_proto::net::root_cause)
+                .map(dclab_runtime::net::root_cause)
                 .unwrap_or_default();
             format!("{:?}: {} {cause}", s.code(), s.message())
                 .trim_end()
@@ -442,7 +442,7 @@ fn strangers_are_limited_before_they_authenticate() {
         stalled.len()
     );
     assert!(
-        held <= dclab_proto::conn::MAX_HANDSHAKES + 16,
+        held <= dclab_runtime::conn::MAX_HANDSHAKES + 16,
         "the coordinator holds {held} descriptors for stalled handshakes"
     );
     drop(stalled);
@@ -463,7 +463,7 @@ fn strangers_are_limited_before_they_authenticate() {
         }),
     )
     .unwrap();
-    let max = dclab_proto::conn::MAX_UNAUTHENTICATED;
+    let max = dclab_runtime::conn::MAX_UNAUTHENTICATED;
     let (told, closed) = rt().block_on(async {
         let mut kept = Vec::new();
         let (mut told, mut closed) = (0, 0);

@@ -32,7 +32,7 @@ pub fn domain_name(lab: &str, node: &str) -> String {
 /// Names become path components and domain names: the one name rule,
 /// which keeps them from escaping the lab dir or hiding from the scan.
 pub fn check_name(what: &str, name: &str) -> Result<(), String> {
-    dclab_proto::validate::check_name(what, name)
+    dclab_spec::validate::check_name(what, name)
         .map_err(|e| format!("{what} name {name:?} cannot name a directory: {e}"))
 }
 

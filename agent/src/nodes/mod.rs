@@ -44,8 +44,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use dclab_proto::net::Channel;
 use dclab_proto::v1::{DesiredNode, NodeSet};
+use dclab_runtime::net::Channel;
 use tokio::sync::{mpsc, watch as watch_channel, Notify};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};

@@ -9,9 +9,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{self, operation::Action, target::Target, DesiredNode, Operation, OperationResult};
+use dclab_runtime::net::Channel;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn, Instrument};
@@ -143,7 +143,7 @@ pub async fn run(
         info!(id = op.id, action = name, target = ?target, "operation");
         // A child of the coordinator's span that sent it, when traced.
         let span = tracing::info_span!("operation", host = %ctx.host_id, action = name, target = ?target);
-        dclab_proto::telemetry::adopt(&span, &op.traceparent);
+        dclab_runtime::telemetry::adopt(&span, &op.traceparent);
         let (ctx, client) = (ctx.clone(), client.clone());
         let id = op.id;
         match (target, op.action) {

@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use dclab_proto::net::Channel;
 use dclab_proto::v1::{DesiredNode, NodeLeftovers, NodeSet, NodeState, NodeStatus};
+use dclab_runtime::net::Channel;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};

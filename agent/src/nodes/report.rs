@@ -2,9 +2,9 @@
 
 use std::time::{Duration, Instant};
 
-use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{NodeLeftovers, NodeReport, NodeStatus, PendingHeal};
+use dclab_runtime::net::Channel;
 use tracing::warn;
 
 const REPORT_EVERY: Duration = Duration::from_secs(10);

@@ -6,10 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::node_update::Update;
 use dclab_proto::v1::{NodeSet, Operation, WatchNodesRequest};
+use dclab_runtime::net::Channel;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};

@@ -4,8 +4,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use dclab_proto::experiment::{Fault, NetemSpec};
 use dclab_proto::v1::{self, operation::Action, target::Target};
+use dclab_spec::experiment::{Fault, NetemSpec};
 use futures::future::join_all;
 
 use crate::compile;
@@ -250,7 +250,7 @@ pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<
     let runs = plan.per_host.iter().map(|(host, t, fault)| {
         let op = v1::Operation {
             id: 0,
-            traceparent: dclab_proto::telemetry::current_traceparent(),
+            traceparent: dclab_runtime::telemetry::current_traceparent(),
             target: Some(t.clone()),
             action: Some(Action::Fault(v1::ApplyFault {
                 fault: Some(fault.clone()),

@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use dclab_proto::experiment::{Check, CheckWhat, Expect};
+use dclab_spec::experiment::{Check, CheckWhat, Expect};
 
 use super::env::{probe_command, Env};
 use crate::lab::model::Node;

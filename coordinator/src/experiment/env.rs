@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use dclab_proto::experiment::Reach;
+use dclab_spec::experiment::Reach;
 
 use super::targets::{nic, shared_network, Chosen};
 use crate::lab::model::Node;

@@ -21,10 +21,10 @@ use parking_lot::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use dclab_proto::error::{invalid, not_found, precondition};
-use dclab_proto::experiment::record::{Chosen as ChosenRecord, RunRecord, Verdict};
-use dclab_proto::experiment::{self, Fault, Step};
 use dclab_proto::v1;
 use dclab_proto::ApiError;
+use dclab_spec::experiment::record::{Chosen as ChosenRecord, RunRecord, Verdict};
+use dclab_spec::experiment::{self, Fault, Step};
 use tokio::sync::{mpsc, Notify};
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;

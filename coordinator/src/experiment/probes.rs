@@ -6,8 +6,8 @@
 
 use std::time::Duration;
 
-use dclab_proto::experiment::record::ProbeResult;
-use dclab_proto::experiment::{Probe, Reach};
+use dclab_spec::experiment::record::ProbeResult;
+use dclab_spec::experiment::{Probe, Reach};
 
 use super::env::{probe_command, Env};
 use crate::lab::model::Node;

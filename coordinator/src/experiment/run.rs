@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use dclab_proto::experiment::record::{CheckResult, Event, EventKind, FaultLease, RunRecord, Verdict};
-use dclab_proto::experiment::{Stage, Step};
 use dclab_proto::v1;
+use dclab_spec::experiment::record::{CheckResult, Event, EventKind, FaultLease, RunRecord, Verdict};
+use dclab_spec::experiment::{Stage, Step};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -158,7 +158,7 @@ impl Run {
             lab = %self.record.lab,
             verdict = tracing::field::Empty
         );
-        self.record.trace_id = dclab_proto::telemetry::trace_id_of(&span);
+        self.record.trace_id = dclab_runtime::telemetry::trace_id_of(&span);
         let stopped = self.body().instrument(span.clone()).await;
         self.finish(stopped).instrument(span.clone()).await;
         span.record("verdict", self.record.verdict.name());
@@ -352,20 +352,20 @@ impl Run {
         stage: &str,
         id: &str,
         on: Option<&str>,
-        fault: &dclab_proto::experiment::Fault,
+        fault: &dclab_spec::experiment::Fault,
         at: u64,
     ) -> Result<(), Stop> {
         let env = self.env();
         let nodes = on.map(|t| env.nodes(t).to_vec()).unwrap_or_default();
         let (ga, gb) = match fault {
-            dclab_proto::experiment::Fault::Partition { groups, .. } => {
+            dclab_spec::experiment::Fault::Partition { groups, .. } => {
                 let pick = |g: &[String]| g.iter().flat_map(|t| env.nodes(t).to_vec()).collect::<Vec<_>>();
                 (pick(&groups.0), pick(&groups.1))
             }
             _ => (vec![], vec![]),
         };
         let tag = format!("{}-{id}", self.record.id).replace('.', "-");
-        if let dclab_proto::experiment::Fault::DiskFill { mib, path } = fault {
+        if let dclab_spec::experiment::Fault::DiskFill { mib, path } = fault {
             if let Err(e) = disk::check(&env, &nodes, *mib, path).await {
                 self.say(format!("  fault {id}: {e}")).await;
                 self.event(

@@ -2,8 +2,8 @@
 //! after every step and check and at its end, each write flushed. Kept apart from the
 //! topology so runs never touch the revision or the rules.
 
-use dclab_proto::experiment::record::RunRecord;
 use dclab_proto::ApiError;
+use dclab_spec::experiment::record::RunRecord;
 
 pub struct RunStore {
     tree: sled::Tree,
@@ -51,10 +51,10 @@ impl RunStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dclab_proto::experiment::record::Verdict;
+    use dclab_spec::experiment::record::Verdict;
 
     fn record(id: &str, started: u64) -> RunRecord {
-        let spec = dclab_proto::experiment::parse(
+        let spec = dclab_spec::experiment::parse(
             "t.toml",
             "[experiment]\nname = \"t\"\n[[stage]]\nname = \"s\"\n[[stage.step]]\nwait = \"1s\"\n",
         )

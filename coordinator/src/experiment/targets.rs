@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dclab_proto::experiment::{Pick, Target};
+use dclab_spec::experiment::{Pick, Target};
 
 use crate::lab::model::{Lab, Node};
 

@@ -19,7 +19,7 @@ pub fn on_host(action: Action) -> v1::Operation {
 fn operation(target: Target, action: Action) -> v1::Operation {
     v1::Operation {
         id: 0,
-        traceparent: dclab_proto::telemetry::current_traceparent(),
+        traceparent: dclab_runtime::telemetry::current_traceparent(),
         target: Some(v1::Target { target: Some(target) }),
         action: Some(action),
     }

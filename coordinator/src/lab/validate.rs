@@ -3,8 +3,8 @@
 
 use dclab_proto::error::invalid;
 use dclab_proto::v1;
-use dclab_proto::validate::{self, MAX_LAB_NAME};
 use dclab_proto::ApiError;
+use dclab_spec::validate::{self, MAX_LAB_NAME};
 
 use super::model::{IfaceSpec, LabNet, NodeKind, NodeSpec};
 use crate::model::NetKind;

@@ -12,9 +12,9 @@ pub mod tunnel;
 
 use std::sync::Arc;
 
-use dclab_proto::tls::TlsFiles;
 use dclab_proto::v1::agent_control_server::AgentControlServer;
 use dclab_proto::v1::topology_server::TopologyServer;
+use dclab_runtime::tls::TlsFiles;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -24,7 +24,7 @@ use crate::state::State;
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
     #[error(transparent)]
-    Tls(#[from] dclab_proto::tls::TlsError),
+    Tls(#[from] dclab_runtime::tls::TlsError),
     #[error("gRPC server failed: {0}")]
     Transport(#[from] tonic::transport::Error),
     #[error("reflection service: {0}")]
@@ -81,8 +81,8 @@ pub async fn serve(
         register_limit: Default::default(),
     })
     .max_encoding_message_size(256 << 20);
-    let incoming = dclab_proto::net::incoming(listener, tls)?;
-    let server = dclab_proto::net::server()
+    let incoming = dclab_runtime::net::incoming(listener, tls)?;
+    let server = dclab_runtime::net::server()
         .add_service(topology)
         .add_service(agent)
         .add_service(health_service)

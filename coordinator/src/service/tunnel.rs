@@ -23,7 +23,7 @@ pub type TunnelStream = ReceiverStream<Result<TunnelData, Status>>;
 
 /// The agent has this long to connect and call back.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
-use dclab_proto::tunnel::WINDOW;
+use dclab_runtime::tunnel::WINDOW;
 
 /// The agent's end of a tunnel: what it sends, and where to send to it.
 type AgentEnd = (Streaming<TunnelData>, mpsc::Sender<Result<TunnelData, Status>>);

@@ -132,7 +132,7 @@ fn measure(cluster: &mut Cluster, remote_ports: usize) -> anyhow::Result<Figures
     ])
 }
 
-type Client = TopologyClient<dclab_proto::net::Channel>;
+type Client = TopologyClient<dclab_runtime::net::Channel>;
 
 fn h1(rt: &tokio::runtime::Runtime, c: &mut Client) -> anyhow::Result<v1::Host> {
     let hosts = rt

@@ -112,7 +112,12 @@ async fn measure(cluster: &Cluster, names: &[String], ports: usize) -> anyhow::R
     let url = cluster.coordinator_url().context("coordinator url")?.to_string();
     let configs = names
         .iter()
-        .map(|h| Ok((h.clone(), dclab_proto::net::ClientConfig::new(url.clone(), None)?)))
+        .map(|h| {
+            Ok((
+                h.clone(),
+                dclab_runtime::net::ClientConfig::new(url.clone(), None)?,
+            ))
+        })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let mut c =
         TopologyClient::new(cluster.client_config()?.connect().await?).max_decoding_message_size(256 << 20);

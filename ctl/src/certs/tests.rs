@@ -1,6 +1,6 @@
 use std::os::unix::fs::PermissionsExt;
 
-use dclab_proto::identity::{identity_of, Role};
+use dclab_runtime::identity::{identity_of, Role};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::CertificateDer;
 

@@ -8,9 +8,9 @@ pub mod paper;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use dclab_proto::net::Channel;
-use dclab_proto::net::ClientConfig;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
+use dclab_runtime::net::ClientConfig;
 use tokio::task::block_in_place;
 
 use crate::local::{Cluster, UpOptions};

@@ -31,7 +31,7 @@ mod tests {
     #[test]
     fn every_builtin_parses_under_its_name() {
         for (name, text) in super::BUILTINS {
-            let spec = dclab_proto::experiment::parse(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let spec = dclab_spec::experiment::parse(name, text).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert_eq!(spec.name, *name);
         }
     }

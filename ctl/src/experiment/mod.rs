@@ -9,9 +9,9 @@ mod run;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use dclab_proto::experiment::{self, record::RunRecord};
-use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
+use dclab_spec::experiment::{self, record::RunRecord};
 use serde_json::json;
 
 use crate::output::{print, Format};

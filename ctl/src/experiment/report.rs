@@ -4,7 +4,7 @@
 
 use std::fmt::Write as _;
 
-use dclab_proto::experiment::record::{EventKind, RunRecord};
+use dclab_spec::experiment::record::{EventKind, RunRecord};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ReportFormat {

@@ -4,8 +4,8 @@
 
 use std::io::IsTerminal;
 
-use dclab_proto::experiment::record::RunRecord;
 use dclab_proto::v1;
+use dclab_spec::experiment::record::RunRecord;
 
 use super::Client;
 use crate::output::Format;

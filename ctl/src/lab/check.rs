@@ -1,12 +1,12 @@
 //! From a lab file to a checked LabSpec: the file's own syntax (TOML,
-//! sizes) is checked here, everything else by `dclab_proto::validate`,
+//! sizes) is checked here, everything else by `dclab_spec::validate`,
 //! the same checks the coordinator makes, so `ctl lab check` and `lab up`
 //! agree. Each error names its line and field.
 
 use std::ops::Range;
 
 use dclab_proto::v1;
-use dclab_proto::validate::{self, Location};
+use dclab_spec::validate::{self, Location};
 use toml::Spanned;
 
 use super::file::{line_of, parse, parse_mib, LabFile, LabFileError};

@@ -100,7 +100,7 @@ pub struct LabFileError {
     pub message: String,
 }
 
-pub use dclab_proto::units::{line_of, mib as parse_mib};
+pub use dclab_spec::units::{line_of, mib as parse_mib};
 
 /// Parses TOML; syntax and shape errors carry the line of the fault.
 pub fn parse(file: &str, text: &str) -> Result<LabFile, LabFileError> {

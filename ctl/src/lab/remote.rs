@@ -5,8 +5,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
 
 use super::load;
 use super::show::{self, state_name};
@@ -283,7 +283,7 @@ pub async fn exec(
                 if end.output_dropped_bytes > 0 {
                     eprintln!(
                         "[{} of output not delivered: this reader was too slow at the deadline]",
-                        dclab_proto::units::bytes(end.output_dropped_bytes)
+                        dclab_spec::units::bytes(end.output_dropped_bytes)
                     );
                 }
                 return Ok(end.exit_code);

@@ -4,8 +4,8 @@
 
 use std::net::SocketAddr;
 
-use dclab_proto::tunnel::WINDOW;
 use dclab_proto::v1::{self, tunnel_data::Msg, TunnelData};
+use dclab_runtime::tunnel::WINDOW;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -46,7 +46,7 @@ async fn carry(
     input: impl AsyncRead + Unpin + Send + 'static,
     mut output: impl AsyncWrite + Unpin,
 ) -> anyhow::Result<()> {
-    let up = tokio::spawn(dclab_proto::tunnel::send_all(input, tx));
+    let up = tokio::spawn(dclab_runtime::tunnel::send_all(input, tx));
     let result = loop {
         match inbound.message().await {
             Ok(Some(TunnelData {

@@ -6,8 +6,8 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::Context;
-use dclab_proto::net::ClientConfig;
-use dclab_proto::tls::TlsFiles;
+use dclab_runtime::net::ClientConfig;
+use dclab_runtime::tls::TlsFiles;
 
 use super::command::{netns_argv, output};
 use super::ovs;

@@ -6,7 +6,7 @@ use super::tests::{assert_gone, iperf, ping, BIN_DIR_ENV};
 use super::*;
 
 /// Creates tenants and networks the way `ctl tenant/network create` would.
-fn create_networks(config: &dclab_proto::net::ClientConfig, nets: &[(&str, &str, &str)]) {
+fn create_networks(config: &dclab_runtime::net::ClientConfig, nets: &[(&str, &str, &str)]) {
     use dclab_proto::v1::{CreateNetworkRequest, CreateTenantRequest};
     let url = config.clone();
     let nets: Vec<(String, String, String)> = nets

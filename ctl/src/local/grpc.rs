@@ -6,10 +6,10 @@
 use std::future::Future;
 
 use anyhow::Context;
-use dclab_proto::net::Channel;
-use dclab_proto::net::ClientConfig;
 use dclab_proto::v1::topology_client::TopologyClient;
 use dclab_proto::v1::{CreatePortRequest, DeletePortRequest, Host, ListHostsRequest, PortKind};
+use dclab_runtime::net::Channel;
+use dclab_runtime::net::ClientConfig;
 
 use super::state::{InstanceKind, InstanceState};
 

@@ -9,8 +9,8 @@ mod print;
 
 use std::net::Ipv4Addr;
 
-use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
 use serde::Serialize;
 
 use crate::output::Format;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 
 use anyhow::{bail, Context};
-use dclab_proto::addr::{Cidr, Mac};
 use dclab_proto::v1::{self, PortKind};
+use dclab_spec::addr::{Cidr, Mac};
 use serde::Serialize;
 
 use super::TraceArgs;

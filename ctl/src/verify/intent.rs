@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::net::Ipv4Addr;
 
-use dclab_proto::addr::Cidr;
 use dclab_proto::v1::{self, PortKind};
+use dclab_spec::addr::Cidr;
 
 use super::ofp::mac;
 

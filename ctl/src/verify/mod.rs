@@ -16,9 +16,9 @@ mod ranges;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
-use dclab_proto::flows::{render, PortMap};
-use dclab_proto::net::Channel;
+use dclab_flows::{render, PortMap};
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
 use serde_json::json;
 
 use crate::output::Format;

@@ -5,7 +5,7 @@
 
 use std::net::Ipv4Addr;
 
-use dclab_proto::flows::split_top_level;
+use dclab_flows::split_top_level;
 
 /// Fields the interpreter tracks. Values are u64; MACs are 48 bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -1,5 +1,9 @@
 """Generates dclab_pb2.py, the coordinator's messages, from the repository's
-proto/proto/dclab.proto with protoc, next to this file.
+proto/proto/dclab.proto with Debian's protoc, next to this file.
+
+The result is committed, so installing the driver needs no protoc;
+scripts/gen-proto.sh runs this after the .proto changes, and
+tests/test_generated.py fails while the committed file is stale.
 
 Only messages are generated: the client calls methods through grpcio's
 generic `channel.unary_unary`, so it needs no grpc_tools (Debian 12's is far
@@ -26,22 +30,33 @@ class GenerationError(Exception):
     pass
 
 
+# Debian's, also when another protoc (a newer one, whose stubs Debian's
+# python3-protobuf cannot load) comes first on PATH.
+DEBIAN_PROTOC = "/usr/bin/protoc"
+
+
 def proto_path(proto=None):
-    """The proto to compile: the argument, $DCLAB_PROTO, or the repository's."""
-    return os.path.abspath(proto or os.environ.get("DCLAB_PROTO") or REPO_PROTO)
+    """The proto to compile: the argument or the repository's."""
+    return os.path.abspath(proto or REPO_PROTO)
+
+
+def protoc_path():
+    if os.access(DEBIAN_PROTOC, os.X_OK):
+        return DEBIAN_PROTOC
+    return shutil.which("protoc")
 
 
 def generate(proto=None, output=OUTPUT):
     """Writes `output` from the proto (atomically, so concurrent runs are safe)."""
     proto = proto_path(proto)
-    protoc = shutil.which("protoc")
+    protoc = protoc_path()
     if protoc is None:
         raise GenerationError(
             "protoc not found; install Debian's protobuf-compiler "
             "(apt-get install protobuf-compiler)")
     if not os.path.isfile(proto):
         raise GenerationError(
-            f"{proto} not found; pass --proto or set DCLAB_PROTO to "
+            f"{proto} not found; pass --proto with "
             "the repository's proto/proto/dclab.proto")
     out_dir = os.path.dirname(os.path.abspath(output))
     with tempfile.TemporaryDirectory(prefix=".gen-", dir=out_dir) as tmp:

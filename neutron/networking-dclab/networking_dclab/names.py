@@ -1,6 +1,6 @@
 """dclab names for Neutron objects.
 
-dclab's one name rule (proto/src/validate/names.rs): 1 to 64 bytes of ASCII
+dclab's one name rule (spec/src/validate/names.rs): 1 to 64 bytes of ASCII
 letters, digits, '-', '_' and '.', starting with a letter or digit.
 
 - Ports are named by their Neutron id, unchanged: the agent matches a port

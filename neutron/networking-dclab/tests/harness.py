@@ -1,5 +1,5 @@
-"""What the driver's tests share: the dependency check, the generated
-messages, real coordinator processes and sqlite journals.
+"""What the driver's tests share: the dependency check, real coordinator
+processes and sqlite journals.
 
 Importing this module fails (so every test module fails, none is skipped)
 when a Debian package the driver needs is missing.
@@ -66,10 +66,6 @@ if os.environ.get("DCLAB_TEST_LOG"):
 else:
     logging.getLogger("networking_dclab").addHandler(logging.NullHandler())
     logging.getLogger("networking_dclab").propagate = False
-
-from networking_dclab import generate_proto  # noqa: E402
-
-generate_proto.generate()
 
 import sqlalchemy  # noqa: E402
 

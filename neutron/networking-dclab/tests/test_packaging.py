@@ -1,5 +1,6 @@
-"""The package installs with pip (no network, Debian's setuptools), carries
-its generated messages, and Neutron finds the driver by its entry point."""
+"""The package installs with pip (no network, no protoc, Debian's
+setuptools), carries its committed messages, and Neutron finds the driver
+by its entry point."""
 
 import json
 import os
@@ -30,14 +31,14 @@ class PackagingTest(unittest.TestCase):
     def test_pip_install_and_entry_point(self):
         work = tempfile.mkdtemp(prefix="dclab-neutron-pip-")
         self.addCleanup(shutil.rmtree, work, ignore_errors=True)
-        # A copy, so the in-tree build leaves nothing in the repository; the
-        # copy is outside it, so the proto's path is given.
+        # A copy outside the repository, so the in-tree build leaves nothing
+        # there and no repository's .proto is within reach: the committed
+        # messages are what is installed.
         source = os.path.join(work, "src")
         shutil.copytree(harness.PACKAGE_ROOT, source, ignore=shutil.ignore_patterns(
-            "build", "*.egg-info", "__pycache__", "dclab_pb2.py", ".gen-*", "tests"))
+            "build", "*.egg-info", "__pycache__", ".gen-*", "tests"))
         target = os.path.join(work, "site")
-        env = dict(os.environ, DCLAB_PROTO=os.path.join(harness.REPO_ROOT, "proto", "proto", "dclab.proto"),
-                   PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_ROOT_USER_ACTION="ignore")
+        env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_ROOT_USER_ACTION="ignore")
         done = subprocess.run(
             [sys.executable, "-m", "pip", "install", "--quiet", "--no-build-isolation", "--no-deps",
              "--no-index", "--no-cache-dir", "--target", target, source],

@@ -7,9 +7,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use dclab_proto::net::Channel;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{self, DesiredNode, ExecChunk, ExecCommand};
+use dclab_runtime::net::Channel;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;

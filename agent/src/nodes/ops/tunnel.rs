@@ -4,10 +4,10 @@
 
 use std::sync::Arc;
 
-use dclab_proto::net::Channel;
-use dclab_proto::tunnel::WINDOW;
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{self, tunnel_data::Msg, DesiredNode, TunnelData};
+use dclab_runtime::net::Channel;
+use dclab_runtime::tunnel::WINDOW;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -76,7 +76,7 @@ async fn splice(
     tunnel: u64,
 ) {
     let (read, mut write) = stream.into_split();
-    let up = tokio::spawn(dclab_proto::tunnel::send_all(read, to_coordinator));
+    let up = tokio::spawn(dclab_runtime::tunnel::send_all(read, to_coordinator));
     let broken = loop {
         match from_coordinator.message().await {
             Ok(Some(TunnelData {

@@ -7,8 +7,8 @@
 
 use std::time::Instant;
 
-use dclab_proto::experiment::record::{AwaitingHeal, EventKind, FaultLease, RunRecord};
 use dclab_proto::v1;
+use dclab_spec::experiment::record::{AwaitingHeal, EventKind, FaultLease, RunRecord};
 use tracing::Instrument;
 
 use super::{act, Active, Run};
@@ -151,7 +151,7 @@ mod tests {
     use crate::keys::KeyRange;
 
     fn record(awaiting: Vec<AwaitingHeal>) -> RunRecord {
-        let spec = dclab_proto::experiment::parse(
+        let spec = dclab_spec::experiment::parse(
             "t.toml",
             "[experiment]\nname = \"t\"\n[[stage]]\nname = \"s\"\n[[stage.step]]\nwait = \"1s\"\n",
         )
@@ -165,7 +165,7 @@ mod tests {
             seed: 1,
             started_unix_ms: 0,
             ended_unix_ms: Some(1),
-            verdict: dclab_proto::experiment::record::Verdict::Passed,
+            verdict: dclab_spec::experiment::record::Verdict::Passed,
             targets: vec![],
             timeline: vec![],
             checks: vec![],

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dclab_proto::net::ClientConfig;
 use dclab_proto::v1::{self, agent_control_client::AgentControlClient};
+use dclab_runtime::net::ClientConfig;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;

@@ -5,8 +5,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use dclab_proto::net::Channel;
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_runtime::net::Channel;
 use tokio::time::Instant;
 
 use super::agents::{Board, SimAgents};
@@ -172,7 +172,7 @@ async fn measure(
             let url = cluster.coordinator_url().context("coordinator url")?;
             Ok((
                 h.clone(),
-                dclab_proto::net::ClientConfig::new(url, files.as_ref())?,
+                dclab_runtime::net::ClientConfig::new(url, files.as_ref())?,
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;

@@ -72,10 +72,10 @@ mod tests {
             ("held", held(3)),
         ] {
             let spec =
-                dclab_proto::experiment::parse(name, &text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
+                dclab_spec::experiment::parse(name, &text).unwrap_or_else(|e| panic!("{name}: {e}\n{text}"));
             assert!(!spec.stages.is_empty(), "{name}");
         }
-        let spec = dclab_proto::experiment::parse("effect", &effect(2)).unwrap();
+        let spec = dclab_spec::experiment::parse("effect", &effect(2)).unwrap();
         assert_eq!(spec.stages.len(), 3);
         assert_eq!(spec.stages[1].steps.len(), 2 * TIMED.len());
     }

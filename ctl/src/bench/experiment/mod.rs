@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{bail, Context};
-use dclab_proto::experiment::record::{EventKind, RunRecord};
 use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_spec::experiment::record::{EventKind, RunRecord};
 use serde_json::json;
 use tonic::Streaming;
 

@@ -331,7 +331,7 @@ fn cpu_ticks(pid: i32) -> anyhow::Result<u64> {
     Ok(own + children)
 }
 
-type Client = TopologyClient<dclab_proto::net::Channel>;
+type Client = TopologyClient<dclab_runtime::net::Channel>;
 
 fn host(rt: &tokio::runtime::Runtime, c: &mut Client) -> anyhow::Result<v1::Host> {
     let hosts = rt

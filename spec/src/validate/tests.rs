@@ -1,5 +1,5 @@
 use super::*;
-use crate::v1::{InterfaceSpec, LabNetwork, LabSpec, NetworkKind, NodeKind, NodeSpec};
+use dclab_proto::v1::{InterfaceSpec, LabNetwork, LabSpec, NetworkKind, NodeKind, NodeSpec};
 
 fn node(name: &str, nics: &[(&str, &str)]) -> NodeSpec {
     NodeSpec {

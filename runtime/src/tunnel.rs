@@ -4,7 +4,7 @@
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::mpsc;
 
-use crate::v1::{tunnel_data::Msg, TunnelData};
+use dclab_proto::v1::{tunnel_data::Msg, TunnelData};
 
 /// Bytes per message.
 pub const CHUNK: usize = 32 * 1024;

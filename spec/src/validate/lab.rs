@@ -8,7 +8,7 @@ use std::net::Ipv4Addr;
 
 use super::names::{check_name, check_short_name};
 use crate::addr::Cidr;
-use crate::v1::{LabSpec, NetworkKind, NodeKind, NodeSpec};
+use dclab_proto::v1::{LabSpec, NetworkKind, NodeKind, NodeSpec};
 
 /// Port names are `<lab>.<node>.<i>` and must fit 64 bytes.
 pub const MAX_LAB_NAME: usize = 24;

@@ -15,7 +15,7 @@ pub trait Symbolic {
     fn actions(&self) -> &str;
 }
 
-impl Symbolic for crate::v1::Flow {
+impl Symbolic for dclab_proto::v1::Flow {
     fn table(&self) -> u32 {
         self.table
     }
@@ -145,8 +145,8 @@ pub fn split_top_level(actions: &str) -> Vec<&str> {
 mod tests {
     use super::*;
 
-    fn flow(matches: &str, actions: &str) -> crate::v1::Flow {
-        crate::v1::Flow {
+    fn flow(matches: &str, actions: &str) -> dclab_proto::v1::Flow {
+        dclab_proto::v1::Flow {
             table: 10,
             priority: 100,
             r#match: matches.into(),
