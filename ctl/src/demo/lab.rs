@@ -36,15 +36,15 @@ fn ctl(cluster: &str) -> anyhow::Result<Command> {
     Ok(cmd)
 }
 
-fn step(cluster: &str, args: &[&str]) -> anyhow::Result<bool> {
+pub fn step(cluster: &str, args: &[&str]) -> anyhow::Result<bool> {
     println!("\n$ ctl {}", args.join(" "));
     let status = ctl(cluster)?.args(args).status()?;
     Ok(status.success())
 }
 
-fn newest_run(cluster: &str) -> anyhow::Result<String> {
+pub fn newest_run(cluster: &str, lab: &str) -> anyhow::Result<String> {
     let out = ctl(cluster)?
-        .args(["-o", "json", "experiment", "ls", "--lab", LAB])
+        .args(["-o", "json", "experiment", "ls", "--lab", lab])
         .output()?;
     let runs: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
         format!(
@@ -96,7 +96,7 @@ fn lab_steps(cluster: &str, file: &Path, out_dir: &Path) -> anyhow::Result<bool>
         cluster,
         &["experiment", "run", EXPERIMENT, "--lab", LAB, "--seed", "1"],
     )?;
-    let run = newest_run(cluster)?;
+    let run = newest_run(cluster, LAB)?;
     let report = out_dir.join("dclab-demo-report.html");
     step(
         cluster,
