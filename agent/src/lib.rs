@@ -5,7 +5,7 @@ pub mod aptcache;
 pub mod bridge_watch;
 pub mod desired;
 pub mod exec_output;
-pub mod fault_flows;
+pub mod faults;
 pub mod image;
 pub mod joined_down;
 pub mod libvirt;

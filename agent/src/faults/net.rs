@@ -7,11 +7,86 @@
 use std::sync::Arc;
 
 use dclab_proto::v1::{self, DesiredNode, NodeNic};
+use serde::{Deserialize, Serialize};
 
-use super::{Applied, Context};
+use super::target::unexpected;
+use super::{ActsOn, Applied, FaultKind, Heal, On};
 use crate::netem::{Netem, Relay};
 use crate::nodes::driver::{NodeError, NodeResult};
 use crate::nodes::taps::{parse_links, TapView};
+use crate::nodes::Context;
+
+/// A tap a cut left down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutHeld {
+    pub lab: String,
+    pub node: String,
+    pub tap: String,
+}
+
+/// A tap moved off the bridge behind a relay (`relay`: its veth's ends).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetemHeld {
+    pub lab: String,
+    pub node: String,
+    pub tap: String,
+    pub port: String,
+    pub relay: (String, String),
+}
+
+impl FaultKind for v1::LinkCutFault {
+    const NAME: &'static str = "link_cut";
+    const ACTS_ON: ActsOn = ActsOn::Interface;
+
+    async fn apply(self, ctx: Arc<Context>, on: On, lease: v1::Lease) -> NodeResult<()> {
+        let On::Nic(node, nic) = on else {
+            return Err(unexpected(Self::NAME));
+        };
+        link_cut(&ctx, &node, &nic, &lease).await
+    }
+}
+
+impl Heal for CutHeld {
+    const KIND: &'static str = "link_cut";
+
+    fn node(&self) -> Option<(&str, &str)> {
+        Some((&self.lab, &self.node))
+    }
+
+    async fn heal(&self, ctx: &Arc<Context>, _lease: &str) -> NodeResult<()> {
+        if ctx.desired_node(&self.lab, &self.node).is_none() {
+            ctx.taps.release_fault(&self.tap);
+            return Ok(());
+        }
+        link_restore(ctx, &self.tap).await
+    }
+}
+
+impl FaultKind for v1::NetemFault {
+    const NAME: &'static str = "netem";
+    const ACTS_ON: ActsOn = ActsOn::Interface;
+
+    async fn apply(self, ctx: Arc<Context>, on: On, lease: v1::Lease) -> NodeResult<()> {
+        let On::Nic(node, nic) = on else {
+            return Err(unexpected(Self::NAME));
+        };
+        netem(&ctx, &node, &nic, &self, &lease).await
+    }
+}
+
+impl Heal for NetemHeld {
+    const KIND: &'static str = "netem";
+
+    fn node(&self) -> Option<(&str, &str)> {
+        Some((&self.lab, &self.node))
+    }
+
+    /// With its node gone this still stops the relay and removes its
+    /// veth; the tap's absence is no failure.
+    async fn heal(&self, ctx: &Arc<Context>, lease: &str) -> NodeResult<()> {
+        netem_heal(ctx, lease, &self.tap, &self.port, &self.relay).await
+    }
+}
 
 fn failed(e: anyhow::Error) -> NodeError {
     NodeError::Failed(e)
@@ -23,11 +98,11 @@ pub async fn link_cut(
     nic: &NodeNic,
     lease: &v1::Lease,
 ) -> NodeResult<()> {
-    let applied = Applied::LinkCut {
+    let applied = Applied::LinkCut(CutHeld {
         lab: node.lab.clone(),
         node: node.name.clone(),
         tap: nic.tap.clone(),
-    };
+    });
     ctx.leases.add_fault(lease, applied)?;
     ctx.taps.hold_for_fault(&nic.tap);
     ctx.taps
@@ -37,7 +112,7 @@ pub async fn link_cut(
     Ok(())
 }
 
-pub async fn link_restore(ctx: &Arc<Context>, tap: &str) -> NodeResult<()> {
+async fn link_restore(ctx: &Arc<Context>, tap: &str) -> NodeResult<()> {
     ctx.taps.release_fault(tap);
     match ctx.taps.ip(&["link", "set", tap, "up"]).await {
         Ok(_) => Ok(()),
@@ -69,7 +144,7 @@ fn both_ways(n: &v1::NetemFault) -> Netem {
     }
 }
 
-pub async fn netem(
+async fn netem(
     ctx: &Arc<Context>,
     node: &DesiredNode,
     nic: &NodeNic,
@@ -79,13 +154,13 @@ pub async fn netem(
     let netem = both_ways(n);
     netem.validate().map_err(|e| NodeError::Invalid(e.to_string()))?;
     let (a, b) = relay_names(&nic.tap);
-    let applied = Applied::Netem {
+    let applied = Applied::Netem(NetemHeld {
         lab: node.lab.clone(),
         node: node.name.clone(),
         tap: nic.tap.clone(),
         port: nic.port.clone(),
         relay: (a.clone(), b.clone()),
-    };
+    });
     ctx.leases.add_fault(lease, applied)?;
     ctx.taps.hold_for_fault(&nic.tap);
     let taps = &ctx.taps;
@@ -112,7 +187,7 @@ pub async fn netem(
     Ok(())
 }
 
-pub async fn netem_heal(
+async fn netem_heal(
     ctx: &Arc<Context>,
     lease: &str,
     tap: &str,
