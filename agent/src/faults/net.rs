@@ -131,19 +131,6 @@ fn relay_names(tap: &str) -> (String, String) {
     (format!("dn{hash:08x}a"), format!("dn{hash:08x}b"))
 }
 
-fn both_ways(n: &v1::NetemFault) -> Netem {
-    Netem {
-        delay_ms: n.delay_ms,
-        jitter_ms: n.jitter_ms,
-        loss_pct: n.loss_pct,
-        duplicate_pct: n.duplicate_pct,
-        corrupt_pct: n.corrupt_pct,
-        reorder_pct: n.reorder_pct,
-        rate_kbit: n.rate_kbit,
-        ..Netem::default()
-    }
-}
-
 async fn netem(
     ctx: &Arc<Context>,
     node: &DesiredNode,
@@ -151,7 +138,7 @@ async fn netem(
     n: &v1::NetemFault,
     lease: &v1::Lease,
 ) -> NodeResult<()> {
-    let netem = both_ways(n);
+    let netem = Netem::of(*n);
     netem.validate().map_err(|e| NodeError::Invalid(e.to_string()))?;
     let (a, b) = relay_names(&nic.tap);
     let applied = Applied::Netem(NetemHeld {
@@ -178,7 +165,7 @@ async fn netem(
         .map_err(|e| failed(e.into()))?;
     taps.attach(&a, &nic.port).await.map_err(failed)?;
     let netns = taps.netns().map(str::to_string);
-    let (tap, peer, out, back) = (nic.tap.clone(), b.clone(), netem.clone(), netem);
+    let (tap, peer, out, back) = (nic.tap.clone(), b.clone(), netem, netem);
     let relay = tokio::task::spawn_blocking(move || Relay::start(netns.as_deref(), &tap, &peer, out, back))
         .await
         .map_err(|e| failed(anyhow::anyhow!("the relay task panicked: {e}")))?
