@@ -16,5 +16,6 @@ pub mod nodes;
 pub mod ovs;
 pub mod reconcile;
 pub mod render;
+pub mod retry;
 pub mod trace;
 pub mod watch;
