@@ -275,7 +275,7 @@ async fn main() -> anyhow::Result<()> {
         vcpus: args.vcpus.unwrap_or_else(machine_cpus),
         memory_mib: args.memory_mib.unwrap_or_else(machine_memory_mib),
     };
-    let fault_flows = std::sync::Arc::new(dclab_agent::fault_flows::FaultFlows::default());
+    let fault_flows = std::sync::Arc::new(dclab_agent::faults::flow_table::FaultFlows::default());
     let metrics = Arc::new(dclab_agent::metrics::AgentMetrics::new(&host_id));
     let page = metrics.clone();
     if let Some(at) =

@@ -187,7 +187,7 @@ impl AgentMetrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::nodes::AppliedFault as Applied;
+    use crate::faults::{Applied, CutHeld, FlowsHeld};
     use dclab_proto::v1;
 
     fn sample(page: &str, key: &str) -> f64 {
@@ -212,13 +212,15 @@ mod tests {
             id: "r1-cut".into(),
             ttl_ms: 60_000,
         };
-        let cut = Applied::LinkCut {
+        let cut = Applied::LinkCut(CutHeld {
             lab: "l".into(),
             node: "a".into(),
             tap: "dl0".into(),
-        };
+        });
         leases.add_fault(&lease, cut).unwrap();
-        leases.add_fault(&lease, Applied::Flows { count: 2 }).unwrap();
+        leases
+            .add_fault(&lease, Applied::Flows(FlowsHeld { count: 2 }))
+            .unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
         let page = metrics.render();
         assert_eq!(sample(&page, "dclab_agent_faults_active"), 2.0);
@@ -242,7 +244,7 @@ mod tests {
         assert_eq!(sample(&page, "dclab_agent_faults_active"), 0.0);
         assert_eq!(sample(&page, "dclab_agent_faults_awaiting_heal"), 2.0);
         assert!(!page.contains("r1-cut"), "{page}");
-        leases.healed("r1-cut", &Applied::Flows { count: 2 });
+        leases.healed("r1-cut", &Applied::Flows(FlowsHeld { count: 2 }));
         metrics.heal_failures.inc();
         let page = metrics.render();
         assert_eq!(sample(&page, "dclab_agent_faults_awaiting_heal"), 1.0);

@@ -44,7 +44,7 @@ pub struct Reconciler {
     pub faulted_taps: crate::nodes::FaultedTaps,
     pub channel: Channel,
     /// Flows faults add above the pipeline (partitions).
-    pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
+    pub fault_flows: Arc<crate::faults::flow_table::FaultFlows>,
     pub metrics: Arc<crate::metrics::AgentMetrics>,
     /// Reinstall at once when ovs-vswitchd restarts or flows are deleted;
     /// off, only the periodic re-verification repairs them.

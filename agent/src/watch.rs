@@ -1,8 +1,6 @@
 //! Registration and the rule watch: keeps a `watch` channel holding the
 //! desired flows, reconnecting with backoff whenever the stream drops.
 
-use std::time::Duration;
-
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::{RegisterRequest, WatchRulesRequest};
 use dclab_runtime::net::Channel;
@@ -11,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::desired::Desired;
+use crate::retry::with_backoff;
 
 pub struct Registration {
     pub host_id: String,
@@ -19,8 +18,6 @@ pub struct Registration {
     pub vcpus: u32,
     pub memory_mib: u64,
 }
-
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Runs until `stop`: register, watch, apply updates to `desired`; on any
 /// failure wait and start again. `desired` stays None until the first full
@@ -31,24 +28,16 @@ pub async fn run(
     desired: watch::Sender<Option<Desired>>,
     stop: CancellationToken,
 ) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let watched = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = watch_once(channel.clone(), &reg, &desired) => r,
-        };
-        match watched {
-            Ok(()) => warn!(host = %reg.host_id, "rule watch ended by the coordinator, reconnecting"),
-            Err(status) => {
-                warn!(host = %reg.host_id, error = %status.message(), "rule watch failed, retrying")
-            }
+    // No progress is told: the rule watch's waits stay at the cap once
+    // there (as they always were).
+    let attempt = |_| watch_once(channel.clone(), &reg, &desired);
+    let ended = |watched: Result<(), tonic::Status>| match watched {
+        Ok(()) => warn!(host = %reg.host_id, "rule watch ended by the coordinator, reconnecting"),
+        Err(status) => {
+            warn!(host = %reg.host_id, error = %status.message(), "rule watch failed, retrying")
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+    };
+    with_backoff(&stop, attempt, ended).await;
 }
 
 async fn watch_once(

@@ -110,10 +110,10 @@ impl Impairer {
         // netem counts copies: a duplicate and a loss on the same frame
         // cancel out into one frame.
         let mut copies = 1;
-        if may_dup && self.rng.chance(self.netem.duplicate_pct) {
+        if may_dup && self.rng.chance(self.netem.settings.duplicate_pct) {
             copies += 1;
         }
-        if self.rng.chance(self.netem.loss_pct) {
+        if self.rng.chance(self.netem.settings.loss_pct) {
             copies -= 1;
         }
         if copies == 0 {
@@ -125,7 +125,7 @@ impl Impairer {
             // Like netem's clone re-enqueued at the root: its own draws.
             self.enqueue(frame.clone(), now, c, false);
         }
-        if self.rng.chance(self.netem.corrupt_pct) && frame.len() > ETH_HLEN {
+        if self.rng.chance(self.netem.settings.corrupt_pct) && frame.len() > ETH_HLEN {
             let byte = ETH_HLEN + self.rng.below(frame.len() - ETH_HLEN);
             frame[byte] ^= 1 << self.rng.below(8);
             bump(&c.corrupted);
@@ -144,7 +144,7 @@ impl Impairer {
     }
 
     fn release_time(&mut self, len: usize, now: Instant) -> Instant {
-        let n = &self.netem;
+        let n = &self.netem.settings;
         // netem sends the reorder share at once, past the delay and rate.
         if n.delay_ms > 0.0 && self.rng.chance(n.reorder_pct) {
             return now;

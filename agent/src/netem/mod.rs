@@ -43,7 +43,7 @@ mod tests;
 
 use std::io;
 
-use serde::{Deserialize, Serialize};
+use dclab_proto::v1;
 
 pub use relay::Relay;
 pub use stats::{DirStats, RelayStats};
@@ -55,47 +55,38 @@ pub const DEFAULT_LIMIT: usize = 1000;
 /// The largest delay or jitter accepted: a minute, far above any real link.
 const MAX_DELAY_MS: f64 = 60_000.0;
 
-/// One direction's impairment, as tc-netem(8) defines the knobs.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+/// One direction's impairment: the knobs of tc-netem(8) as the fault
+/// carries them (`v1::NetemFault`, the one netem type of the experiment
+/// file, the coordinator and the agent), and the relay's queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Netem {
-    /// Added to every frame.
-    pub delay_ms: f64,
-    /// Uniform in [-jitter, +jitter] (netem's default distribution); the
-    /// total delay never goes below 0.
-    pub jitter_ms: f64,
-    /// 0..=100: each frame dropped with this probability.
-    pub loss_pct: f64,
-    /// Each frame sent twice with this probability.
-    pub duplicate_pct: f64,
-    /// One random bit flipped beyond the 14-byte Ethernet header.
-    pub corrupt_pct: f64,
-    /// With a delay: this share of frames is sent at once (no delay, no
-    /// rate), as netem does, so they overtake the delayed ones.
-    pub reorder_pct: f64,
-    /// 0 = unlimited; otherwise frames leave no faster than this (1 kbit =
-    /// 1000 bit/s, Ethernet header included, as tc counts).
-    pub rate_kbit: u64,
+    pub settings: v1::NetemFault,
     /// Frames held at most (netem's `limit`); 0 = [`DEFAULT_LIMIT`].
     pub limit: u32,
 }
 
 impl Netem {
+    /// `settings` with the default queue.
+    pub fn of(settings: v1::NetemFault) -> Netem {
+        Netem { settings, limit: 0 }
+    }
+
     /// Checks the ranges; the error names the field and what it allows.
     pub fn validate(&self) -> Result<(), NetemError> {
         let ms = "a number of milliseconds in 0..=60000";
         let pct = "a percentage in 0..=100";
-        check("delay_ms", self.delay_ms, MAX_DELAY_MS, ms)?;
-        check("jitter_ms", self.jitter_ms, MAX_DELAY_MS, ms)?;
-        check("loss_pct", self.loss_pct, 100.0, pct)?;
-        check("duplicate_pct", self.duplicate_pct, 100.0, pct)?;
-        check("corrupt_pct", self.corrupt_pct, 100.0, pct)?;
-        check("reorder_pct", self.reorder_pct, 100.0, pct)?;
+        let s = &self.settings;
+        check("delay_ms", s.delay_ms, MAX_DELAY_MS, ms)?;
+        check("jitter_ms", s.jitter_ms, MAX_DELAY_MS, ms)?;
+        check("loss_pct", s.loss_pct, 100.0, pct)?;
+        check("duplicate_pct", s.duplicate_pct, 100.0, pct)?;
+        check("corrupt_pct", s.corrupt_pct, 100.0, pct)?;
+        check("reorder_pct", s.reorder_pct, 100.0, pct)?;
         // As tc refuses it: without a delay there is nothing to overtake.
-        if self.reorder_pct > 0.0 && self.delay_ms == 0.0 {
+        if s.reorder_pct > 0.0 && s.delay_ms == 0.0 {
             return Err(NetemError::Invalid {
                 field: "reorder_pct".into(),
-                value: self.reorder_pct.to_string(),
+                value: s.reorder_pct.to_string(),
                 allowed: "0 unless delay_ms is set (reordering needs a delay)",
             });
         }
@@ -104,12 +95,7 @@ impl Netem {
 
     /// True when frames pass untouched (the relay then only forwards).
     pub fn is_noop(&self) -> bool {
-        let limit = self.limit;
-        *self
-            == Netem {
-                limit,
-                ..Netem::default()
-            }
+        self.settings == v1::NetemFault::default()
     }
 
     pub(crate) fn queue_limit(&self) -> usize {

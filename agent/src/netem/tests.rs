@@ -14,6 +14,7 @@ use super::sock;
 use super::stats::DirCounters;
 use super::wire::{fold, insert_vlan, sum_words, to_wire, VnetHdr};
 use super::{Netem, NetemError, Relay};
+use dclab_proto::v1;
 use topo::{Topo, IP2};
 
 fn ms(n: u64) -> Duration {
@@ -26,13 +27,15 @@ fn ms(n: u64) -> Duration {
 fn validate_accepts_the_default_and_real_settings() {
     Netem::default().validate().unwrap();
     let n = Netem {
-        delay_ms: 100.0,
-        jitter_ms: 200.0,
-        loss_pct: 100.0,
-        duplicate_pct: 0.5,
-        corrupt_pct: 0.1,
-        reorder_pct: 25.0,
-        rate_kbit: 2000,
+        settings: v1::NetemFault {
+            delay_ms: 100.0,
+            jitter_ms: 200.0,
+            loss_pct: 100.0,
+            duplicate_pct: 0.5,
+            corrupt_pct: 0.1,
+            reorder_pct: 25.0,
+            rate_kbit: 2000,
+        },
         limit: 10,
     };
     n.validate().unwrap();
@@ -43,59 +46,59 @@ fn validate_rejects_negative_too_large_and_nan_naming_the_field() {
     let cases: [(&str, Netem); 8] = [
         (
             "delay_ms",
-            Netem {
+            Netem::of(v1::NetemFault {
                 delay_ms: -1.0,
-                ..Netem::default()
-            },
+                ..Default::default()
+            }),
         ),
         (
             "jitter_ms",
-            Netem {
+            Netem::of(v1::NetemFault {
                 jitter_ms: f64::NAN,
-                ..Netem::default()
-            },
+                ..Default::default()
+            }),
         ),
         (
             "delay_ms",
-            Netem {
+            Netem::of(v1::NetemFault {
                 delay_ms: f64::INFINITY,
-                ..Netem::default()
-            },
+                ..Default::default()
+            }),
         ),
         (
             "loss_pct",
-            Netem {
+            Netem::of(v1::NetemFault {
                 loss_pct: 100.5,
-                ..Netem::default()
-            },
+                ..Default::default()
+            }),
         ),
         (
             "loss_pct",
-            Netem {
+            Netem::of(v1::NetemFault {
                 loss_pct: f64::NAN,
-                ..Netem::default()
-            },
+                ..Default::default()
+            }),
         ),
         (
             "duplicate_pct",
-            Netem {
+            Netem::of(v1::NetemFault {
                 duplicate_pct: -0.1,
-                ..Netem::default()
-            },
+                ..Default::default()
+            }),
         ),
         (
             "corrupt_pct",
-            Netem {
+            Netem::of(v1::NetemFault {
                 corrupt_pct: 250.0,
-                ..Netem::default()
-            },
+                ..Default::default()
+            }),
         ),
         (
             "reorder_pct",
-            Netem {
+            Netem::of(v1::NetemFault {
                 reorder_pct: 10.0,
-                ..Netem::default()
-            },
+                ..Default::default()
+            }),
         ),
     ];
     for (field, netem) in cases {
@@ -111,10 +114,10 @@ fn validate_rejects_negative_too_large_and_nan_naming_the_field() {
             "no allowed range: {msg}"
         );
     }
-    let msg = Netem {
+    let msg = Netem::of(v1::NetemFault {
         loss_pct: f64::NAN,
-        ..Netem::default()
-    }
+        ..Default::default()
+    })
     .validate()
     .unwrap_err()
     .to_string();
@@ -126,10 +129,10 @@ fn validate_rejects_negative_too_large_and_nan_naming_the_field() {
 
 #[test]
 fn start_refuses_bad_settings_before_touching_anything() {
-    let bad = Netem {
+    let bad = Netem::of(v1::NetemFault {
         loss_pct: -5.0,
-        ..Netem::default()
-    };
+        ..Default::default()
+    });
     let err = Relay::start(Some("no-such-netns"), "a", "b", Netem::default(), bad)
         .err()
         .unwrap();
@@ -138,19 +141,6 @@ fn start_refuses_bad_settings_before_touching_anything() {
         .err()
         .unwrap();
     assert!(matches!(err, NetemError::SameInterface(_)), "{err}");
-}
-
-#[test]
-fn serde_fills_missing_knobs_with_defaults() {
-    let n: Netem = serde_json::from_str(r#"{"delay_ms": 20, "loss_pct": 1.5}"#).unwrap();
-    assert_eq!(
-        n,
-        Netem {
-            delay_ms: 20.0,
-            loss_pct: 1.5,
-            ..Netem::default()
-        }
-    );
 }
 
 // ---------------------------------------------------------------- impairer
@@ -165,10 +155,10 @@ fn frame(len: usize, tag: u8) -> Vec<u8> {
 
 #[test]
 fn delay_releases_frames_at_their_time_in_order() {
-    let (mut imp, c) = impairer(Netem {
+    let (mut imp, c) = impairer(Netem::of(v1::NetemFault {
         delay_ms: 50.0,
-        ..Netem::default()
-    });
+        ..Default::default()
+    }));
     let t0 = Instant::now();
     imp.offer(frame(100, 1), t0, &c);
     imp.offer(frame(100, 2), t0 + ms(1), &c);
@@ -181,11 +171,11 @@ fn delay_releases_frames_at_their_time_in_order() {
 
 #[test]
 fn jitter_stays_within_its_bounds_and_never_before_arrival() {
-    let (mut imp, c) = impairer(Netem {
+    let (mut imp, c) = impairer(Netem::of(v1::NetemFault {
         delay_ms: 10.0,
         jitter_ms: 20.0,
-        ..Netem::default()
-    });
+        ..Default::default()
+    }));
     let t0 = Instant::now();
     for _ in 0..1000 {
         imp.offer(frame(60, 0), t0, &c);
@@ -203,10 +193,10 @@ fn jitter_stays_within_its_bounds_and_never_before_arrival() {
 #[test]
 fn rate_spaces_frames_by_their_serialization_time() {
     // 8000 kbit: one byte per microsecond.
-    let (mut imp, c) = impairer(Netem {
+    let (mut imp, c) = impairer(Netem::of(v1::NetemFault {
         rate_kbit: 8000,
-        ..Netem::default()
-    });
+        ..Default::default()
+    }));
     assert_eq!(serialization(1000, 8000), ms(1));
     let t0 = Instant::now();
     for tag in 0..3 {
@@ -224,9 +214,11 @@ fn rate_spaces_frames_by_their_serialization_time() {
 #[test]
 fn the_queue_limit_drops_like_a_full_fifo() {
     let (mut imp, c) = impairer(Netem {
-        delay_ms: 10.0,
+        settings: v1::NetemFault {
+            delay_ms: 10.0,
+            ..Default::default()
+        },
         limit: 5,
-        ..Netem::default()
     });
     let t0 = Instant::now();
     for _ in 0..8 {
@@ -239,20 +231,20 @@ fn the_queue_limit_drops_like_a_full_fifo() {
 #[test]
 fn loss_duplicate_and_reorder_hit_their_share() {
     let t0 = Instant::now();
-    let (mut imp, c) = impairer(Netem {
+    let (mut imp, c) = impairer(Netem::of(v1::NetemFault {
         loss_pct: 30.0,
-        ..Netem::default()
-    });
+        ..Default::default()
+    }));
     for _ in 0..10_000 {
         imp.offer(frame(60, 0), t0, &c);
     }
     let dropped = c.snapshot().dropped;
     assert!((2800..3200).contains(&dropped), "{dropped}");
 
-    let (mut imp, c) = impairer(Netem {
+    let (mut imp, c) = impairer(Netem::of(v1::NetemFault {
         duplicate_pct: 100.0,
-        ..Netem::default()
-    });
+        ..Default::default()
+    }));
     for _ in 0..10 {
         imp.offer(frame(60, 0), t0, &c);
     }
@@ -263,10 +255,12 @@ fn loss_duplicate_and_reorder_hit_their_share() {
     assert_eq!((c.snapshot().duplicated, out), (10, 20));
 
     let (mut imp, c) = impairer(Netem {
-        delay_ms: 100.0,
-        reorder_pct: 25.0,
+        settings: v1::NetemFault {
+            delay_ms: 100.0,
+            reorder_pct: 25.0,
+            ..Default::default()
+        },
         limit: 10_000,
-        ..Netem::default()
     });
     for _ in 0..10_000 {
         imp.offer(frame(60, 0), t0, &c);
@@ -280,10 +274,10 @@ fn loss_duplicate_and_reorder_hit_their_share() {
 
 #[test]
 fn corrupt_flips_exactly_one_bit_past_the_ethernet_header() {
-    let (mut imp, c) = impairer(Netem {
+    let (mut imp, c) = impairer(Netem::of(v1::NetemFault {
         corrupt_pct: 100.0,
-        ..Netem::default()
-    });
+        ..Default::default()
+    }));
     let t0 = Instant::now();
     for _ in 0..200 {
         imp.offer(vec![0u8; 64], t0, &c);
@@ -540,11 +534,11 @@ fn relay_delay_adds_to_the_round_trip() {
     let relay = start(&topo, Netem::default(), Netem::default());
     let control = topo.ping(IP2, 20, "0.05");
     relay.stop();
-    let delay = Netem {
+    let delay = Netem::of(v1::NetemFault {
         delay_ms: 50.0,
-        ..Netem::default()
-    };
-    let relay = start(&topo, delay.clone(), delay);
+        ..Default::default()
+    });
+    let relay = start(&topo, delay, delay);
     let delayed = topo.ping(IP2, 20, "0.05");
     relay.stop();
     let (c, d) = (control.avg_ms.unwrap(), delayed.avg_ms.expect("delayed replies"));
@@ -565,11 +559,11 @@ fn relay_jitter_spreads_the_round_trip() {
     topo.static_neighbors();
     let relay = start(
         &topo,
-        Netem {
+        Netem::of(v1::NetemFault {
             delay_ms: 50.0,
             jitter_ms: 20.0,
-            ..Netem::default()
-        },
+            ..Default::default()
+        }),
         Netem::default(),
     );
     let ping = topo.ping(IP2, 50, "0.02");
@@ -600,10 +594,10 @@ fn relay_loss_drops_its_share() {
     topo.static_neighbors();
     let relay = start(
         &topo,
-        Netem {
+        Netem::of(v1::NetemFault {
             loss_pct: 30.0,
-            ..Netem::default()
-        },
+            ..Default::default()
+        }),
         Netem::default(),
     );
     let ping = topo.ping(IP2, 200, "0.01");
@@ -627,10 +621,10 @@ fn relay_duplicate_shows_dup_replies() {
     topo.static_neighbors();
     let relay = start(
         &topo,
-        Netem {
+        Netem::of(v1::NetemFault {
             duplicate_pct: 100.0,
-            ..Netem::default()
-        },
+            ..Default::default()
+        }),
         Netem::default(),
     );
     let ping = topo.ping(IP2, 5, "0.1");
@@ -651,11 +645,11 @@ fn relay_reorder_lets_a_share_overtake() {
     topo.static_neighbors();
     let relay = start(
         &topo,
-        Netem {
+        Netem::of(v1::NetemFault {
             delay_ms: 100.0,
             reorder_pct: 50.0,
-            ..Netem::default()
-        },
+            ..Default::default()
+        }),
         Netem::default(),
     );
     let ping = topo.ping(IP2, 100, "0.01");
@@ -675,11 +669,11 @@ fn relay_rate_limits_tcp() {
     let relay = start(&topo, Netem::default(), Netem::default());
     let free = topo.iperf_mbit();
     let free_stats = relay.stop();
-    let rate = Netem {
+    let rate = Netem::of(v1::NetemFault {
         rate_kbit: 2000,
-        ..Netem::default()
-    };
-    let relay = start(&topo, rate.clone(), rate);
+        ..Default::default()
+    });
+    let relay = start(&topo, rate, rate);
     let limited = topo.iperf_mbit();
     let s = relay.stop();
     eprintln!("rate: unlimited {free:.1} Mbit/s ({free_stats:?}), 2000 kbit {limited:.3} Mbit/s ({s:?})");
@@ -710,10 +704,10 @@ fn relay_corrupt_breaks_ip_checksums() {
     relay.stop();
     let relay = start(
         &topo,
-        Netem {
+        Netem::of(v1::NetemFault {
             corrupt_pct: 100.0,
-            ..Netem::default()
-        },
+            ..Default::default()
+        }),
         Netem::default(),
     );
     let ping = topo.ping(IP2, 10, "0.05");
@@ -814,10 +808,10 @@ fn relay_stop_is_prompt_and_leaves_no_path() {
     topo.exec(&topo.nsm, &["ethtool", "-K", "a", "gro", "on"]);
     let relay = start(
         &topo,
-        Netem {
+        Netem::of(v1::NetemFault {
             delay_ms: 200.0,
-            ..Netem::default()
-        },
+            ..Default::default()
+        }),
         Netem::default(),
     );
     assert!(

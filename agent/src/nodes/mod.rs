@@ -11,7 +11,7 @@
 //!   answered with `ReportOperation`.
 //! - `leases`: what the coordinator imposes (nodes held paused or off,
 //!   faults), on disk, ended by release or expiry — never by a dropped
-//!   stream; an ended lease's faults stay until healed (`faults`).
+//!   stream; an ended lease's faults stay until healed (`crate::faults`).
 //! - `reap`: at start, kills what earlier runs of nodes left on the host
 //!   (each stop of a container node reaps as it ends; see `driver`).
 //!
@@ -22,20 +22,17 @@ mod build;
 pub mod cleanup;
 pub(crate) mod connection;
 pub mod driver;
-mod faults;
-#[cfg(test)]
-pub(crate) use faults::Applied as AppliedFault;
 pub mod layout;
 pub(crate) mod leases;
-mod locks;
-mod ops;
+pub(crate) mod locks;
+pub(crate) mod ops;
 mod reap;
 mod reconcile;
 mod report;
 mod rooted;
 mod rootfs;
 mod spec;
-mod taps;
+pub(crate) mod taps;
 pub use taps::FaultedTaps;
 mod watch;
 
@@ -70,35 +67,35 @@ pub struct Config {
     /// The bridge's uplink interface (`${uplink}` in traces).
     pub uplink: String,
     /// Flows faults add, shared with the rule reconciler.
-    pub fault_flows: Arc<crate::fault_flows::FaultFlows>,
+    pub fault_flows: Arc<crate::faults::flow_table::FaultFlows>,
     /// Taps faults own, shared with the rule reconciler.
     pub faulted_taps: taps::FaultedTaps,
     pub metrics: Arc<crate::metrics::AgentMetrics>,
 }
 
 /// What the watch, the reconciler and the executor share.
-struct Context {
-    host_id: String,
-    uplink: String,
-    layout: layout::Layout,
-    drivers: driver::Drivers,
-    taps: taps::Taps,
-    leases: Arc<leases::Leases>,
+pub(crate) struct Context {
+    pub(crate) host_id: String,
+    pub(crate) uplink: String,
+    pub(crate) layout: layout::Layout,
+    pub(crate) drivers: driver::Drivers,
+    pub(crate) taps: taps::Taps,
+    pub(crate) leases: Arc<leases::Leases>,
     /// Taken by operations and reconcile steps (see `locks`).
-    locks: locks::NodeLocks,
+    pub(crate) locks: locks::NodeLocks,
     /// One exec at a time per micro-VM (a serial console takes one client).
-    exec_locks: locks::NodeLocks,
+    pub(crate) exec_locks: locks::NodeLocks,
     /// One heal attempt at a time per lease.
-    heal_locks: locks::LeaseLocks,
-    desired: watch_channel::Receiver<Option<NodeSet>>,
+    pub(crate) heal_locks: locks::LeaseLocks,
+    pub(crate) desired: watch_channel::Receiver<Option<NodeSet>>,
     /// Wakes the reconciler (a lease ended).
-    wake: Notify,
+    pub(crate) wake: Notify,
     /// The faults awaiting heal changed: the coordinator is told at once.
-    heals_changed: Notify,
-    fault_flows: Arc<crate::fault_flows::FaultFlows>,
-    metrics: Arc<crate::metrics::AgentMetrics>,
+    pub(crate) heals_changed: Notify,
+    pub(crate) fault_flows: Arc<crate::faults::flow_table::FaultFlows>,
+    pub(crate) metrics: Arc<crate::metrics::AgentMetrics>,
     /// Netem relays by the lease that holds them.
-    relays: std::sync::Mutex<std::collections::HashMap<String, crate::netem::Relay>>,
+    pub(crate) relays: std::sync::Mutex<std::collections::HashMap<String, crate::netem::Relay>>,
 }
 
 impl Context {
@@ -129,7 +126,7 @@ impl Context {
     }
 
     /// Runs `f` on a blocking thread: libvirt, qemu-img and file work.
-    async fn blocking<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
+    pub(crate) async fn blocking<T, E, F>(self: &Arc<Self>, f: F) -> Result<T, E>
     where
         T: Send + 'static,
         E: From<anyhow::Error> + Send + 'static,
@@ -143,7 +140,7 @@ impl Context {
     }
 
     /// The node as last desired, if this host runs it.
-    fn desired_node(&self, lab: &str, name: &str) -> Option<DesiredNode> {
+    pub(crate) fn desired_node(&self, lab: &str, name: &str) -> Option<DesiredNode> {
         let set = self.desired.borrow();
         set.as_ref()?
             .nodes
@@ -213,7 +210,7 @@ async fn heal_at_stop(ctx: Arc<Context>, stop: CancellationToken) {
     let mut heals = tokio::task::JoinSet::new();
     for id in held {
         let ctx = ctx.clone();
-        heals.spawn(async move { faults::heal_lease(&ctx, &id).await.failures.is_empty() });
+        heals.spawn(async move { crate::faults::heal_lease(&ctx, &id).await.failures.is_empty() });
     }
     match tokio::time::timeout(HEAL_AT_STOP, heals.join_all()).await {
         Ok(healed) if healed.iter().all(|h| *h) => info!("faults healed"),
@@ -256,10 +253,10 @@ async fn lease_clock(ctx: Arc<Context>, stop: CancellationToken) {
             // What earlier runs of nodes left on the host goes first.
             reap::at_start(&ctx).await;
             if ctx.leases.damaged() {
-                faults::sweep(&ctx).await;
+                crate::faults::sweep(&ctx).await;
             }
         }
-        faults::spawn_due(&ctx);
+        crate::faults::spawn_due(&ctx);
     }
 }
 

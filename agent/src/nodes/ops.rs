@@ -153,14 +153,14 @@ pub async fn run(
             }
             (target, Some(Action::Fault(af))) => {
                 let work = async move {
-                    let outcome = super::faults::apply(&ctx, target, af).await;
+                    let outcome = crate::faults::apply(&ctx, target, af).await;
                     answer(client, ctx.host_id.clone(), id, started, outcome).await;
                 };
                 running.spawn(work.instrument(span));
             }
             (_, Some(Action::Heal(h))) => {
                 let work = async move {
-                    let outcome = super::faults::heal_lease(&ctx, &h.lease_id).await;
+                    let outcome = crate::faults::heal_lease(&ctx, &h.lease_id).await;
                     answer(client, ctx.host_id.clone(), id, started, outcome).await;
                 };
                 running.spawn(work.instrument(span));

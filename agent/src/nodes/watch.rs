@@ -4,7 +4,6 @@
 //! dropped stream ends nothing: leases lapse on their own clock.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use dclab_proto::v1::agent_control_client::AgentControlClient;
 use dclab_proto::v1::node_update::Update;
@@ -15,9 +14,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::Context;
-
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+use crate::retry::{with_backoff, Progress};
 
 /// Runs until `stop`. The host registers through the rule watch, so
 /// NotFound only means "not yet": retried like any failure.
@@ -28,13 +25,9 @@ pub async fn run(
     ops: mpsc::UnboundedSender<Operation>,
     stop: CancellationToken,
 ) {
-    let mut backoff = FIRST_BACKOFF;
     let mut last_error = String::new();
-    loop {
-        let watched = tokio::select! {
-            _ = stop.cancelled() => return,
-            r = watch_once(channel.clone(), &ctx.host_id, &sets, &ops, &mut backoff) => r,
-        };
+    let attempt = |progress| watch_once(channel.clone(), &ctx.host_id, &sets, &ops, progress);
+    let ended = |watched: Result<(), tonic::Status>| {
         let error = match watched {
             Ok(()) => "node watch ended by the coordinator".to_string(),
             Err(status) if status.code() == tonic::Code::NotFound => {
@@ -48,12 +41,8 @@ pub async fn run(
         } else {
             debug!(host = %ctx.host_id, %error, "retrying the node watch");
         }
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(backoff) => {}
-        }
-        backoff = (backoff * 2).min(MAX_BACKOFF);
-    }
+    };
+    with_backoff(&stop, attempt, ended).await;
 }
 
 async fn watch_once(
@@ -61,7 +50,7 @@ async fn watch_once(
     host_id: &str,
     sets: &watch::Sender<Option<NodeSet>>,
     ops: &mpsc::UnboundedSender<Operation>,
-    backoff: &mut Duration,
+    progress: Progress,
 ) -> Result<(), tonic::Status> {
     let mut client = AgentControlClient::new(channel).max_decoding_message_size(64 << 20);
     let mut stream = client
@@ -72,7 +61,7 @@ async fn watch_once(
         .into_inner();
     info!(host = %host_id, "watching lab nodes");
     while let Some(update) = stream.message().await? {
-        *backoff = FIRST_BACKOFF;
+        progress.made();
         match update.update {
             Some(Update::Nodes(set)) => {
                 info!(host = %host_id, version = set.version, nodes = set.nodes.len(), "node set received");

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use dclab_proto::v1::{self, operation::Action, target::Target};
-use dclab_spec::experiment::{Fault, NetemSpec};
+use dclab_spec::experiment::{Fault, FaultTarget};
 use futures::future::join_all;
 
 use crate::compile;
@@ -48,18 +48,6 @@ pub struct Plan {
 
 fn target(t: Target) -> v1::Target {
     v1::Target { target: Some(t) }
-}
-
-fn netem(n: &NetemSpec) -> v1::NetemFault {
-    v1::NetemFault {
-        delay_ms: n.delay_ms,
-        jitter_ms: n.jitter_ms,
-        loss_pct: n.loss_pct,
-        duplicate_pct: n.duplicate_pct,
-        corrupt_pct: n.corrupt_pct,
-        reorder_pct: n.reorder_pct,
-        rate_kbit: n.rate_kbit,
-    }
 }
 
 /// The command a command fault runs, and the one that undoes it; `tag`
@@ -155,10 +143,10 @@ pub fn plan(
             .collect();
         Plan { per_host }
     };
-    let on_interfaces = |network: &Option<String>, kind: v1::fault::Kind| -> Result<Plan, String> {
+    let on_interfaces = |network: Option<&str>, kind: v1::fault::Kind| -> Result<Plan, String> {
         let mut per_host = Vec::new();
         for n in nodes {
-            let nic = super::targets::nic(n, network.as_deref())?;
+            let nic = super::targets::nic(n, network)?;
             let t = target(Target::Interface(v1::InterfaceTarget {
                 lab: lab.to_string(),
                 node: n.spec.name.clone(),
@@ -174,22 +162,22 @@ pub fn plan(
         }
         Ok(Plan { per_host })
     };
-    use v1::fault::Kind as K;
-    use v1::PowerAction as P;
-    Ok(match fault {
-        Fault::PowerOff => on_nodes(K::Power(P::Off.into())),
-        Fault::Shutdown => on_nodes(K::Power(P::Shutdown.into())),
-        Fault::Reboot => on_nodes(K::Power(P::Reboot.into())),
-        Fault::Reset => on_nodes(K::Power(P::Reset.into())),
-        Fault::Freeze => on_nodes(K::Power(P::Freeze.into())),
-        Fault::LinkCut { network } => on_interfaces(network, K::LinkCut(v1::LinkCutFault {}))?,
-        Fault::Netem { network, netem: n } => on_interfaces(network, K::Netem(netem(n)))?,
-        Fault::Partition { network, .. } => partition(state, lab, network.as_deref(), groups)?,
-        other => {
-            let (apply, heal) = commands(other, tag).expect("every other fault is a command");
-            on_nodes(K::Command(v1::CommandFault { apply, heal }))
+    if let Fault::Partition { network, .. } = fault {
+        return partition(state, lab, network.as_deref(), groups);
+    }
+    // Power, link cuts, netem and port blocks go as the file gave them:
+    // only where they act is the coordinator's.
+    let kind = match fault.forwarded() {
+        Some(kind) => kind,
+        None => {
+            let (apply, heal) = commands(fault, tag).expect("every other fault is a command");
+            v1::fault::Kind::Command(v1::CommandFault { apply, heal })
         }
-    })
+    };
+    match fault.target() {
+        FaultTarget::Interface(network) => on_interfaces(network, kind),
+        FaultTarget::Nodes => Ok(on_nodes(kind)),
+    }
 }
 
 fn partition(

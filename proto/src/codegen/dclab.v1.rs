@@ -837,22 +837,33 @@ pub struct TraceFlowOp {
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, Eq, Hash, ::prost::Message)]
 pub struct LinkCutFault {}
-/// Impair the target interface, both directions (a user-space relay).
+/// Impair the target interface, both directions (a user-space relay), with
+/// tc-netem(8)'s knobs. The one netem type: the experiment file's, the
+/// coordinator's and the agent relay's.
 #[allow(clippy::all)]
 #[derive(Clone, Copy, PartialEq, ::prost::Message)]
 pub struct NetemFault {
+    /// Added to every frame.
     #[prost(double, tag = "1")]
     pub delay_ms: f64,
+    /// Uniform in \[-jitter, +jitter\]; the total delay never goes below 0.
     #[prost(double, tag = "2")]
     pub jitter_ms: f64,
+    /// 0..=100: each frame dropped with this probability.
     #[prost(double, tag = "3")]
     pub loss_pct: f64,
+    /// Each frame sent twice with this probability.
     #[prost(double, tag = "4")]
     pub duplicate_pct: f64,
+    /// One random bit flipped beyond the 14-byte Ethernet header.
     #[prost(double, tag = "5")]
     pub corrupt_pct: f64,
+    /// With a delay: this share of frames is sent at once (no delay, no
+    /// rate), as netem does, so they overtake the delayed ones.
     #[prost(double, tag = "6")]
     pub reorder_pct: f64,
+    /// 0 = unlimited; otherwise frames leave no faster than this (1 kbit =
+    /// 1000 bit/s, Ethernet header included, as tc counts).
     #[prost(uint64, tag = "7")]
     pub rate_kbit: u64,
 }
@@ -873,10 +884,23 @@ pub struct CommandFault {
     #[prost(string, tag = "2")]
     pub heal: ::prost::alloc::string::String,
 }
+/// Drops the target nodes' traffic to and from a TCP or UDP port, both
+/// directions, on every interface, above the host's pipeline (like a
+/// partition): the service behind it is cut off, its process keeps running.
+#[allow(clippy::all)]
+#[derive(Clone, PartialEq, Eq, Hash, ::prost::Message)]
+pub struct PortBlockFault {
+    /// "tcp" or "udp".
+    #[prost(string, tag = "1")]
+    pub protocol: ::prost::alloc::string::String,
+    /// 1 to 65535.
+    #[prost(uint32, tag = "2")]
+    pub port: u32,
+}
 #[allow(clippy::all)]
 #[derive(Clone, PartialEq, ::prost::Message)]
 pub struct Fault {
-    #[prost(oneof = "fault::Kind", tags = "1, 2, 3, 4, 5")]
+    #[prost(oneof = "fault::Kind", tags = "1, 2, 3, 4, 5, 6")]
     pub kind: ::core::option::Option<fault::Kind>,
 }
 /// Nested message and enum types in `Fault`.
@@ -894,6 +918,8 @@ pub mod fault {
         Flows(super::FlowFault),
         #[prost(message, tag = "5")]
         Command(super::CommandFault),
+        #[prost(message, tag = "6")]
+        PortBlock(super::PortBlockFault),
     }
 }
 /// Applies the fault under the lease; the agent heals it when the lease is
@@ -1009,7 +1035,8 @@ pub struct NodeStatus {
 pub struct PendingHeal {
     #[prost(string, tag = "1")]
     pub lease_id: ::prost::alloc::string::String,
-    /// The fault as the agent names it (power, link_cut, netem, flows, command).
+    /// The fault as the agent names it (power, link_cut, netem, flows, command,
+    /// port_block).
     #[prost(string, tag = "2")]
     pub fault: ::prost::alloc::string::String,
     /// LAB/NODE, or empty for flows.

@@ -111,6 +111,7 @@ struct RawStep {
     path: Option<S<String>>,
     workers: Option<S<u32>>,
     port: Option<S<u16>>,
+    protocol: Option<S<String>>,
 }
 
 #[derive(Deserialize)]
@@ -500,7 +501,7 @@ fn fault(
                     .ok_or_else(|| c.err(r.span(), format!("rate {:?} is not like \"10mbit\" or \"500kbit\"", r.get_ref())))?,
                 None => 0,
             };
-            let netem = NetemSpec {
+            let netem = dclab_proto::v1::NetemFault {
                 delay_ms: ms(&s.delay, "delay")?,
                 jitter_ms: ms(&s.jitter, "jitter")?,
                 loss_pct: pct(&s.loss, "loss")?,
@@ -509,7 +510,7 @@ fn fault(
                 reorder_pct: pct(&s.reorder, "reorder")?,
                 rate_kbit,
             };
-            if netem == NetemSpec::default() {
+            if netem == dclab_proto::v1::NetemFault::default() {
                 return Err(c.err(at, "fault netem needs at least one of delay, loss, duplicate, corrupt, reorder or rate".into()));
             }
             if netem.reorder_pct > 0.0 && netem.delay_ms == 0.0 {
@@ -519,6 +520,19 @@ fn fault(
                 return Err(c.err(at, "fault netem: jitter cannot exceed delay".into()));
             }
             Fault::Netem { network: net()?, netem }
+        }
+        "port-block" => {
+            let protocol = match &s.protocol {
+                None => "tcp".to_string(),
+                Some(p) if ["tcp", "udp"].contains(&p.get_ref().as_str()) => p.get_ref().clone(),
+                Some(p) => return Err(c.err(p.span(), format!("protocol {:?} is not \"tcp\" or \"udp\"", p.get_ref()))),
+            };
+            let port = match &s.port {
+                Some(p) if *p.get_ref() > 0 => u32::from(*p.get_ref()),
+                Some(p) => return Err(c.err(p.span(), "port must be 1 to 65535".into())),
+                None => return Err(c.err(at, "fault port-block needs port = 1 to 65535".into())),
+            };
+            Fault::PortBlock(dclab_proto::v1::PortBlockFault { protocol, port })
         }
         "partition" => {
             let Some(groups) = &s.groups else {
@@ -574,7 +588,7 @@ fn fault(
                 kind.span(),
                 format!(
                     "fault {other:?} is unknown; faults: power-off, shutdown, reboot, reset, freeze, link-cut, netem, \
-                     partition, kill, stop, restart, disk-fill, cpu-stress, memory-stress, flush-memcached"
+                     partition, port-block, kill, stop, restart, disk-fill, cpu-stress, memory-stress, flush-memcached"
                 ),
             ))
         }

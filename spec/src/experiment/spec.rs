@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use dclab_proto::v1;
+
 /// Every fault of a run lapses this long after its last renewal unless
 /// the file says otherwise.
 pub const DEFAULT_LEASE_MS: u64 = 10_000;
@@ -112,8 +114,12 @@ pub enum Fault {
     /// directions.
     Netem {
         network: Option<String>,
-        netem: NetemSpec,
+        #[serde(with = "NetemFields")]
+        netem: v1::NetemFault,
     },
+    /// The node's traffic to and from a TCP or UDP port is dropped, both
+    /// directions, on every interface (the agent's `faults/port_block.rs`).
+    PortBlock(#[serde(with = "PortBlockFields")] v1::PortBlockFault),
     /// Nodes of the first group lose every unicast and ARP exchange with
     /// nodes of the second on `network` (every lab network when None).
     Partition {
@@ -145,15 +151,35 @@ pub enum Fault {
     },
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct NetemSpec {
-    pub delay_ms: f64,
-    pub jitter_ms: f64,
-    pub loss_pct: f64,
-    pub duplicate_pct: f64,
-    pub corrupt_pct: f64,
-    pub reorder_pct: f64,
-    pub rate_kbit: u64,
+/// The proto messages a fault carries as is, stored in runs' records with
+/// these fields (serde's remote derive: a field the message lacks does
+/// not compile).
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "v1::NetemFault")]
+struct NetemFields {
+    delay_ms: f64,
+    jitter_ms: f64,
+    loss_pct: f64,
+    duplicate_pct: f64,
+    corrupt_pct: f64,
+    reorder_pct: f64,
+    rate_kbit: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "v1::PortBlockFault")]
+struct PortBlockFields {
+    protocol: String,
+    port: u32,
+}
+
+/// Where the coordinator sends a forwarded fault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTarget<'a> {
+    /// Each target node, on its host.
+    Nodes,
+    /// Each target node's interface on this network (its first when None).
+    Interface(Option<&'a str>),
 }
 
 impl Fault {
@@ -167,6 +193,7 @@ impl Fault {
             Fault::Freeze => "freeze",
             Fault::LinkCut { .. } => "link-cut",
             Fault::Netem { .. } => "netem",
+            Fault::PortBlock(_) => "port-block",
             Fault::Partition { .. } => "partition",
             Fault::Kill { .. } => "kill",
             Fault::Stop { .. } => "stop",
@@ -175,6 +202,36 @@ impl Fault {
             Fault::CpuStress { .. } => "cpu-stress",
             Fault::MemoryStress { .. } => "memory-stress",
             Fault::FlushMemcached { .. } => "flush-memcached",
+        }
+    }
+
+    /// The proto message of a fault the coordinator forwards as the file
+    /// gave it; None for a partition (flows per host) and the faults made
+    /// of commands (written by the coordinator).
+    pub fn forwarded(&self) -> Option<v1::fault::Kind> {
+        use v1::fault::Kind as K;
+        use v1::PowerAction as P;
+        Some(match self {
+            Fault::PowerOff => K::Power(P::Off.into()),
+            Fault::Shutdown => K::Power(P::Shutdown.into()),
+            Fault::Reboot => K::Power(P::Reboot.into()),
+            Fault::Reset => K::Power(P::Reset.into()),
+            Fault::Freeze => K::Power(P::Freeze.into()),
+            Fault::LinkCut { .. } => K::LinkCut(v1::LinkCutFault {}),
+            Fault::Netem { netem, .. } => K::Netem(*netem),
+            Fault::PortBlock(p) => K::PortBlock(p.clone()),
+            _ => return None,
+        })
+    }
+
+    /// Where a forwarded fault acts: what the coordinator resolves the
+    /// targets to (a partition acts between its groups).
+    pub fn target(&self) -> FaultTarget<'_> {
+        match self {
+            Fault::LinkCut { network } | Fault::Netem { network, .. } => {
+                FaultTarget::Interface(network.as_deref())
+            }
+            _ => FaultTarget::Nodes,
         }
     }
 }

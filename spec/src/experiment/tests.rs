@@ -107,3 +107,45 @@ fn errors_name_the_line_and_the_field() {
     ));
     assert!(e.starts_with("x.toml:11: stage s is defined twice"), "{e}");
 }
+
+#[test]
+fn a_port_block_is_parsed_into_its_proto_message_and_a_bad_port_or_protocol_is_refused() {
+    let step = |lines: &str| {
+        format!("{HEAD}[[stage]]\nname = \"s\"\n[[stage.step]]\nfault = \"port-block\"\non = \"v\"\n{lines}")
+    };
+    let spec = parse("x.toml", &step("port = 3306\n")).unwrap();
+    let Step::Fault {
+        ref fault, ref on, ..
+    } = spec.stages[0].steps[0]
+    else {
+        panic!("{spec:?}")
+    };
+    assert_eq!(on.as_deref(), Some("v"));
+    let want = dclab_proto::v1::PortBlockFault {
+        protocol: "tcp".into(),
+        port: 3306,
+    };
+    assert_eq!(fault, &Fault::PortBlock(want.clone()));
+    assert_eq!(fault.forwarded(), Some(dclab_proto::v1::fault::Kind::PortBlock(want)));
+    assert_eq!(fault.target(), FaultTarget::Nodes);
+    // Stored with the run's record and read back.
+    let json = serde_json::to_string(fault).unwrap();
+    assert_eq!(json, r#"{"port-block":{"protocol":"tcp","port":3306}}"#);
+    assert_eq!(&serde_json::from_str::<Fault>(&json).unwrap(), fault);
+    let udp = parse("x.toml", &step("protocol = \"udp\"\nport = 53\n")).unwrap();
+    assert!(
+        matches!(&udp.stages[0].steps[0], Step::Fault { fault: Fault::PortBlock(p), .. } if p.protocol == "udp" && p.port == 53)
+    );
+
+    let e = error(&step("protocol = \"sctp\"\nport = 80\n"));
+    assert!(
+        e.starts_with("x.toml:13: protocol \"sctp\" is not \"tcp\" or \"udp\""),
+        "{e}"
+    );
+    let e = error(&step("port = 0\n"));
+    assert!(e.starts_with("x.toml:13: port must be 1 to 65535"), "{e}");
+    let e = error(&step("port = 70000\n"));
+    assert!(e.starts_with("x.toml:13:") && e.contains("70000"), "{e}");
+    let e = error(&step(""));
+    assert!(e.contains("fault port-block needs port = 1 to 65535"), "{e}");
+}

@@ -21,7 +21,7 @@ use anyhow::Context;
 use tracing::{debug, warn};
 
 use super::Lease;
-use crate::nodes::faults::Applied;
+use crate::faults::Applied;
 
 /// Room kept for the lease file: far more than a file of every fault a
 /// host could hold (a few hundred bytes each), twice.

@@ -23,8 +23,8 @@ use dclab_proto::v1;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use super::faults::Applied;
 use super::layout::NodeKey;
+use crate::faults::Applied;
 use file::{LeaseFile, Loaded};
 
 /// Longest lease the agent accepts: a coordinator bug must not hold a node

@@ -4,6 +4,7 @@ use std::process::Command;
 
 use super::file::RESERVE_BYTES;
 use super::*;
+use crate::faults::{CommandHeld, CutHeld, FlowsHeld};
 
 fn key(n: &str) -> NodeKey {
     ("lab".into(), n.into())
@@ -17,19 +18,19 @@ fn lease(id: &str, ttl_ms: u32) -> v1::Lease {
 }
 
 fn cut(node: &str) -> Applied {
-    Applied::LinkCut {
+    Applied::LinkCut(CutHeld {
         lab: "lab".into(),
         node: node.into(),
         tap: format!("dl-{node}"),
-    }
+    })
 }
 
 fn fill(node: &str) -> Applied {
-    Applied::Command {
+    Applied::Command(CommandHeld {
         lab: "lab".into(),
         node: node.into(),
         heal: "rm -f /tmp/dclab-fill-x".into(),
-    }
+    })
 }
 
 #[test]
@@ -177,7 +178,7 @@ fn faults_still_whole_in_unreadable_copies_are_salvaged() {
 
 #[test]
 fn salvage_finds_each_whole_fault_once() {
-    let faults = vec![cut("a"), fill("b"), Applied::Flows { count: 3 }];
+    let faults = vec![cut("a"), fill("b"), Applied::Flows(FlowsHeld { count: 3 })];
     let text = serde_json::to_string_pretty(&faults).unwrap();
     assert_eq!(file::salvage(&text), faults);
     assert_eq!(file::salvage(&text[..text.len() / 2]), faults[..1]);
@@ -280,4 +281,23 @@ fn a_full_filesystem_still_takes_faults_into_the_lease_file_and_out_again() {
     leases.add_fault(&lease("f2", 60_000), cut("b")).unwrap();
     let reserve = std::fs::metadata(path.with_extension("reserve")).unwrap();
     assert_eq!(reserve.len(), RESERVE_BYTES);
+}
+
+/// A lease file as the agent wrote it before fault kinds moved to
+/// `crate::faults` (one record of every kind, one failed heal): an
+/// upgraded agent reads it, so the faults it finds are healed, and writes
+/// it back byte for byte.
+const LEASE_FILE_BEFORE_THE_MOVE: &str = r#"[{"id":"r1","expires_unix_ms":5,"renewed_unix_ms":1,"nodes":[["lab","a"]],"faults":[{"power":{"lab":"lab","node":"a"}},{"link_cut":{"lab":"lab","node":"a","tap":"dl-a"}},{"netem":{"lab":"lab","node":"a","tap":"dl-a","port":"p-a","relay":["dn1a","dn1b"]}},{"flows":{"count":3}},{"command":{"lab":"lab","node":"a","heal":"true"}}],"healing":{"since_unix_ms":2,"failed_attempts":1,"next_unix_ms":3,"errors":[[{"flows":{"count":3}},"slow"]]}}]"#;
+
+#[test]
+fn a_lease_file_written_before_the_move_is_read_and_written_back_unchanged() {
+    let leases: Vec<Lease> = serde_json::from_str(LEASE_FILE_BEFORE_THE_MOVE).unwrap();
+    let kinds: Vec<&str> = leases[0].faults.iter().map(|f| f.kind()).collect();
+    assert_eq!(kinds, ["power", "link_cut", "netem", "flows", "command"]);
+    let nodes: Vec<String> = leases[0].faults.iter().map(|f| f.node()).collect();
+    assert_eq!(nodes, ["lab/a", "lab/a", "lab/a", "", "lab/a"]);
+    assert_eq!(
+        serde_json::to_string(&leases).unwrap(),
+        LEASE_FILE_BEFORE_THE_MOVE
+    );
 }

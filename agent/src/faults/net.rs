@@ -7,11 +7,86 @@
 use std::sync::Arc;
 
 use dclab_proto::v1::{self, DesiredNode, NodeNic};
+use serde::{Deserialize, Serialize};
 
-use super::{Applied, Context};
+use super::target::unexpected;
+use super::{ActsOn, Applied, FaultKind, Heal, On};
 use crate::netem::{Netem, Relay};
 use crate::nodes::driver::{NodeError, NodeResult};
 use crate::nodes::taps::{parse_links, TapView};
+use crate::nodes::Context;
+
+/// A tap a cut left down.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CutHeld {
+    pub lab: String,
+    pub node: String,
+    pub tap: String,
+}
+
+/// A tap moved off the bridge behind a relay (`relay`: its veth's ends).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetemHeld {
+    pub lab: String,
+    pub node: String,
+    pub tap: String,
+    pub port: String,
+    pub relay: (String, String),
+}
+
+impl FaultKind for v1::LinkCutFault {
+    const NAME: &'static str = "link_cut";
+    const ACTS_ON: ActsOn = ActsOn::Interface;
+
+    async fn apply(self, ctx: Arc<Context>, on: On, lease: v1::Lease) -> NodeResult<()> {
+        let On::Nic(node, nic) = on else {
+            return Err(unexpected(Self::NAME));
+        };
+        link_cut(&ctx, &node, &nic, &lease).await
+    }
+}
+
+impl Heal for CutHeld {
+    const KIND: &'static str = "link_cut";
+
+    fn node(&self) -> Option<(&str, &str)> {
+        Some((&self.lab, &self.node))
+    }
+
+    async fn heal(&self, ctx: &Arc<Context>, _lease: &str) -> NodeResult<()> {
+        if ctx.desired_node(&self.lab, &self.node).is_none() {
+            ctx.taps.release_fault(&self.tap);
+            return Ok(());
+        }
+        link_restore(ctx, &self.tap).await
+    }
+}
+
+impl FaultKind for v1::NetemFault {
+    const NAME: &'static str = "netem";
+    const ACTS_ON: ActsOn = ActsOn::Interface;
+
+    async fn apply(self, ctx: Arc<Context>, on: On, lease: v1::Lease) -> NodeResult<()> {
+        let On::Nic(node, nic) = on else {
+            return Err(unexpected(Self::NAME));
+        };
+        netem(&ctx, &node, &nic, &self, &lease).await
+    }
+}
+
+impl Heal for NetemHeld {
+    const KIND: &'static str = "netem";
+
+    fn node(&self) -> Option<(&str, &str)> {
+        Some((&self.lab, &self.node))
+    }
+
+    /// With its node gone this still stops the relay and removes its
+    /// veth; the tap's absence is no failure.
+    async fn heal(&self, ctx: &Arc<Context>, lease: &str) -> NodeResult<()> {
+        netem_heal(ctx, lease, &self.tap, &self.port, &self.relay).await
+    }
+}
 
 fn failed(e: anyhow::Error) -> NodeError {
     NodeError::Failed(e)
@@ -23,11 +98,11 @@ pub async fn link_cut(
     nic: &NodeNic,
     lease: &v1::Lease,
 ) -> NodeResult<()> {
-    let applied = Applied::LinkCut {
+    let applied = Applied::LinkCut(CutHeld {
         lab: node.lab.clone(),
         node: node.name.clone(),
         tap: nic.tap.clone(),
-    };
+    });
     ctx.leases.add_fault(lease, applied)?;
     ctx.taps.hold_for_fault(&nic.tap);
     ctx.taps
@@ -37,7 +112,7 @@ pub async fn link_cut(
     Ok(())
 }
 
-pub async fn link_restore(ctx: &Arc<Context>, tap: &str) -> NodeResult<()> {
+async fn link_restore(ctx: &Arc<Context>, tap: &str) -> NodeResult<()> {
     ctx.taps.release_fault(tap);
     match ctx.taps.ip(&["link", "set", tap, "up"]).await {
         Ok(_) => Ok(()),
@@ -56,36 +131,23 @@ fn relay_names(tap: &str) -> (String, String) {
     (format!("dn{hash:08x}a"), format!("dn{hash:08x}b"))
 }
 
-fn both_ways(n: &v1::NetemFault) -> Netem {
-    Netem {
-        delay_ms: n.delay_ms,
-        jitter_ms: n.jitter_ms,
-        loss_pct: n.loss_pct,
-        duplicate_pct: n.duplicate_pct,
-        corrupt_pct: n.corrupt_pct,
-        reorder_pct: n.reorder_pct,
-        rate_kbit: n.rate_kbit,
-        ..Netem::default()
-    }
-}
-
-pub async fn netem(
+async fn netem(
     ctx: &Arc<Context>,
     node: &DesiredNode,
     nic: &NodeNic,
     n: &v1::NetemFault,
     lease: &v1::Lease,
 ) -> NodeResult<()> {
-    let netem = both_ways(n);
+    let netem = Netem::of(*n);
     netem.validate().map_err(|e| NodeError::Invalid(e.to_string()))?;
     let (a, b) = relay_names(&nic.tap);
-    let applied = Applied::Netem {
+    let applied = Applied::Netem(NetemHeld {
         lab: node.lab.clone(),
         node: node.name.clone(),
         tap: nic.tap.clone(),
         port: nic.port.clone(),
         relay: (a.clone(), b.clone()),
-    };
+    });
     ctx.leases.add_fault(lease, applied)?;
     ctx.taps.hold_for_fault(&nic.tap);
     let taps = &ctx.taps;
@@ -103,7 +165,7 @@ pub async fn netem(
         .map_err(|e| failed(e.into()))?;
     taps.attach(&a, &nic.port).await.map_err(failed)?;
     let netns = taps.netns().map(str::to_string);
-    let (tap, peer, out, back) = (nic.tap.clone(), b.clone(), netem.clone(), netem);
+    let (tap, peer, out, back) = (nic.tap.clone(), b.clone(), netem, netem);
     let relay = tokio::task::spawn_blocking(move || Relay::start(netns.as_deref(), &tap, &peer, out, back))
         .await
         .map_err(|e| failed(anyhow::anyhow!("the relay task panicked: {e}")))?
@@ -112,7 +174,7 @@ pub async fn netem(
     Ok(())
 }
 
-pub async fn netem_heal(
+async fn netem_heal(
     ctx: &Arc<Context>,
     lease: &str,
     tap: &str,

@@ -13,18 +13,15 @@ use std::sync::Arc;
 use tokio::sync::OwnedMutexGuard;
 use tracing::{info, warn};
 
-use super::{net, Applied, COMMAND_TIMEOUT, FLOWS_INSTALL_TIMEOUT};
-use crate::exec_output::{CommandOutput, MAX_KEPT};
-use crate::libvirt::VmState;
-use crate::nodes::driver::{key, NodeError, NodeResult};
+use super::net;
 use crate::nodes::leases::now_ms;
-use crate::nodes::ops::{apply as node_apply, NodeAction, Outcome};
+use crate::nodes::ops::Outcome;
 use crate::nodes::Context;
 
 /// Ends lease `id` and heals its faults now; a lease this agent does not
 /// hold is healed already. A fault that does not heal is retried, and the
 /// outcome says so.
-pub async fn heal_lease(ctx: &Arc<Context>, id: &str) -> Outcome {
+pub(crate) async fn heal_lease(ctx: &Arc<Context>, id: &str) -> Outcome {
     let to_heal = ctx.leases.end(id);
     ctx.wake.notify_one();
     ctx.heals_changed.notify_one();
@@ -37,7 +34,7 @@ pub async fn heal_lease(ctx: &Arc<Context>, id: &str) -> Outcome {
 
 /// Starts an attempt for every ended lease whose next one is due, unless
 /// one is under way already.
-pub fn spawn_due(ctx: &Arc<Context>) {
+pub(crate) fn spawn_due(ctx: &Arc<Context>) {
     for id in ctx.leases.due(now_ms()) {
         let Ok(busy) = ctx.heal_locks.get(&id).try_lock_owned() else {
             continue;
@@ -51,7 +48,7 @@ pub fn spawn_due(ctx: &Arc<Context>) {
 
 /// What is left of a lease file no copy of which could be read: the taps
 /// of this host's nodes that a cut left down or a netem relay holds.
-pub async fn sweep(ctx: &Arc<Context>) {
+pub(crate) async fn sweep(ctx: &Arc<Context>) {
     let nodes = ctx
         .desired
         .borrow()
@@ -74,7 +71,7 @@ async fn attempt(ctx: &Arc<Context>, id: &str, busy: OwnedMutexGuard<()>) -> Out
     };
     let mut failed = Vec::new();
     for fault in lease.faults.iter().rev() {
-        match heal(ctx, id, fault).await {
+        match fault.heal(ctx, id).await {
             Ok(()) => ctx.leases.healed(id, fault),
             Err(e) => failed.push((fault.clone(), e)),
         }
@@ -100,7 +97,7 @@ async fn attempt(ctx: &Arc<Context>, id: &str, busy: OwnedMutexGuard<()>) -> Out
                 retry_s, error = %e, "heal failed; retrying");
             let message = format!(
                 "heal of {} failed (attempt {}): {e}; the agent retries in {retry_s} s, and on until it succeeds",
-                describe(&fault),
+                fault.describe(),
                 healing.failed_attempts
             );
             (e.kind(), message)
@@ -112,13 +109,6 @@ async fn attempt(ctx: &Arc<Context>, id: &str, busy: OwnedMutexGuard<()>) -> Out
     }
 }
 
-fn describe(fault: &Applied) -> String {
-    match fault.node() {
-        node if node.is_empty() => fault.kind().to_string(),
-        node => format!("{} on node {node}", fault.kind()),
-    }
-}
-
 /// Waits for this host's first node set: which nodes are here decides
 /// what is left to heal.
 async fn node_set_known(ctx: &Context) {
@@ -126,78 +116,6 @@ async fn node_set_known(ctx: &Context) {
     while sets.borrow_and_update().is_none() {
         if sets.changed().await.is_err() {
             return;
-        }
-    }
-}
-
-async fn heal(ctx: &Arc<Context>, lease: &str, applied: &Applied) -> NodeResult<()> {
-    let here = |lab: &str, node: &str| ctx.desired_node(lab, node);
-    match applied {
-        Applied::Power { lab, node } => {
-            let Some(n) = here(lab, node) else {
-                return Ok(());
-            };
-            let lock = ctx.locks.get(&key(&n));
-            let _guard = lock.lock_owned().await;
-            let lease = lease.to_string();
-            let probe = n.clone();
-            ctx.blocking(move |ctx| node_apply(ctx, &probe, &NodeAction::Resume(lease)))
-                .await?;
-            net::replug(ctx, &n).await
-        }
-        Applied::LinkCut { lab, node, tap } => {
-            if here(lab, node).is_none() {
-                ctx.taps.release_fault(tap);
-                return Ok(());
-            }
-            net::link_restore(ctx, tap).await
-        }
-        // With its node gone this still stops the relay and removes its
-        // veth; the tap's absence is no failure.
-        Applied::Netem { tap, port, relay, .. } => net::netem_heal(ctx, lease, tap, port, relay).await,
-        Applied::Flows { .. } => match ctx.fault_flows.remove(lease) {
-            Some(generation)
-                if !ctx
-                    .fault_flows
-                    .wait_installed(generation, FLOWS_INSTALL_TIMEOUT)
-                    .await =>
-            {
-                Err(NodeError::Failed(anyhow::anyhow!(
-                    "the fault's flows were not removed from OvS within {FLOWS_INSTALL_TIMEOUT:?}"
-                )))
-            }
-            _ => Ok(()),
-        },
-        Applied::Command { lab, node, heal } => {
-            let Some(n) = here(lab, node) else {
-                return Ok(());
-            };
-            // One exec at a time per node: a VM's console takes one client.
-            let _console = ctx.exec_locks.get(&key(&n)).lock_owned().await;
-            let heal = heal.clone();
-            ctx.blocking(move |ctx| {
-                let driver = ctx.drivers.for_node(&n)?;
-                // Off or frozen, it cannot run the heal: said plainly, not
-                // after a console's timeout.
-                let state = driver.state(&n)?;
-                if state != Some(VmState::Running) {
-                    let state = state.map_or("not defined".into(), |s| format!("{s:?}").to_lowercase());
-                    return Err(NodeError::Failed(anyhow::anyhow!(
-                        "node {} is {state}, not running: {heal:?} cannot run in it yet",
-                        n.name
-                    )));
-                }
-                let mut output = CommandOutput::kept(MAX_KEPT);
-                let code = driver.exec(&n, &heal, COMMAND_TIMEOUT, &mut output)?;
-                if code != 0 {
-                    return Err(NodeError::Failed(anyhow::anyhow!(
-                        "{heal:?} exited {code}: {}",
-                        output.text().trim()
-                    )));
-                }
-                Ok(())
-            })
-            .await
         }
     }
 }
