@@ -4,6 +4,7 @@
 pub use dclab_proto::addr;
 pub mod auth;
 pub mod compile;
+pub mod coordinator;
 pub mod experiment;
 pub mod keys;
 pub mod lab;
@@ -12,6 +13,7 @@ pub mod model;
 pub mod mutate;
 pub mod placement;
 pub mod record;
+pub mod relay;
 pub mod rules;
 pub mod service;
 pub mod state;

@@ -8,17 +8,17 @@ use dclab_proto::experiment::{Fault, NetemSpec};
 use dclab_proto::v1::{self, operation::Action, target::Target};
 use futures::future::join_all;
 
+use super::Experiments;
 use crate::compile;
 use crate::lab::model::Node;
 use crate::lab::ops;
-use crate::state::State;
 
 /// How long an agent gets to apply or heal a fault.
 const FAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Runs `command` in `node`: (exit code, output).
 pub async fn exec(
-    state: &State,
+    experiments: &Experiments,
     lab: &str,
     node: &Node,
     command: &str,
@@ -30,7 +30,7 @@ pub async fn exec(
         stream_id: 0,
     });
     let op = ops::on_nodes(lab, vec![node.spec.name.clone()], action);
-    match state
+    match experiments
         .nodes
         .run(&node.host, op, timeout + Duration::from_secs(15))
         .await
@@ -122,7 +122,7 @@ fn gone_with(pids: &str) -> String {
 /// What each host's agent gets for `fault` on `nodes` (or, for a
 /// partition, on the groups' nodes).
 pub fn plan(
-    state: &State,
+    experiments: &Experiments,
     lab: &str,
     fault: &Fault,
     nodes: &[Node],
@@ -184,7 +184,7 @@ pub fn plan(
         Fault::Freeze => on_nodes(K::Power(P::Freeze.into())),
         Fault::LinkCut { network } => on_interfaces(network, K::LinkCut(v1::LinkCutFault {}))?,
         Fault::Netem { network, netem: n } => on_interfaces(network, K::Netem(netem(n)))?,
-        Fault::Partition { network, .. } => partition(state, lab, network.as_deref(), groups)?,
+        Fault::Partition { network, .. } => partition(experiments, lab, network.as_deref(), groups)?,
         other => {
             let (apply, heal) = commands(other, tag).expect("every other fault is a command");
             on_nodes(K::Command(v1::CommandFault { apply, heal }))
@@ -193,7 +193,7 @@ pub fn plan(
 }
 
 fn partition(
-    state: &State,
+    experiments: &Experiments,
     lab: &str,
     network: Option<&str>,
     groups: (&[Node], &[Node]),
@@ -207,7 +207,7 @@ fn partition(
             .collect()
     };
     let (a, b) = (ports(groups.0), ports(groups.1));
-    let flows = state.read(|t| {
+    let flows = experiments.store.read(|t| {
         let nets: Vec<_> = t
             .net_ids
             .iter()
@@ -246,7 +246,11 @@ fn partition(
 /// Applies the plan under `lease` on every host at once; per host the time
 /// from issuing the fault to the agent's confirmation that it is in effect
 /// (µs).
-pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<(String, u64)>, String> {
+pub async fn apply(
+    experiments: &Experiments,
+    plan: &Plan,
+    lease: &v1::Lease,
+) -> Result<Vec<(String, u64)>, String> {
     let runs = plan.per_host.iter().map(|(host, t, fault)| {
         let op = v1::Operation {
             id: 0,
@@ -261,7 +265,7 @@ pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<
             // From issue to the agent's word that it is in effect: the
             // agent's own time plus both trips.
             let issued = std::time::Instant::now();
-            match state.nodes.run(host, op, FAULT_TIMEOUT).await {
+            match experiments.nodes.run(host, op, FAULT_TIMEOUT).await {
                 Ok(r) if r.ok => Ok((host.clone(), issued.elapsed().as_micros() as u64)),
                 Ok(r) => Err(format!("host {host}: {}", r.error)),
                 Err(e) => Err(format!("host {host}: {e}")),
@@ -277,13 +281,13 @@ pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<
 }
 
 /// Heals lease `lease` on every host of the plan.
-pub async fn heal(state: &State, hosts: &BTreeSet<String>, lease: &str) -> Result<(), String> {
+pub async fn heal(experiments: &Experiments, hosts: &BTreeSet<String>, lease: &str) -> Result<(), String> {
     let runs = hosts.iter().map(|host| {
         let op = ops::on_host(Action::Heal(v1::HealFault {
             lease_id: lease.to_string(),
         }));
         async move {
-            match state.nodes.run(host, op, FAULT_TIMEOUT).await {
+            match experiments.nodes.run(host, op, FAULT_TIMEOUT).await {
                 Ok(r) if r.ok => Ok(()),
                 Ok(r) => Err(format!("host {host}: {}", r.error)),
                 Err(e) => Err(format!("host {host}: {e}; its agent heals when the lease lapses")),

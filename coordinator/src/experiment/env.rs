@@ -1,4 +1,4 @@
-//! What a run's steps and checks see: the state, the lab and the nodes
+//! What a run's steps and checks see: the store, the lab and the nodes
 //! each target chose, and how to reach a node's address.
 
 use std::time::Duration;
@@ -6,11 +6,11 @@ use std::time::Duration;
 use dclab_proto::experiment::Reach;
 
 use super::targets::{nic, shared_network, Chosen};
+use super::Experiments;
 use crate::lab::model::Node;
-use crate::state::State;
 
 pub struct Env<'a> {
-    pub state: &'a State,
+    pub experiments: &'a Experiments,
     pub lab: &'a str,
     pub chosen: &'a Chosen,
     /// Unique per run: names the files a run leaves in nodes.
@@ -50,7 +50,7 @@ impl Env<'_> {
     }
 
     pub async fn exec(&self, node: &Node, command: &str, timeout: Duration) -> Result<(i32, String), String> {
-        super::act::exec(self.state, self.lab, node, command, timeout).await
+        super::act::exec(self.experiments, self.lab, node, command, timeout).await
     }
 }
 

@@ -11,6 +11,20 @@ pub mod ops;
 pub mod snapshot;
 pub mod validate;
 
+use std::sync::Arc;
+
+use crate::rules::RuleHub;
+use crate::state::State;
+
+/// What lab calls (apply, delete, status, snapshots, exec) use.
+#[derive(Clone)]
+pub struct Labs {
+    pub store: Arc<State>,
+    pub nodes: Arc<hub::NodeHub>,
+    /// Whether a lab's ports are applied on their hosts.
+    pub rules: Arc<RuleHub>,
+}
+
 #[cfg(test)]
 mod hub_tests;
 #[cfg(test)]

@@ -8,6 +8,7 @@ use dclab_proto::error::{invalid, not_found};
 use dclab_proto::v1::{self, operation::Action, operation_result::Detail};
 use dclab_proto::ApiError;
 
+use crate::lab::hub::NodeHub;
 use crate::lab::ops;
 use crate::state::State;
 
@@ -15,8 +16,8 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(15);
 /// Longer flows are not a packet anyone means.
 const MAX_FLOW: usize = 2048;
 
-fn known_host(state: &State, host: &str) -> Result<(), ApiError> {
-    if state.read(|t| t.hosts.contains_key(host)) {
+fn known_host(store: &State, host: &str) -> Result<(), ApiError> {
+    if store.read(|t| t.hosts.contains_key(host)) {
         Ok(())
     } else {
         Err(not_found(format!(
@@ -25,9 +26,9 @@ fn known_host(state: &State, host: &str) -> Result<(), ApiError> {
     }
 }
 
-async fn run(state: &State, host: &str, action: Action) -> Result<Option<Detail>, ApiError> {
-    known_host(state, host)?;
-    let result = state.nodes.run(host, ops::on_host(action), AGENT_TIMEOUT).await?;
+async fn run(store: &State, nodes: &NodeHub, host: &str, action: Action) -> Result<Option<Detail>, ApiError> {
+    known_host(store, host)?;
+    let result = nodes.run(host, ops::on_host(action), AGENT_TIMEOUT).await?;
     if !result.ok {
         return Err(ops::result_error(&result, &format!("host {host}")));
     }
@@ -35,14 +36,18 @@ async fn run(state: &State, host: &str, action: Action) -> Result<Option<Detail>
 }
 
 #[tracing::instrument(name = "bridge.trace", skip_all, fields(host = %r.host))]
-pub async fn trace(state: &State, r: v1::TraceFlowRequest) -> Result<v1::FlowTrace, ApiError> {
+pub async fn trace(
+    store: &State,
+    nodes: &NodeHub,
+    r: v1::TraceFlowRequest,
+) -> Result<v1::FlowTrace, ApiError> {
     if r.flow.is_empty() || r.flow.len() > MAX_FLOW || r.flow.chars().any(|c| c.is_control()) {
         return Err(invalid(format!(
             "the flow to trace must be one line of 1 to {MAX_FLOW} bytes, like in_port=1,icmp,nw_dst=10.0.0.2"
         )));
     }
     let action = Action::Trace(v1::TraceFlowOp { flow: r.flow });
-    match run(state, &r.host, action).await? {
+    match run(store, nodes, &r.host, action).await? {
         Some(Detail::Trace(trace)) => Ok(trace),
         _ => Err(ApiError::Internal(format!(
             "the agent of host {} answered a trace without one; upgrade the agent",
@@ -52,8 +57,8 @@ pub async fn trace(state: &State, r: v1::TraceFlowRequest) -> Result<v1::FlowTra
 }
 
 #[tracing::instrument(name = "bridge.dump", skip_all, fields(host = %r.host))]
-pub async fn dump(state: &State, r: v1::DumpFlowsRequest) -> Result<v1::FlowDump, ApiError> {
-    match run(state, &r.host, Action::DumpFlows(v1::DumpFlowsOp {})).await? {
+pub async fn dump(store: &State, nodes: &NodeHub, r: v1::DumpFlowsRequest) -> Result<v1::FlowDump, ApiError> {
+    match run(store, nodes, &r.host, Action::DumpFlows(v1::DumpFlowsOp {})).await? {
         Some(Detail::Flows(dump)) => Ok(dump),
         _ => Err(ApiError::Internal(format!(
             "the agent of host {} answered a flow dump without flows; upgrade the agent",

@@ -8,23 +8,23 @@ use dclab_proto::ApiError;
 use tracing::{info, warn};
 
 use crate::lab::model::{Lab, Snapshot};
+use crate::lab::Labs;
 use crate::lab::{apply, hub, ops, snapshot, validate};
-use crate::state::State;
 
 const DELETE_WAIT: Duration = Duration::from_secs(60);
 const EXEC_DEFAULT: Duration = Duration::from_secs(30);
 const EXEC_MAX: Duration = Duration::from_secs(600);
 
 #[tracing::instrument(name = "lab.apply", skip_all, fields(lab = req.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("")))]
-pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, ApiError> {
+pub fn apply_lab(labs: &Labs, req: v1::ApplyLabRequest) -> Result<v1::Lab, ApiError> {
     let spec = req
         .spec
         .ok_or_else(|| invalid("ApplyLab needs a lab spec".to_string()))?;
     let checked = validate::check(&spec)?;
     let mut changes = vec![];
-    let lab = state.write_reply(
+    let lab = labs.store.write_reply(
         |v| {
-            state.nodes.claims.check_free(&spec.name, "re-apply")?;
+            labs.nodes.claims.check_free(&spec.name, "re-apply")?;
             let applied = apply::apply(v, &spec.name, checked)?;
             changes = applied.changes;
             Ok(applied.ops)
@@ -33,14 +33,14 @@ pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, Api
     )?;
     let lab = lab.ok_or_else(|| ApiError::Internal(format!("lab {} was applied but is gone", spec.name)))?;
     info!(lab = %spec.name, changes = changes.len(), "lab applied");
-    let mut lab = lab_status(state, &lab);
+    let mut lab = lab_status(labs, &lab);
     lab.changes = changes;
     Ok(lab)
 }
 
-#[tracing::instrument(name = "lab.delete", skip(state))]
-pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabResponse, ApiError> {
-    let hosts: Vec<String> = state.read(|t| {
+#[tracing::instrument(name = "lab.delete", skip(labs))]
+pub async fn delete_lab(labs: &Labs, name: &str) -> Result<v1::DeleteLabResponse, ApiError> {
+    let hosts: Vec<String> = labs.store.read(|t| {
         let mut hosts: Vec<String> = t
             .labs
             .get(name)
@@ -52,10 +52,10 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
     });
     // What earlier removals of the lab's nodes (a re-apply) left is not this delete's.
     for host in &hosts {
-        state.nodes.take_leftovers(host, name);
+        labs.nodes.take_leftovers(host, name);
     }
-    state.write(|v| {
-        state.nodes.claims.check_free(name, "delete")?;
+    labs.store.write(|v| {
+        labs.nodes.claims.check_free(name, "delete")?;
         apply::delete(v.topo, name)
     })?;
     info!(lab = name, "lab deleted; waiting for its agents");
@@ -63,15 +63,15 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
     loop {
         let pending: Vec<String> = hosts
             .iter()
-            .filter(|h| !state.nodes.host_clear_of(h, name))
+            .filter(|h| !labs.nodes.host_clear_of(h, name))
             .cloned()
             .collect();
         // A lab of the same name applied since is not this delete's to wait for.
-        let superseded = state.read(|t| t.labs.contains_key(name));
+        let superseded = labs.store.read(|t| t.labs.contains_key(name));
         if pending.is_empty() || superseded || Instant::now() >= deadline {
             let leftovers: Vec<v1::NodeLeftovers> = hosts
                 .iter()
-                .flat_map(|h| state.nodes.take_leftovers(h, name))
+                .flat_map(|h| labs.nodes.take_leftovers(h, name))
                 .collect();
             for left in &leftovers {
                 warn!(lab = name, node = %left.name, host = %left.host, processes = left.processes, "the node's processes outlived libvirt's stop; its agent killed them");
@@ -85,27 +85,27 @@ pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabRespon
     }
 }
 
-pub fn get_lab(state: &State, name: &str) -> Result<v1::Lab, ApiError> {
-    let lab = state.read(|t| t.labs.get(name).cloned());
+pub fn get_lab(labs: &Labs, name: &str) -> Result<v1::Lab, ApiError> {
+    let lab = labs.store.read(|t| t.labs.get(name).cloned());
     let lab =
         lab.ok_or_else(|| not_found(format!("lab {name} does not exist; `ctl lab ls` lists the labs")))?;
-    Ok(lab_status(state, &lab))
+    Ok(lab_status(labs, &lab))
 }
 
-pub fn list_labs(state: &State) -> v1::ListLabsResponse {
-    let labs: Vec<Lab> = state.read(|t| t.labs.values().cloned().collect());
+pub fn list_labs(labs: &Labs) -> v1::ListLabsResponse {
+    let all: Vec<Lab> = labs.store.read(|t| t.labs.values().cloned().collect());
     v1::ListLabsResponse {
-        labs: labs.iter().map(|l| lab_status(state, l)).collect(),
+        labs: all.iter().map(|l| lab_status(labs, l)).collect(),
     }
 }
 
-fn lab_status(state: &State, lab: &Lab) -> v1::Lab {
+fn lab_status(labs: &Labs, lab: &Lab) -> v1::Lab {
     let mut ready = true;
     let nodes: Vec<v1::LabNode> = lab
         .nodes
         .iter()
         .map(|n| {
-            let (node_state, error) = state.nodes.node_state(&n.host, &lab.name, &n.spec.name);
+            let (node_state, error) = labs.nodes.node_state(&n.host, &lab.name, &n.spec.name);
             ready &= node_state == v1::NodeState::Running;
             v1::LabNode {
                 spec: Some(node_spec(&n.spec)),
@@ -117,10 +117,12 @@ fn lab_status(state: &State, lab: &Lab) -> v1::Lab {
         })
         .collect();
     for host in lab.nodes.iter().map(|n| &n.host) {
-        let status = state.hub.status(host);
-        ready &= status.applied_version >= state.hub.current(host).version && status.missing_ports == 0;
+        let status = labs.rules.status(host);
+        ready &= status.applied_version >= labs.rules.current(host).version && status.missing_ports == 0;
     }
-    let snapshots = state.read(|t| t.snapshots.keys().filter(|(l, _)| *l == lab.name).count());
+    let snapshots = labs
+        .store
+        .read(|t| t.snapshots.keys().filter(|(l, _)| *l == lab.name).count());
     v1::Lab {
         name: lab.name.clone(),
         networks: lab
@@ -186,27 +188,27 @@ pub fn snapshot_reply(s: &Snapshot) -> v1::Snapshot {
     }
 }
 
-pub async fn create_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
+pub async fn create_snapshot(labs: &Labs, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
     validate::lab_name(&r.lab)?;
     Ok(snapshot_reply(
-        &snapshot::create(state, &r.lab, &r.name, r.cold, r.force).await?,
+        &snapshot::create(labs, &r.lab, &r.name, r.cold, r.force).await?,
     ))
 }
 
-pub async fn restore_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
+pub async fn restore_snapshot(labs: &Labs, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
     validate::lab_name(&r.lab)?;
     Ok(snapshot_reply(
-        &snapshot::restore(state, &r.lab, &r.name, r.force).await?,
+        &snapshot::restore(labs, &r.lab, &r.name, r.force).await?,
     ))
 }
 
-pub async fn delete_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<(), ApiError> {
+pub async fn delete_snapshot(labs: &Labs, r: v1::SnapshotRequest) -> Result<(), ApiError> {
     validate::lab_name(&r.lab)?;
-    snapshot::delete(state, &r.lab, &r.name).await
+    snapshot::delete(labs, &r.lab, &r.name).await
 }
 
-pub fn list_snapshots(state: &State, lab: &str) -> v1::ListSnapshotsResponse {
-    let snaps: Vec<Snapshot> = state.read(|t| {
+pub fn list_snapshots(labs: &Labs, lab: &str) -> v1::ListSnapshotsResponse {
+    let snaps: Vec<Snapshot> = labs.store.read(|t| {
         t.snapshots
             .values()
             .filter(|s| lab.is_empty() || s.lab == lab)
@@ -219,8 +221,8 @@ pub fn list_snapshots(state: &State, lab: &str) -> v1::ListSnapshotsResponse {
 }
 
 /// The host a lab's node runs on, or NotFound naming what is missing.
-pub fn node_host(state: &State, lab: &str, node: &str) -> Result<String, ApiError> {
-    state.read(|t| {
+pub fn node_host(labs: &Labs, lab: &str, node: &str) -> Result<String, ApiError> {
+    labs.store.read(|t| {
         let l = t
             .labs
             .get(lab)
@@ -240,13 +242,13 @@ pub struct ExecPlan {
     pub wait: Duration,
 }
 
-pub fn exec_plan(state: &State, r: &v1::ExecNodeRequest) -> Result<ExecPlan, ApiError> {
+pub fn exec_plan(labs: &Labs, r: &v1::ExecNodeRequest) -> Result<ExecPlan, ApiError> {
     if r.command.is_empty() || r.command.contains('\n') || r.command.len() > 4096 {
         return Err(invalid(
             "the command must be one non-empty line of at most 4096 bytes",
         ));
     }
-    let host = node_host(state, &r.lab, &r.node)?;
+    let host = node_host(labs, &r.lab, &r.node)?;
     let timeout = match r.timeout_ms {
         0 => EXEC_DEFAULT,
         ms => Duration::from_millis(u64::from(ms)).min(EXEC_MAX),
@@ -270,10 +272,10 @@ pub fn exec_error(result: &v1::OperationResult, r: &v1::ExecNodeRequest, host: &
 }
 
 #[tracing::instrument(name = "node.exec", skip_all, fields(lab = %r.lab, node = %r.node))]
-pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
-    let plan = exec_plan(state, &r)?;
+pub async fn exec(labs: &Labs, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
+    let plan = exec_plan(labs, &r)?;
     let op = ops::on_nodes(&r.lab, vec![r.node.clone()], Action::Exec(plan.exec));
-    let result = state.nodes.run(&plan.host, op, plan.wait).await?;
+    let result = labs.nodes.run(&plan.host, op, plan.wait).await?;
     if !result.ok {
         return Err(exec_error(&result, &r, &plan.host));
     }

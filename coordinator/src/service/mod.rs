@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::auth;
-use crate::state::State;
+use crate::coordinator::Coordinator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -46,14 +46,22 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic
 /// Serves both services on `listener` (TLS with `tls`, else plaintext)
 /// until `shutdown` resolves.
 pub async fn serve(
-    state: Arc<State>,
+    parts: Coordinator,
     listener: TcpListener,
     tls: Option<&TlsFiles>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let topology = TopologyServer::new(topology::TopologyService { state: state.clone() })
-        .max_decoding_message_size(16 << 20)
-        .max_encoding_message_size(256 << 20);
+    let topology = TopologyServer::new(topology::TopologyService {
+        store: parts.store.clone(),
+        rules: parts.rules.clone(),
+        labs: parts.labs(),
+        experiments: parts.experiments(),
+        tunnels: parts.tunnels.clone(),
+        exec_streams: parts.exec_streams.clone(),
+        startup_compile: parts.startup_compile,
+    })
+    .max_decoding_message_size(16 << 20)
+    .max_encoding_message_size(256 << 20);
     let topology = tonic::service::interceptor::InterceptedService::new(topology, auth::operators_only);
     // The store is loaded before the listener exists, so a connection that
     // succeeds meets a loaded store; NOT_SERVING marks the drain on shutdown.
@@ -61,7 +69,15 @@ pub async fn serve(
     set_health(&health, tonic_health::ServingStatus::Serving).await;
     let signalled = Arc::new(tokio::sync::Notify::new());
     let stopping = signalled.clone();
-    let parts = state.clone();
+    let agent = AgentControlServer::new(agent::AgentService {
+        store: parts.store.clone(),
+        rules: parts.rules.clone(),
+        nodes: parts.nodes.clone(),
+        tunnels: parts.tunnels.clone(),
+        exec_streams: parts.exec_streams.clone(),
+        register_limit: Default::default(),
+    })
+    .max_encoding_message_size(256 << 20);
     let shutdown = async move {
         shutdown.await;
         stopping.notify_one();
@@ -76,11 +92,6 @@ pub async fn serve(
         }
     };
     let (reflection_v1, reflection_v1alpha) = reflection()?;
-    let agent = AgentControlServer::new(agent::AgentService {
-        state,
-        register_limit: Default::default(),
-    })
-    .max_encoding_message_size(256 << 20);
     let incoming = dclab_proto::net::incoming(listener, tls)?;
     let server = dclab_proto::net::server()
         .add_service(topology)
@@ -116,16 +127,16 @@ const RUNS_HEAL_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// Runs aborted (each heals its faults through its agents; one that cannot
 /// in time is recorded as aborted and its agents heal when its leases
 /// lapse), then every stream ends: node streams, tunnels, rule watches.
-async fn stop_parts(state: &State) {
+async fn stop_parts(parts: &Coordinator) {
     let why = "the coordinator shut down during the run; its faults were healed";
-    let left = state.runs.abort_all(why, RUNS_HEAL_WITHIN).await;
+    let left = parts.runs.abort_all(why, RUNS_HEAL_WITHIN).await;
     if !left.is_empty() {
         warn!(runs = ?left, "runs still healing at shutdown; their agents heal when the leases lapse");
-        state.runs.close_interrupted();
+        parts.runs.close_interrupted();
     }
-    state.nodes.close_all();
-    state.tunnels.close_all();
-    state.hub.close();
+    parts.nodes.close_all();
+    parts.tunnels.close_all();
+    parts.rules.close();
 }
 
 /// Server reflection in both versions clients use (grpcurl asks v1, then
