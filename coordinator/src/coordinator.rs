@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use crate::experiment::{Experiments, RunStore, Runs};
 use crate::keys::KeyRange;
-use crate::lab::hub::NodeHub;
 use crate::lab::Labs;
+use crate::nodes::hub::NodeHub;
 use crate::relay::{ExecStreams, Tunnels};
 use crate::rules::{CompileStats, RuleHub};
 use crate::state::State;

@@ -11,6 +11,7 @@ pub mod lab;
 pub mod metrics;
 pub mod model;
 pub mod mutate;
+pub mod nodes;
 pub mod placement;
 pub mod record;
 pub mod relay;

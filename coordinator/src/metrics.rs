@@ -12,7 +12,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::coordinator::Coordinator;
 use crate::experiment::Runs;
-use crate::lab::hub::NodeHub;
+use crate::nodes::hub::NodeHub;
 use crate::rules::RuleHub;
 use crate::state::State;
 

@@ -13,9 +13,9 @@ use parking_lot::Mutex;
 use dclab_proto::ApiError;
 
 use crate::keys::KeyRange;
-use crate::lab::hub::NodeHub;
 use crate::model::{NetId, Topology};
 use crate::mutate::Ops;
+use crate::nodes::hub::NodeHub;
 use crate::record::{Op, Record, RecordKey};
 use crate::rules::{Dirty, RuleHub};
 use crate::store::{Store, StoreError};

@@ -1,5 +1,5 @@
 //! What a run asks of agents: commands in nodes, and faults applied under
-//! leases and healed (the leases' renewals are `lab::lease::Renewals`).
+//! leases and healed (the leases' renewals are `nodes::lease::Renewals`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -10,8 +10,8 @@ use futures::future::join_all;
 
 use super::Experiments;
 use crate::compile;
-use crate::lab::model::Node;
-use crate::lab::ops;
+use crate::model::lab::Node;
+use crate::nodes::ops;
 
 /// How long an agent gets to apply or heal a fault.
 const FAULT_TIMEOUT: Duration = Duration::from_secs(120);

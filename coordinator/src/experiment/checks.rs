@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use dclab_proto::experiment::{Check, CheckWhat, Expect};
 
 use super::env::{probe_command, Env};
-use crate::lab::model::Node;
+use crate::model::lab::Node;
 
 /// Between probes of "within" and "stays" checks.
 const POLL: Duration = Duration::from_millis(300);

@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::env::Env;
-use crate::lab::model::Node;
+use crate::model::lab::Node;
 
 const DF_TIMEOUT: Duration = Duration::from_secs(30);
 const MIB: u64 = 1024;

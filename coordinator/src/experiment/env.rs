@@ -7,7 +7,7 @@ use dclab_proto::experiment::Reach;
 
 use super::targets::{nic, shared_network, Chosen};
 use super::Experiments;
-use crate::lab::model::Node;
+use crate::model::lab::Node;
 
 pub struct Env<'a> {
     pub experiments: &'a Experiments,

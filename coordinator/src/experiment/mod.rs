@@ -31,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::{info, warn, Instrument};
 
-use crate::lab::model::Lab;
+use crate::model::lab::Lab;
 pub use store::RunStore;
 
 /// What experiment runs use: the store (labs, hosts), the node hub (faults
@@ -39,7 +39,7 @@ pub use store::RunStore;
 #[derive(Clone)]
 pub struct Experiments {
     pub store: Arc<crate::state::State>,
-    pub nodes: Arc<crate::lab::hub::NodeHub>,
+    pub nodes: Arc<crate::nodes::hub::NodeHub>,
     pub runs: Arc<Runs>,
 }
 

@@ -10,7 +10,7 @@ use dclab_proto::experiment::record::ProbeResult;
 use dclab_proto::experiment::{Probe, Reach};
 
 use super::env::{probe_command, Env};
-use crate::lab::model::Node;
+use crate::model::lab::Node;
 
 pub struct Running {
     pub spec: Probe,

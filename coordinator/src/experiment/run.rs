@@ -24,7 +24,7 @@ use super::env::Env;
 use super::probes::{self, Running};
 use super::targets::Chosen;
 use super::Experiments;
-use crate::lab::lease::Renewals;
+use crate::nodes::lease::Renewals;
 
 mod heals;
 
@@ -518,7 +518,7 @@ impl Run {
     }
 }
 
-fn names(nodes: &[crate::lab::model::Node]) -> String {
+fn names(nodes: &[crate::model::lab::Node]) -> String {
     nodes
         .iter()
         .map(|n| n.spec.name.as_str())

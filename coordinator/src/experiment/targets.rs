@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dclab_proto::experiment::{Pick, Target};
 
-use crate::lab::model::{Lab, Node};
+use crate::model::lab::{Lab, Node};
 
 /// The nodes of every target, by target name.
 pub type Chosen = BTreeMap<String, Vec<Node>>;
@@ -86,7 +86,7 @@ pub fn resolve(lab: &Lab, targets: &[Target], seed: u64) -> Result<Chosen, Strin
 }
 
 /// The nic of `node` on `network`, or on its first network.
-pub fn nic<'a>(node: &'a Node, network: Option<&str>) -> Result<&'a crate::lab::model::Nic, String> {
+pub fn nic<'a>(node: &'a Node, network: Option<&str>) -> Result<&'a crate::model::lab::Nic, String> {
     match network {
         Some(net) => node
             .nics

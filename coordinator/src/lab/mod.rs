@@ -3,16 +3,12 @@
 //! each node interface is a port, so labs are isolated like any tenant.
 
 pub mod apply;
-pub mod claims;
-pub mod hub;
-pub mod lease;
-pub mod model;
-pub mod ops;
 pub mod snapshot;
 pub mod validate;
 
 use std::sync::Arc;
 
+use crate::nodes::hub::NodeHub;
 use crate::rules::RuleHub;
 use crate::state::State;
 
@@ -20,13 +16,11 @@ use crate::state::State;
 #[derive(Clone)]
 pub struct Labs {
     pub store: Arc<State>,
-    pub nodes: Arc<hub::NodeHub>,
+    pub nodes: Arc<NodeHub>,
     /// Whether a lab's ports are applied on their hosts.
     pub rules: Arc<RuleHub>,
 }
 
-#[cfg(test)]
-mod hub_tests;
 #[cfg(test)]
 mod switch_tests;
 #[cfg(test)]

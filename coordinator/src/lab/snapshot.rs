@@ -12,11 +12,11 @@ use dclab_proto::ApiError;
 use futures::future::join_all;
 use tracing::{info, warn, Instrument};
 
-use super::lease::{Renewals, SNAPSHOT_LEASE_TTL};
-use super::model::Snapshot;
-use super::ops;
 use super::Labs;
+use crate::model::lab::Snapshot;
 use crate::mutate::check_name;
+use crate::nodes::lease::{Renewals, SNAPSHOT_LEASE_TTL};
+use crate::nodes::ops;
 use crate::record::{Op, Record, RecordKey};
 
 const PHASE_TIMEOUT: Duration = Duration::from_secs(300);

@@ -240,14 +240,14 @@ fn the_apt_cache_node_is_the_proxy_of_the_others() {
 
 #[tokio::test]
 async fn operations_reach_the_connected_agent_and_fail_when_it_leaves() {
-    use super::hub::NodeHub;
+    use crate::nodes::hub::NodeHub;
     use std::sync::Arc;
     use std::time::Duration;
     use tokio::sync::mpsc;
 
     let hub = Arc::new(NodeHub::default());
     let pause = v1::operation::Action::Pause(v1::PauseNodes::default());
-    let op = super::ops::on_nodes("l", vec!["a".into()], pause);
+    let op = crate::nodes::ops::on_nodes("l", vec!["a".into()], pause);
     let err = hub
         .run("h1", op.clone(), Duration::from_secs(1))
         .await
@@ -303,7 +303,7 @@ async fn operations_reach_the_connected_agent_and_fail_when_it_leaves() {
 
 #[test]
 fn changing_nodes_drops_the_labs_snapshots() {
-    use super::model::Snapshot;
+    use crate::model::lab::Snapshot;
     use crate::record::{Op, Record};
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path());

@@ -10,7 +10,7 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info, Instrument};
 
 use super::convert;
-use crate::lab::hub::NodeHub;
+use crate::nodes::hub::NodeHub;
 use crate::relay::{ExecStreams, Tunnels};
 use crate::rules::RuleHub;
 use crate::rules::{diff_rules, HostRules};

@@ -8,8 +8,8 @@ use dclab_proto::error::{invalid, not_found};
 use dclab_proto::v1::{self, operation::Action, operation_result::Detail};
 use dclab_proto::ApiError;
 
-use crate::lab::hub::NodeHub;
-use crate::lab::ops;
+use crate::nodes::hub::NodeHub;
+use crate::nodes::ops;
 use crate::state::State;
 
 const AGENT_TIMEOUT: Duration = Duration::from_secs(15);

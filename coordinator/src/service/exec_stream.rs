@@ -21,8 +21,8 @@ use tonic::{Status, Streaming};
 use tracing::{debug, Instrument};
 
 use super::labs::{exec_error, exec_plan};
-use crate::lab::ops;
 use crate::lab::Labs;
+use crate::nodes::ops;
 use crate::relay::{ExecSink, ExecStreams, EXEC_WINDOW};
 
 pub type ExecStream = ReceiverStream<Result<ExecOutput, Status>>;

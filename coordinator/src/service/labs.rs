@@ -7,9 +7,10 @@ use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
 use tracing::{info, warn};
 
-use crate::lab::model::{Lab, Snapshot};
 use crate::lab::Labs;
-use crate::lab::{apply, hub, ops, snapshot, validate};
+use crate::lab::{apply, snapshot, validate};
+use crate::model::lab::{Lab, Snapshot};
+use crate::nodes::{hub, ops};
 
 const DELETE_WAIT: Duration = Duration::from_secs(60);
 const EXEC_DEFAULT: Duration = Duration::from_secs(30);
@@ -142,8 +143,8 @@ fn lab_status(labs: &Labs, lab: &Lab) -> v1::Lab {
     }
 }
 
-fn node_spec(s: &crate::lab::model::NodeSpec) -> v1::NodeSpec {
-    use crate::lab::model::NodeKind;
+fn node_spec(s: &crate::model::lab::NodeSpec) -> v1::NodeSpec {
+    use crate::model::lab::NodeKind;
     v1::NodeSpec {
         name: s.name.clone(),
         kind: match s.kind {

@@ -10,8 +10,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::{info, Instrument};
 
-use crate::lab::hub::HostNodes;
-use crate::lab::hub::NodeHub;
+use crate::nodes::hub::HostNodes;
+use crate::nodes::hub::NodeHub;
 use crate::state::State;
 
 pub type NodeStream = ReceiverStream<Result<v1::NodeUpdate, Status>>;

@@ -14,8 +14,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::{debug, info};
 
-use crate::lab::ops;
 use crate::lab::Labs;
+use crate::nodes::ops;
 use crate::relay::Tunnels;
 
 pub type TunnelStream = ReceiverStream<Result<TunnelData, Status>>;
