@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use dclab_proto::experiment::{Fault, NetemSpec};
 use dclab_proto::v1::{self, operation::Action, target::Target};
-use futures::future::join_all;
 
 use super::Experiments;
 use crate::compile;
 use crate::model::lab::Node;
+use crate::nodes::fanout::all_done;
 use crate::nodes::ops;
 
 /// How long an agent gets to apply or heal a fault.
@@ -251,7 +251,7 @@ pub async fn apply(
     plan: &Plan,
     lease: &v1::Lease,
 ) -> Result<Vec<(String, u64)>, String> {
-    let runs = plan.per_host.iter().map(|(host, t, fault)| {
+    let ops = plan.per_host.iter().map(|(host, t, fault)| {
         let op = v1::Operation {
             id: 0,
             traceparent: dclab_proto::telemetry::current_traceparent(),
@@ -261,45 +261,23 @@ pub async fn apply(
                 lease: Some(lease.clone()),
             })),
         };
-        async move {
-            // From issue to the agent's word that it is in effect: the
-            // agent's own time plus both trips.
-            let issued = std::time::Instant::now();
-            match experiments.nodes.run(host, op, FAULT_TIMEOUT).await {
-                Ok(r) if r.ok => Ok((host.clone(), issued.elapsed().as_micros() as u64)),
-                Ok(r) => Err(format!("host {host}: {}", r.error)),
-                Err(e) => Err(format!("host {host}: {e}")),
-            }
-        }
+        (host.clone(), op)
     });
-    let results = join_all(runs).await;
-    let failed: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
-    if !failed.is_empty() {
-        return Err(failed.join("; "));
-    }
-    Ok(results.into_iter().filter_map(Result::ok).collect())
+    let answers = experiments.nodes.run_on_each(ops, FAULT_TIMEOUT).await;
+    all_done(&answers, "")?;
+    Ok(answers.into_iter().map(|a| (a.host, a.micros)).collect())
 }
 
 /// Heals lease `lease` on every host of the plan.
 pub async fn heal(experiments: &Experiments, hosts: &BTreeSet<String>, lease: &str) -> Result<(), String> {
-    let runs = hosts.iter().map(|host| {
+    let ops = hosts.iter().map(|host| {
         let op = ops::on_host(Action::Heal(v1::HealFault {
             lease_id: lease.to_string(),
         }));
-        async move {
-            match experiments.nodes.run(host, op, FAULT_TIMEOUT).await {
-                Ok(r) if r.ok => Ok(()),
-                Ok(r) => Err(format!("host {host}: {}", r.error)),
-                Err(e) => Err(format!("host {host}: {e}; its agent heals when the lease lapses")),
-            }
-        }
+        (host.clone(), op)
     });
-    let failed: Vec<String> = join_all(runs).await.into_iter().filter_map(Result::err).collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed.join("; "))
-    }
+    let answers = experiments.nodes.run_on_each(ops, FAULT_TIMEOUT).await;
+    all_done(&answers, "; its agent heals when the lease lapses")
 }
 
 #[cfg(test)]

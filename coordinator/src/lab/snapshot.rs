@@ -9,12 +9,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dclab_proto::error::{exists, not_found, precondition};
 use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
-use futures::future::join_all;
 use tracing::{info, warn, Instrument};
 
 use super::Labs;
 use crate::model::lab::Snapshot;
 use crate::mutate::check_name;
+use crate::nodes::fanout::all_done;
 use crate::nodes::lease::{Renewals, SNAPSHOT_LEASE_TTL};
 use crate::nodes::ops;
 use crate::record::{Op, Record, RecordKey};
@@ -104,23 +104,12 @@ impl<'a> Run<'a> {
     }
 
     async fn run_phase(&self, phase: Phase, hosts: &ByHost) -> Result<(), String> {
-        let runs = hosts.iter().map(|(host, nodes)| {
+        let ops = hosts.iter().map(|(host, nodes)| {
             let op = ops::on_nodes(self.lab, nodes.clone(), phase.action(self.snapshot, &self.lease));
-            async move {
-                let result = self.labs.nodes.run(host, op, PHASE_TIMEOUT).await;
-                match result {
-                    Ok(r) if r.ok => Ok(()),
-                    Ok(r) => Err(format!("host {host}: {}", r.error)),
-                    Err(e) => Err(format!("host {host}: {e}")),
-                }
-            }
+            (host.clone(), op)
         });
-        let failures: Vec<String> = join_all(runs).await.into_iter().filter_map(Result::err).collect();
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(failures.join("; "))
-        }
+        let answers = self.labs.nodes.run_on_each(ops, PHASE_TIMEOUT).await;
+        all_done(&answers, "")
     }
 
     /// Resumes every node after a failed phase; its own failure is added to `error`.
