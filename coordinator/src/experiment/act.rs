@@ -7,14 +7,29 @@ use std::time::Duration;
 use dclab_proto::experiment::{Fault, NetemSpec};
 use dclab_proto::v1::{self, operation::Action, target::Target};
 
+use super::targets::TargetError;
 use super::Experiments;
 use crate::compile;
 use crate::model::lab::Node;
-use crate::nodes::fanout::all_done;
+use crate::nodes::fanout::{all_done, HostsFailed};
 use crate::nodes::ops;
 
 /// How long an agent gets to apply or heal a fault.
 const FAULT_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What asking agents for a command, a fault or a heal can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// The node's agent said no, or could not be asked.
+    #[error("node {node} on {host}: {why}")]
+    Exec { node: String, host: String, why: String },
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("lab {lab} has no network {network}")]
+    NoNetwork { lab: String, network: String },
+    #[error(transparent)]
+    Hosts(#[from] HostsFailed),
+}
 
 /// Runs `command` in `node`: (exit code, output).
 pub async fn exec(
@@ -23,7 +38,7 @@ pub async fn exec(
     node: &Node,
     command: &str,
     timeout: Duration,
-) -> Result<(i32, String), String> {
+) -> Result<(i32, String), ActError> {
     let action = Action::Exec(v1::ExecCommand {
         command: command.to_string(),
         timeout_ms: timeout.as_millis() as u32,
@@ -36,9 +51,14 @@ pub async fn exec(
         .await
     {
         Ok(r) if r.ok => Ok((r.exit_code, r.output)),
-        Ok(r) => Err(format!("node {} on {}: {}", node.spec.name, node.host, r.error)),
-        Err(e) => Err(format!("node {} on {}: {e}", node.spec.name, node.host)),
+        Ok(r) => Err(r.error),
+        Err(e) => Err(e.to_string()),
     }
+    .map_err(|why| ActError::Exec {
+        node: node.spec.name.clone(),
+        host: node.host.clone(),
+        why,
+    })
 }
 
 /// One fault as the agents got it: a target and a fault per host.
@@ -128,7 +148,7 @@ pub fn plan(
     nodes: &[Node],
     groups: (&[Node], &[Node]),
     tag: &str,
-) -> Result<Plan, String> {
+) -> Result<Plan, ActError> {
     let by_host = |nodes: &[Node]| {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for n in nodes {
@@ -155,7 +175,7 @@ pub fn plan(
             .collect();
         Plan { per_host }
     };
-    let on_interfaces = |network: &Option<String>, kind: v1::fault::Kind| -> Result<Plan, String> {
+    let on_interfaces = |network: &Option<String>, kind: v1::fault::Kind| -> Result<Plan, ActError> {
         let mut per_host = Vec::new();
         for n in nodes {
             let nic = super::targets::nic(n, network.as_deref())?;
@@ -197,7 +217,7 @@ fn partition(
     lab: &str,
     network: Option<&str>,
     groups: (&[Node], &[Node]),
-) -> Result<Plan, String> {
+) -> Result<Plan, ActError> {
     let ports = |nodes: &[Node]| -> BTreeSet<String> {
         nodes
             .iter()
@@ -215,10 +235,10 @@ fn partition(
             .map(|(_, id)| *id)
             .collect();
         if nets.is_empty() {
-            return Err(format!(
-                "lab {lab} has no network {}",
-                network.unwrap_or("at all")
-            ));
+            return Err(ActError::NoNetwork {
+                lab: lab.to_string(),
+                network: network.unwrap_or("at all").to_string(),
+            });
         }
         Ok(compile::partition(t, &nets, &a, &b))
     })?;
@@ -250,7 +270,7 @@ pub async fn apply(
     experiments: &Experiments,
     plan: &Plan,
     lease: &v1::Lease,
-) -> Result<Vec<(String, u64)>, String> {
+) -> Result<Vec<(String, u64)>, ActError> {
     let ops = plan.per_host.iter().map(|(host, t, fault)| {
         let op = v1::Operation {
             id: 0,
@@ -269,7 +289,7 @@ pub async fn apply(
 }
 
 /// Heals lease `lease` on every host of the plan.
-pub async fn heal(experiments: &Experiments, hosts: &BTreeSet<String>, lease: &str) -> Result<(), String> {
+pub async fn heal(experiments: &Experiments, hosts: &BTreeSet<String>, lease: &str) -> Result<(), ActError> {
     let ops = hosts.iter().map(|host| {
         let op = ops::on_host(Action::Heal(v1::HealFault {
             lease_id: lease.to_string(),
@@ -277,7 +297,7 @@ pub async fn heal(experiments: &Experiments, hosts: &BTreeSet<String>, lease: &s
         (host.clone(), op)
     });
     let answers = experiments.nodes.run_on_each(ops, FAULT_TIMEOUT).await;
-    all_done(&answers, "; its agent heals when the lease lapses")
+    Ok(all_done(&answers, "; its agent heals when the lease lapses")?)
 }
 
 #[cfg(test)]

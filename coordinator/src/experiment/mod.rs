@@ -319,7 +319,7 @@ pub async fn start(experiments: Experiments, req: v1::RunExperimentRequest) -> R
         })?;
     check_against(&lab, &spec)?;
     let seed = if req.seed == 0 { now_ms() } else { req.seed };
-    let chosen = targets::resolve(&lab, &spec.targets, seed).map_err(precondition)?;
+    let chosen = targets::resolve(&lab, &spec.targets, seed).map_err(|e| precondition(e.to_string()))?;
     if !req.dry_run {
         require_agents(&experiments, &lab_name, &chosen)?;
     }

@@ -314,7 +314,7 @@ impl Run {
                                 last_line(out)
                             ),
                         ),
-                        Err(e) => (Some(e.clone()), format!("  exec on {}: {e}", node.spec.name)),
+                        Err(e) => (Some(e.to_string()), format!("  exec on {}: {e}", node.spec.name)),
                     };
                     self.say(line).await;
                     let ev = self.event(stage, EventKind::Exec, command.clone(), at, error.clone());
@@ -373,7 +373,7 @@ impl Run {
                     EventKind::Fault,
                     format!("{} {id}", fault.kind()),
                     at,
-                    Some(e.clone()),
+                    Some(e.to_string()),
                 );
                 return Err(Stop::Failed(format!("fault {id} ({}): {e}", fault.kind())));
             }
@@ -454,7 +454,7 @@ impl Run {
                     EventKind::Fault,
                     format!("{} {id}", fault.kind()),
                     at,
-                    Some(e.clone()),
+                    Some(e.to_string()),
                 );
                 Err(Stop::Failed(format!("fault {id} ({}): {e}", fault.kind())))
             }

@@ -14,7 +14,7 @@ use tracing::{info, warn, Instrument};
 use super::Labs;
 use crate::model::lab::Snapshot;
 use crate::mutate::check_name;
-use crate::nodes::fanout::all_done;
+use crate::nodes::fanout::{all_done, HostsFailed};
 use crate::nodes::lease::{Renewals, SNAPSHOT_LEASE_TTL};
 use crate::nodes::ops;
 use crate::record::{Op, Record, RecordKey};
@@ -98,12 +98,12 @@ impl<'a> Run<'a> {
     }
 
     /// Runs one phase on every host; Err lists each host that failed.
-    async fn phase(&self, phase: Phase) -> Result<(), String> {
+    async fn phase(&self, phase: Phase) -> Result<(), HostsFailed> {
         let span = tracing::info_span!("phase", phase = phase.name(), hosts = self.hosts.len());
         self.run_phase(phase, &self.hosts).instrument(span).await
     }
 
-    async fn run_phase(&self, phase: Phase, hosts: &ByHost) -> Result<(), String> {
+    async fn run_phase(&self, phase: Phase, hosts: &ByHost) -> Result<(), HostsFailed> {
         let ops = hosts.iter().map(|(host, nodes)| {
             let op = ops::on_nodes(self.lab, nodes.clone(), phase.action(self.snapshot, &self.lease));
             (host.clone(), op)

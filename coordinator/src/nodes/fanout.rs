@@ -40,10 +40,16 @@ impl NodeHub {
     }
 }
 
-/// Ok when every host did it; else "host H: why" for each host that did
-/// not, joined by "; ". `unreachable` follows the why of a host whose
-/// answer never came (e.g. what happens to it then).
-pub fn all_done(answers: &[HostAnswer], unreachable: &str) -> Result<(), String> {
+/// The hosts that did not do what they were sent: "host H: why" each,
+/// shown joined by "; ".
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.join("; "))]
+pub struct HostsFailed(pub Vec<String>);
+
+/// Ok when every host did it; else why not, per host. `unreachable`
+/// follows the why of a host whose answer never came (e.g. what happens to
+/// it then).
+pub fn all_done(answers: &[HostAnswer], unreachable: &str) -> Result<(), HostsFailed> {
     let failed: Vec<String> = answers
         .iter()
         .filter_map(|a| match &a.result {
@@ -55,6 +61,6 @@ pub fn all_done(answers: &[HostAnswer], unreachable: &str) -> Result<(), String>
     if failed.is_empty() {
         Ok(())
     } else {
-        Err(failed.join("; "))
+        Err(HostsFailed(failed))
     }
 }

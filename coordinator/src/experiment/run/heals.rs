@@ -27,7 +27,8 @@ impl Run {
         let at = self.ms();
         let healed = act::heal(&self.experiments, &fault.hosts, &fault.lease)
             .instrument(tracing::info_span!("heal", fault = %fault.id))
-            .await;
+            .await
+            .map_err(|e| e.to_string());
         for h in &fault.hosts {
             self.renewals.remove(h, &fault.lease);
         }
