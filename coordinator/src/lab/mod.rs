@@ -3,6 +3,7 @@
 //! each node interface is a port, so labs are isolated like any tenant.
 
 pub mod apply;
+pub mod calls;
 pub mod snapshot;
 pub mod validate;
 

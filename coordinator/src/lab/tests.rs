@@ -361,7 +361,7 @@ async fn lab_delete_reports_the_leftovers_its_agents_killed() {
     state.nodes.report(report("h1", vec![left("old", 3)]));
     let delete = {
         let state = state.clone();
-        tokio::spawn(async move { crate::service::labs::delete_lab(&state, "l").await })
+        tokio::spawn(async move { crate::lab::calls::delete_lab(&state, "l").await })
     };
     for _ in 0..500 {
         if state.nodes.subscribe("h1").borrow().nodes.is_empty() {

@@ -20,7 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::{debug, Instrument};
 
-use super::labs::{exec_error, exec_plan};
+use crate::lab::calls::{exec_error, exec_plan};
 use crate::lab::Labs;
 use crate::nodes::ops;
 use crate::relay::{ExecSink, ExecStreams, EXEC_WINDOW};

@@ -1,4 +1,5 @@
-//! The Topology service: what operators call through ctl.
+//! The Topology service: hosts, tenants, networks and ports as operators
+//! read and change them, the rules compiled from them, and the status.
 
 use std::sync::Arc;
 
@@ -8,24 +9,17 @@ use dclab_proto::ApiError;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::{convert, labs};
-use crate::experiment::Experiments;
-use crate::lab::Labs;
+use super::convert;
 use crate::model::{NetKind, PortKind};
 use crate::mutate::{self, PortSpec};
-use crate::placement::{self, Capacity, Demand, Together};
 use crate::record::{Op, Record};
-use crate::relay::{ExecStreams, Tunnels};
 use crate::rules::{CompileStats, RuleHub};
 use crate::state::State;
 
+/// Hosts, tenants, networks, ports, their rules, and the status.
 pub struct TopologyService {
     pub store: Arc<State>,
     pub rules: Arc<RuleHub>,
-    pub labs: Labs,
-    pub experiments: Experiments,
-    pub tunnels: Arc<Tunnels>,
-    pub exec_streams: Arc<ExecStreams>,
     pub startup_compile: CompileStats,
 }
 
@@ -39,41 +33,6 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
     kb.unwrap_or(0) * 1024
-}
-
-/// A node's needs, checked: a plain unique-enough name, at least one vCPU
-/// and some memory.
-fn demand(n: &v1::NodeDemand) -> Result<Demand, ApiError> {
-    mutate::check_name("node", &n.name)?;
-    if n.vcpus == 0 || n.memory_mib == 0 {
-        return Err(invalid(format!(
-            "node {} needs at least one vCPU and some memory",
-            n.name
-        )));
-    }
-    Ok(Demand {
-        node: n.name.clone(),
-        vcpus: n.vcpus,
-        memory_mib: n.memory_mib,
-        pin: (!n.host.is_empty()).then(|| n.host.clone()),
-    })
-}
-
-/// The nodes of each switch network the demands name, to place together.
-fn switch_groups(nodes: &[v1::NodeDemand]) -> Result<Vec<Together>, ApiError> {
-    let mut groups: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    for n in nodes {
-        for net in &n.switch_networks {
-            mutate::check_name("network", net)?;
-            groups.entry(net).or_default().push(n.name.clone());
-        }
-    }
-    let groups = groups.into_iter().map(|(network, nodes)| Together {
-        network: network.to_string(),
-        nodes,
-        placed: vec![],
-    });
-    Ok(groups.collect())
 }
 
 fn port_spec(r: &v1::CreatePortRequest) -> Result<PortSpec<'_>, ApiError> {
@@ -289,154 +248,6 @@ impl TopologyApi for TopologyService {
             last_compile_hosts: last.hosts as u32,
             max_host_flows: per_host.iter().copied().max().unwrap_or(0) as u32,
         }))
-    }
-
-    async fn plan_lab(&self, req: Request<v1::PlanLabRequest>) -> Reply<v1::LabPlan> {
-        let r = req.into_inner();
-        let demands = r.nodes.iter().map(demand).collect::<Result<Vec<_>, ApiError>>()?;
-        let mut seen = std::collections::BTreeSet::new();
-        if let Some(twice) = demands.iter().find(|d| !seen.insert(&d.node)) {
-            return Err(invalid(format!("node {} appears twice in lab {}", twice.node, r.lab)).into());
-        }
-        let hosts = self.store.read(|t| {
-            t.hosts
-                .values()
-                .filter(|h| h.vcpus > 0 && h.memory_mib > 0)
-                .map(|h| Capacity {
-                    host: h.id.clone(),
-                    vcpus: h.vcpus,
-                    memory_mib: h.memory_mib,
-                })
-                .collect::<Vec<_>>()
-        });
-        let together = switch_groups(&r.nodes)?;
-        let placed = placement::place_together(&demands, &hosts, &together)
-            .map_err(|e| e.context(&format!("lab {}", r.lab)))?;
-        let placements = r
-            .nodes
-            .iter()
-            .map(|n| {
-                let host = placed.get(&n.name).cloned();
-                let host =
-                    host.ok_or_else(|| ApiError::Internal(format!("node {} was not placed", n.name)))?;
-                Ok(v1::Placement {
-                    node: n.name.clone(),
-                    host,
-                })
-            })
-            .collect::<Result<_, ApiError>>()?;
-        Ok(Response::new(v1::LabPlan { placements }))
-    }
-
-    async fn apply_lab(&self, req: Request<v1::ApplyLabRequest>) -> Reply<v1::Lab> {
-        Ok(Response::new(labs::apply_lab(&self.labs, req.into_inner())?))
-    }
-
-    async fn delete_lab(&self, req: Request<v1::DeleteLabRequest>) -> Reply<v1::DeleteLabResponse> {
-        let name = req.into_inner().name;
-        Ok(Response::new(labs::delete_lab(&self.labs, &name).await?))
-    }
-
-    async fn list_labs(&self, _req: Request<v1::ListLabsRequest>) -> Reply<v1::ListLabsResponse> {
-        Ok(Response::new(labs::list_labs(&self.labs)))
-    }
-
-    async fn get_lab(&self, req: Request<v1::GetLabRequest>) -> Reply<v1::Lab> {
-        Ok(Response::new(labs::get_lab(&self.labs, &req.into_inner().name)?))
-    }
-
-    async fn create_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
-        Ok(Response::new(
-            labs::create_snapshot(&self.labs, req.into_inner()).await?,
-        ))
-    }
-
-    async fn restore_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
-        Ok(Response::new(
-            labs::restore_snapshot(&self.labs, req.into_inner()).await?,
-        ))
-    }
-
-    async fn delete_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Empty> {
-        labs::delete_snapshot(&self.labs, req.into_inner()).await?;
-        Ok(Response::new(v1::Empty {}))
-    }
-
-    async fn list_snapshots(
-        &self,
-        req: Request<v1::ListSnapshotsRequest>,
-    ) -> Reply<v1::ListSnapshotsResponse> {
-        Ok(Response::new(labs::list_snapshots(
-            &self.labs,
-            &req.into_inner().lab,
-        )))
-    }
-
-    async fn exec_node(&self, req: Request<v1::ExecNodeRequest>) -> Reply<v1::ExecNodeResponse> {
-        Ok(Response::new(labs::exec(&self.labs, req.into_inner()).await?))
-    }
-
-    type ExecNodeStreamStream = super::exec_stream::ExecStream;
-
-    async fn exec_node_stream(&self, req: Request<v1::ExecNodeRequest>) -> Reply<Self::ExecNodeStreamStream> {
-        Ok(Response::new(
-            super::exec_stream::start(&self.labs, self.exec_streams.clone(), req.into_inner()).await?,
-        ))
-    }
-
-    async fn trace_flow(&self, req: Request<v1::TraceFlowRequest>) -> Reply<v1::FlowTrace> {
-        Ok(Response::new(
-            super::bridges::trace(&self.store, &self.labs.nodes, req.into_inner()).await?,
-        ))
-    }
-
-    async fn dump_flows(&self, req: Request<v1::DumpFlowsRequest>) -> Reply<v1::FlowDump> {
-        Ok(Response::new(
-            super::bridges::dump(&self.store, &self.labs.nodes, req.into_inner()).await?,
-        ))
-    }
-
-    type TunnelStream = super::tunnel::TunnelStream;
-
-    async fn tunnel(&self, req: Request<tonic::Streaming<v1::TunnelData>>) -> Reply<Self::TunnelStream> {
-        Ok(Response::new(
-            super::tunnel::open(&self.labs, &self.tunnels, req.into_inner()).await?,
-        ))
-    }
-
-    type RunExperimentStream = crate::experiment::RunStream;
-
-    async fn run_experiment(
-        &self,
-        req: Request<v1::RunExperimentRequest>,
-    ) -> Reply<Self::RunExperimentStream> {
-        Ok(Response::new(
-            crate::experiment::start(self.experiments.clone(), req.into_inner()).await?,
-        ))
-    }
-
-    async fn abort_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Empty> {
-        crate::experiment::abort(&self.experiments, &req.into_inner().id)?;
-        Ok(Response::new(v1::Empty {}))
-    }
-
-    async fn continue_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Empty> {
-        crate::experiment::proceed(&self.experiments, &req.into_inner().id)?;
-        Ok(Response::new(v1::Empty {}))
-    }
-
-    async fn list_runs(&self, req: Request<v1::ListRunsRequest>) -> Reply<v1::ListRunsResponse> {
-        Ok(Response::new(crate::experiment::list(
-            &self.experiments,
-            &req.into_inner().lab,
-        )?))
-    }
-
-    async fn get_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Run> {
-        Ok(Response::new(crate::experiment::get(
-            &self.experiments,
-            &req.into_inner().id,
-        )?))
     }
 
     async fn get_rules(&self, req: Request<v1::GetRulesRequest>) -> Reply<v1::HostRules> {

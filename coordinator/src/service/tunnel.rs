@@ -1,5 +1,5 @@
-//! Tunnels: a TCP connection to a port of a lab node, carried from ctl to
-//! the coordinator (Topology.Tunnel) and from the node's agent back to it
+//! The Tunnels service: a TCP connection to a port of a lab node, carried
+//! from ctl to the coordinator (Tunnels.Tunnel) and from the node's agent back to it
 //! (AgentControl.TunnelBack), spliced here. The agent connects from inside
 //! the node, so nothing routes into the lab: every byte passes two mutual
 //! TLS streams, and only operator certificates may open one.
@@ -9,9 +9,12 @@ use std::time::Duration;
 use dclab_proto::error::{invalid, not_found, unavailable};
 use dclab_proto::v1::{self, operation::Action, tunnel_data::Msg, TunnelData};
 use dclab_proto::ApiError;
+use std::sync::Arc;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
+
+use dclab_proto::v1::tunnels_server::Tunnels as TunnelsApi;
+use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
 use crate::lab::Labs;
@@ -45,7 +48,7 @@ pub async fn open(
     if open.port == 0 || open.port > u32::from(u16::MAX) {
         return Err(invalid(format!("port {} is not a TCP port (1-65535)", open.port)));
     }
-    let host = super::labs::node_host(labs, &open.lab, &open.node)?;
+    let host = crate::lab::calls::node_host(labs, &open.lab, &open.node)?;
     let (id, agent_end) = tunnels.expect(&host);
     let ask = v1::TunnelOpen {
         tunnel: id,
@@ -143,5 +146,26 @@ async fn pump(
                 return;
             }
         }
+    }
+}
+
+/// Opens tunnels: finds the node (labs), asks its agent (node hub) and
+/// waits for its call back (tunnels).
+pub struct TunnelsService {
+    pub labs: crate::lab::Labs,
+    pub tunnels: Arc<Tunnels>,
+}
+
+#[tonic::async_trait]
+impl TunnelsApi for TunnelsService {
+    type TunnelStream = TunnelStream;
+
+    async fn tunnel(
+        &self,
+        req: Request<tonic::Streaming<v1::TunnelData>>,
+    ) -> Result<Response<Self::TunnelStream>, Status> {
+        Ok(Response::new(
+            open(&self.labs, &self.tunnels, req.into_inner()).await?,
+        ))
     }
 }

@@ -6,10 +6,10 @@ pub mod paper;
 
 use std::time::{Duration, Instant};
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::net::Channel;
 use dclab_proto::net::ClientConfig;
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use tokio::task::block_in_place;
 
 use crate::local::{Cluster, UpOptions};
@@ -142,8 +142,8 @@ fn show_wire(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client(config: &ClientConfig) -> anyhow::Result<TopologyClient<Channel>> {
-    Ok(TopologyClient::new(config.connect().await?))
+async fn client(config: &ClientConfig) -> anyhow::Result<Operator> {
+    Ok(Operator::new(config.connect().await?))
 }
 
 pub async fn create_networks(config: &ClientConfig) -> anyhow::Result<()> {

@@ -8,15 +8,15 @@ mod run;
 
 use std::path::PathBuf;
 
+use crate::client::Operator;
 use anyhow::Context;
 use dclab_proto::experiment::{self, record::RunRecord};
-use dclab_proto::net::Channel;
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use serde_json::json;
 
 use crate::output::{print, Format};
 
-type Client = TopologyClient<Channel>;
+type Client = Operator;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExperimentCommand {

@@ -5,10 +5,9 @@
 
 use std::future::Future;
 
+use crate::client::Operator;
 use anyhow::Context;
-use dclab_proto::net::Channel;
 use dclab_proto::net::ClientConfig;
-use dclab_proto::v1::topology_client::TopologyClient;
 use dclab_proto::v1::{CreatePortRequest, DeletePortRequest, Host, ListHostsRequest, PortKind};
 
 use super::state::{InstanceKind, InstanceState};
@@ -27,9 +26,9 @@ pub(super) fn block_on<T: Send + 'static>(
     .map_err(|_| anyhow::anyhow!("gRPC helper thread panicked"))?
 }
 
-pub(super) async fn client(config: ClientConfig) -> anyhow::Result<TopologyClient<Channel>> {
+pub(super) async fn client(config: ClientConfig) -> anyhow::Result<Operator> {
     let channel = config.connect().await?;
-    Ok(TopologyClient::new(channel))
+    Ok(Operator::new(channel))
 }
 
 pub fn list_hosts(config: &ClientConfig) -> anyhow::Result<Vec<Host>> {

@@ -1,12 +1,15 @@
-//! Topology's calls about what a host's bridge really does: a packet
-//! traced through its installed flows, and the flows themselves. Both are
+//! The Diagnostics service: what a host's bridge really does, a packet
+//! traced through its installed flows and the flows themselves. Both are
 //! relayed to the host's agent on its node stream.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use dclab_proto::error::{invalid, not_found};
+use dclab_proto::v1::diagnostics_server::Diagnostics as DiagnosticsApi;
 use dclab_proto::v1::{self, operation::Action, operation_result::Detail};
 use dclab_proto::ApiError;
+use tonic::{Request, Response, Status};
 
 use crate::nodes::hub::NodeHub;
 use crate::nodes::ops;
@@ -64,5 +67,30 @@ pub async fn dump(store: &State, nodes: &NodeHub, r: v1::DumpFlowsRequest) -> Re
             "the agent of host {} answered a flow dump without flows; upgrade the agent",
             r.host
         ))),
+    }
+}
+
+/// Asks agents about their bridges: reads the store (which hosts exist)
+/// and sends through the node hub.
+pub struct DiagnosticsService {
+    pub store: Arc<State>,
+    pub nodes: Arc<NodeHub>,
+}
+
+#[tonic::async_trait]
+impl DiagnosticsApi for DiagnosticsService {
+    async fn trace_flow(
+        &self,
+        req: Request<v1::TraceFlowRequest>,
+    ) -> Result<Response<v1::FlowTrace>, Status> {
+        Ok(Response::new(
+            trace(&self.store, &self.nodes, req.into_inner()).await?,
+        ))
+    }
+
+    async fn dump_flows(&self, req: Request<v1::DumpFlowsRequest>) -> Result<Response<v1::FlowDump>, Status> {
+        Ok(Response::new(
+            dump(&self.store, &self.nodes, req.into_inner()).await?,
+        ))
     }
 }
