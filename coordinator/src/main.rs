@@ -3,7 +3,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Parser;
-use dclab_coordinator::{addr::Cidr, keys::KeyRange, metrics::Metrics, service, state::State};
+use dclab_coordinator::{addr::Cidr, coordinator::Coordinator, keys::KeyRange, metrics::Metrics, service};
 use dclab_runtime::metrics_http::{self, write_atomically};
 use tokio::net::TcpListener;
 use tracing::info;
@@ -45,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(files) = &tls {
         dclab_runtime::tls::server_config(files)?;
     }
-    let state = Arc::new(State::open(&args.data_dir, KeyRange(cidr))?);
+    let parts = Coordinator::open(&args.data_dir, KeyRange(cidr))?;
     let listener = TcpListener::bind(&args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
@@ -57,7 +57,7 @@ async fn main() -> anyhow::Result<()> {
              and give the coordinator its certificates (ctl certs init)"
         );
     }
-    let metrics = Metrics::new(state.clone());
+    let metrics = Metrics::new(&parts);
     if let Some(at) = metrics_http::serve(&args.metrics, Arc::new(move || metrics.render())).await? {
         info!(addr = %at, "Prometheus metrics at http://{at}/metrics (plain HTTP)");
     }
@@ -66,14 +66,14 @@ async fn main() -> anyhow::Result<()> {
     } else {
         "plaintext (insecure)"
     };
-    info!(%addr, data_dir = %args.data_dir.display(), revision = state.revision(), security,
-        load_ms = state.load_micros / 1000, compile_ms = state.startup_compile.micros / 1000,
-        flows = state.startup_compile.flows, "coordinator serving");
+    info!(%addr, data_dir = %args.data_dir.display(), revision = parts.store.revision(), security,
+        load_ms = parts.store.load_micros / 1000, compile_ms = parts.startup_compile.micros / 1000,
+        flows = parts.startup_compile.flows, "coordinator serving");
     if let Some(file) = &args.addr_file {
         write_atomically(file, &addr.to_string())?;
     }
     service::serve(
-        state,
+        parts,
         listener,
         tls.as_ref(),
         dclab_runtime::net::shutdown_signal(),

@@ -10,12 +10,19 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
+use crate::coordinator::Coordinator;
+use crate::experiment::Runs;
+use crate::nodes::hub::NodeHub;
+use crate::rules::RuleHub;
 use crate::state::State;
 
 type Labels = Vec<(&'static str, String)>;
 
 pub struct Metrics {
-    state: Arc<State>,
+    store: Arc<State>,
+    rules: Arc<RuleHub>,
+    runs: Arc<Runs>,
+    nodes: Arc<NodeHub>,
     registry: Registry,
     revision: Gauge,
     objects: Family<Labels, Gauge>,
@@ -29,10 +36,14 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new(state: Arc<State>) -> Metrics {
+    /// Reads the store, the rule hub, the runs and the node hub.
+    pub fn new(parts: &Coordinator) -> Metrics {
         let mut registry = Registry::with_prefix("dclab_coordinator");
         let m = Metrics {
-            state,
+            store: parts.store.clone(),
+            rules: parts.rules.clone(),
+            runs: parts.runs.clone(),
+            nodes: parts.nodes.clone(),
             revision: Gauge::default(),
             objects: Family::default(),
             hosts_connected: Gauge::default(),
@@ -69,13 +80,13 @@ impl Metrics {
             "ack_latency",
             "From pushing a host's rules to its agent's acknowledgement",
             Unit::Seconds,
-            m.state.hub.timings.ack_latency.clone(),
+            m.rules.timings.ack_latency.clone(),
         );
         registry.register_with_unit(
             "compile_duration",
             "Rule compilation of one change, every host it touches",
             Unit::Seconds,
-            m.state.hub.timings.compile.clone(),
+            m.rules.timings.compile.clone(),
         );
         registry.register_with_unit(
             "store_size",
@@ -110,10 +121,9 @@ impl Metrics {
     }
 
     fn refresh(&self) {
-        let state = &self.state;
         let (revision, counts, hosts) = {
-            let revision = state.revision();
-            state.read(|t| {
+            let revision = self.store.revision();
+            self.store.read(|t| {
                 let counts = [
                     ("host", t.hosts.len()),
                     ("tenant", t.tenants.len()),
@@ -137,21 +147,21 @@ impl Metrics {
         let mut connected = 0;
         for host in hosts {
             let label = vec![("host", host.clone())];
-            let status = state.hub.status(&host);
+            let status = self.rules.status(&host);
             connected += i64::from(status.watchers > 0);
             self.desired
                 .get_or_create(&label)
-                .set(state.hub.current(&host).version as i64);
+                .set(self.rules.current(&host).version as i64);
             self.applied
                 .get_or_create(&label)
                 .set(status.applied_version as i64);
         }
         self.hosts_connected.set(connected);
-        self.store_size.set(state.size_on_disk());
-        self.runs_active.set(state.runs.active_count() as i64);
-        self.faults_active.set(state.runs.faults_active() as i64);
+        self.store_size.set(self.store.size_on_disk());
+        self.runs_active.set(self.runs.active_count() as i64);
+        self.faults_active.set(self.runs.faults_active() as i64);
         self.faults_awaiting_heal
-            .set(state.nodes.pending_heal_count() as i64);
+            .set(self.nodes.pending_heal_count() as i64);
     }
 }
 

@@ -1,5 +1,8 @@
 //! The topology: hosts, tenants, networks and ports, with the indices the
-//! rule compiler needs. Plain data; validation lives in `mutate`.
+//! rule compiler needs; labs and snapshots as stored (`lab`). Plain data;
+//! validation lives in `mutate`.
+
+pub mod lab;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -8,7 +11,7 @@ use dclab_proto::v1;
 use serde::{Deserialize, Serialize};
 
 use crate::addr::{Cidr, Mac};
-use crate::lab::model::{Lab, Snapshot};
+use lab::{Lab, Snapshot};
 
 pub type NetId = u32;
 

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::net::Ipv4Addr;
 
-use crate::lab::model::{Lab, Snapshot};
+use crate::model::lab::{Lab, Snapshot};
 use crate::model::{Host, NetId, Network, Port, Tenant, Topology};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,6 +1,9 @@
-//! The coordinator's state: the topology in memory, sled underneath, and the
-//! rule hub that agents watch. All mutations go through `mutate`, one at a
-//! time: validate, write durably, apply in memory, publish rules.
+//! The store of desired state: the topology in memory, sled underneath,
+//! the mapping keys and the revision. All mutations go through `mutate`,
+//! one at a time: validate, write durably, apply in memory, then publish to
+//! the rule hub (agents' rules) and the node hub (lab nodes per host). The
+//! two hubs are handed to the services separately (`coordinator.rs`); the
+//! store only publishes to them.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -10,26 +13,20 @@ use parking_lot::Mutex;
 use dclab_proto::ApiError;
 
 use crate::keys::KeyRange;
-use crate::lab::hub::NodeHub;
 use crate::model::{NetId, Topology};
 use crate::mutate::Ops;
+use crate::nodes::hub::NodeHub;
 use crate::record::{Op, Record, RecordKey};
 use crate::rules::{Dirty, RuleHub};
 use crate::store::{Store, StoreError};
 
 pub struct State {
     inner: Mutex<Inner>,
-    pub hub: Arc<RuleHub>,
-    /// Lab nodes per host, operations and what agents report.
-    pub nodes: Arc<NodeHub>,
-    /// Experiment runs: those under way and the records of all.
-    pub runs: crate::experiment::Runs,
-    /// Tunnels to lab nodes waiting for their agent's end.
-    pub tunnels: crate::service::tunnel::Tunnels,
-    /// Streamed execs waiting for (or receiving) their agent's output.
-    pub exec_streams: crate::service::exec_stream::ExecStreams,
-    /// The compile of every host at start, from scratch.
-    pub startup_compile: crate::rules::CompileStats,
+    /// Where a write publishes the rules of the hosts it touched.
+    rules: Arc<RuleHub>,
+    /// Where a write publishes lab nodes per host.
+    nodes: Arc<NodeHub>,
+    /// How long loading the store took at start.
     pub load_micros: u64,
 }
 
@@ -54,18 +51,20 @@ pub struct View<'a> {
 }
 
 impl State {
-    pub fn open(dir: &Path, keys: KeyRange) -> Result<State, StoreError> {
+    /// Loads the store in `dir` and publishes all it holds to `rules` and
+    /// `nodes` (a compile of every host from scratch).
+    pub fn open(
+        dir: &Path,
+        keys: KeyRange,
+        rules: Arc<RuleHub>,
+        nodes: Arc<NodeHub>,
+    ) -> Result<State, StoreError> {
         let started = std::time::Instant::now();
         let store = Store::open(dir)?;
         let loaded = store.load()?;
         let load_micros = started.elapsed().as_micros() as u64;
-        let hub = Arc::new(RuleHub::default());
-        hub.publish(&loaded.topo, &Dirty::everything(&loaded.topo), loaded.revision);
-        let startup_compile = hub.last_compile();
-        let nodes = Arc::new(NodeHub::default());
+        rules.publish(&loaded.topo, &Dirty::everything(&loaded.topo), loaded.revision);
         nodes.publish(&loaded.topo, loaded.revision);
-        let runs = crate::experiment::Runs::new(crate::experiment::RunStore::new(store.runs_tree()?));
-        runs.close_interrupted();
         let inner = Inner {
             topo: loaded.topo,
             store,
@@ -76,14 +75,15 @@ impl State {
         };
         Ok(State {
             inner: Mutex::new(inner),
-            hub,
+            rules,
             nodes,
-            runs,
-            tunnels: Default::default(),
-            exec_streams: Default::default(),
-            startup_compile,
             load_micros,
         })
+    }
+
+    /// The sled tree experiment run records live in.
+    pub fn runs_tree(&self) -> Result<sled::Tree, StoreError> {
+        self.inner.lock().store.runs_tree()
     }
 
     pub fn read<R>(&self, f: impl FnOnce(&Topology) -> R) -> R {
@@ -167,7 +167,7 @@ impl State {
         mark_dirty(&inner.topo, &ops, &mut dirty);
         inner.revision = revision;
         inner.next_net_id = next_net_id;
-        self.hub.publish(&inner.topo, &dirty, revision);
+        self.rules.publish(&inner.topo, &dirty, revision);
         // Node sets come from lab records only (a host with lab nodes has
         // their ports, so it cannot be deleted under them).
         let nodes_changed = ops
@@ -234,8 +234,11 @@ mod tests {
     use crate::model::PortKind;
     use crate::mutate::{self, PortSpec};
 
-    fn open(dir: &Path, range: &str) -> State {
-        State::open(dir, KeyRange(range.parse().unwrap())).unwrap()
+    fn open(dir: &Path, range: &str) -> (State, Arc<RuleHub>) {
+        let rules = Arc::new(RuleHub::default());
+        let keys = KeyRange(range.parse().unwrap());
+        let state = State::open(dir, keys, rules.clone(), Default::default()).unwrap();
+        (state, rules)
     }
 
     fn port<'a>(name: &'a str, net: &'a str, host: &'a str, mac: &'a str, ip: &'a str) -> PortSpec<'a> {
@@ -272,7 +275,7 @@ mod tests {
     fn state_and_keys_survive_reopen() {
         let dir = tempfile::tempdir().unwrap();
         let (keys, revision) = {
-            let state = open(dir.path(), "100.64.0.0/16");
+            let (state, _rules) = open(dir.path(), "100.64.0.0/16");
             setup(&state);
             let spec = port("p1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1");
             state
@@ -283,11 +286,11 @@ mod tests {
                 state.revision(),
             )
         };
-        let state = open(dir.path(), "100.64.0.0/16");
+        let (state, rules) = open(dir.path(), "100.64.0.0/16");
         assert_eq!(state.revision(), revision);
         assert_eq!(state.read(|t| (t.ports["p1"].key, t.bkeys.clone())), keys);
         assert_eq!(
-            state.hub.current("h1").sorted(),
+            rules.current("h1").sorted(),
             crate::compile::compile_host(&state.read(|t| t.clone()), "h1")
         );
         // Network ids are never reused, even after a restart.
@@ -300,7 +303,7 @@ mod tests {
     #[test]
     fn deleting_a_port_frees_its_key_and_broadcast_key() {
         let dir = tempfile::tempdir().unwrap();
-        let state = open(dir.path(), "100.64.0.0/16");
+        let (state, _rules) = open(dir.path(), "100.64.0.0/16");
         setup(&state);
         let spec = port("p1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1");
         state
@@ -318,7 +321,7 @@ mod tests {
     fn exhausted_key_range_is_a_clear_error_and_writes_nothing() {
         let dir = tempfile::tempdir().unwrap();
         // A /30 holds two usable keys: one broadcast key and one port.
-        let state = open(dir.path(), "100.64.0.0/30");
+        let (state, _rules) = open(dir.path(), "100.64.0.0/30");
         setup(&state);
         let first = port("p1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1");
         state
@@ -343,7 +346,7 @@ mod tests {
     #[test]
     fn a_change_wakes_only_the_hosts_it_affects() {
         let dir = tempfile::tempdir().unwrap();
-        let state = open(dir.path(), "100.64.0.0/16");
+        let (state, rules) = open(dir.path(), "100.64.0.0/16");
         setup(&state);
         let specs = [
             port("a1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1"),
@@ -355,10 +358,7 @@ mod tests {
                 .mutate(|v| mutate::create_port(v.topo, v.keys, spec))
                 .unwrap();
         }
-        let mut watchers: Vec<_> = ["h1", "h2", "h3"]
-            .iter()
-            .map(|h| state.hub.subscribe(h))
-            .collect();
+        let mut watchers: Vec<_> = ["h1", "h2", "h3"].iter().map(|h| rules.subscribe(h)).collect();
         watchers.iter_mut().for_each(|w| {
             w.borrow_and_update();
         });
@@ -373,7 +373,7 @@ mod tests {
     #[test]
     fn a_batch_is_all_or_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let state = open(dir.path(), "100.64.0.0/16");
+        let (state, _rules) = open(dir.path(), "100.64.0.0/16");
         setup(&state);
         let good = port("a1", "a", "h1", "02:00:00:00:00:01", "10.0.0.1");
         let clash = port("a2", "a", "h2", "02:00:00:00:00:02", "10.0.0.1");
@@ -441,7 +441,7 @@ mod tests {
         #[test]
         fn incremental_rules_equal_a_full_compile(changes in proptest::collection::vec(change(), 1..40)) {
             let dir = tempfile::tempdir().unwrap();
-            let state = open(dir.path(), "100.64.0.0/16");
+            let (state, rules) = open(dir.path(), "100.64.0.0/16");
             setup(&state);
             for (i, c) in changes.iter().enumerate() {
                 let _ = match c {
@@ -466,7 +466,7 @@ mod tests {
                 };
                 let topo = state.read(|t| t.clone());
                 for h in topo.hosts.keys() {
-                    proptest::prop_assert_eq!(state.hub.current(h).sorted(), crate::compile::compile_host(&topo, h), "host {} after {:?}", h, c);
+                    proptest::prop_assert_eq!(rules.current(h).sorted(), crate::compile::compile_host(&topo, h), "host {} after {:?}", h, c);
                 }
             }
         }

@@ -167,7 +167,7 @@ async fn coordinator(config: anyhow::Result<dclab_runtime::net::ClientConfig>, c
         Ok(c) => match c.connect().await {
             Err(e) => Err(e.into()),
             Ok(channel) => {
-                let mut client = dclab_proto::v1::topology_client::TopologyClient::new(channel);
+                let mut client = crate::client::Operator::new(channel);
                 client
                     .status(dclab_proto::v1::StatusRequest {})
                     .await

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod certs;
+pub mod client;
 pub mod closed_stdout;
 pub mod demo;
 pub mod doctor;

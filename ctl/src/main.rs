@@ -1,10 +1,10 @@
 use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use dclab_ctl::client::Operator;
 use dclab_ctl::output::Format;
 use dclab_ctl::topology::{self, HostCommand, NetworkCommand, PortCommand, RulesCommand, TenantCommand};
 use dclab_ctl::{client_config, local};
-use dclab_proto::v1::topology_client::TopologyClient;
 use tracing::Instrument;
 
 /// The version and the commit built from (build.rs).
@@ -149,7 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ),
             e => e.into(),
         })?;
-        anyhow::Ok(TopologyClient::new(channel).max_decoding_message_size(256 << 20))
+        anyhow::Ok(Operator::new(channel).max_decoding_message_size(256 << 20))
     };
     let format = cli.output;
     let result = match cli.command {

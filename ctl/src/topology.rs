@@ -1,8 +1,8 @@
 //! `ctl host|tenant|network|port|rules`: topology commands over gRPC.
 
+use crate::client::Operator;
 use clap::Subcommand;
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use dclab_proto::v1;
 use serde_json::json;
 
 use crate::lab::show::network_kind_name;
@@ -126,7 +126,7 @@ pub enum RulesCommand {
     },
 }
 
-type Client = TopologyClient<Channel>;
+type Client = Operator;
 
 pub async fn host(mut c: Client, cmd: HostCommand, format: Format) -> Result<(), tonic::Status> {
     match cmd {

@@ -3,17 +3,17 @@
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use dclab_ctl::client::Operator;
+use dclab_proto::v1;
 use dclab_runtime::net::ClientConfig;
 use tokio::runtime::Runtime;
 
 pub struct Api {
     rt: Runtime,
-    client: TopologyClient<Channel>,
+    client: Operator,
 }
 
-pub type Client = TopologyClient<Channel>;
+pub type Client = Operator;
 
 fn applied(h: &v1::Host) -> bool {
     h.connected && h.applied_version == h.desired_version
@@ -28,7 +28,7 @@ impl Api {
         let channel = rt.block_on(config.connect()).expect("coordinator reachable");
         Api {
             rt,
-            client: TopologyClient::new(channel),
+            client: Operator::new(channel),
         }
     }
 

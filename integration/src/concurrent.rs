@@ -5,8 +5,9 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::{Channel, ClientConfig};
+use dclab_ctl::client::Operator;
+use dclab_proto::v1;
+use dclab_runtime::net::ClientConfig;
 use tonic::Code;
 
 /// Statuses that mean "your request was wrong for the state it met",
@@ -143,12 +144,12 @@ impl Rng {
 }
 
 #[derive(Clone)]
-pub struct Client(TopologyClient<Channel>);
+pub struct Client(Operator);
 
 impl Client {
     pub async fn connect(config: &ClientConfig) -> Client {
         let channel = config.connect().await.expect("coordinator reachable");
-        Client(TopologyClient::new(channel).max_decoding_message_size(256 << 20))
+        Client(Operator::new(channel).max_decoding_message_size(256 << 20))
     }
 
     pub async fn setup(&self, tenant: &str, network: &str, cidr: &str) {
@@ -259,7 +260,7 @@ impl Client {
     }
 
     /// The client itself, for calls this module does not wrap.
-    pub fn topology(&self) -> TopologyClient<Channel> {
+    pub fn topology(&self) -> Operator {
         self.0.clone()
     }
 

@@ -1,7 +1,8 @@
 //! Hostile topology calls: every kind of call the coordinator serves,
 //! with fields from the generators in `hostile`, and how to send one.
 
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_ctl::client::Operator;
+use dclab_proto::v1;
 use proptest::prelude::*;
 
 use crate::hostile::{experiment_text, hostile_string, lab_spec, lab_word, short_hostile_string};
@@ -159,10 +160,7 @@ fn calls(s: Strings) -> impl Strategy<Value = Call> {
 }
 
 /// Sends one call; a run that starts is aborted when its stream drops.
-pub async fn send(
-    c: &mut TopologyClient<dclab_runtime::net::Channel>,
-    call: Call,
-) -> Result<(), tonic::Status> {
+pub async fn send(c: &mut Operator, call: Call) -> Result<(), tonic::Status> {
     match call {
         Call::CreateHost(id, uplink, mac) => c
             .create_host(v1::Host {

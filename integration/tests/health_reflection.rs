@@ -65,7 +65,15 @@ fn health_and_reflection_answer_behind_mutual_tls() {
     )
     .unwrap();
     let rt = rt();
-    for service in ["", "dclab.v1.Topology", "dclab.v1.AgentControl"] {
+    for service in [
+        "",
+        "dclab.v1.Topology",
+        "dclab.v1.Labs",
+        "dclab.v1.Experiments",
+        "dclab.v1.Diagnostics",
+        "dclab.v1.Tunnels",
+        "dclab.v1.AgentControl",
+    ] {
         assert_eq!(
             rt.block_on(status(&operator, service)).unwrap(),
             ServingStatus::Serving as i32,
@@ -89,6 +97,10 @@ fn health_and_reflection_answer_behind_mutual_tls() {
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
     for want in [
         "dclab.v1.Topology",
+        "dclab.v1.Labs",
+        "dclab.v1.Experiments",
+        "dclab.v1.Diagnostics",
+        "dclab.v1.Tunnels",
         "dclab.v1.AgentControl",
         "grpc.health.v1.Health",
     ] {

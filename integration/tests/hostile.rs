@@ -9,12 +9,12 @@ use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use dclab_ctl::client::Operator;
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
 use dclab_integration::concurrent::{Client, CLIENT_ERRORS};
 use dclab_integration::hostile_calls::{call, send, short_call, Call};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use dclab_proto::v1;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use proptest::{prop_assert, prop_assert_eq};
@@ -62,12 +62,9 @@ fn target_lab() -> v1::LabSpec {
     }
 }
 
-fn client(
-    rt: &tokio::runtime::Runtime,
-    config: &dclab_runtime::net::ClientConfig,
-) -> TopologyClient<Channel> {
+fn client(rt: &tokio::runtime::Runtime, config: &dclab_runtime::net::ClientConfig) -> Operator {
     let channel = rt.block_on(config.connect()).unwrap();
-    TopologyClient::new(channel)
+    Operator::new(channel)
         .max_decoding_message_size(256 << 20)
         .max_encoding_message_size(64 << 20)
 }
@@ -121,13 +118,13 @@ fn hostile_requests_get_clear_errors_and_write_nothing() {
 
 /// Each call checked on its own: a refusal is a client error with a
 /// message, and neither the revision nor the run count moved.
-fn one_at_a_time(rt: &tokio::runtime::Runtime, client: &TopologyClient<Channel>) {
-    let status = |client: &mut TopologyClient<_>| {
+fn one_at_a_time(rt: &tokio::runtime::Runtime, client: &Operator) {
+    let status = |client: &mut Operator| {
         rt.block_on(client.status(v1::StatusRequest {}))
             .unwrap()
             .into_inner()
     };
-    let runs = |client: &mut TopologyClient<_>| {
+    let runs = |client: &mut Operator| {
         let all = rt.block_on(client.list_runs(v1::ListRunsRequest::default()));
         all.unwrap().into_inner().runs.len()
     };
@@ -253,7 +250,7 @@ fn many_at_once(rt: &tokio::runtime::Runtime, config: &dclab_runtime::net::Clien
 
 /// Runs that started were aborted when their caller went: none is left
 /// running, so none holds a fault.
-fn wait_for_runs_to_end(rt: &tokio::runtime::Runtime, client: &TopologyClient<Channel>) {
+fn wait_for_runs_to_end(rt: &tokio::runtime::Runtime, client: &Operator) {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let all = rt
@@ -272,7 +269,7 @@ fn wait_for_runs_to_end(rt: &tokio::runtime::Runtime, client: &TopologyClient<Ch
 }
 
 /// Hosts, tenants, networks, ports and labs as the coordinator lists them.
-async fn state_view(client: &TopologyClient<Channel>) -> String {
+async fn state_view(client: &Operator) -> String {
     let mut c = client.clone();
     let hosts = c
         .list_hosts(v1::ListHostsRequest {})

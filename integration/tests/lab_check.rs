@@ -3,11 +3,12 @@
 //! good and bad specs from the hostile generator is written as lab files
 //! and sent both ways.
 
+use dclab_ctl::client::Operator;
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
 use dclab_integration::ctl::Ctl;
 use dclab_integration::hostile::{lab_spec, plausible_lab_spec};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use proptest::strategy::{Strategy, ValueTree};
 use proptest::test_runner::{Config, TestRunner};
 use toml::{Table, Value};
@@ -99,9 +100,10 @@ fn ctl_lab_check_and_apply_lab_agree_on_every_spec() {
         let path = dir.path().join(format!("lab{case}.toml"));
         std::fs::write(&path, lab_file(&spec)).unwrap();
         let checked = ctl.run(&["lab", "check", path.to_str().unwrap()]);
-        let applied = api.call(|mut c: TopologyClient<_>| async move {
-            c.apply_lab(v1::ApplyLabRequest { spec: Some(spec) }).await
-        });
+        let applied =
+            api.call(
+                |mut c: Operator| async move { c.apply_lab(v1::ApplyLabRequest { spec: Some(spec) }).await },
+            );
         let refused = matches!(&applied, Err(s) if s.code() == tonic::Code::InvalidArgument);
         assert_eq!(
             checked.ok(),
@@ -123,10 +125,8 @@ fn ctl_lab_check_and_apply_lab_agree_on_every_spec() {
         }
         if let Ok(lab) = applied {
             let name = lab.name.clone();
-            api.call(
-                |mut c: TopologyClient<_>| async move { c.delete_lab(v1::DeleteLabRequest { name }).await },
-            )
-            .unwrap();
+            api.call(|mut c: Operator| async move { c.delete_lab(v1::DeleteLabRequest { name }).await })
+                .unwrap();
         }
     }
     println!("{valid} specs passed both checks, {invalid} were refused by both");

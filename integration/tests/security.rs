@@ -5,9 +5,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use dclab_ctl::certs::issue::{issue, Leaf};
+use dclab_ctl::client::Operator;
 use dclab_integration::api::Api;
 use dclab_integration::cluster;
-use dclab_proto::v1::{self, agent_control_client::AgentControlClient, topology_client::TopologyClient};
+use dclab_proto::v1::{self, agent_control_client::AgentControlClient};
 use dclab_runtime::identity::Role;
 use dclab_runtime::net::ClientConfig;
 use dclab_runtime::tls::TlsFiles;
@@ -31,7 +32,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn list_tenants(config: &ClientConfig) -> Result<usize, String> {
     rt().block_on(async {
         let channel = config.connect().await.map_err(|e| e.to_string())?;
-        let reply = TopologyClient::new(channel)
+        let reply = Operator::new(channel)
             .list_tenants(v1::ListTenantsRequest {})
             .await;
         reply.map(|r| r.into_inner().tenants.len()).map_err(|s| {
@@ -129,7 +130,7 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
     let codes = rt().block_on(async {
         let channel = h1.connect().await.unwrap();
         let mut agent = AgentControlClient::new(channel.clone());
-        let mut topo = TopologyClient::new(channel);
+        let mut topo = Operator::new(channel);
         let own = agent
             .watch_rules(v1::WatchRulesRequest { host_id: "h1".into() })
             .await
@@ -199,8 +200,13 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
             .tunnel(tunnel_stream(open_msg("evil", "n", 22)))
             .await
             .map(|_| ());
+        let runs = topo.list_runs(v1::ListRunsRequest::default()).await.map(|_| ());
+        let flows = topo
+            .dump_flows(v1::DumpFlowsRequest { host: "h1".into() })
+            .await
+            .map(|_| ());
         [
-            own, other, as_h2, ack, create, rules, nodes, report, result, lab, tunnel,
+            own, other, as_h2, ack, create, rules, nodes, report, result, lab, tunnel, runs, flows,
         ]
         .map(|r| r.map_err(|s| (s.code(), s.message().to_string())))
     });
@@ -220,6 +226,8 @@ fn agents_act_only_for_their_own_host_and_never_on_topology() {
         "answer h2's operations",
         "create a lab",
         "open a tunnel into a lab",
+        "list experiment runs",
+        "dump h1's flows",
     ]
     .iter()
     .zip(&codes[1..])
@@ -264,7 +272,7 @@ fn tunnels_are_checked_before_anything_opens() {
         msg: Some(v1::tunnel_data::Msg::Data(b"GET / HTTP/1.0".to_vec())),
     };
     let answers = rt().block_on(async {
-        let mut topo = TopologyClient::new(operator.connect().await.unwrap());
+        let mut topo = Operator::new(operator.connect().await.unwrap());
         let mut out = Vec::new();
         for first in [
             data.clone(),
@@ -472,7 +480,7 @@ fn strangers_are_limited_before_they_authenticate() {
                 closed += 1;
                 continue;
             };
-            match TopologyClient::new(channel.clone())
+            match Operator::new(channel.clone())
                 .list_tenants(v1::ListTenantsRequest {})
                 .await
             {

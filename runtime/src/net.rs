@@ -205,7 +205,8 @@ pub fn server() -> ServerBuilder {
         // Operators' calls are traced; agents' periodic reports only at debug.
         .trace_fn(|req| {
             let path = req.uri().path();
-            let span = if path.starts_with("/dclab.v1.Topology/") {
+            let operators = path.starts_with("/dclab.v1.") && !path.starts_with("/dclab.v1.AgentControl/");
+            let span = if operators {
                 tracing::info_span!("rpc", path = %path)
             } else {
                 tracing::debug_span!("rpc", path = %path)

@@ -318,8 +318,8 @@ proptest! {
 }
 
 /// The hub flow of `member` as the rule hub publishes it for `host`.
-fn published_hub(state: &crate::state::State, host: &str, member: &str) -> String {
-    let rules = state.hub.current(host);
+fn published_hub(state: &crate::coordinator::Coordinator, host: &str, member: &str) -> String {
+    let rules = state.rules.current(host);
     let flow = rules
         .flows()
         .find(|f| f.table == T_CLASSIFY && f.match_text() == format!("in_port=${{port:{member}}}"))
@@ -330,13 +330,17 @@ fn published_hub(state: &crate::state::State, host: &str, member: &str) -> Strin
 #[test]
 fn a_member_joining_or_leaving_recompiles_the_other_members_flows() {
     let dir = tempfile::tempdir().unwrap();
-    let state = crate::state::State::open(dir.path(), keys()).unwrap();
+    let state = crate::coordinator::Coordinator::open(dir.path(), keys()).unwrap();
     for (h, mac) in [("h1", "0a:00:00:00:00:01"), ("h2", "0a:00:00:00:00:02")] {
         state
+            .store
             .mutate(|v| mutate::put_host(v.topo, h, "up0", mac, (0, 0)))
             .unwrap();
     }
-    state.mutate(|v| mutate::create_tenant(v.topo, "lab")).unwrap();
+    state
+        .store
+        .mutate(|v| mutate::create_tenant(v.topo, "lab"))
+        .unwrap();
     let tunnel = NetworkSpec {
         tenant: "lab",
         name: "tunnel",
@@ -344,6 +348,7 @@ fn a_member_joining_or_leaving_recompiles_the_other_members_flows() {
         kind: NetKind::Switch,
     };
     state
+        .store
         .mutate(|v| mutate::create_network_of(v.topo, &tunnel, v.next_net_id))
         .unwrap();
     let spec = |name: &'static str, host: &'static str, i: u8| PortSpec {
@@ -355,10 +360,14 @@ fn a_member_joining_or_leaving_recompiles_the_other_members_flows() {
         ip: Box::leak(format!("10.9.0.{i}").into_boxed_str()),
         kind: PortKind::Vm,
     };
-    let create = |name, host, i| state.mutate(|v| mutate::create_port(v.topo, v.keys, &spec(name, host, i)));
+    let create = |name, host, i| {
+        state
+            .store
+            .mutate(|v| mutate::create_port(v.topo, v.keys, &spec(name, host, i)))
+    };
     let same_as_full_compile = || {
-        let topo = state.read(|t| t.clone());
-        assert_eq!(state.hub.current("h1").sorted(), compile_host(&topo, "h1"));
+        let topo = state.store.read(|t| t.clone());
+        assert_eq!(state.rules.current("h1").sorted(), compile_host(&topo, "h1"));
     };
     create("s1", "h1", 1).unwrap();
     create("s2", "h1", 2).unwrap();
@@ -369,13 +378,13 @@ fn a_member_joining_or_leaving_recompiles_the_other_members_flows() {
         "output:${port:s2},output:${port:s3}"
     );
     same_as_full_compile();
-    state.mutate(|v| mutate::delete_port(v.topo, "s2")).unwrap();
+    state.store.mutate(|v| mutate::delete_port(v.topo, "s2")).unwrap();
     assert_eq!(published_hub(&state, "h1", "s1"), "output:${port:s3}");
     assert_eq!(published_hub(&state, "h1", "s3"), "output:${port:s1}");
     same_as_full_compile();
 
     // The network lives on h1: a port on h2 is refused, alone or in a batch.
-    let revision = state.revision();
+    let revision = state.store.revision();
     let err = create("s4", "h2", 4).unwrap_err();
     assert!(
         matches!(err, dclab_proto::ApiError::FailedPrecondition(_)),
@@ -385,19 +394,20 @@ fn a_member_joining_or_leaving_recompiles_the_other_members_flows() {
         err.to_string(),
         "network tunnel of tenant lab is a switch network on host h1; its ports cannot be on host h2"
     );
-    state.mutate(|v| mutate::delete_port(v.topo, "s1")).unwrap();
-    state.mutate(|v| mutate::delete_port(v.topo, "s3")).unwrap();
+    state.store.mutate(|v| mutate::delete_port(v.topo, "s1")).unwrap();
+    state.store.mutate(|v| mutate::delete_port(v.topo, "s3")).unwrap();
     let batch = [spec("s5", "h2", 5), spec("s6", "h1", 6)];
     let err = state
+        .store
         .mutate(|v| mutate::create_ports(v.topo, v.keys, &batch))
         .unwrap_err();
     assert!(err.to_string().contains("switch network on host h2"), "{err}");
-    assert!(state.revision() > revision);
+    assert!(state.store.revision() > revision);
     // Empty again, it may move to another host.
     create("s7", "h2", 7).unwrap();
     assert_eq!(published_hub(&state, "h2", "s7"), "drop");
     assert!(state
-        .hub
+        .rules
         .current("h1")
         .flows()
         .all(|f| !f.actions_text().contains("port:s")));

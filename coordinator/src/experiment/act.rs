@@ -1,44 +1,64 @@
 //! What a run asks of agents: commands in nodes, and faults applied under
-//! leases and healed (the leases' renewals are `lab::lease::Renewals`).
+//! leases and healed (the leases' renewals are `nodes::lease::Renewals`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use dclab_proto::v1::{self, operation::Action, target::Target};
 use dclab_spec::experiment::{Fault, FaultTarget};
-use futures::future::join_all;
 
+use super::targets::TargetError;
+use super::Experiments;
 use crate::compile;
-use crate::lab::model::Node;
-use crate::lab::ops;
-use crate::state::State;
+use crate::model::lab::Node;
+use crate::nodes::fanout::{all_done, HostsFailed};
+use crate::nodes::ops;
 
 /// How long an agent gets to apply or heal a fault.
 const FAULT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// What asking agents for a command, a fault or a heal can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ActError {
+    /// The node's agent said no, or could not be asked.
+    #[error("node {node} on {host}: {why}")]
+    Exec { node: String, host: String, why: String },
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error("lab {lab} has no network {network}")]
+    NoNetwork { lab: String, network: String },
+    #[error(transparent)]
+    Hosts(#[from] HostsFailed),
+}
+
 /// Runs `command` in `node`: (exit code, output).
 pub async fn exec(
-    state: &State,
+    experiments: &Experiments,
     lab: &str,
     node: &Node,
     command: &str,
     timeout: Duration,
-) -> Result<(i32, String), String> {
+) -> Result<(i32, String), ActError> {
     let action = Action::Exec(v1::ExecCommand {
         command: command.to_string(),
         timeout_ms: timeout.as_millis() as u32,
         stream_id: 0,
     });
     let op = ops::on_nodes(lab, vec![node.spec.name.clone()], action);
-    match state
+    match experiments
         .nodes
         .run(&node.host, op, timeout + Duration::from_secs(15))
         .await
     {
         Ok(r) if r.ok => Ok((r.exit_code, r.output)),
-        Ok(r) => Err(format!("node {} on {}: {}", node.spec.name, node.host, r.error)),
-        Err(e) => Err(format!("node {} on {}: {e}", node.spec.name, node.host)),
+        Ok(r) => Err(r.error),
+        Err(e) => Err(e.to_string()),
     }
+    .map_err(|why| ActError::Exec {
+        node: node.spec.name.clone(),
+        host: node.host.clone(),
+        why,
+    })
 }
 
 /// One fault as the agents got it: a target and a fault per host.
@@ -110,13 +130,13 @@ fn gone_with(pids: &str) -> String {
 /// What each host's agent gets for `fault` on `nodes` (or, for a
 /// partition, on the groups' nodes).
 pub fn plan(
-    state: &State,
+    experiments: &Experiments,
     lab: &str,
     fault: &Fault,
     nodes: &[Node],
     groups: (&[Node], &[Node]),
     tag: &str,
-) -> Result<Plan, String> {
+) -> Result<Plan, ActError> {
     let by_host = |nodes: &[Node]| {
         let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for n in nodes {
@@ -143,7 +163,7 @@ pub fn plan(
             .collect();
         Plan { per_host }
     };
-    let on_interfaces = |network: Option<&str>, kind: v1::fault::Kind| -> Result<Plan, String> {
+    let on_interfaces = |network: Option<&str>, kind: v1::fault::Kind| -> Result<Plan, ActError> {
         let mut per_host = Vec::new();
         for n in nodes {
             let nic = super::targets::nic(n, network)?;
@@ -163,7 +183,7 @@ pub fn plan(
         Ok(Plan { per_host })
     };
     if let Fault::Partition { network, .. } = fault {
-        return partition(state, lab, network.as_deref(), groups);
+        return partition(experiments, lab, network.as_deref(), groups);
     }
     // Power, link cuts, netem and port blocks go as the file gave them:
     // only where they act is the coordinator's.
@@ -181,11 +201,11 @@ pub fn plan(
 }
 
 fn partition(
-    state: &State,
+    experiments: &Experiments,
     lab: &str,
     network: Option<&str>,
     groups: (&[Node], &[Node]),
-) -> Result<Plan, String> {
+) -> Result<Plan, ActError> {
     let ports = |nodes: &[Node]| -> BTreeSet<String> {
         nodes
             .iter()
@@ -195,7 +215,7 @@ fn partition(
             .collect()
     };
     let (a, b) = (ports(groups.0), ports(groups.1));
-    let flows = state.read(|t| {
+    let flows = experiments.store.read(|t| {
         let nets: Vec<_> = t
             .net_ids
             .iter()
@@ -203,10 +223,10 @@ fn partition(
             .map(|(_, id)| *id)
             .collect();
         if nets.is_empty() {
-            return Err(format!(
-                "lab {lab} has no network {}",
-                network.unwrap_or("at all")
-            ));
+            return Err(ActError::NoNetwork {
+                lab: lab.to_string(),
+                network: network.unwrap_or("at all").to_string(),
+            });
         }
         Ok(compile::partition(t, &nets, &a, &b))
     })?;
@@ -234,8 +254,12 @@ fn partition(
 /// Applies the plan under `lease` on every host at once; per host the time
 /// from issuing the fault to the agent's confirmation that it is in effect
 /// (µs).
-pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<(String, u64)>, String> {
-    let runs = plan.per_host.iter().map(|(host, t, fault)| {
+pub async fn apply(
+    experiments: &Experiments,
+    plan: &Plan,
+    lease: &v1::Lease,
+) -> Result<Vec<(String, u64)>, ActError> {
+    let ops = plan.per_host.iter().map(|(host, t, fault)| {
         let op = v1::Operation {
             id: 0,
             traceparent: dclab_runtime::telemetry::current_traceparent(),
@@ -245,45 +269,23 @@ pub async fn apply(state: &State, plan: &Plan, lease: &v1::Lease) -> Result<Vec<
                 lease: Some(lease.clone()),
             })),
         };
-        async move {
-            // From issue to the agent's word that it is in effect: the
-            // agent's own time plus both trips.
-            let issued = std::time::Instant::now();
-            match state.nodes.run(host, op, FAULT_TIMEOUT).await {
-                Ok(r) if r.ok => Ok((host.clone(), issued.elapsed().as_micros() as u64)),
-                Ok(r) => Err(format!("host {host}: {}", r.error)),
-                Err(e) => Err(format!("host {host}: {e}")),
-            }
-        }
+        (host.clone(), op)
     });
-    let results = join_all(runs).await;
-    let failed: Vec<String> = results.iter().filter_map(|r| r.as_ref().err().cloned()).collect();
-    if !failed.is_empty() {
-        return Err(failed.join("; "));
-    }
-    Ok(results.into_iter().filter_map(Result::ok).collect())
+    let answers = experiments.nodes.run_on_each(ops, FAULT_TIMEOUT).await;
+    all_done(&answers, "")?;
+    Ok(answers.into_iter().map(|a| (a.host, a.micros)).collect())
 }
 
 /// Heals lease `lease` on every host of the plan.
-pub async fn heal(state: &State, hosts: &BTreeSet<String>, lease: &str) -> Result<(), String> {
-    let runs = hosts.iter().map(|host| {
+pub async fn heal(experiments: &Experiments, hosts: &BTreeSet<String>, lease: &str) -> Result<(), ActError> {
+    let ops = hosts.iter().map(|host| {
         let op = ops::on_host(Action::Heal(v1::HealFault {
             lease_id: lease.to_string(),
         }));
-        async move {
-            match state.nodes.run(host, op, FAULT_TIMEOUT).await {
-                Ok(r) if r.ok => Ok(()),
-                Ok(r) => Err(format!("host {host}: {}", r.error)),
-                Err(e) => Err(format!("host {host}: {e}; its agent heals when the lease lapses")),
-            }
-        }
+        (host.clone(), op)
     });
-    let failed: Vec<String> = join_all(runs).await.into_iter().filter_map(Result::err).collect();
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(failed.join("; "))
-    }
+    let answers = experiments.nodes.run_on_each(ops, FAULT_TIMEOUT).await;
+    Ok(all_done(&answers, "; its agent heals when the lease lapses")?)
 }
 
 #[cfg(test)]

@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use dclab_spec::experiment::{Check, CheckWhat, Expect};
 
+use super::act::ActError;
 use super::env::{probe_command, Env};
-use crate::lab::model::Node;
+use super::targets::TargetError;
+use crate::model::lab::Node;
 
 /// Between probes of "within" and "stays" checks.
 const POLL: Duration = Duration::from_millis(300);
@@ -33,9 +35,20 @@ pub fn expected(c: &Check) -> String {
     }
 }
 
+/// Why a check could not be probed (its verdict says so).
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Exec(#[from] ActError),
+    #[error(transparent)]
+    Regex(#[from] regex::Error),
+}
+
 /// What one check probes: (source node, shell condition) pairs; each
 /// pair must meet the expectation.
-fn probes(env: &Env, what: &CheckWhat) -> Result<Vec<(Node, Probe)>, String> {
+fn probes(env: &Env, what: &CheckWhat) -> Result<Vec<(Node, Probe)>, CheckError> {
     match what {
         CheckWhat::Command {
             on,
@@ -44,11 +57,7 @@ fn probes(env: &Env, what: &CheckWhat) -> Result<Vec<(Node, Probe)>, String> {
             output,
         } => {
             let node = env.first(on)?.clone();
-            let regex = output
-                .as_ref()
-                .map(|o| regex::Regex::new(o))
-                .transpose()
-                .map_err(|e| e.to_string())?;
+            let regex = output.as_ref().map(|o| regex::Regex::new(o)).transpose()?;
             Ok(vec![(
                 node,
                 Probe::Command {
@@ -95,7 +104,7 @@ enum Probe {
 }
 
 /// `n` probes: how many succeeded, and the last output (commands).
-async fn sample(env: &Env<'_>, node: &Node, probe: &Probe, n: u32) -> Result<(u32, String), String> {
+async fn sample(env: &Env<'_>, node: &Node, probe: &Probe, n: u32) -> Result<(u32, String), CheckError> {
     match probe {
         Probe::Reach { condition, .. } => {
             // One round trip to the node for all n probes.
@@ -145,7 +154,7 @@ pub async fn evaluate(env: &Env<'_>, check: &Check) -> Verdict {
         Err(e) => {
             return Verdict {
                 passed: false,
-                observed: e,
+                observed: e.to_string(),
             }
         }
     };
@@ -154,7 +163,7 @@ pub async fn evaluate(env: &Env<'_>, check: &Check) -> Verdict {
     for (node, probe) in &probes {
         let (ok, observed) = match one(env, node, probe, check).await {
             Ok(r) => r,
-            Err(e) => (false, e),
+            Err(e) => (false, e.to_string()),
         };
         passed &= ok;
         seen.push(format!("{}: {observed}", label(node, probe)));
@@ -165,7 +174,7 @@ pub async fn evaluate(env: &Env<'_>, check: &Check) -> Verdict {
     }
 }
 
-async fn one(env: &Env<'_>, node: &Node, probe: &Probe, c: &Check) -> Result<(bool, String), String> {
+async fn one(env: &Env<'_>, node: &Node, probe: &Probe, c: &Check) -> Result<(bool, String), CheckError> {
     let detail = |out: &str| {
         if out.is_empty() {
             String::new()

@@ -8,8 +8,9 @@
 
 use std::time::Duration;
 
+use super::act::ActError;
 use super::env::Env;
-use crate::lab::model::Node;
+use crate::model::lab::Node;
 
 const DF_TIMEOUT: Duration = Duration::from_secs(30);
 const MIB: u64 = 1024;
@@ -26,19 +27,50 @@ pub fn reserve_kib(size_kib: u64) -> u64 {
     (size_kib / 20).max((256 * MIB).min(size_kib / 10))
 }
 
+/// Why a disk-fill is refused, or its room cannot be told.
+#[derive(Debug, thiserror::Error)]
+pub enum DiskError {
+    #[error("df printed no filesystem: {0:?}")]
+    NoFilesystem(String),
+    #[error("cannot read df's line {0:?}")]
+    UnreadableLine(String),
+    #[error(
+        "disk-fill of {mib} MiB refused: {path} is on a filesystem with no size (a ramfs?), which a fill would take whole"
+    )]
+    NoSize { mib: u64, path: String },
+    #[error(
+        "disk-fill of {mib} MiB refused: {path} has {free_mib} MiB free of {size_mib} MiB, and {reserve_mib} MiB of it \
+         must stay free (at most {most} MiB can be filled)"
+    )]
+    TooBig {
+        mib: u64,
+        path: String,
+        free_mib: u64,
+        size_mib: u64,
+        reserve_mib: u64,
+        most: u64,
+    },
+    #[error("cannot tell how much room {path} has (df exited {code}: {output})")]
+    Df { path: String, code: i32, output: String },
+    #[error("node {node}: {source}")]
+    OnNode { node: String, source: Box<DiskError> },
+    #[error(transparent)]
+    Exec(#[from] ActError),
+}
+
 /// `df -Pk PATH` as busybox and coreutils print it.
-pub fn parse_df(out: &str) -> Result<Room, String> {
+pub fn parse_df(out: &str) -> Result<Room, DiskError> {
     let row = out
         .lines()
         .skip_while(|l| !l.starts_with("Filesystem"))
         .nth(1)
-        .ok_or_else(|| format!("df printed no filesystem: {:?}", out.trim()))?;
+        .ok_or_else(|| DiskError::NoFilesystem(out.trim().to_string()))?;
     let fields: Vec<&str> = row.split_whitespace().collect();
     let number = |i: usize| {
         fields
             .get(i)
             .and_then(|f| f.parse::<u64>().ok())
-            .ok_or_else(|| format!("cannot read df's line {row:?}"))
+            .ok_or_else(|| DiskError::UnreadableLine(row.to_string()))
     };
     Ok(Room {
         size_kib: number(1)?,
@@ -47,36 +79,42 @@ pub fn parse_df(out: &str) -> Result<Room, String> {
 }
 
 /// Whether `mib` fit under `path` of `room`; why not, in words.
-pub fn fits(room: Room, mib: u64, path: &str) -> Result<(), String> {
+pub fn fits(room: Room, mib: u64, path: &str) -> Result<(), DiskError> {
     let reserve = reserve_kib(room.size_kib);
     let most = room.free_kib.saturating_sub(reserve) / MIB;
     if room.size_kib == 0 {
-        return Err(format!(
-            "disk-fill of {mib} MiB refused: {path} is on a filesystem with no size (a ramfs?), which a fill would take whole"
-        ));
+        return Err(DiskError::NoSize {
+            mib,
+            path: path.to_string(),
+        });
     }
     if mib > most {
-        return Err(format!(
-            "disk-fill of {mib} MiB refused: {path} has {} MiB free of {} MiB, and {} MiB of it must stay free \
-             (at most {most} MiB can be filled)",
-            room.free_kib / MIB,
-            room.size_kib / MIB,
-            reserve.div_ceil(MIB)
-        ));
+        return Err(DiskError::TooBig {
+            mib,
+            path: path.to_string(),
+            free_mib: room.free_kib / MIB,
+            size_mib: room.size_kib / MIB,
+            reserve_mib: reserve.div_ceil(MIB),
+            most,
+        });
     }
     Ok(())
 }
 
 /// Checks, in every node, that `mib` fit under `path`.
-pub async fn check(env: &Env<'_>, nodes: &[Node], mib: u64, path: &str) -> Result<(), String> {
+pub async fn check(env: &Env<'_>, nodes: &[Node], mib: u64, path: &str) -> Result<(), DiskError> {
     for node in nodes {
-        let on = |e: String| format!("node {}: {e}", node.spec.name);
+        let on = |e: DiskError| DiskError::OnNode {
+            node: node.spec.name.clone(),
+            source: Box::new(e),
+        };
         let (code, out) = env.exec(node, &format!("df -Pk {path}"), DF_TIMEOUT).await?;
         if code != 0 {
-            return Err(on(format!(
-                "cannot tell how much room {path} has (df exited {code}: {})",
-                out.trim()
-            )));
+            return Err(on(DiskError::Df {
+                path: path.to_string(),
+                code,
+                output: out.trim().to_string(),
+            }));
         }
         fits(parse_df(&out).map_err(on)?, mib, path).map_err(on)?;
     }
@@ -119,7 +157,7 @@ mod tests {
             free_kib: 13615,
         };
         assert!(fits(room, 8, "/data").is_ok(), "13 MiB free, 1.4 MiB kept");
-        let e = fits(room, 64, "/data").unwrap_err();
+        let e = fits(room, 64, "/data").unwrap_err().to_string();
         assert_eq!(
             e,
             "disk-fill of 64 MiB refused: /data has 13 MiB free of 14 MiB, and 2 MiB of it must stay free \
@@ -129,7 +167,7 @@ mod tests {
             size_kib: 263_174_212,
             free_kib: 35_732_860,
         };
-        let e = fits(host, 100 * 1024, "/tmp").unwrap_err();
+        let e = fits(host, 100 * 1024, "/tmp").unwrap_err().to_string();
         assert!(e.contains("34895 MiB free of 257006 MiB, and 12851 MiB"), "{e}");
         assert!(fits(
             Room {

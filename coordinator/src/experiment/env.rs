@@ -1,16 +1,17 @@
-//! What a run's steps and checks see: the state, the lab and the nodes
+//! What a run's steps and checks see: the store, the lab and the nodes
 //! each target chose, and how to reach a node's address.
 
 use std::time::Duration;
 
 use dclab_spec::experiment::Reach;
 
-use super::targets::{nic, shared_network, Chosen};
-use crate::lab::model::Node;
-use crate::state::State;
+use super::act::ActError;
+use super::targets::{nic, shared_network, Chosen, TargetError};
+use super::Experiments;
+use crate::model::lab::Node;
 
 pub struct Env<'a> {
-    pub state: &'a State,
+    pub experiments: &'a Experiments,
     pub lab: &'a str,
     pub chosen: &'a Chosen,
     /// Unique per run: names the files a run leaves in nodes.
@@ -22,14 +23,14 @@ impl Env<'_> {
         self.chosen.get(target).map_or(&[], Vec::as_slice)
     }
 
-    pub fn first(&self, target: &str) -> Result<&Node, String> {
-        self.nodes(target)
-            .first()
-            .ok_or_else(|| format!("target {target} chose no node"))
+    pub fn first(&self, target: &str) -> Result<&Node, TargetError> {
+        self.nodes(target).first().ok_or_else(|| TargetError::NoNode {
+            target: target.to_string(),
+        })
     }
 
     /// `to`'s address on the network `from` reaches it on.
-    pub fn address(&self, from: &Node, to: &Node, network: Option<&str>) -> Result<String, String> {
+    pub fn address(&self, from: &Node, to: &Node, network: Option<&str>) -> Result<String, TargetError> {
         let net = shared_network(from, to, network)?;
         Ok(nic(to, Some(&net))?.ip.clone())
     }
@@ -49,8 +50,13 @@ impl Env<'_> {
         out
     }
 
-    pub async fn exec(&self, node: &Node, command: &str, timeout: Duration) -> Result<(i32, String), String> {
-        super::act::exec(self.state, self.lab, node, command, timeout).await
+    pub async fn exec(
+        &self,
+        node: &Node,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<(i32, String), ActError> {
+        super::act::exec(self.experiments, self.lab, node, command, timeout).await
     }
 }
 

@@ -31,9 +31,17 @@ use tokio_util::sync::CancellationToken;
 use tonic::Status;
 use tracing::{info, warn, Instrument};
 
-use crate::lab::model::Lab;
-use crate::state::State;
+use crate::model::lab::Lab;
 pub use store::RunStore;
+
+/// What experiment runs use: the store (labs, hosts), the node hub (faults
+/// and execs through the agents) and the runs.
+#[derive(Clone)]
+pub struct Experiments {
+    pub store: Arc<crate::state::State>,
+    pub nodes: Arc<crate::nodes::hub::NodeHub>,
+    pub runs: Arc<Runs>,
+}
 
 /// How often a run's stream carries a heartbeat (an event with no line).
 const HEARTBEAT: std::time::Duration = std::time::Duration::from_millis(300);
@@ -154,11 +162,11 @@ impl Runs {
 
 /// A run needs the agents of its targets' hosts from the start: refused
 /// now rather than failed at its first fault.
-fn require_agents(state: &State, lab: &str, chosen: &targets::Chosen) -> Result<(), ApiError> {
+fn require_agents(experiments: &Experiments, lab: &str, chosen: &targets::Chosen) -> Result<(), ApiError> {
     let hosts: BTreeSet<&str> = chosen.values().flatten().map(|n| n.host.as_str()).collect();
     let away: Vec<&str> = hosts
         .into_iter()
-        .filter(|h| !state.nodes.is_connected(h))
+        .filter(|h| !experiments.nodes.is_connected(h))
         .collect();
     if away.is_empty() {
         return Ok(());
@@ -173,28 +181,28 @@ fn require_agents(state: &State, lab: &str, chosen: &targets::Chosen) -> Result<
     )))
 }
 
-pub fn abort(state: &State, id: &str) -> Result<(), ApiError> {
-    match state.runs.find(id) {
+pub fn abort(experiments: &Experiments, id: &str) -> Result<(), ApiError> {
+    match experiments.runs.find(id) {
         Some((cancel, _)) => {
             cancel.cancel();
             Ok(())
         }
-        None => Err(not_under_way(state, id)),
+        None => Err(not_under_way(experiments, id)),
     }
 }
 
-pub fn proceed(state: &State, id: &str) -> Result<(), ApiError> {
-    match state.runs.find(id) {
+pub fn proceed(experiments: &Experiments, id: &str) -> Result<(), ApiError> {
+    match experiments.runs.find(id) {
         Some((_, proceed)) => {
             proceed.notify_one();
             Ok(())
         }
-        None => Err(not_under_way(state, id)),
+        None => Err(not_under_way(experiments, id)),
     }
 }
 
-fn not_under_way(state: &State, id: &str) -> ApiError {
-    match state.runs.store.get(id) {
+fn not_under_way(experiments: &Experiments, id: &str) -> ApiError {
+    match experiments.runs.store.get(id) {
         Ok(Some(r)) => precondition(format!("run {id} already ended ({})", r.verdict.name())),
         _ => not_found(format!("no run {id}; `ctl experiment ls` lists the runs")),
     }
@@ -216,8 +224,8 @@ pub fn summary(r: &RunRecord, with_record: bool) -> v1::Run {
     }
 }
 
-pub fn list(state: &State, lab: &str) -> Result<v1::ListRunsResponse, ApiError> {
-    let runs = state
+pub fn list(experiments: &Experiments, lab: &str) -> Result<v1::ListRunsResponse, ApiError> {
+    let runs = experiments
         .runs
         .store
         .list()?
@@ -230,10 +238,10 @@ pub fn list(state: &State, lab: &str) -> Result<v1::ListRunsResponse, ApiError> 
 
 /// A run's record, with the faults awaiting their heal as the agents say
 /// now.
-pub fn get(state: &State, id: &str) -> Result<v1::Run, ApiError> {
-    match state.runs.store.get(id)? {
+pub fn get(experiments: &Experiments, id: &str) -> Result<v1::Run, ApiError> {
+    match experiments.runs.store.get(id)? {
         Some(mut r) => {
-            r.awaiting_heal = run::awaiting_now(state, &r);
+            r.awaiting_heal = run::awaiting_now(experiments, &r);
             Ok(summary(&r, true))
         }
         None => Err(not_found(format!(
@@ -280,7 +288,7 @@ fn check_against(lab: &Lab, spec: &experiment::Spec) -> Result<(), ApiError> {
 pub type RunStream = ReceiverStream<Result<v1::RunEvent, Status>>;
 
 /// Parses, plans and (unless dry) starts a run; its events come down the stream.
-pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<RunStream, ApiError> {
+pub async fn start(experiments: Experiments, req: v1::RunExperimentRequest) -> Result<RunStream, ApiError> {
     if req.file_text.len() > 256 << 10 {
         return Err(invalid("the experiment file is over 256 KiB"));
     }
@@ -301,22 +309,25 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
         crate::lab::validate::lab_name(&req.lab)?;
         req.lab.clone()
     };
-    let lab = state.read(|t| t.labs.get(&lab_name).cloned()).ok_or_else(|| {
-        not_found(format!(
-            "lab {lab_name} does not exist; `ctl lab ls` lists the labs"
-        ))
-    })?;
+    let lab = experiments
+        .store
+        .read(|t| t.labs.get(&lab_name).cloned())
+        .ok_or_else(|| {
+            not_found(format!(
+                "lab {lab_name} does not exist; `ctl lab ls` lists the labs"
+            ))
+        })?;
     check_against(&lab, &spec)?;
     let seed = if req.seed == 0 { now_ms() } else { req.seed };
-    let chosen = targets::resolve(&lab, &spec.targets, seed).map_err(precondition)?;
+    let chosen = targets::resolve(&lab, &spec.targets, seed).map_err(|e| precondition(e.to_string()))?;
     if !req.dry_run {
-        require_agents(&state, &lab_name, &chosen)?;
+        require_agents(&experiments, &lab_name, &chosen)?;
     }
     let (tx, rx) = mpsc::channel(64);
     let id = format!(
         "r{}-{}",
         now_ms(),
-        state.runs.next.fetch_add(1, Ordering::Relaxed)
+        experiments.runs.next.fetch_add(1, Ordering::Relaxed)
     );
     let record = RunRecord {
         id: id.clone(),
@@ -370,15 +381,19 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
         });
         return Ok(ReceiverStream::new(rx));
     }
-    if let Some(why) = state.runs.stopping() {
+    if let Some(why) = experiments.runs.stopping() {
         return Err(ApiError::Unavailable(format!("no new runs: {why}")));
     }
     // Held from here to the run's end: no snapshot, other run, re-apply or
     // delete of the lab meanwhile. The lab is read again under the claim:
     // a change between the first read and the claim would leave the run
     // with targets that are gone.
-    let claim = state.nodes.claims.run(&lab_name, &id)?;
-    if state.read(|t| t.labs.get(&lab_name).map(|l| l.revision)) != Some(lab.revision) {
+    let claim = experiments.nodes.claims.run(&lab_name, &id)?;
+    if experiments
+        .store
+        .read(|t| t.labs.get(&lab_name).map(|l| l.revision))
+        != Some(lab.revision)
+    {
         return Err(precondition(format!(
             "lab {lab_name} changed while the run was starting; run it again"
         )));
@@ -386,7 +401,7 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
     let cancel = CancellationToken::new();
     let proceed = Arc::new(Notify::new());
     {
-        let mut active = state.runs.active.lock();
+        let mut active = experiments.runs.active.lock();
         active.insert(
             lab_name.clone(),
             Handle {
@@ -396,11 +411,11 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
             },
         );
     }
-    state.runs.store.put(&record)?;
+    experiments.runs.store.put(&record)?;
     info!(run = %id, experiment = %record.experiment, lab = %lab_name, seed, "run started");
     let first = plan_lines(&record);
     let run = run::Run::new(
-        state.clone(),
+        experiments.clone(),
         record,
         chosen,
         tx.clone(),
@@ -440,7 +455,7 @@ pub async fn start(state: Arc<State>, req: v1::RunExperimentRequest) -> Result<R
             };
             let record = run.execute().await;
             watcher.abort();
-            state.runs.active.lock().remove(&record.lab);
+            experiments.runs.active.lock().remove(&record.lab);
             drop(claim);
             let done = v1::RunEvent {
                 run_id: record.id.clone(),

@@ -9,8 +9,10 @@ use std::time::Duration;
 use dclab_spec::experiment::record::ProbeResult;
 use dclab_spec::experiment::{Probe, Reach};
 
+use super::act::ActError;
 use super::env::{probe_command, Env};
-use crate::lab::model::Node;
+use super::targets::TargetError;
+use crate::model::lab::Node;
 
 pub struct Running {
     pub spec: Probe,
@@ -30,7 +32,22 @@ fn seconds(ms: u64) -> String {
     format!("{}.{:03}", ms / 1000, ms % 1000)
 }
 
-pub async fn start(env: &Env<'_>, spec: &Probe, at_ms: impl Fn() -> u64) -> Result<Running, String> {
+/// Why a probe did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Exec(#[from] ActError),
+    #[error("probe {probe} did not start in {node}: {output}")]
+    NotStarted {
+        probe: String,
+        node: String,
+        output: String,
+    },
+}
+
+pub async fn start(env: &Env<'_>, spec: &Probe, at_ms: impl Fn() -> u64) -> Result<Running, ProbeError> {
     let from = env.first(&spec.from)?.clone();
     let to = env.first(&spec.to)?;
     let address = env.address(&from, to, spec.network.as_deref())?;
@@ -54,12 +71,11 @@ pub async fn start(env: &Env<'_>, spec: &Probe, at_ms: impl Fn() -> u64) -> Resu
     );
     let (code, out) = env.exec(&from, &command, START_TIMEOUT).await?;
     if code != 0 {
-        return Err(format!(
-            "probe {} did not start in {}: {}",
-            spec.name,
-            from.spec.name,
-            out.trim()
-        ));
+        return Err(ProbeError::NotStarted {
+            probe: spec.name.clone(),
+            node: from.spec.name.clone(),
+            output: out.trim().to_string(),
+        });
     }
     let uptime0 = out
         .trim()

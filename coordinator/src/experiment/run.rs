@@ -23,8 +23,8 @@ use super::disk;
 use super::env::Env;
 use super::probes::{self, Running};
 use super::targets::Chosen;
-use crate::lab::lease::Renewals;
-use crate::state::State;
+use super::Experiments;
+use crate::nodes::lease::Renewals;
 
 mod heals;
 
@@ -49,7 +49,7 @@ enum Stop {
 }
 
 pub struct Run {
-    pub state: Arc<State>,
+    pub experiments: Experiments,
     pub record: RunRecord,
     pub chosen: Chosen,
     pub events: Events,
@@ -68,7 +68,7 @@ pub struct Run {
 impl Run {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        state: Arc<State>,
+        experiments: Experiments,
         record: RunRecord,
         chosen: Chosen,
         events: Events,
@@ -77,9 +77,9 @@ impl Run {
         yes: bool,
     ) -> Run {
         let ttl = Duration::from_millis(record.spec.lease_ms);
-        let renewals = Renewals::start(state.nodes.clone(), ttl);
+        let renewals = Renewals::start(experiments.nodes.clone(), ttl);
         Run {
-            state,
+            experiments,
             record,
             chosen,
             events,
@@ -101,7 +101,7 @@ impl Run {
 
     fn env(&self) -> Env<'_> {
         Env {
-            state: &self.state,
+            experiments: &self.experiments,
             lab: &self.record.lab,
             chosen: &self.chosen,
             tag: &self.record.id,
@@ -144,7 +144,7 @@ impl Run {
     }
 
     fn save(&self) {
-        if let Err(e) = self.state.runs.store.put(&self.record) {
+        if let Err(e) = self.experiments.runs.store.put(&self.record) {
             warn!(run = %self.record.id, error = %e, "cannot write the run record");
         }
     }
@@ -314,7 +314,7 @@ impl Run {
                                 last_line(out)
                             ),
                         ),
-                        Err(e) => (Some(e.clone()), format!("  exec on {}: {e}", node.spec.name)),
+                        Err(e) => (Some(e.to_string()), format!("  exec on {}: {e}", node.spec.name)),
                     };
                     self.say(line).await;
                     let ev = self.event(stage, EventKind::Exec, command.clone(), at, error.clone());
@@ -373,15 +373,22 @@ impl Run {
                     EventKind::Fault,
                     format!("{} {id}", fault.kind()),
                     at,
-                    Some(e.clone()),
+                    Some(e.to_string()),
                 );
                 return Err(Stop::Failed(format!("fault {id} ({}): {e}", fault.kind())));
             }
         }
-        let plan = act::plan(&self.state, &self.record.lab, fault, &nodes, (&ga, &gb), &tag)
-            .map_err(|e| Stop::Failed(format!("fault {id}: {e}")))?;
+        let plan = act::plan(
+            &self.experiments,
+            &self.record.lab,
+            fault,
+            &nodes,
+            (&ga, &gb),
+            &tag,
+        )
+        .map_err(|e| Stop::Failed(format!("fault {id}: {e}")))?;
         let ttl = Duration::from_millis(self.record.spec.lease_ms);
-        let lease = self.state.nodes.lease_ids.lease("fault", ttl);
+        let lease = self.experiments.nodes.lease_ids.lease("fault", ttl);
         let hosts: BTreeSet<String> = plan.per_host.iter().map(|(h, ..)| h.clone()).collect();
         for h in &hosts {
             self.renewals.add(h, &lease.id);
@@ -398,7 +405,7 @@ impl Run {
             hosts = %hosts.iter().cloned().collect::<Vec<_>>().join(","),
             outcome = tracing::field::Empty
         );
-        let result = act::apply(&self.state, &plan, &lease)
+        let result = act::apply(&self.experiments, &plan, &lease)
             .instrument(span.clone())
             .await;
         span.record("outcome", if result.is_ok() { "applied" } else { "failed" });
@@ -409,7 +416,7 @@ impl Run {
             on: on.map_or_else(|| "the groups".to_string(), |_| names(&nodes)),
             lease: lease.id.clone(),
             hosts: hosts.clone(),
-            _counted: self.state.runs.fault_applied(),
+            _counted: self.experiments.runs.fault_applied(),
         });
         self.record.fault_leases.push(FaultLease {
             fault: id.to_string(),
@@ -447,7 +454,7 @@ impl Run {
                     EventKind::Fault,
                     format!("{} {id}", fault.kind()),
                     at,
-                    Some(e.clone()),
+                    Some(e.to_string()),
                 );
                 Err(Stop::Failed(format!("fault {id} ({}): {e}", fault.kind())))
             }
@@ -499,7 +506,7 @@ impl Run {
             Ok(()) => Verdict::Deviated,
         };
         if let Err(Stop::Aborted(why) | Stop::Failed(why)) = &stopped {
-            let why = match (&stopped, self.state.runs.stopping()) {
+            let why = match (&stopped, self.experiments.runs.stopping()) {
                 (Err(Stop::Aborted(_)), Some(stopping)) => stopping,
                 _ => why.clone(),
             };
@@ -511,7 +518,7 @@ impl Run {
     }
 }
 
-fn names(nodes: &[crate::lab::model::Node]) -> String {
+fn names(nodes: &[crate::model::lab::Node]) -> String {
     nodes
         .iter()
         .map(|n| n.spec.name.as_str())

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use dclab_spec::experiment::{Pick, Target};
 
-use crate::lab::model::{Lab, Node};
+use crate::model::lab::{Lab, Node};
 
 /// The nodes of every target, by target name.
 pub type Chosen = BTreeMap<String, Vec<Node>>;
@@ -29,6 +29,32 @@ impl Rng {
     }
 }
 
+/// Why a run's targets cannot be chosen, or a chosen node not reached.
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("target {target} matches no node of lab {lab} (nodes: {nodes})")]
+    NoMatch {
+        target: String,
+        lab: String,
+        nodes: String,
+    },
+    #[error("target {target} wants random:{wanted} but only {matched} nodes of lab {lab} match")]
+    TooFew {
+        target: String,
+        wanted: usize,
+        matched: usize,
+        lab: String,
+    },
+    #[error("target {target} chose no node")]
+    NoNode { target: String },
+    #[error("node {node} has no interface on network {network}")]
+    NoInterfaceOn { node: String, network: String },
+    #[error("node {node} has no network interface")]
+    NoInterface { node: String },
+    #[error("nodes {from} and {to} share no network")]
+    NoSharedNetwork { from: String, to: String },
+}
+
 fn describe(lab: &Lab) -> String {
     lab.nodes
         .iter()
@@ -37,7 +63,7 @@ fn describe(lab: &Lab) -> String {
         .join(", ")
 }
 
-pub fn resolve(lab: &Lab, targets: &[Target], seed: u64) -> Result<Chosen, String> {
+pub fn resolve(lab: &Lab, targets: &[Target], seed: u64) -> Result<Chosen, TargetError> {
     let mut rng = Rng::new(seed);
     let mut chosen = Chosen::new();
     for t in targets {
@@ -55,12 +81,11 @@ pub fn resolve(lab: &Lab, targets: &[Target], seed: u64) -> Result<Chosen, Strin
             .filter(|n| !taken.contains(n.spec.name.as_str()))
             .collect();
         if candidates.is_empty() {
-            return Err(format!(
-                "target {} matches no node of lab {} (nodes: {})",
-                t.name,
-                lab.name,
-                describe(lab)
-            ));
+            return Err(TargetError::NoMatch {
+                target: t.name.clone(),
+                lab: lab.name.clone(),
+                nodes: describe(lab),
+            });
         }
         let picked: Vec<Node> = match t.pick {
             Pick::One => vec![candidates[0].clone()],
@@ -68,12 +93,12 @@ pub fn resolve(lab: &Lab, targets: &[Target], seed: u64) -> Result<Chosen, Strin
             Pick::Random(n) => {
                 let n = n as usize;
                 if candidates.len() < n {
-                    return Err(format!(
-                        "target {} wants random:{n} but only {} nodes of lab {} match",
-                        t.name,
-                        candidates.len(),
-                        lab.name
-                    ));
+                    return Err(TargetError::TooFew {
+                        target: t.name.clone(),
+                        wanted: n,
+                        matched: candidates.len(),
+                        lab: lab.name.clone(),
+                    });
                 }
                 (0..n)
                     .map(|_| candidates.remove(rng.below(candidates.len())).clone())
@@ -86,23 +111,25 @@ pub fn resolve(lab: &Lab, targets: &[Target], seed: u64) -> Result<Chosen, Strin
 }
 
 /// The nic of `node` on `network`, or on its first network.
-pub fn nic<'a>(node: &'a Node, network: Option<&str>) -> Result<&'a crate::lab::model::Nic, String> {
+pub fn nic<'a>(node: &'a Node, network: Option<&str>) -> Result<&'a crate::model::lab::Nic, TargetError> {
     match network {
         Some(net) => node
             .nics
             .iter()
             .find(|n| n.network == net)
-            .ok_or_else(|| format!("node {} has no interface on network {net}", node.spec.name)),
-        None => node
-            .nics
-            .first()
-            .ok_or_else(|| format!("node {} has no network interface", node.spec.name)),
+            .ok_or_else(|| TargetError::NoInterfaceOn {
+                node: node.spec.name.clone(),
+                network: net.to_string(),
+            }),
+        None => node.nics.first().ok_or_else(|| TargetError::NoInterface {
+            node: node.spec.name.clone(),
+        }),
     }
 }
 
 /// The network `from` reaches `to` on: the one given (both must be on it)
 /// or the first of `to`'s networks `from` is on too.
-pub fn shared_network(from: &Node, to: &Node, network: Option<&str>) -> Result<String, String> {
+pub fn shared_network(from: &Node, to: &Node, network: Option<&str>) -> Result<String, TargetError> {
     if let Some(net) = network {
         nic(from, Some(net))?;
         nic(to, Some(net))?;
@@ -112,5 +139,8 @@ pub fn shared_network(from: &Node, to: &Node, network: Option<&str>) -> Result<S
         .iter()
         .map(|n| n.network.clone())
         .find(|net| from.nics.iter().any(|f| &f.network == net))
-        .ok_or_else(|| format!("nodes {} and {} share no network", from.spec.name, to.spec.name))
+        .ok_or_else(|| TargetError::NoSharedNetwork {
+            from: from.spec.name.clone(),
+            to: to.spec.name.clone(),
+        })
 }

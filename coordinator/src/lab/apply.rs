@@ -8,9 +8,9 @@ use std::net::Ipv4Addr;
 use dclab_proto::error::{exists, invalid, not_found, precondition};
 use dclab_proto::ApiError;
 
-use super::model::{Lab, Nic, Node, NodeSpec};
 use super::validate::Checked;
 use crate::addr::Cidr;
+use crate::model::lab::{Lab, Nic, Node, NodeSpec};
 use crate::model::{NetKind, PortKind, Topology};
 use crate::mutate::{self, Ops, PortSpec};
 use crate::placement::{self, Capacity, Demand, Together};

@@ -3,16 +3,25 @@
 //! each node interface is a port, so labs are isolated like any tenant.
 
 pub mod apply;
-pub mod claims;
-pub mod hub;
-pub mod lease;
-pub mod model;
-pub mod ops;
+pub mod calls;
 pub mod snapshot;
 pub mod validate;
 
-#[cfg(test)]
-mod hub_tests;
+use std::sync::Arc;
+
+use crate::nodes::hub::NodeHub;
+use crate::rules::RuleHub;
+use crate::state::State;
+
+/// What lab calls (apply, delete, status, snapshots, exec) use.
+#[derive(Clone)]
+pub struct Labs {
+    pub store: Arc<State>,
+    pub nodes: Arc<NodeHub>,
+    /// Whether a lab's ports are applied on their hosts.
+    pub rules: Arc<RuleHub>,
+}
+
 #[cfg(test)]
 mod switch_tests;
 #[cfg(test)]

@@ -9,15 +9,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use dclab_proto::error::{exists, not_found, precondition};
 use dclab_proto::v1::{self, operation::Action};
 use dclab_proto::ApiError;
-use futures::future::join_all;
 use tracing::{info, warn, Instrument};
 
-use super::lease::{Renewals, SNAPSHOT_LEASE_TTL};
-use super::model::Snapshot;
-use super::ops;
+use super::Labs;
+use crate::model::lab::Snapshot;
 use crate::mutate::check_name;
+use crate::nodes::fanout::{all_done, HostsFailed};
+use crate::nodes::lease::{Renewals, SNAPSHOT_LEASE_TTL};
+use crate::nodes::ops;
 use crate::record::{Op, Record, RecordKey};
-use crate::state::State;
 
 const PHASE_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -75,7 +75,7 @@ impl Phase {
 /// One snapshot operation on one lab: its hosts and the lease that holds
 /// its nodes, renewed until the operation ends.
 struct Run<'a> {
-    state: &'a State,
+    labs: &'a Labs,
     lab: &'a str,
     snapshot: &'a str,
     hosts: ByHost,
@@ -84,11 +84,11 @@ struct Run<'a> {
 }
 
 impl<'a> Run<'a> {
-    fn new(state: &'a State, lab: &'a str, snapshot: &'a str, hosts: ByHost) -> Run<'a> {
-        let lease = state.nodes.lease_ids.lease("snapshot", SNAPSHOT_LEASE_TTL);
-        let renewals = Renewals::of(state.nodes.clone(), hosts.keys().cloned(), &lease);
+    fn new(labs: &'a Labs, lab: &'a str, snapshot: &'a str, hosts: ByHost) -> Run<'a> {
+        let lease = labs.nodes.lease_ids.lease("snapshot", SNAPSHOT_LEASE_TTL);
+        let renewals = Renewals::of(labs.nodes.clone(), hosts.keys().cloned(), &lease);
         Run {
-            state,
+            labs,
             lab,
             snapshot,
             hosts,
@@ -98,29 +98,18 @@ impl<'a> Run<'a> {
     }
 
     /// Runs one phase on every host; Err lists each host that failed.
-    async fn phase(&self, phase: Phase) -> Result<(), String> {
+    async fn phase(&self, phase: Phase) -> Result<(), HostsFailed> {
         let span = tracing::info_span!("phase", phase = phase.name(), hosts = self.hosts.len());
         self.run_phase(phase, &self.hosts).instrument(span).await
     }
 
-    async fn run_phase(&self, phase: Phase, hosts: &ByHost) -> Result<(), String> {
-        let runs = hosts.iter().map(|(host, nodes)| {
+    async fn run_phase(&self, phase: Phase, hosts: &ByHost) -> Result<(), HostsFailed> {
+        let ops = hosts.iter().map(|(host, nodes)| {
             let op = ops::on_nodes(self.lab, nodes.clone(), phase.action(self.snapshot, &self.lease));
-            async move {
-                let result = self.state.nodes.run(host, op, PHASE_TIMEOUT).await;
-                match result {
-                    Ok(r) if r.ok => Ok(()),
-                    Ok(r) => Err(format!("host {host}: {}", r.error)),
-                    Err(e) => Err(format!("host {host}: {e}")),
-                }
-            }
+            (host.clone(), op)
         });
-        let failures: Vec<String> = join_all(runs).await.into_iter().filter_map(Result::err).collect();
-        if failures.is_empty() {
-            Ok(())
-        } else {
-            Err(failures.join("; "))
-        }
+        let answers = self.labs.nodes.run_on_each(ops, PHASE_TIMEOUT).await;
+        all_done(&answers, "")
     }
 
     /// Resumes every node after a failed phase; its own failure is added to `error`.
@@ -173,8 +162,8 @@ fn stop_phase(cold: bool) -> Phase {
 }
 
 /// The lab's (node, host) pairs, or NotFound.
-fn lab_nodes(state: &State, lab: &str) -> Result<Vec<(String, String)>, ApiError> {
-    state.read(|t| {
+fn lab_nodes(labs: &Labs, lab: &str) -> Result<Vec<(String, String)>, ApiError> {
+    labs.store.read(|t| {
         t.labs
             .get(lab)
             .map(|l| {
@@ -187,9 +176,9 @@ fn lab_nodes(state: &State, lab: &str) -> Result<Vec<(String, String)>, ApiError
     })
 }
 
-#[tracing::instrument(name = "snapshot.create", skip(state))]
+#[tracing::instrument(name = "snapshot.create", skip(labs))]
 pub async fn create(
-    state: &State,
+    labs: &Labs,
     lab: &str,
     name: &str,
     cold: bool,
@@ -197,14 +186,17 @@ pub async fn create(
 ) -> Result<Snapshot, ApiError> {
     check_name("snapshot", name)?;
     // Faults would end up in the snapshot: refused during a run unless forced.
-    let _claim = state.nodes.claims.snapshot(lab, force)?;
-    let nodes = lab_nodes(state, lab)?;
-    if state.read(|t| t.snapshots.contains_key(&(lab.to_string(), name.to_string()))) {
+    let _claim = labs.nodes.claims.snapshot(lab, force)?;
+    let nodes = lab_nodes(labs, lab)?;
+    if labs
+        .store
+        .read(|t| t.snapshots.contains_key(&(lab.to_string(), name.to_string())))
+    {
         return Err(exists(format!(
             "lab {lab} already has a snapshot {name}; remove it first (`ctl snapshot rm {name} --lab {lab}`)"
         )));
     }
-    let run = Run::new(state, lab, name, by_host(&nodes));
+    let run = Run::new(labs, lab, name, by_host(&nodes));
     let mut clock = Clock::new();
     let stop = stop_phase(cold);
     if let Err(e) = run.phase(stop).await {
@@ -233,7 +225,8 @@ pub async fn create(
         micros: clock.total(),
         phases: clock.phases,
     };
-    state.write(|_| Ok(vec![Op::Put(Record::Snapshot(snap.clone()))]))?;
+    labs.store
+        .write(|_| Ok(vec![Op::Put(Record::Snapshot(snap.clone()))]))?;
     info!(
         lab,
         snapshot = name,
@@ -249,12 +242,12 @@ pub async fn create(
     Ok(snap)
 }
 
-#[tracing::instrument(name = "snapshot.restore", skip(state))]
-pub async fn restore(state: &State, lab: &str, name: &str, force: bool) -> Result<Snapshot, ApiError> {
+#[tracing::instrument(name = "snapshot.restore", skip(labs))]
+pub async fn restore(labs: &Labs, lab: &str, name: &str, force: bool) -> Result<Snapshot, ApiError> {
     // Faults would end up in the snapshot: refused during a run unless forced.
-    let _claim = state.nodes.claims.snapshot(lab, force)?;
-    let nodes = lab_nodes(state, lab)?;
-    let snap = find(state, lab, name)?;
+    let _claim = labs.nodes.claims.snapshot(lab, force)?;
+    let nodes = lab_nodes(labs, lab)?;
+    let snap = find(labs, lab, name)?;
     let mut now = nodes.clone();
     let mut then = snap.nodes.clone();
     now.sort();
@@ -264,7 +257,7 @@ pub async fn restore(state: &State, lab: &str, name: &str, force: bool) -> Resul
             "lab {lab} changed since snapshot {name} (nodes or their hosts differ); take a new snapshot"
         )));
     }
-    let run = Run::new(state, lab, name, by_host(&nodes));
+    let run = Run::new(labs, lab, name, by_host(&nodes));
     let mut clock = Clock::new();
     // What runs now is thrown away: nothing to shut down gracefully, so
     // a restore stops the nodes in place, whether the snapshot was cold or not.
@@ -300,20 +293,20 @@ pub async fn restore(state: &State, lab: &str, name: &str, force: bool) -> Resul
     })
 }
 
-#[tracing::instrument(name = "snapshot.delete", skip(state))]
-pub async fn delete(state: &State, lab: &str, name: &str) -> Result<(), ApiError> {
-    let _claim = state.nodes.claims.snapshot(lab, true)?;
-    let snap = find(state, lab, name)?;
-    let nodes = lab_nodes(state, lab)?;
+#[tracing::instrument(name = "snapshot.delete", skip(labs))]
+pub async fn delete(labs: &Labs, lab: &str, name: &str) -> Result<(), ApiError> {
+    let _claim = labs.nodes.claims.snapshot(lab, true)?;
+    let snap = find(labs, lab, name)?;
+    let nodes = lab_nodes(labs, lab)?;
     // Only nodes that still exist hold the snapshot.
     let holding: Vec<(String, String)> = snap.nodes.iter().filter(|n| nodes.contains(n)).cloned().collect();
-    let run = Run::new(state, lab, name, by_host(&holding));
+    let run = Run::new(labs, lab, name, by_host(&holding));
     if let Err(e) = run.phase(Phase::Delete).await {
         return Err(precondition(format!(
             "removing snapshot {name} of lab {lab} failed on {e}; it is kept, try again"
         )));
     }
-    state.write(|_| {
+    labs.store.write(|_| {
         Ok(vec![Op::Delete(RecordKey::Snapshot(
             lab.to_string(),
             name.to_string(),
@@ -322,8 +315,8 @@ pub async fn delete(state: &State, lab: &str, name: &str) -> Result<(), ApiError
     Ok(())
 }
 
-fn find(state: &State, lab: &str, name: &str) -> Result<Snapshot, ApiError> {
-    state.read(|t| {
+fn find(labs: &Labs, lab: &str, name: &str) -> Result<Snapshot, ApiError> {
+    labs.store.read(|t| {
         t.snapshots
             .get(&(lab.to_string(), name.to_string()))
             .cloned()

@@ -5,8 +5,8 @@ use dclab_proto::v1;
 use dclab_proto::ApiError;
 
 use super::tests::{node, spec, state, up};
+use super::Labs;
 use crate::model::NetKind;
-use crate::state::State;
 
 /// `nodes` (name, memory, pin) on lan and on the switch network tunnel.
 fn with_tunnel(nodes: &[(&str, u64, &str)], lan_only: &[&str]) -> v1::LabSpec {
@@ -31,8 +31,8 @@ fn with_tunnel(nodes: &[(&str, u64, &str)], lan_only: &[&str]) -> v1::LabSpec {
     lab
 }
 
-fn hosts_of(state: &State, nodes: &[&str]) -> Vec<String> {
-    state.read(|t| {
+fn hosts_of(state: &Labs, nodes: &[&str]) -> Vec<String> {
+    state.store.read(|t| {
         let lab = &t.labs["nest"];
         nodes.iter().map(|n| lab.node(n).unwrap().host.clone()).collect()
     })
@@ -50,7 +50,7 @@ fn switch_members_follow_their_pinned_member_and_later_ones_join_them() {
         "{changes:?}"
     );
     assert_eq!(hosts_of(&state, &["a", "b", "c"]), ["h2", "h2", "h1"]);
-    state.read(|t| {
+    state.store.read(|t| {
         let tunnel = t.network_by_name("nest", "tunnel").unwrap();
         assert_eq!(tunnel.kind, NetKind::Switch);
         assert_eq!(t.network_by_name("nest", "lan").unwrap().kind, NetKind::Rewrite);
@@ -69,7 +69,7 @@ fn switch_members_follow_their_pinned_member_and_later_ones_join_them() {
 fn switch_members_that_cannot_share_a_host_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path());
-    let revision = state.revision();
+    let revision = state.store.revision();
     let split = with_tunnel(&[("a", 256, "h1"), ("b", 256, "h2")], &[]);
     let err = up(&state, &split).unwrap_err();
     assert!(matches!(err, ApiError::InvalidArgument(_)), "{err}");
@@ -86,7 +86,7 @@ fn switch_members_that_cannot_share_a_host_are_refused_and_nothing_is_written() 
             .contains("nodes a, b of switch network tunnel need 2 vCPUs and 3072 MiB on one host and no single host has that free"),
         "{err}"
     );
-    assert_eq!(state.revision(), revision);
+    assert_eq!(state.store.revision(), revision);
 }
 
 #[test]

@@ -1,15 +1,18 @@
 use dclab_proto::v1;
 use dclab_proto::ApiError;
 
+use super::Labs;
 use super::{apply, validate};
 use crate::keys::KeyRange;
 use crate::mutate;
-use crate::state::State;
 
-pub(super) fn state(dir: &std::path::Path) -> State {
-    let state = State::open(dir, KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
+pub(super) fn state(dir: &std::path::Path) -> Labs {
+    let state = crate::coordinator::Coordinator::open(dir, KeyRange("100.64.0.0/16".parse().unwrap()))
+        .unwrap()
+        .labs();
     for (h, mac) in [("h1", "0a:00:00:00:00:01"), ("h2", "0a:00:00:00:00:02")] {
         state
+            .store
             .mutate(|v| mutate::put_host(v.topo, h, "up0", mac, (4, 2048)))
             .unwrap();
     }
@@ -46,10 +49,10 @@ pub(super) fn spec(name: &str, nodes: Vec<v1::NodeSpec>) -> v1::LabSpec {
     }
 }
 
-pub(super) fn up(state: &State, spec: &v1::LabSpec) -> Result<Vec<String>, ApiError> {
+pub(super) fn up(state: &Labs, spec: &v1::LabSpec) -> Result<Vec<String>, ApiError> {
     let checked = validate::check(spec)?;
     let mut changes = vec![];
-    state.mutate(|v| {
+    state.store.mutate(|v| {
         let applied = apply::apply(v, &spec.name, checked)?;
         changes = applied.changes;
         Ok(applied.ops)
@@ -67,7 +70,7 @@ fn a_lab_becomes_tenant_networks_ports_and_node_sets() {
     );
     let changes = up(&state, &lab).unwrap();
     assert_eq!(changes.len(), 3, "{changes:?}");
-    state.read(|t| {
+    state.store.read(|t| {
         assert!(t.tenants.contains_key("pair"));
         assert!(t.network_by_name("pair", "lan").is_some());
         let a = &t.ports["pair.a.0"];
@@ -81,12 +84,12 @@ fn a_lab_becomes_tenant_networks_ports_and_node_sets() {
     assert_eq!(on_h2.nodes[0].name, "b");
     assert_eq!(on_h2.nodes[0].nics[0].port, "pair.b.0");
     assert!(on_h2.nodes[0].nics[0].tap.len() <= 15);
-    assert_eq!(on_h2.version, state.revision());
+    assert_eq!(on_h2.version, state.store.revision());
 
     // The same spec again changes nothing, not even the revision.
-    let revision = state.revision();
+    let revision = state.store.revision();
     assert!(up(&state, &lab).unwrap().is_empty());
-    assert_eq!(state.revision(), revision);
+    assert_eq!(state.store.revision(), revision);
 }
 
 #[test]
@@ -105,7 +108,7 @@ fn reapply_replaces_changed_nodes_only_and_keeps_addresses() {
         ),
     )
     .unwrap();
-    let before = state.read(|t| t.labs["l"].clone());
+    let before = state.store.read(|t| t.labs["l"].clone());
     let h1_version = state.nodes.set_version("h1");
     let changes = up(
         &state,
@@ -121,13 +124,13 @@ fn reapply_replaces_changed_nodes_only_and_keeps_addresses() {
         "{changes:?}"
     );
     assert_eq!(changes.len(), 2, "a is unchanged: {changes:?}");
-    let after = state.read(|t| t.labs["l"].clone());
+    let after = state.store.read(|t| t.labs["l"].clone());
     assert_eq!(after.node("a"), before.node("a"));
     assert_eq!(
         after.node("b").unwrap().nics[0].ip,
         before.node("b").unwrap().nics[0].ip
     );
-    state.read(|t| assert!(!t.ports.contains_key("l.c.0")));
+    state.store.read(|t| assert!(!t.ports.contains_key("l.c.0")));
     let a_host = &after.node("a").unwrap().host;
     if a_host == "h1" && before.node("c").unwrap().host != "h1" && after.node("b").unwrap().host != "h1" {
         assert_eq!(
@@ -143,15 +146,15 @@ fn capacity_counts_other_labs_and_refusals_write_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path());
     up(&state, &spec("one", vec![node("big", 2000, "h1", "")])).unwrap();
-    let revision = state.revision();
+    let revision = state.store.revision();
     let err = up(&state, &spec("two", vec![node("x", 100, "h1", "")])).unwrap_err();
     assert!(matches!(err, ApiError::ResourceExhausted(_)), "{err}");
     assert!(
         err.to_string().contains("lab two") && err.to_string().contains("h1"),
         "{err}"
     );
-    assert_eq!(state.revision(), revision);
-    state.read(|t| assert!(!t.tenants.contains_key("two")));
+    assert_eq!(state.store.revision(), revision);
+    state.store.read(|t| assert!(!t.tenants.contains_key("two")));
     // Same CIDR in another lab on the same host is fine: labs are tenants.
     up(&state, &spec("two", vec![node("x", 100, "h2", "10.0.0.1")])).unwrap();
 }
@@ -176,7 +179,10 @@ fn bad_specs_are_refused_with_the_field_at_fault() {
     assert!(up(&state, &twice).unwrap_err().to_string().contains("used twice"));
     let long = spec(&"x".repeat(30), vec![]);
     assert!(up(&state, &long).unwrap_err().to_string().contains("limit is 24"));
-    state.mutate(|v| mutate::create_tenant(v.topo, "plain")).unwrap();
+    state
+        .store
+        .mutate(|v| mutate::create_tenant(v.topo, "plain"))
+        .unwrap();
     let clash = up(&state, &spec("plain", vec![])).unwrap_err();
     assert!(clash.to_string().contains("is not a lab"), "{clash}");
     up(&state, &spec("l", vec![node("a", 256, "", "")])).unwrap();
@@ -196,18 +202,22 @@ fn delete_removes_everything_and_survives_reopen() {
             &spec("l", vec![node("a", 256, "h1", ""), node("b", 256, "h1", "")]),
         )
         .unwrap();
-        state.mutate(|v| apply::delete(v.topo, "l")).unwrap();
-        state.read(|t| {
+        state.store.mutate(|v| apply::delete(v.topo, "l")).unwrap();
+        state.store.read(|t| {
             assert!(t.labs.is_empty() && t.ports.is_empty() && t.bkeys.is_empty());
             assert!(t.networks.is_empty() && t.tenants.is_empty());
         });
         assert!(state.nodes.subscribe("h1").borrow().nodes.is_empty());
         up(&state, &spec("k", vec![node("a", 256, "h2", "")])).unwrap();
-        let err = state.mutate(|v| apply::delete(v.topo, "l")).unwrap_err();
+        let err = state.store.mutate(|v| apply::delete(v.topo, "l")).unwrap_err();
         assert!(err.to_string().contains("lab l does not exist"), "{err}");
     }
-    let state = State::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
-    state.read(|t| assert_eq!(t.labs["k"].node("a").unwrap().host, "h2"));
+    let state = crate::coordinator::Coordinator::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap()))
+        .unwrap()
+        .labs();
+    state
+        .store
+        .read(|t| assert_eq!(t.labs["k"].node("a").unwrap().host, "h2"));
     assert_eq!(
         state.nodes.subscribe("h2").borrow().nodes.len(),
         1,
@@ -230,14 +240,14 @@ fn the_apt_cache_node_is_the_proxy_of_the_others() {
 
 #[tokio::test]
 async fn operations_reach_the_connected_agent_and_fail_when_it_leaves() {
-    use super::hub::NodeHub;
+    use crate::nodes::hub::NodeHub;
     use std::sync::Arc;
     use std::time::Duration;
     use tokio::sync::mpsc;
 
     let hub = Arc::new(NodeHub::default());
     let pause = v1::operation::Action::Pause(v1::PauseNodes::default());
-    let op = super::ops::on_nodes("l", vec!["a".into()], pause);
+    let op = crate::nodes::ops::on_nodes("l", vec!["a".into()], pause);
     let err = hub
         .run("h1", op.clone(), Duration::from_secs(1))
         .await
@@ -293,7 +303,7 @@ async fn operations_reach_the_connected_agent_and_fail_when_it_leaves() {
 
 #[test]
 fn changing_nodes_drops_the_labs_snapshots() {
-    use super::model::Snapshot;
+    use crate::model::lab::Snapshot;
     use crate::record::{Op, Record};
     let dir = tempfile::tempdir().unwrap();
     let state = state(dir.path());
@@ -308,13 +318,14 @@ fn changing_nodes_drops_the_labs_snapshots() {
         phases: vec![],
     };
     state
+        .store
         .mutate(|_| Ok(vec![Op::Put(Record::Snapshot(snap))]))
         .unwrap();
     // SSH keys do not touch the nodes: the snapshot stays.
     let mut keyed = spec("l", vec![node("a", 256, "h1", "")]);
     keyed.ssh_keys = vec!["ssh-ed25519 AAAA k".into()];
     assert_eq!(up(&state, &keyed).unwrap(), ["changed SSH keys"]);
-    assert_eq!(state.read(|t| t.snapshots.len()), 1);
+    assert_eq!(state.store.read(|t| t.snapshots.len()), 1);
     let mut grown = keyed.clone();
     grown.nodes[0].memory_mib = 512;
     let changes = up(&state, &grown).unwrap();
@@ -322,7 +333,7 @@ fn changing_nodes_drops_the_labs_snapshots() {
         changes.contains(&"dropped snapshots initial (the lab's nodes changed)".to_string()),
         "{changes:?}"
     );
-    assert_eq!(state.read(|t| t.snapshots.len()), 0);
+    assert_eq!(state.store.read(|t| t.snapshots.len()), 0);
 }
 
 // Multi-threaded: the delete's store write blocks in place.
@@ -350,7 +361,7 @@ async fn lab_delete_reports_the_leftovers_its_agents_killed() {
     state.nodes.report(report("h1", vec![left("old", 3)]));
     let delete = {
         let state = state.clone();
-        tokio::spawn(async move { crate::service::labs::delete_lab(&state, "l").await })
+        tokio::spawn(async move { crate::lab::calls::delete_lab(&state, "l").await })
     };
     for _ in 0..500 {
         if state.nodes.subscribe("h1").borrow().nodes.is_empty() {

@@ -6,7 +6,7 @@ use dclab_proto::v1;
 use dclab_proto::ApiError;
 use dclab_spec::validate::{self, MAX_LAB_NAME};
 
-use super::model::{IfaceSpec, LabNet, NodeKind, NodeSpec};
+use crate::model::lab::{IfaceSpec, LabNet, NodeKind, NodeSpec};
 use crate::model::NetKind;
 
 pub struct Checked {

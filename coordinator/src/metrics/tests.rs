@@ -1,10 +1,8 @@
-use std::sync::Arc;
-
 use super::Metrics;
+use crate::coordinator::Coordinator;
 use crate::keys::KeyRange;
 use crate::model::PortKind;
 use crate::mutate::{self, PortSpec};
-use crate::state::State;
 
 /// The value of the sample `name{labels}` (labels as written, "" for none).
 fn sample(page: &str, name: &str, labels: &str) -> f64 {
@@ -21,7 +19,7 @@ fn sample(page: &str, name: &str, labels: &str) -> f64 {
         .unwrap()
 }
 
-fn add_port(state: &State, name: &str, ip: &str) {
+fn add_port(state: &Coordinator, name: &str, ip: &str) {
     let spec = PortSpec {
         name,
         tenant: "t",
@@ -32,6 +30,7 @@ fn add_port(state: &State, name: &str, ip: &str) {
         kind: PortKind::Vm,
     };
     state
+        .store
         .mutate(|v| mutate::create_port(v.topo, v.keys, &spec))
         .unwrap();
 }
@@ -39,30 +38,35 @@ fn add_port(state: &State, name: &str, ip: &str) {
 #[test]
 fn a_scrape_reads_the_state_and_the_hubs_timings() {
     let dir = tempfile::tempdir().unwrap();
-    let state = Arc::new(State::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap())).unwrap());
+    let state = Coordinator::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
     state
+        .store
         .mutate(|v| mutate::put_host(v.topo, "h1", "up0", "0a:00:00:00:00:01", (4, 4096)))
         .unwrap();
-    state.mutate(|v| mutate::create_tenant(v.topo, "t")).unwrap();
     state
+        .store
+        .mutate(|v| mutate::create_tenant(v.topo, "t"))
+        .unwrap();
+    state
+        .store
         .mutate(|v| mutate::create_network(v.topo, "t", "a", "10.0.0.0/24", v.next_net_id))
         .unwrap();
-    let metrics = Metrics::new(state.clone());
+    let metrics = Metrics::new(&state);
     let before = metrics.render();
     assert!(before.ends_with("# EOF\n"), "{before}");
     assert_eq!(sample(&before, "dclab_coordinator_objects", "kind=\"port\""), 0.0);
     assert_eq!(sample(&before, "dclab_coordinator_objects", "kind=\"host\""), 1.0);
     assert_eq!(
         sample(&before, "dclab_coordinator_revision", ""),
-        state.revision() as f64
+        state.store.revision() as f64
     );
     assert_eq!(sample(&before, "dclab_coordinator_hosts_connected", ""), 0.0);
     assert!(sample(&before, "dclab_coordinator_store_size_bytes", "") > 0.0);
 
     // An agent watching h1: a port pushes a version, its ack ends the clock.
-    let _watch = state.hub.watching("h1");
+    let _watch = state.rules.watching("h1");
     add_port(&state, "p1", "10.0.0.1");
-    let desired = state.hub.current("h1").version;
+    let desired = state.rules.current("h1").version;
     let page = metrics.render();
     assert_eq!(sample(&page, "dclab_coordinator_objects", "kind=\"port\""), 1.0);
     assert_eq!(sample(&page, "dclab_coordinator_hosts_connected", ""), 1.0);
@@ -78,7 +82,7 @@ fn a_scrape_reads_the_state_and_the_hubs_timings() {
         sample(&page, "dclab_coordinator_ack_latency_seconds_count", ""),
         0.0
     );
-    state.hub.ack("h1", desired, 10, 0);
+    state.rules.ack("h1", desired, 10, 0);
     let acked = metrics.render();
     assert_eq!(
         sample(&acked, "dclab_coordinator_host_applied_version", "host=\"h1\""),
@@ -117,8 +121,8 @@ fn a_scrape_reads_the_state_and_the_hubs_timings() {
     );
 
     // A deleted host leaves the per-host series.
-    state.mutate(|v| mutate::delete_port(v.topo, "p1")).unwrap();
-    state.mutate(|v| mutate::delete_host(v.topo, "h1")).unwrap();
+    state.store.mutate(|v| mutate::delete_port(v.topo, "p1")).unwrap();
+    state.store.mutate(|v| mutate::delete_host(v.topo, "h1")).unwrap();
     let gone = metrics.render();
     assert!(!gone.contains("host=\"h1\""), "{gone}");
 }
@@ -126,8 +130,8 @@ fn a_scrape_reads_the_state_and_the_hubs_timings() {
 #[test]
 fn a_fault_counts_while_its_guard_lives() {
     let dir = tempfile::tempdir().unwrap();
-    let state = Arc::new(State::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap())).unwrap());
-    let metrics = Metrics::new(state.clone());
+    let state = Coordinator::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
+    let metrics = Metrics::new(&state);
     let fault = state.runs.fault_applied();
     let second = state.runs.fault_applied();
     assert_eq!(

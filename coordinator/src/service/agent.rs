@@ -10,6 +10,9 @@ use tonic::{Request, Response, Status};
 use tracing::{debug, info, Instrument};
 
 use super::convert;
+use crate::nodes::hub::NodeHub;
+use crate::relay::{ExecStreams, Tunnels};
+use crate::rules::RuleHub;
 use crate::rules::{diff_rules, HostRules};
 use crate::state::State;
 use crate::{auth, mutate};
@@ -17,8 +20,14 @@ use crate::{auth, mutate};
 /// How long a TunnelBack stream may take to send its first message.
 const TUNNEL_OPEN_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
 
+/// Agents register into the store, watch their rules and nodes, report
+/// operations, and call back for tunnels and streamed execs.
 pub struct AgentService {
-    pub state: Arc<State>,
+    pub store: Arc<State>,
+    pub rules: Arc<RuleHub>,
+    pub nodes: Arc<NodeHub>,
+    pub tunnels: Arc<Tunnels>,
+    pub exec_streams: Arc<ExecStreams>,
     pub register_limit: super::register_limit::RegisterLimit,
 }
 
@@ -27,8 +36,8 @@ impl AgentControl for AgentService {
     async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::Host>, Status> {
         auth::agent_for(&req, "Register", &req.get_ref().host_id)?;
         let r = req.into_inner();
-        let hub = &self.state.hub;
-        let host = self.state.write_reply(
+        let hub = &self.rules;
+        let host = self.store.write_reply(
             |v| {
                 let ops = mutate::put_host(v.topo, &r.host_id, &r.uplink, &r.mac, (r.vcpus, r.memory_mib))?;
                 if !ops.is_empty() {
@@ -52,16 +61,16 @@ impl AgentControl for AgentService {
     ) -> Result<Response<Self::WatchRulesStream>, Status> {
         auth::agent_for(&req, "WatchRules", &req.get_ref().host_id)?;
         let host = req.into_inner().host_id;
-        if !self.state.read(|t| t.hosts.contains_key(&host)) {
+        if !self.store.read(|t| t.hosts.contains_key(&host)) {
             return Err(not_found(format!("host {host:?} is not registered; call Register first")).into());
         }
-        let closing = self.state.hub.closing();
+        let closing = self.rules.closing();
         if closing.is_cancelled() {
             return Err(unavailable("the coordinator is shutting down; try again shortly").into());
         }
         let (tx, rx) = mpsc::channel(16);
-        let mut rules = self.state.hub.subscribe(&host);
-        let guard = self.state.hub.watching(&host);
+        let mut rules = self.rules.subscribe(&host);
+        let guard = self.rules.watching(&host);
         tokio::spawn(async move {
             let _guard = guard;
             let mut sent = rules.borrow_and_update().clone();
@@ -95,12 +104,16 @@ impl AgentControl for AgentService {
     ) -> Result<Response<Self::WatchNodesStream>, Status> {
         auth::agent_for(&req, "WatchNodes", &req.get_ref().host_id)?;
         let host = req.into_inner().host_id;
-        Ok(Response::new(super::nodes::watch(&self.state, host)?))
+        Ok(Response::new(super::nodes::watch(
+            &self.store,
+            &self.nodes,
+            host,
+        )?))
     }
 
     async fn report_nodes(&self, req: Request<v1::NodeReport>) -> Result<Response<v1::Empty>, Status> {
         auth::agent_for(&req, "ReportNodes", &req.get_ref().host_id)?;
-        self.state.nodes.report(req.into_inner());
+        self.nodes.report(req.into_inner());
         Ok(Response::new(v1::Empty {}))
     }
 
@@ -124,14 +137,13 @@ impl AgentControl for AgentService {
             })??;
         let open = super::tunnel::first(first)?;
         let host = self
-            .state
             .tunnels
             .host_of(open.tunnel)
             .ok_or_else(|| not_found(format!("no tunnel {} is waiting", open.tunnel)))?;
         // Only the agent asked to open it may answer.
         auth::agent_for(&req, "TunnelBack", &host)?;
         Ok(Response::new(super::tunnel::back(
-            &self.state,
+            &self.tunnels,
             req.into_inner(),
             open,
         )?))
@@ -143,7 +155,7 @@ impl AgentControl for AgentService {
     ) -> Result<Response<v1::Empty>, Status> {
         let first = req.get_mut().message().await?;
         let id = super::exec_stream::first(first)?;
-        let streams = &self.state.exec_streams;
+        let streams = &self.exec_streams;
         let missing = || not_found(format!("no exec stream {id} is waiting"));
         let host = streams.host_of(id).ok_or_else(missing)?;
         // Only the agent asked may answer.
@@ -159,18 +171,17 @@ impl AgentControl for AgentService {
     ) -> Result<Response<v1::Empty>, Status> {
         auth::agent_for(&req, "ReportOperation", &req.get_ref().host_id)?;
         let r = req.into_inner();
-        self.state.nodes.complete(&r.host_id.clone(), r);
+        self.nodes.complete(&r.host_id.clone(), r);
         Ok(Response::new(v1::Empty {}))
     }
 
     async fn ack(&self, req: Request<v1::AckRequest>) -> Result<Response<v1::Empty>, Status> {
         auth::agent_for(&req, "Ack", &req.get_ref().host_id)?;
         let r = req.into_inner();
-        if !self.state.read(|t| t.hosts.contains_key(&r.host_id)) {
+        if !self.store.read(|t| t.hosts.contains_key(&r.host_id)) {
             return Err(not_found(format!("host {:?} is not registered", r.host_id)).into());
         }
-        self.state
-            .hub
+        self.rules
             .ack(&r.host_id, r.version, r.flow_count, r.missing_ports);
         debug!(host = %r.host_id, version = r.version, flows = r.flow_count, "rules applied");
         Ok(Response::new(v1::Empty {}))

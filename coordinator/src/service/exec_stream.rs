@@ -8,8 +8,7 @@
 //! ends, the agent's call is answered with an error, and the agent stops
 //! the command.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use dclab_proto::error::invalid;
@@ -21,67 +20,35 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Status, Streaming};
 use tracing::{debug, Instrument};
 
-use super::labs::{exec_error, exec_plan};
-use crate::lab::ops;
-use crate::state::State;
+use crate::lab::calls::{exec_error, exec_plan};
+use crate::lab::Labs;
+use crate::nodes::ops;
+use crate::relay::{ExecSink, ExecStreams, EXEC_WINDOW};
 
 pub type ExecStream = ReceiverStream<Result<ExecOutput, Status>>;
 
-/// Messages in flight per hop (each one read of the output, 64 KiB at most).
-const WINDOW: usize = 8;
 /// How long the agent's stream gets to end once its result came.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
-type Sink = mpsc::Sender<Vec<u8>>;
-
-/// Streams waiting for their agent: the host asked, and where the output goes.
-type Waiting = HashMap<u64, (String, Sink)>;
-
-/// The last stream id given, and the streams waiting.
-#[derive(Default)]
-pub struct ExecStreams {
-    inner: Mutex<(u64, Waiting)>,
-}
-
-impl ExecStreams {
-    fn expect(&self, host: &str) -> (u64, mpsc::Receiver<Vec<u8>>) {
-        let (tx, rx) = mpsc::channel(WINDOW);
-        let mut inner = self.inner.lock().unwrap();
-        inner.0 += 1;
-        let id = inner.0;
-        inner.1.insert(id, (host.to_string(), tx));
-        (id, rx)
-    }
-
-    fn forget(&self, id: u64) {
-        self.inner.lock().unwrap().1.remove(&id);
-    }
-
-    /// The host a stream waits on, for the caller's authorization.
-    pub fn host_of(&self, id: u64) -> Option<String> {
-        self.inner.lock().unwrap().1.get(&id).map(|(h, _)| h.clone())
-    }
-
-    pub fn take(&self, id: u64) -> Option<Sink> {
-        self.inner.lock().unwrap().1.remove(&id).map(|(_, tx)| tx)
-    }
-}
-
 /// ctl's end: sends the exec operation and relays what comes back.
 #[tracing::instrument(name = "node.exec_stream", skip_all, fields(lab = %r.lab, node = %r.node))]
-pub async fn start(state: Arc<State>, r: v1::ExecNodeRequest) -> Result<ExecStream, ApiError> {
-    let mut plan = exec_plan(&state, &r)?;
-    let (id, chunks) = state.exec_streams.expect(&plan.host);
+pub async fn start(
+    labs: &Labs,
+    streams: Arc<ExecStreams>,
+    r: v1::ExecNodeRequest,
+) -> Result<ExecStream, ApiError> {
+    let mut plan = exec_plan(labs, &r)?;
+    let (id, chunks) = streams.expect(&plan.host);
     plan.exec.stream_id = id;
     let op = ops::on_nodes(&r.lab, vec![r.node.clone()], Action::Exec(plan.exec));
     // Its own task: the operation ends (and is forgotten) even if ctl goes.
     let run = {
-        let (state, host) = (state.clone(), plan.host.clone());
-        tokio::spawn(async move { state.nodes.run(&host, op, plan.wait).await }.in_current_span())
+        let (nodes, host) = (labs.nodes.clone(), plan.host.clone());
+        tokio::spawn(async move { nodes.run(&host, op, plan.wait).await }.in_current_span())
     };
-    let (to_ctl, rx) = mpsc::channel(WINDOW);
+    let (to_ctl, rx) = mpsc::channel(EXEC_WINDOW);
     let relay = Relay {
-        state,
+        streams,
         id,
         request: r,
         host: plan.host,
@@ -91,7 +58,7 @@ pub async fn start(state: Arc<State>, r: v1::ExecNodeRequest) -> Result<ExecStre
 }
 
 struct Relay {
-    state: Arc<State>,
+    streams: Arc<ExecStreams>,
     id: u64,
     request: v1::ExecNodeRequest,
     host: String,
@@ -120,7 +87,7 @@ impl Relay {
                 result = &mut run => {
                     // No stream came (the node failed first), or its end is
                     // on the way: what is left comes before the end.
-                    self.state.exec_streams.forget(self.id);
+                    self.streams.forget(self.id);
                     if !drain(&mut chunks, &to_ctl).await {
                         break None;
                     }
@@ -129,7 +96,7 @@ impl Relay {
                 _ = to_ctl.closed() => break None,
             }
         };
-        self.state.exec_streams.forget(self.id);
+        self.streams.forget(self.id);
         let Some(result) = result else {
             // Dropping `chunks` answers the agent's call with an error: it
             // stops the command.
@@ -187,7 +154,7 @@ async fn drain(
 /// The agent's end: its first message named the stream (and the caller
 /// checked the agent may answer it); the rest is output, relayed until the
 /// agent's stream ends. An error when the reader went away.
-pub async fn receive(mut from_agent: Streaming<ExecChunk>, sink: Sink) -> Result<(), Status> {
+pub async fn receive(mut from_agent: Streaming<ExecChunk>, sink: ExecSink) -> Result<(), Status> {
     loop {
         let chunk = tokio::select! {
             chunk = from_agent.message() => chunk?,

@@ -1,285 +1,152 @@
-//! Topology's lab calls: apply, delete, status, snapshots and exec.
+//! The Labs service: labs planned, applied, listed and deleted, their
+//! snapshots, and commands run in their nodes. The work is in `lab/`.
 
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
-use dclab_proto::error::{invalid, not_found};
-use dclab_proto::v1::{self, operation::Action};
+use dclab_proto::error::invalid;
+use dclab_proto::v1::{self, labs_server::Labs as LabsApi};
 use dclab_proto::ApiError;
-use tracing::{info, warn};
+use tonic::{Request, Response, Status};
 
-use crate::lab::model::{Lab, Snapshot};
-use crate::lab::{apply, hub, ops, snapshot, validate};
-use crate::state::State;
+use crate::lab::{calls as labs, Labs};
+use crate::mutate;
+use crate::placement::{self, Capacity, Demand, Together};
+use crate::relay::ExecStreams;
 
-const DELETE_WAIT: Duration = Duration::from_secs(60);
-const EXEC_DEFAULT: Duration = Duration::from_secs(30);
-const EXEC_MAX: Duration = Duration::from_secs(600);
-
-#[tracing::instrument(name = "lab.apply", skip_all, fields(lab = req.spec.as_ref().map(|s| s.name.as_str()).unwrap_or("")))]
-pub fn apply_lab(state: &State, req: v1::ApplyLabRequest) -> Result<v1::Lab, ApiError> {
-    let spec = req
-        .spec
-        .ok_or_else(|| invalid("ApplyLab needs a lab spec".to_string()))?;
-    let checked = validate::check(&spec)?;
-    let mut changes = vec![];
-    let lab = state.write_reply(
-        |v| {
-            state.nodes.claims.check_free(&spec.name, "re-apply")?;
-            let applied = apply::apply(v, &spec.name, checked)?;
-            changes = applied.changes;
-            Ok(applied.ops)
-        },
-        |t, _| t.labs.get(&spec.name).cloned(),
-    )?;
-    let lab = lab.ok_or_else(|| ApiError::Internal(format!("lab {} was applied but is gone", spec.name)))?;
-    info!(lab = %spec.name, changes = changes.len(), "lab applied");
-    let mut lab = lab_status(state, &lab);
-    lab.changes = changes;
-    Ok(lab)
+pub struct LabsService {
+    pub labs: Labs,
+    pub exec_streams: Arc<ExecStreams>,
 }
 
-#[tracing::instrument(name = "lab.delete", skip(state))]
-pub async fn delete_lab(state: &State, name: &str) -> Result<v1::DeleteLabResponse, ApiError> {
-    let hosts: Vec<String> = state.read(|t| {
-        let mut hosts: Vec<String> = t
-            .labs
-            .get(name)
-            .map(|l| l.nodes.iter().map(|n| n.host.clone()).collect())
-            .unwrap_or_default();
-        hosts.sort();
-        hosts.dedup();
-        hosts
-    });
-    // What earlier removals of the lab's nodes (a re-apply) left is not this delete's.
-    for host in &hosts {
-        state.nodes.take_leftovers(host, name);
+type Reply<T> = Result<Response<T>, Status>;
+
+/// A node's needs, checked: a plain unique-enough name, at least one vCPU
+/// and some memory.
+fn demand(n: &v1::NodeDemand) -> Result<Demand, ApiError> {
+    mutate::check_name("node", &n.name)?;
+    if n.vcpus == 0 || n.memory_mib == 0 {
+        return Err(invalid(format!(
+            "node {} needs at least one vCPU and some memory",
+            n.name
+        )));
     }
-    state.write(|v| {
-        state.nodes.claims.check_free(name, "delete")?;
-        apply::delete(v.topo, name)
-    })?;
-    info!(lab = name, "lab deleted; waiting for its agents");
-    let deadline = Instant::now() + DELETE_WAIT;
-    loop {
-        let pending: Vec<String> = hosts
-            .iter()
-            .filter(|h| !state.nodes.host_clear_of(h, name))
-            .cloned()
-            .collect();
-        // A lab of the same name applied since is not this delete's to wait for.
-        let superseded = state.read(|t| t.labs.contains_key(name));
-        if pending.is_empty() || superseded || Instant::now() >= deadline {
-            let leftovers: Vec<v1::NodeLeftovers> = hosts
-                .iter()
-                .flat_map(|h| state.nodes.take_leftovers(h, name))
-                .collect();
-            for left in &leftovers {
-                warn!(lab = name, node = %left.name, host = %left.host, processes = left.processes, "the node's processes outlived libvirt's stop; its agent killed them");
-            }
-            return Ok(v1::DeleteLabResponse {
-                pending_hosts: pending,
-                leftovers,
-            });
+    Ok(Demand {
+        node: n.name.clone(),
+        vcpus: n.vcpus,
+        memory_mib: n.memory_mib,
+        pin: (!n.host.is_empty()).then(|| n.host.clone()),
+    })
+}
+
+/// The nodes of each switch network the demands name, to place together.
+fn switch_groups(nodes: &[v1::NodeDemand]) -> Result<Vec<Together>, ApiError> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for n in nodes {
+        for net in &n.switch_networks {
+            mutate::check_name("network", net)?;
+            groups.entry(net).or_default().push(n.name.clone());
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-pub fn get_lab(state: &State, name: &str) -> Result<v1::Lab, ApiError> {
-    let lab = state.read(|t| t.labs.get(name).cloned());
-    let lab =
-        lab.ok_or_else(|| not_found(format!("lab {name} does not exist; `ctl lab ls` lists the labs")))?;
-    Ok(lab_status(state, &lab))
-}
-
-pub fn list_labs(state: &State) -> v1::ListLabsResponse {
-    let labs: Vec<Lab> = state.read(|t| t.labs.values().cloned().collect());
-    v1::ListLabsResponse {
-        labs: labs.iter().map(|l| lab_status(state, l)).collect(),
-    }
-}
-
-fn lab_status(state: &State, lab: &Lab) -> v1::Lab {
-    let mut ready = true;
-    let nodes: Vec<v1::LabNode> = lab
-        .nodes
-        .iter()
-        .map(|n| {
-            let (node_state, error) = state.nodes.node_state(&n.host, &lab.name, &n.spec.name);
-            ready &= node_state == v1::NodeState::Running;
-            v1::LabNode {
-                spec: Some(node_spec(&n.spec)),
-                host: n.host.clone(),
-                nics: n.nics.iter().map(hub::nic).collect(),
-                state: node_state.into(),
-                error,
-            }
-        })
-        .collect();
-    for host in lab.nodes.iter().map(|n| &n.host) {
-        let status = state.hub.status(host);
-        ready &= status.applied_version >= state.hub.current(host).version && status.missing_ports == 0;
-    }
-    let snapshots = state.read(|t| t.snapshots.keys().filter(|(l, _)| *l == lab.name).count());
-    v1::Lab {
-        name: lab.name.clone(),
-        networks: lab
-            .networks
-            .iter()
-            .map(|n| v1::LabNetwork {
-                name: n.name.clone(),
-                cidr: n.cidr.clone(),
-                kind: n.kind.to_wire().into(),
-            })
-            .collect(),
+    let groups = groups.into_iter().map(|(network, nodes)| Together {
+        network: network.to_string(),
         nodes,
-        revision: lab.revision,
-        changes: lab.changes.clone(),
-        ready,
-        snapshots: snapshots as u32,
-    }
-}
-
-fn node_spec(s: &crate::lab::model::NodeSpec) -> v1::NodeSpec {
-    use crate::lab::model::NodeKind;
-    v1::NodeSpec {
-        name: s.name.clone(),
-        kind: match s.kind {
-            NodeKind::Vm => v1::NodeKind::Vm,
-            NodeKind::Container => v1::NodeKind::Container,
-        }
-        .into(),
-        role: s.role.clone(),
-        vcpus: s.vcpus,
-        memory_mib: s.memory_mib,
-        image: s.image.clone(),
-        disks_mib: s.disks_mib.clone(),
-        host: s.pin.clone().unwrap_or_default(),
-        interfaces: s
-            .interfaces
-            .iter()
-            .map(|i| v1::InterfaceSpec {
-                network: i.network.clone(),
-                ip: i.ip.clone().unwrap_or_default(),
-            })
-            .collect(),
-    }
-}
-
-pub fn snapshot_reply(s: &Snapshot) -> v1::Snapshot {
-    v1::Snapshot {
-        lab: s.lab.clone(),
-        name: s.name.clone(),
-        cold: s.cold,
-        created_unix_ms: s.created_unix_ms,
-        nodes: s.nodes.len() as u32,
-        hosts: s.hosts(),
-        micros: s.micros,
-        phases: s
-            .phases
-            .iter()
-            .map(|(phase, micros)| v1::PhaseTiming {
-                phase: phase.clone(),
-                micros: *micros,
-            })
-            .collect(),
-    }
-}
-
-pub async fn create_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
-    validate::lab_name(&r.lab)?;
-    Ok(snapshot_reply(
-        &snapshot::create(state, &r.lab, &r.name, r.cold, r.force).await?,
-    ))
-}
-
-pub async fn restore_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<v1::Snapshot, ApiError> {
-    validate::lab_name(&r.lab)?;
-    Ok(snapshot_reply(
-        &snapshot::restore(state, &r.lab, &r.name, r.force).await?,
-    ))
-}
-
-pub async fn delete_snapshot(state: &State, r: v1::SnapshotRequest) -> Result<(), ApiError> {
-    validate::lab_name(&r.lab)?;
-    snapshot::delete(state, &r.lab, &r.name).await
-}
-
-pub fn list_snapshots(state: &State, lab: &str) -> v1::ListSnapshotsResponse {
-    let snaps: Vec<Snapshot> = state.read(|t| {
-        t.snapshots
-            .values()
-            .filter(|s| lab.is_empty() || s.lab == lab)
-            .cloned()
-            .collect()
+        placed: vec![],
     });
-    v1::ListSnapshotsResponse {
-        snapshots: snaps.iter().map(snapshot_reply).collect(),
+    Ok(groups.collect())
+}
+
+#[tonic::async_trait]
+impl LabsApi for LabsService {
+    async fn plan_lab(&self, req: Request<v1::PlanLabRequest>) -> Reply<v1::LabPlan> {
+        let r = req.into_inner();
+        let demands = r.nodes.iter().map(demand).collect::<Result<Vec<_>, ApiError>>()?;
+        let mut seen = std::collections::BTreeSet::new();
+        if let Some(twice) = demands.iter().find(|d| !seen.insert(&d.node)) {
+            return Err(invalid(format!("node {} appears twice in lab {}", twice.node, r.lab)).into());
+        }
+        let hosts = self.labs.store.read(|t| {
+            t.hosts
+                .values()
+                .filter(|h| h.vcpus > 0 && h.memory_mib > 0)
+                .map(|h| Capacity {
+                    host: h.id.clone(),
+                    vcpus: h.vcpus,
+                    memory_mib: h.memory_mib,
+                })
+                .collect::<Vec<_>>()
+        });
+        let together = switch_groups(&r.nodes)?;
+        let placed = placement::place_together(&demands, &hosts, &together)
+            .map_err(|e| e.context(&format!("lab {}", r.lab)))?;
+        let placements = r
+            .nodes
+            .iter()
+            .map(|n| {
+                let host = placed.get(&n.name).cloned();
+                let host =
+                    host.ok_or_else(|| ApiError::Internal(format!("node {} was not placed", n.name)))?;
+                Ok(v1::Placement {
+                    node: n.name.clone(),
+                    host,
+                })
+            })
+            .collect::<Result<_, ApiError>>()?;
+        Ok(Response::new(v1::LabPlan { placements }))
     }
-}
 
-/// The host a lab's node runs on, or NotFound naming what is missing.
-pub fn node_host(state: &State, lab: &str, node: &str) -> Result<String, ApiError> {
-    state.read(|t| {
-        let l = t
-            .labs
-            .get(lab)
-            .ok_or_else(|| not_found(format!("lab {lab} does not exist; `ctl lab ls` lists the labs")))?;
-        l.node(node)
-            .map(|n| n.host.clone())
-            .ok_or_else(|| not_found(format!("lab {lab} has no node {node}")))
-    })
-}
-
-/// An exec request checked: the node's host, what its agent runs, and
-/// how long the coordinator waits for the result (a little longer than
-/// the agent waits for the command, so an answer always comes).
-pub struct ExecPlan {
-    pub host: String,
-    pub exec: v1::ExecCommand,
-    pub wait: Duration,
-}
-
-pub fn exec_plan(state: &State, r: &v1::ExecNodeRequest) -> Result<ExecPlan, ApiError> {
-    if r.command.is_empty() || r.command.contains('\n') || r.command.len() > 4096 {
-        return Err(invalid(
-            "the command must be one non-empty line of at most 4096 bytes",
-        ));
+    async fn apply_lab(&self, req: Request<v1::ApplyLabRequest>) -> Reply<v1::Lab> {
+        Ok(Response::new(labs::apply_lab(&self.labs, req.into_inner())?))
     }
-    let host = node_host(state, &r.lab, &r.node)?;
-    let timeout = match r.timeout_ms {
-        0 => EXEC_DEFAULT,
-        ms => Duration::from_millis(u64::from(ms)).min(EXEC_MAX),
-    };
-    let exec = v1::ExecCommand {
-        command: r.command.clone(),
-        timeout_ms: timeout.as_millis() as u32,
-        stream_id: 0,
-    };
-    Ok(ExecPlan {
-        host,
-        exec,
-        wait: timeout + Duration::from_secs(15),
-    })
-}
 
-/// What a failed exec result says, as the caller's error.
-pub fn exec_error(result: &v1::OperationResult, r: &v1::ExecNodeRequest, host: &str) -> ApiError {
-    let context = format!("node {} of lab {} on {host}", r.node, r.lab);
-    ops::result_error(result, &context)
-}
-
-#[tracing::instrument(name = "node.exec", skip_all, fields(lab = %r.lab, node = %r.node))]
-pub async fn exec(state: &State, r: v1::ExecNodeRequest) -> Result<v1::ExecNodeResponse, ApiError> {
-    let plan = exec_plan(state, &r)?;
-    let op = ops::on_nodes(&r.lab, vec![r.node.clone()], Action::Exec(plan.exec));
-    let result = state.nodes.run(&plan.host, op, plan.wait).await?;
-    if !result.ok {
-        return Err(exec_error(&result, &r, &plan.host));
+    async fn delete_lab(&self, req: Request<v1::DeleteLabRequest>) -> Reply<v1::DeleteLabResponse> {
+        let name = req.into_inner().name;
+        Ok(Response::new(labs::delete_lab(&self.labs, &name).await?))
     }
-    Ok(v1::ExecNodeResponse {
-        exit_code: result.exit_code,
-        output: result.output,
-        output_dropped_bytes: result.output_dropped_bytes,
-    })
+
+    async fn list_labs(&self, _req: Request<v1::ListLabsRequest>) -> Reply<v1::ListLabsResponse> {
+        Ok(Response::new(labs::list_labs(&self.labs)))
+    }
+
+    async fn get_lab(&self, req: Request<v1::GetLabRequest>) -> Reply<v1::Lab> {
+        Ok(Response::new(labs::get_lab(&self.labs, &req.into_inner().name)?))
+    }
+
+    async fn create_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
+        Ok(Response::new(
+            labs::create_snapshot(&self.labs, req.into_inner()).await?,
+        ))
+    }
+
+    async fn restore_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
+        Ok(Response::new(
+            labs::restore_snapshot(&self.labs, req.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Empty> {
+        labs::delete_snapshot(&self.labs, req.into_inner()).await?;
+        Ok(Response::new(v1::Empty {}))
+    }
+
+    async fn list_snapshots(
+        &self,
+        req: Request<v1::ListSnapshotsRequest>,
+    ) -> Reply<v1::ListSnapshotsResponse> {
+        Ok(Response::new(labs::list_snapshots(
+            &self.labs,
+            &req.into_inner().lab,
+        )))
+    }
+
+    async fn exec_node(&self, req: Request<v1::ExecNodeRequest>) -> Reply<v1::ExecNodeResponse> {
+        Ok(Response::new(labs::exec(&self.labs, req.into_inner()).await?))
+    }
+
+    type ExecNodeStreamStream = super::exec_stream::ExecStream;
+
+    async fn exec_node_stream(&self, req: Request<v1::ExecNodeRequest>) -> Reply<Self::ExecNodeStreamStream> {
+        Ok(Response::new(
+            super::exec_stream::start(&self.labs, self.exec_streams.clone(), req.into_inner()).await?,
+        ))
+    }
 }

@@ -1,10 +1,15 @@
 //! gRPC services of the coordinator.
 
+//! One server file per service: `topology.rs`, `labs.rs`,
+//! `experiments.rs`, `diagnostics.rs`, `tunnel.rs` (Tunnels) for operators,
+//! `agent.rs` (with `nodes.rs`) for agents.
+
 pub mod agent;
-mod bridges;
 mod convert;
+pub mod diagnostics;
 pub mod exec_stream;
-pub(crate) mod labs;
+pub mod experiments;
+pub mod labs;
 mod nodes;
 mod register_limit;
 pub mod topology;
@@ -13,13 +18,17 @@ pub mod tunnel;
 use std::sync::Arc;
 
 use dclab_proto::v1::agent_control_server::AgentControlServer;
+use dclab_proto::v1::diagnostics_server::DiagnosticsServer;
+use dclab_proto::v1::experiments_server::ExperimentsServer;
+use dclab_proto::v1::labs_server::LabsServer;
 use dclab_proto::v1::topology_server::TopologyServer;
+use dclab_proto::v1::tunnels_server::TunnelsServer;
 use dclab_runtime::tls::TlsFiles;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
 use crate::auth;
-use crate::state::State;
+use crate::coordinator::Coordinator;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -33,9 +42,21 @@ pub enum ServeError {
 
 use tonic::server::NamedService;
 const TOPOLOGY: &str = <TopologyServer<topology::TopologyService> as NamedService>::NAME;
+const LABS: &str = <LabsServer<labs::LabsService> as NamedService>::NAME;
+const EXPERIMENTS: &str = <ExperimentsServer<experiments::ExperimentsService> as NamedService>::NAME;
+const DIAGNOSTICS: &str = <DiagnosticsServer<diagnostics::DiagnosticsService> as NamedService>::NAME;
+const TUNNELS: &str = <TunnelsServer<tunnel::TunnelsService> as NamedService>::NAME;
 const AGENT_CONTROL: &str = <AgentControlServer<agent::AgentService> as NamedService>::NAME;
 /// The whole server ("") and each service, as health checks name them.
-const HEALTH_NAMES: [&str; 3] = ["", TOPOLOGY, AGENT_CONTROL];
+const HEALTH_NAMES: [&str; 7] = [
+    "",
+    TOPOLOGY,
+    LABS,
+    EXPERIMENTS,
+    DIAGNOSTICS,
+    TUNNELS,
+    AGENT_CONTROL,
+];
 
 async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic_health::ServingStatus) {
     for name in HEALTH_NAMES {
@@ -43,25 +64,66 @@ async fn set_health(health: &tonic_health::server::HealthReporter, status: tonic
     }
 }
 
-/// Serves both services on `listener` (TLS with `tls`, else plaintext)
+/// Serves every service on `listener` (TLS with `tls`, else plaintext)
 /// until `shutdown` resolves.
 pub async fn serve(
-    state: Arc<State>,
+    parts: Coordinator,
     listener: TcpListener,
     tls: Option<&TlsFiles>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let topology = TopologyServer::new(topology::TopologyService { state: state.clone() })
-        .max_decoding_message_size(16 << 20)
-        .max_encoding_message_size(256 << 20);
-    let topology = tonic::service::interceptor::InterceptedService::new(topology, auth::operators_only);
+    use tonic::service::interceptor::InterceptedService;
+    // Operators only, on every operator service.
+    let topology = TopologyServer::new(topology::TopologyService {
+        store: parts.store.clone(),
+        rules: parts.rules.clone(),
+        startup_compile: parts.startup_compile,
+    })
+    .max_decoding_message_size(16 << 20)
+    .max_encoding_message_size(256 << 20);
+    let topology = InterceptedService::new(topology, auth::operators_only);
+    let labs = LabsServer::new(labs::LabsService {
+        labs: parts.labs(),
+        exec_streams: parts.exec_streams.clone(),
+    })
+    .max_decoding_message_size(16 << 20)
+    .max_encoding_message_size(256 << 20);
+    let labs = InterceptedService::new(labs, auth::operators_only);
+    let experiments = ExperimentsServer::new(experiments::ExperimentsService {
+        experiments: parts.experiments(),
+    })
+    .max_decoding_message_size(16 << 20)
+    .max_encoding_message_size(256 << 20);
+    let experiments = InterceptedService::new(experiments, auth::operators_only);
+    let diagnostics = DiagnosticsServer::new(diagnostics::DiagnosticsService {
+        store: parts.store.clone(),
+        nodes: parts.nodes.clone(),
+    })
+    .max_decoding_message_size(16 << 20)
+    .max_encoding_message_size(256 << 20);
+    let diagnostics = InterceptedService::new(diagnostics, auth::operators_only);
+    let tunnels = TunnelsServer::new(tunnel::TunnelsService {
+        labs: parts.labs(),
+        tunnels: parts.tunnels.clone(),
+    })
+    .max_decoding_message_size(16 << 20)
+    .max_encoding_message_size(256 << 20);
+    let tunnels = InterceptedService::new(tunnels, auth::operators_only);
     // The store is loaded before the listener exists, so a connection that
     // succeeds meets a loaded store; NOT_SERVING marks the drain on shutdown.
     let (mut health, health_service) = tonic_health::server::health_reporter();
     set_health(&health, tonic_health::ServingStatus::Serving).await;
     let signalled = Arc::new(tokio::sync::Notify::new());
     let stopping = signalled.clone();
-    let parts = state.clone();
+    let agent = AgentControlServer::new(agent::AgentService {
+        store: parts.store.clone(),
+        rules: parts.rules.clone(),
+        nodes: parts.nodes.clone(),
+        tunnels: parts.tunnels.clone(),
+        exec_streams: parts.exec_streams.clone(),
+        register_limit: Default::default(),
+    })
+    .max_encoding_message_size(256 << 20);
     let shutdown = async move {
         shutdown.await;
         stopping.notify_one();
@@ -76,24 +138,17 @@ pub async fn serve(
         }
     };
     let (reflection_v1, reflection_v1alpha) = reflection()?;
-    let agent = AgentControlServer::new(agent::AgentService {
-        state,
-        register_limit: Default::default(),
-    })
-    .max_encoding_message_size(256 << 20);
     let incoming = dclab_runtime::net::incoming(listener, tls)?;
     let server = dclab_runtime::net::server()
         .add_service(topology)
+        .add_service(labs)
+        .add_service(experiments)
+        .add_service(diagnostics)
+        .add_service(tunnels)
         .add_service(agent)
         .add_service(health_service)
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            reflection_v1,
-            auth::operators_only,
-        ))
-        .add_service(tonic::service::interceptor::InterceptedService::new(
-            reflection_v1alpha,
-            auth::operators_only,
-        ))
+        .add_service(InterceptedService::new(reflection_v1, auth::operators_only))
+        .add_service(InterceptedService::new(reflection_v1alpha, auth::operators_only))
         .serve_with_incoming_shutdown(incoming, shutdown);
     // However long callers hold their connections, the process ends
     // SHUTDOWN_WITHIN after the signal.
@@ -116,16 +171,16 @@ const RUNS_HEAL_WITHIN: std::time::Duration = std::time::Duration::from_secs(3);
 /// Runs aborted (each heals its faults through its agents; one that cannot
 /// in time is recorded as aborted and its agents heal when its leases
 /// lapse), then every stream ends: node streams, tunnels, rule watches.
-async fn stop_parts(state: &State) {
+async fn stop_parts(parts: &Coordinator) {
     let why = "the coordinator shut down during the run; its faults were healed";
-    let left = state.runs.abort_all(why, RUNS_HEAL_WITHIN).await;
+    let left = parts.runs.abort_all(why, RUNS_HEAL_WITHIN).await;
     if !left.is_empty() {
         warn!(runs = ?left, "runs still healing at shutdown; their agents heal when the leases lapse");
-        state.runs.close_interrupted();
+        parts.runs.close_interrupted();
     }
-    state.nodes.close_all();
-    state.tunnels.close_all();
-    state.hub.close();
+    parts.nodes.close_all();
+    parts.tunnels.close_all();
+    parts.rules.close();
 }
 
 /// Server reflection in both versions clients use (grpcurl asks v1, then

@@ -10,7 +10,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Status;
 use tracing::{info, Instrument};
 
-use crate::lab::hub::HostNodes;
+use crate::nodes::hub::HostNodes;
+use crate::nodes::hub::NodeHub;
 use crate::state::State;
 
 pub type NodeStream = ReceiverStream<Result<v1::NodeUpdate, Status>>;
@@ -24,18 +25,18 @@ fn node_set(set: &HostNodes) -> v1::NodeUpdate {
     }
 }
 
-pub fn watch(state: &Arc<State>, host: String) -> Result<NodeStream, Status> {
-    if !state.read(|t| t.hosts.contains_key(&host)) {
+pub fn watch(store: &State, nodes: &Arc<NodeHub>, host: String) -> Result<NodeStream, Status> {
+    if !store.read(|t| t.hosts.contains_key(&host)) {
         return Err(not_found(format!("host {host:?} is not registered; call Register first")).into());
     }
-    if state.nodes.is_closed() {
+    if nodes.is_closed() {
         return Err(unavailable("the coordinator is shutting down; try again shortly").into());
     }
     let (tx, rx) = mpsc::channel(16);
     let (ops_tx, mut ops_rx) = mpsc::channel(64);
-    let mut sets = state.nodes.subscribe(&host);
-    let (conn, end) = state.nodes.connect(&host, ops_tx);
-    let hub = state.nodes.clone();
+    let mut sets = nodes.subscribe(&host);
+    let (conn, end) = nodes.connect(&host, ops_tx);
+    let hub = nodes.clone();
     // The stream's task keeps the rpc's span, so its logs and spans nest.
     tokio::spawn(
         async move {

@@ -1,4 +1,5 @@
-//! The Topology service: what operators call through ctl.
+//! The Topology service: hosts, tenants, networks and ports as operators
+//! read and change them, the rules compiled from them, and the status.
 
 use std::sync::Arc;
 
@@ -8,15 +9,18 @@ use dclab_proto::ApiError;
 use tonic::{Request, Response, Status};
 use tracing::info;
 
-use super::{convert, labs};
+use super::convert;
 use crate::model::{NetKind, PortKind};
 use crate::mutate::{self, PortSpec};
-use crate::placement::{self, Capacity, Demand, Together};
 use crate::record::{Op, Record};
+use crate::rules::{CompileStats, RuleHub};
 use crate::state::State;
 
+/// Hosts, tenants, networks, ports, their rules, and the status.
 pub struct TopologyService {
-    pub state: Arc<State>,
+    pub store: Arc<State>,
+    pub rules: Arc<RuleHub>,
+    pub startup_compile: CompileStats,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -29,41 +33,6 @@ fn rss_bytes() -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
     kb.unwrap_or(0) * 1024
-}
-
-/// A node's needs, checked: a plain unique-enough name, at least one vCPU
-/// and some memory.
-fn demand(n: &v1::NodeDemand) -> Result<Demand, ApiError> {
-    mutate::check_name("node", &n.name)?;
-    if n.vcpus == 0 || n.memory_mib == 0 {
-        return Err(invalid(format!(
-            "node {} needs at least one vCPU and some memory",
-            n.name
-        )));
-    }
-    Ok(Demand {
-        node: n.name.clone(),
-        vcpus: n.vcpus,
-        memory_mib: n.memory_mib,
-        pin: (!n.host.is_empty()).then(|| n.host.clone()),
-    })
-}
-
-/// The nodes of each switch network the demands name, to place together.
-fn switch_groups(nodes: &[v1::NodeDemand]) -> Result<Vec<Together>, ApiError> {
-    let mut groups: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    for n in nodes {
-        for net in &n.switch_networks {
-            mutate::check_name("network", net)?;
-            groups.entry(net).or_default().push(n.name.clone());
-        }
-    }
-    let groups = groups.into_iter().map(|(network, nodes)| Together {
-        network: network.to_string(),
-        nodes,
-        placed: vec![],
-    });
-    Ok(groups.collect())
 }
 
 fn port_spec(r: &v1::CreatePortRequest) -> Result<PortSpec<'_>, ApiError> {
@@ -105,8 +74,8 @@ fn wrote_nothing(what: &str) -> Status {
 impl TopologyApi for TopologyService {
     async fn create_host(&self, req: Request<v1::Host>) -> Reply<v1::Host> {
         let h = req.into_inner();
-        let hub = &self.state.hub;
-        let host = self.state.write_reply(
+        let hub = &self.rules;
+        let host = self.store.write_reply(
             |v| mutate::put_host(v.topo, &h.id, &h.uplink, &h.mac, (h.vcpus, h.memory_mib)),
             |t, _| t.hosts.get(&h.id).map(|host| convert::host(t, hub, host)),
         )?;
@@ -115,10 +84,10 @@ impl TopologyApi for TopologyService {
     }
 
     async fn list_hosts(&self, _: Request<v1::ListHostsRequest>) -> Reply<v1::ListHostsResponse> {
-        let hosts = self.state.read(|t| {
+        let hosts = self.store.read(|t| {
             t.hosts
                 .values()
-                .map(|h| convert::host(t, &self.state.hub, h))
+                .map(|h| convert::host(t, &self.rules, h))
                 .collect()
         });
         Ok(Response::new(v1::ListHostsResponse { hosts }))
@@ -126,14 +95,14 @@ impl TopologyApi for TopologyService {
 
     async fn delete_host(&self, req: Request<v1::DeleteHostRequest>) -> Reply<v1::Empty> {
         let id = req.into_inner().id;
-        self.state.write(|v| mutate::delete_host(v.topo, &id))?;
+        self.store.write(|v| mutate::delete_host(v.topo, &id))?;
         info!(host = %id, "host deleted");
         Ok(Response::new(v1::Empty {}))
     }
 
     async fn create_tenant(&self, req: Request<v1::CreateTenantRequest>) -> Reply<v1::Tenant> {
         let name = req.into_inner().name;
-        self.state.write(|v| mutate::create_tenant(v.topo, &name))?;
+        self.store.write(|v| mutate::create_tenant(v.topo, &name))?;
         info!(tenant = %name, "tenant created");
         Ok(Response::new(v1::Tenant {
             name,
@@ -142,7 +111,7 @@ impl TopologyApi for TopologyService {
     }
 
     async fn list_tenants(&self, _: Request<v1::ListTenantsRequest>) -> Reply<v1::ListTenantsResponse> {
-        let tenants = self.state.read(|t| {
+        let tenants = self.store.read(|t| {
             t.tenants
                 .keys()
                 .map(|name| v1::Tenant {
@@ -156,7 +125,7 @@ impl TopologyApi for TopologyService {
 
     async fn delete_tenant(&self, req: Request<v1::DeleteTenantRequest>) -> Reply<v1::Empty> {
         let name = req.into_inner().name;
-        self.state.write(|v| mutate::delete_tenant(v.topo, &name))?;
+        self.store.write(|v| mutate::delete_tenant(v.topo, &name))?;
         info!(tenant = %name, "tenant deleted");
         Ok(Response::new(v1::Empty {}))
     }
@@ -171,7 +140,7 @@ impl TopologyApi for TopologyService {
             cidr: &r.cidr,
             kind: NetKind::from_wire(kind),
         };
-        let network = self.state.write_reply(
+        let network = self.store.write_reply(
             |v| mutate::create_network_of(v.topo, &spec, v.next_net_id),
             |t, ops| match ops.first() {
                 Some(Op::Put(Record::Network(net))) => Some(convert::network(t, net)),
@@ -184,7 +153,7 @@ impl TopologyApi for TopologyService {
 
     async fn list_networks(&self, req: Request<v1::ListNetworksRequest>) -> Reply<v1::ListNetworksResponse> {
         let tenant = req.into_inner().tenant;
-        let networks = self.state.read(|t| {
+        let networks = self.store.read(|t| {
             t.net_ids
                 .iter()
                 .filter(|((tn, _), _)| tenant.is_empty() || *tn == tenant)
@@ -197,7 +166,7 @@ impl TopologyApi for TopologyService {
 
     async fn delete_network(&self, req: Request<v1::DeleteNetworkRequest>) -> Reply<v1::Empty> {
         let r = req.into_inner();
-        self.state
+        self.store
             .write(|v| mutate::delete_network(v.topo, &r.tenant, &r.name))?;
         info!(tenant = %r.tenant, network = %r.name, "network deleted");
         Ok(Response::new(v1::Empty {}))
@@ -207,7 +176,7 @@ impl TopologyApi for TopologyService {
         let r = req.into_inner();
         let spec = port_spec(&r)?;
         let mut ports = self
-            .state
+            .store
             .write_reply(|v| mutate::create_port(v.topo, v.keys, &spec), written_ports)?;
         let port = ports.pop().ok_or_else(|| wrote_nothing("port"))?;
         info!(port = %r.name, host = %r.host, key = %port.key, "port created");
@@ -221,7 +190,7 @@ impl TopologyApi for TopologyService {
             .map(port_spec)
             .collect::<Result<Vec<_>, ApiError>>()?;
         let ports = self
-            .state
+            .store
             .write_reply(|v| mutate::create_ports(v.topo, v.keys, &specs), written_ports)?;
         info!(count = ports.len(), "ports created");
         Ok(Response::new(v1::ListPortsResponse { ports }))
@@ -229,7 +198,7 @@ impl TopologyApi for TopologyService {
 
     async fn list_ports(&self, req: Request<v1::ListPortsRequest>) -> Reply<v1::ListPortsResponse> {
         let f = req.into_inner();
-        let ports = self.state.read(|t| {
+        let ports = self.store.read(|t| {
             t.ports
                 .values()
                 .map(|p| convert::port(t, p))
@@ -243,13 +212,13 @@ impl TopologyApi for TopologyService {
 
     async fn delete_port(&self, req: Request<v1::DeletePortRequest>) -> Reply<v1::Empty> {
         let name = req.into_inner().name;
-        self.state.write(|v| mutate::delete_port(v.topo, &name))?;
+        self.store.write(|v| mutate::delete_port(v.topo, &name))?;
         info!(port = %name, "port deleted");
         Ok(Response::new(v1::Empty {}))
     }
 
     async fn status(&self, _: Request<v1::StatusRequest>) -> Reply<v1::CoordinatorStatus> {
-        let (hosts, tenants, networks, ports, host_ids) = self.state.read(|t| {
+        let (hosts, tenants, networks, ports, host_ids) = self.store.read(|t| {
             let ids: Vec<String> = t.hosts.keys().cloned().collect();
             (
                 t.hosts.len(),
@@ -261,180 +230,32 @@ impl TopologyApi for TopologyService {
         });
         let per_host: Vec<u64> = host_ids
             .iter()
-            .map(|h| self.state.hub.current(h).flow_count() as u64)
+            .map(|h| self.rules.current(h).flow_count() as u64)
             .collect();
-        let last = self.state.hub.last_compile();
+        let last = self.rules.last_compile();
         Ok(Response::new(v1::CoordinatorStatus {
-            revision: self.state.revision(),
+            revision: self.store.revision(),
             hosts: hosts as u32,
             tenants: tenants as u32,
             networks: networks as u32,
             ports: ports as u32,
-            store_bytes: self.state.size_on_disk(),
+            store_bytes: self.store.size_on_disk(),
             rss_bytes: rss_bytes(),
             flows: per_host.iter().sum(),
-            startup_load_micros: self.state.load_micros,
-            startup_compile_micros: self.state.startup_compile.micros,
+            startup_load_micros: self.store.load_micros,
+            startup_compile_micros: self.startup_compile.micros,
             last_compile_micros: last.micros,
             last_compile_hosts: last.hosts as u32,
             max_host_flows: per_host.iter().copied().max().unwrap_or(0) as u32,
         }))
     }
 
-    async fn plan_lab(&self, req: Request<v1::PlanLabRequest>) -> Reply<v1::LabPlan> {
-        let r = req.into_inner();
-        let demands = r.nodes.iter().map(demand).collect::<Result<Vec<_>, ApiError>>()?;
-        let mut seen = std::collections::BTreeSet::new();
-        if let Some(twice) = demands.iter().find(|d| !seen.insert(&d.node)) {
-            return Err(invalid(format!("node {} appears twice in lab {}", twice.node, r.lab)).into());
-        }
-        let hosts = self.state.read(|t| {
-            t.hosts
-                .values()
-                .filter(|h| h.vcpus > 0 && h.memory_mib > 0)
-                .map(|h| Capacity {
-                    host: h.id.clone(),
-                    vcpus: h.vcpus,
-                    memory_mib: h.memory_mib,
-                })
-                .collect::<Vec<_>>()
-        });
-        let together = switch_groups(&r.nodes)?;
-        let placed = placement::place_together(&demands, &hosts, &together)
-            .map_err(|e| e.context(&format!("lab {}", r.lab)))?;
-        let placements = r
-            .nodes
-            .iter()
-            .map(|n| {
-                let host = placed.get(&n.name).cloned();
-                let host =
-                    host.ok_or_else(|| ApiError::Internal(format!("node {} was not placed", n.name)))?;
-                Ok(v1::Placement {
-                    node: n.name.clone(),
-                    host,
-                })
-            })
-            .collect::<Result<_, ApiError>>()?;
-        Ok(Response::new(v1::LabPlan { placements }))
-    }
-
-    async fn apply_lab(&self, req: Request<v1::ApplyLabRequest>) -> Reply<v1::Lab> {
-        Ok(Response::new(labs::apply_lab(&self.state, req.into_inner())?))
-    }
-
-    async fn delete_lab(&self, req: Request<v1::DeleteLabRequest>) -> Reply<v1::DeleteLabResponse> {
-        let name = req.into_inner().name;
-        Ok(Response::new(labs::delete_lab(&self.state, &name).await?))
-    }
-
-    async fn list_labs(&self, _req: Request<v1::ListLabsRequest>) -> Reply<v1::ListLabsResponse> {
-        Ok(Response::new(labs::list_labs(&self.state)))
-    }
-
-    async fn get_lab(&self, req: Request<v1::GetLabRequest>) -> Reply<v1::Lab> {
-        Ok(Response::new(labs::get_lab(&self.state, &req.into_inner().name)?))
-    }
-
-    async fn create_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
-        Ok(Response::new(
-            labs::create_snapshot(&self.state, req.into_inner()).await?,
-        ))
-    }
-
-    async fn restore_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Snapshot> {
-        Ok(Response::new(
-            labs::restore_snapshot(&self.state, req.into_inner()).await?,
-        ))
-    }
-
-    async fn delete_snapshot(&self, req: Request<v1::SnapshotRequest>) -> Reply<v1::Empty> {
-        labs::delete_snapshot(&self.state, req.into_inner()).await?;
-        Ok(Response::new(v1::Empty {}))
-    }
-
-    async fn list_snapshots(
-        &self,
-        req: Request<v1::ListSnapshotsRequest>,
-    ) -> Reply<v1::ListSnapshotsResponse> {
-        Ok(Response::new(labs::list_snapshots(
-            &self.state,
-            &req.into_inner().lab,
-        )))
-    }
-
-    async fn exec_node(&self, req: Request<v1::ExecNodeRequest>) -> Reply<v1::ExecNodeResponse> {
-        Ok(Response::new(labs::exec(&self.state, req.into_inner()).await?))
-    }
-
-    type ExecNodeStreamStream = super::exec_stream::ExecStream;
-
-    async fn exec_node_stream(&self, req: Request<v1::ExecNodeRequest>) -> Reply<Self::ExecNodeStreamStream> {
-        Ok(Response::new(
-            super::exec_stream::start(self.state.clone(), req.into_inner()).await?,
-        ))
-    }
-
-    async fn trace_flow(&self, req: Request<v1::TraceFlowRequest>) -> Reply<v1::FlowTrace> {
-        Ok(Response::new(
-            super::bridges::trace(&self.state, req.into_inner()).await?,
-        ))
-    }
-
-    async fn dump_flows(&self, req: Request<v1::DumpFlowsRequest>) -> Reply<v1::FlowDump> {
-        Ok(Response::new(
-            super::bridges::dump(&self.state, req.into_inner()).await?,
-        ))
-    }
-
-    type TunnelStream = super::tunnel::TunnelStream;
-
-    async fn tunnel(&self, req: Request<tonic::Streaming<v1::TunnelData>>) -> Reply<Self::TunnelStream> {
-        Ok(Response::new(
-            super::tunnel::open(&self.state, req.into_inner()).await?,
-        ))
-    }
-
-    type RunExperimentStream = crate::experiment::RunStream;
-
-    async fn run_experiment(
-        &self,
-        req: Request<v1::RunExperimentRequest>,
-    ) -> Reply<Self::RunExperimentStream> {
-        Ok(Response::new(
-            crate::experiment::start(self.state.clone(), req.into_inner()).await?,
-        ))
-    }
-
-    async fn abort_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Empty> {
-        crate::experiment::abort(&self.state, &req.into_inner().id)?;
-        Ok(Response::new(v1::Empty {}))
-    }
-
-    async fn continue_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Empty> {
-        crate::experiment::proceed(&self.state, &req.into_inner().id)?;
-        Ok(Response::new(v1::Empty {}))
-    }
-
-    async fn list_runs(&self, req: Request<v1::ListRunsRequest>) -> Reply<v1::ListRunsResponse> {
-        Ok(Response::new(crate::experiment::list(
-            &self.state,
-            &req.into_inner().lab,
-        )?))
-    }
-
-    async fn get_run(&self, req: Request<v1::RunRef>) -> Reply<v1::Run> {
-        Ok(Response::new(crate::experiment::get(
-            &self.state,
-            &req.into_inner().id,
-        )?))
-    }
-
     async fn get_rules(&self, req: Request<v1::GetRulesRequest>) -> Reply<v1::HostRules> {
         let host = req.into_inner().host;
-        if !self.state.read(|t| t.hosts.contains_key(&host)) {
+        if !self.store.read(|t| t.hosts.contains_key(&host)) {
             return Err(not_found(format!("host {host:?} does not exist")).into());
         }
-        let rules = self.state.hub.current(&host);
+        let rules = self.rules.current(&host);
         Ok(Response::new(v1::HostRules {
             host,
             version: rules.version,

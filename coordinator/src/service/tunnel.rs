@@ -1,74 +1,31 @@
-//! Tunnels: a TCP connection to a port of a lab node, carried from ctl to
-//! the coordinator (Topology.Tunnel) and from the node's agent back to it
+//! The Tunnels service: a TCP connection to a port of a lab node, carried
+//! from ctl to the coordinator (Tunnels.Tunnel) and from the node's agent back to it
 //! (AgentControl.TunnelBack), spliced here. The agent connects from inside
 //! the node, so nothing routes into the lab: every byte passes two mutual
 //! TLS streams, and only operator certificates may open one.
 
-use parking_lot::Mutex;
-use std::collections::HashMap;
 use std::time::Duration;
 
 use dclab_proto::error::{invalid, not_found, unavailable};
 use dclab_proto::v1::{self, operation::Action, tunnel_data::Msg, TunnelData};
 use dclab_proto::ApiError;
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Status, Streaming};
+
+use dclab_proto::v1::tunnels_server::Tunnels as TunnelsApi;
+use tonic::{Request, Response, Status, Streaming};
 use tracing::{debug, info};
 
-use crate::lab::ops;
-use crate::state::State;
+use crate::lab::Labs;
+use crate::nodes::ops;
+use crate::relay::Tunnels;
 
 pub type TunnelStream = ReceiverStream<Result<TunnelData, Status>>;
 
 /// The agent has this long to connect and call back.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(15);
 use dclab_runtime::tunnel::WINDOW;
-
-/// The agent's end of a tunnel: what it sends, and where to send to it.
-type AgentEnd = (Streaming<TunnelData>, mpsc::Sender<Result<TunnelData, Status>>);
-
-/// Tunnels waiting for their agent: the host asked, and where to hand
-/// the agent's end.
-type Waiting = HashMap<u64, (String, oneshot::Sender<AgentEnd>)>;
-
-#[derive(Default)]
-pub struct Tunnels {
-    /// The last id given, and the tunnels waiting.
-    inner: Mutex<(u64, Waiting)>,
-    /// Cancelled when the coordinator shuts down: every tunnel ends.
-    closing: tokio_util::sync::CancellationToken,
-}
-
-impl Tunnels {
-    /// Ends every tunnel, open or waiting: both ends get UNAVAILABLE.
-    pub fn close_all(&self) {
-        self.closing.cancel();
-        self.inner.lock().1.clear();
-    }
-
-    fn expect(&self, host: &str) -> (u64, oneshot::Receiver<AgentEnd>) {
-        let (tx, rx) = oneshot::channel();
-        let mut inner = self.inner.lock();
-        inner.0 += 1;
-        let id = inner.0;
-        inner.1.insert(id, (host.to_string(), tx));
-        (id, rx)
-    }
-
-    fn forget(&self, id: u64) {
-        self.inner.lock().1.remove(&id);
-    }
-
-    /// The host a pending tunnel waits on, for the caller's authorization.
-    pub fn host_of(&self, id: u64) -> Option<String> {
-        self.inner.lock().1.get(&id).map(|(h, _)| h.clone())
-    }
-
-    fn take(&self, id: u64) -> Option<oneshot::Sender<AgentEnd>> {
-        self.inner.lock().1.remove(&id).map(|(_, tx)| tx)
-    }
-}
 
 fn first_open(msg: Option<TunnelData>) -> Result<v1::TunnelOpen, ApiError> {
     match msg.and_then(|m| m.msg) {
@@ -78,7 +35,11 @@ fn first_open(msg: Option<TunnelData>) -> Result<v1::TunnelOpen, ApiError> {
 }
 
 /// ctl's end: opens the tunnel through the node's agent, then splices.
-pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<TunnelStream, ApiError> {
+pub async fn open(
+    labs: &Labs,
+    tunnels: &Tunnels,
+    mut from_ctl: Streaming<TunnelData>,
+) -> Result<TunnelStream, ApiError> {
     let first = from_ctl
         .message()
         .await
@@ -87,18 +48,18 @@ pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<
     if open.port == 0 || open.port > u32::from(u16::MAX) {
         return Err(invalid(format!("port {} is not a TCP port (1-65535)", open.port)));
     }
-    let host = super::labs::node_host(state, &open.lab, &open.node)?;
-    let (id, agent_end) = state.tunnels.expect(&host);
+    let host = crate::lab::calls::node_host(labs, &open.lab, &open.node)?;
+    let (id, agent_end) = tunnels.expect(&host);
     let ask = v1::TunnelOpen {
         tunnel: id,
         ..open.clone()
     };
     let op = ops::on_nodes(&open.lab, vec![open.node.clone()], Action::OpenTunnel(ask));
-    let result = state.nodes.run(&host, op, OPEN_TIMEOUT).await;
+    let result = labs.nodes.run(&host, op, OPEN_TIMEOUT).await;
     let result = match result {
         Ok(r) if r.ok => r,
         Ok(r) => {
-            state.tunnels.forget(id);
+            tunnels.forget(id);
             let context = format!(
                 "port {} of node {} of lab {} on {host}",
                 open.port, open.node, open.lab
@@ -106,7 +67,7 @@ pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<
             return Err(ops::result_error(&r, &context));
         }
         Err(e) => {
-            state.tunnels.forget(id);
+            tunnels.forget(id);
             return Err(e);
         }
     };
@@ -114,7 +75,7 @@ pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<
     let (from_agent, to_agent) = match tokio::time::timeout(OPEN_TIMEOUT, agent_end).await {
         Ok(Ok(end)) => end,
         _ => {
-            state.tunnels.forget(id);
+            tunnels.forget(id);
             return Err(unavailable(format!(
                 "the agent of host {host} connected to the node but did not call back"
             )));
@@ -122,7 +83,7 @@ pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<
     };
     info!(id, lab = %open.lab, node = %open.node, port = open.port, %host, "tunnel open");
     let (to_ctl, rx) = mpsc::channel(WINDOW);
-    let closing = state.tunnels.closing.clone();
+    let closing = tunnels.closing.clone();
     tokio::spawn(pump(from_ctl, to_agent, closing.clone()));
     tokio::spawn(async move {
         pump(from_agent, to_ctl, closing).await;
@@ -133,11 +94,11 @@ pub async fn open(state: &State, mut from_ctl: Streaming<TunnelData>) -> Result<
 
 /// The agent's end: pairs it with the waiting ctl end.
 pub fn back(
-    state: &State,
+    tunnels: &Tunnels,
     from_agent: Streaming<TunnelData>,
     open: v1::TunnelOpen,
 ) -> Result<TunnelStream, ApiError> {
-    let Some(waiting) = state.tunnels.take(open.tunnel) else {
+    let Some(waiting) = tunnels.take(open.tunnel) else {
         return Err(not_found(format!("no tunnel {} is waiting", open.tunnel)));
     };
     let (to_agent, rx) = mpsc::channel(WINDOW);
@@ -185,5 +146,26 @@ async fn pump(
                 return;
             }
         }
+    }
+}
+
+/// Opens tunnels: finds the node (labs), asks its agent (node hub) and
+/// waits for its call back (tunnels).
+pub struct TunnelsService {
+    pub labs: crate::lab::Labs,
+    pub tunnels: Arc<Tunnels>,
+}
+
+#[tonic::async_trait]
+impl TunnelsApi for TunnelsService {
+    type TunnelStream = TunnelStream;
+
+    async fn tunnel(
+        &self,
+        req: Request<tonic::Streaming<v1::TunnelData>>,
+    ) -> Result<Response<Self::TunnelStream>, Status> {
+        Ok(Response::new(
+            open(&self.labs, &self.tunnels, req.into_inner()).await?,
+        ))
     }
 }

@@ -8,8 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use serde_json::json;
 
 use super::lab::KindArg;
@@ -57,7 +58,7 @@ pub fn run(args: ExecBenchArgs, format: Format) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     let columns = rt.block_on(async {
-        let mut c: Client = TopologyClient::new(cluster.client_config()?.connect().await?);
+        let mut c: Client = Operator::new(cluster.client_config()?.connect().await?);
         c.apply_lab(v1::ApplyLabRequest {
             spec: Some(lab_spec(&kinds)),
         })

@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use serde_json::json;
 
 use crate::lab::remote::{status_error, wait_ready, Client};
@@ -154,7 +155,7 @@ fn lab_spec(nodes: usize, kind: v1::NodeKind, container_image: &str) -> v1::LabS
 type Row = (&'static str, f64, String);
 
 async fn measure(cluster: &Cluster, args: &LabBenchArgs, kind: v1::NodeKind) -> anyhow::Result<Vec<Row>> {
-    let mut c: Client = TopologyClient::new(cluster.client_config()?.connect().await?);
+    let mut c: Client = Operator::new(cluster.client_config()?.connect().await?);
     let spec = lab_spec(args.nodes, kind, &args.container_image);
     let lab = lab_name(kind);
     let systemd = kind == v1::NodeKind::Container && args.container_image != "micro";

@@ -3,8 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use serde_json::json;
 
 use super::control::plan::port_mac;
@@ -50,7 +51,7 @@ fn measure(cluster: &mut Cluster, remote_ports: usize) -> anyhow::Result<Figures
         .enable_all()
         .build()?;
     let config = cluster.client_config()?;
-    let mut c = rt.block_on(config.connect()).map(TopologyClient::new)?;
+    let mut c = rt.block_on(config.connect()).map(Operator::new)?;
     rt.block_on(c.create_tenant(v1::CreateTenantRequest { name: "t".into() }))?;
     let net = v1::CreateNetworkRequest {
         tenant: "t".into(),
@@ -132,7 +133,7 @@ fn measure(cluster: &mut Cluster, remote_ports: usize) -> anyhow::Result<Figures
     ])
 }
 
-type Client = TopologyClient<dclab_runtime::net::Channel>;
+type Client = Operator;
 
 fn h1(rt: &tokio::runtime::Runtime, c: &mut Client) -> anyhow::Result<v1::Host> {
     let hosts = rt

@@ -5,8 +5,9 @@
 
 use std::time::{Duration, Instant};
 
+use crate::client::Operator;
 use anyhow::Context;
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use serde::Serialize;
 use serde_json::json;
 
@@ -119,8 +120,7 @@ async fn measure(cluster: &Cluster, names: &[String], ports: usize) -> anyhow::R
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut c =
-        TopologyClient::new(cluster.client_config()?.connect().await?).max_decoding_message_size(256 << 20);
+    let mut c = Operator::new(cluster.client_config()?.connect().await?).max_decoding_message_size(256 << 20);
     let agents = SimAgents::start(configs);
     let result = async {
         wait_converged(&mut c, Duration::from_secs(120)).await?;

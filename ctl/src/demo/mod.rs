@@ -8,9 +8,9 @@ pub mod paper;
 
 use std::time::{Duration, Instant};
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use dclab_proto::v1;
 use dclab_runtime::net::ClientConfig;
 use tokio::task::block_in_place;
 
@@ -176,8 +176,8 @@ fn show_wire(cluster: &Cluster) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn client(config: &ClientConfig) -> anyhow::Result<TopologyClient<Channel>> {
-    Ok(TopologyClient::new(config.connect().await?))
+async fn client(config: &ClientConfig) -> anyhow::Result<Operator> {
+    Ok(Operator::new(config.connect().await?))
 }
 
 pub async fn create_networks(config: &ClientConfig) -> anyhow::Result<()> {

@@ -34,7 +34,8 @@ fn lab_file() -> anyhow::Result<String> {
 
 pub fn run(out_dir: &Path, keep: bool) -> anyhow::Result<bool> {
     let file = lab_file()?;
-    let libvirtd = Libvirtd::ensure().context("the OpenStack demo needs libvirtd (scripts/install-deps.sh --vm)")?;
+    let libvirtd =
+        Libvirtd::ensure().context("the OpenStack demo needs libvirtd (scripts/install-deps.sh --vm)")?;
     libvirtd.check_containers()?;
     let started = Instant::now();
     println!("== the paper's OpenStack architecture: 6 container nodes on 2 simulated hosts");
@@ -42,7 +43,10 @@ pub fn run(out_dir: &Path, keep: bool) -> anyhow::Result<bool> {
         format!("cannot bring up the local setup {CLUSTER}; if one is left over, run `ctl local down --name {CLUSTER}`")
     })?;
     let result = steps(&file, out_dir);
-    println!("\n(the OpenStack demo took {:.1} min)", started.elapsed().as_secs_f64() / 60.0);
+    println!(
+        "\n(the OpenStack demo took {:.1} min)",
+        started.elapsed().as_secs_f64() / 60.0
+    );
     if keep {
         println!("\nthe lab is still up: export DCLAB_LOCAL_CLUSTER={CLUSTER}; ctl lab status {LAB}; ctl lab forward {LAB} controller 80");
         std::mem::forget(libvirtd);
@@ -54,7 +58,9 @@ pub fn run(out_dir: &Path, keep: bool) -> anyhow::Result<bool> {
 }
 
 fn steps(file: &str, out_dir: &Path) -> anyhow::Result<bool> {
-    println!("\n(role images are built on first use, a few minutes each; lab up shows each build's progress)");
+    println!(
+        "\n(role images are built on first use, a few minutes each; lab up shows each build's progress)"
+    );
     if !step(CLUSTER, &["lab", "up", file, "--timeout", "1800"])? {
         bail!("the OpenStack lab did not come up; `DCLAB_LOCAL_CLUSTER={CLUSTER} ctl lab status {LAB}` shows why");
     }
@@ -68,10 +74,25 @@ fn steps(file: &str, out_dir: &Path) -> anyhow::Result<bool> {
     let as_expected = step(CLUSTER, &["experiment", "run", EXPERIMENT, "--lab", LAB, "--yes"])?;
     let run = newest_run(CLUSTER, LAB)?;
     let report = out_dir.join("dclab-demo-openstack-report.html");
-    step(CLUSTER, &["experiment", "report", &run, "--format", "html", "--out", path(&report)?])?;
+    step(
+        CLUSTER,
+        &[
+            "experiment",
+            "report",
+            &run,
+            "--format",
+            "html",
+            "--out",
+            path(&report)?,
+        ],
+    )?;
     println!(
         "\nthe experiment {}",
-        if as_expected { "went as expected" } else { "DEVIATED from what it expected" }
+        if as_expected {
+            "went as expected"
+        } else {
+            "DEVIATED from what it expected"
+        }
     );
     println!("report: {}\nlab picture: {}", report.display(), picture.display());
     Ok(as_expected)

@@ -8,15 +8,15 @@ mod run;
 
 use std::path::PathBuf;
 
+use crate::client::Operator;
 use anyhow::Context;
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use dclab_proto::v1;
 use dclab_spec::experiment::{self, record::RunRecord};
 use serde_json::json;
 
 use crate::output::{print, Format};
 
-type Client = TopologyClient<Channel>;
+type Client = Operator;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum ExperimentCommand {

@@ -271,11 +271,7 @@ fn ssh(lab: &str, node: &str, user: &str, identity: Option<&str>, command: &[Str
 }
 
 /// Placement of the lab's nodes as the coordinator decides it.
-pub async fn run_plan(
-    mut client: dclab_proto::v1::topology_client::TopologyClient<dclab_runtime::net::Channel>,
-    file: &str,
-    format: Format,
-) -> anyhow::Result<()> {
+pub async fn run_plan(mut client: crate::client::Operator, file: &str, format: Format) -> anyhow::Result<()> {
     use dclab_proto::v1;
     let lab = load(file)?;
     let switch_networks = |n: &v1::NodeSpec| -> Vec<String> {

@@ -4,15 +4,15 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use dclab_proto::v1;
 
 use super::load;
 use super::show::{self, state_name};
 use crate::output::Format;
 
-pub type Client = TopologyClient<Channel>;
+pub type Client = Operator;
 
 const POLL: Duration = Duration::from_millis(250);
 /// How long `lab up` waits on a node that keeps failing.

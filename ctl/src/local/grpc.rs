@@ -6,10 +6,10 @@
 use std::future::Future;
 
 use anyhow::Context;
-use dclab_proto::v1::topology_client::TopologyClient;
 use dclab_proto::v1::{CreatePortRequest, DeletePortRequest, Host, ListHostsRequest, PortKind};
-use dclab_runtime::net::Channel;
 use dclab_runtime::net::ClientConfig;
+
+use crate::client::Operator;
 
 use super::state::{InstanceKind, InstanceState};
 
@@ -27,9 +27,9 @@ pub(super) fn block_on<T: Send + 'static>(
     .map_err(|_| anyhow::anyhow!("gRPC helper thread panicked"))?
 }
 
-pub(super) async fn client(config: ClientConfig) -> anyhow::Result<TopologyClient<Channel>> {
+pub(super) async fn client(config: ClientConfig) -> anyhow::Result<Operator> {
     let channel = config.connect().await?;
-    Ok(TopologyClient::new(channel))
+    Ok(Operator::new(channel))
 }
 
 pub fn list_hosts(config: &ClientConfig) -> anyhow::Result<Vec<Host>> {

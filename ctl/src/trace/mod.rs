@@ -9,14 +9,14 @@ mod print;
 
 use std::net::Ipv4Addr;
 
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use crate::client::Operator;
+use dclab_proto::v1;
 use serde::Serialize;
 
 use crate::output::Format;
 pub use packet::{Packet, Proto};
 
-type Client = TopologyClient<Channel>;
+type Client = Operator;
 
 /// Hops followed at most: a copy looping between hosts is reported.
 const MAX_HOPS: usize = 64;

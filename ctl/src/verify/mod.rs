@@ -16,9 +16,9 @@ mod ranges;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
+use crate::client::Operator;
 use dclab_flows::{render, PortMap};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use dclab_proto::v1;
 use serde_json::json;
 
 use crate::output::Format;
@@ -27,7 +27,7 @@ pub use exec::{Bridge, Net};
 pub use intent::Intent;
 pub use probes::{Checker, Kind, Report, Violation};
 
-type Client = TopologyClient<Channel>;
+type Client = Operator;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum VerifyCommand {

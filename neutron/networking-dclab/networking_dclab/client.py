@@ -76,7 +76,8 @@ def _read(path):
 
 
 class Coordinator:
-    """Calls of the Topology (and, for tests and tools, AgentControl) service."""
+    """Calls of the coordinator's Topology and Labs services (and, for tests
+    and tools, any other by name)."""
 
     def __init__(self, url, ca=None, cert=None, key=None, timeout=10.0, wait_for_ready=False):
         """`wait_for_ready`: calls wait (up to their timeout) for the
@@ -144,7 +145,7 @@ class Coordinator:
         return list(self._topology("ListHosts", pb.ListHostsRequest(), timeout).hosts)
 
     def list_labs(self, timeout=None):
-        return list(self._topology("ListLabs", pb.ListLabsRequest(), timeout).labs)
+        return list(self.call("Labs", "ListLabs", pb.ListLabsRequest(), timeout).labs)
 
     def create_tenant(self, name, timeout=None):
         return self._topology("CreateTenant", pb.CreateTenantRequest(name=name), timeout)

@@ -57,7 +57,7 @@ class SyncTest(harness.CoordinatorTestCase):
                            interfaces=[pb.InterfaceSpec(network="net")])
         lab = pb.LabSpec(name="lab1", networks=[pb.LabNetwork(name="net", cidr="10.0.0.0/24")],
                          nodes=[node])
-        self.client.call("Topology", "ApplyLab", pb.ApplyLabRequest(spec=lab))
+        self.client.call("Labs", "ApplyLab", pb.ApplyLabRequest(spec=lab))
         self.client.create_tenant("ops")
         self.client.create_network("ops", "lan", "10.0.0.0/24")
         self.client.create_port(pb.CreatePortRequest(

@@ -1529,7 +1529,8 @@ pub mod topology_client {
     )]
     use tonic::codegen::*;
     use tonic::codegen::http::Uri;
-    /// Topology: what operators (ctl) read and change.
+    /// Topology: the hosts, tenants, networks and ports operators read and
+    /// change, the rules compiled from them, and the coordinator's status.
     #[derive(Debug, Clone)]
     pub struct TopologyClient<T> {
         inner: tonic::client::Grpc<T>,
@@ -1943,453 +1944,6 @@ pub mod topology_client {
             req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Topology", "Status"));
             self.inner.unary(req, path, codec).await
         }
-        /// Where a lab's nodes would go on the registered hosts; writes nothing.
-        pub async fn plan_lab(
-            &mut self,
-            request: impl tonic::IntoRequest<super::PlanLabRequest>,
-        ) -> std::result::Result<tonic::Response<super::LabPlan>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/PlanLab",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Topology", "PlanLab"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// Creates a lab, or changes a running one to match the spec: new and
-        /// changed nodes are placed (pins first, then on the host with the most
-        /// free memory), and the lab's tenant, networks, ports and nodes are
-        /// written in one batch. Unchanged nodes keep their host and addresses.
-        pub async fn apply_lab(
-            &mut self,
-            request: impl tonic::IntoRequest<super::ApplyLabRequest>,
-        ) -> std::result::Result<tonic::Response<super::Lab>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/ApplyLab",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "ApplyLab"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// Removes the lab's nodes, ports, networks, tenant and snapshots, and
-        /// waits (up to a minute) until the agents confirm the nodes are gone.
-        pub async fn delete_lab(
-            &mut self,
-            request: impl tonic::IntoRequest<super::DeleteLabRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::DeleteLabResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/DeleteLab",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "DeleteLab"));
-            self.inner.unary(req, path, codec).await
-        }
-        pub async fn list_labs(
-            &mut self,
-            request: impl tonic::IntoRequest<super::ListLabsRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListLabsResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/ListLabs",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "ListLabs"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// A lab with every node's host, addresses and state as its agent reports it.
-        pub async fn get_lab(
-            &mut self,
-            request: impl tonic::IntoRequest<super::GetLabRequest>,
-        ) -> std::result::Result<tonic::Response<super::Lab>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Topology/GetLab");
-            let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Topology", "GetLab"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// Whole-lab snapshots: every node on every host is paused (or, cold,
-        /// shut down) before any is snapshotted or reverted, then all resume.
-        pub async fn create_snapshot(
-            &mut self,
-            request: impl tonic::IntoRequest<super::SnapshotRequest>,
-        ) -> std::result::Result<tonic::Response<super::Snapshot>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/CreateSnapshot",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "CreateSnapshot"));
-            self.inner.unary(req, path, codec).await
-        }
-        pub async fn restore_snapshot(
-            &mut self,
-            request: impl tonic::IntoRequest<super::SnapshotRequest>,
-        ) -> std::result::Result<tonic::Response<super::Snapshot>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/RestoreSnapshot",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "RestoreSnapshot"));
-            self.inner.unary(req, path, codec).await
-        }
-        pub async fn delete_snapshot(
-            &mut self,
-            request: impl tonic::IntoRequest<super::SnapshotRequest>,
-        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/DeleteSnapshot",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "DeleteSnapshot"));
-            self.inner.unary(req, path, codec).await
-        }
-        pub async fn list_snapshots(
-            &mut self,
-            request: impl tonic::IntoRequest<super::ListSnapshotsRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListSnapshotsResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/ListSnapshots",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "ListSnapshots"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// Runs a shell command in a node (a micro-VM over its serial console, a
-        /// container in its namespaces) by the agent of its host. The output kept
-        /// is bounded: see ExecNodeResponse.
-        pub async fn exec_node(
-            &mut self,
-            request: impl tonic::IntoRequest<super::ExecNodeRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ExecNodeResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/ExecNode",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "ExecNode"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// The same, with the output sent as the command writes it (all of it,
-        /// none kept): data messages, then one end message. A reader that is slow
-        /// slows the command down; one that goes away ends it (a container's
-        /// command is killed, a micro-VM's interrupted). A failure after the
-        /// stream began (a timeout) ends it with the same status ExecNode gives.
-        pub async fn exec_node_stream(
-            &mut self,
-            request: impl tonic::IntoRequest<super::ExecNodeRequest>,
-        ) -> std::result::Result<
-            tonic::Response<tonic::codec::Streaming<super::ExecOutput>>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/ExecNodeStream",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "ExecNodeStream"));
-            self.inner.server_streaming(req, path, codec).await
-        }
-        /// What OvS on one host really does with a packet: the host's agent runs
-        /// `ovs-appctl ofproto/trace` on its bridge (ctl trace follows the packet
-        /// across hosts with it).
-        pub async fn trace_flow(
-            &mut self,
-            request: impl tonic::IntoRequest<super::TraceFlowRequest>,
-        ) -> std::result::Result<tonic::Response<super::FlowTrace>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/TraceFlow",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "TraceFlow"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// The flows a host's bridge really has installed, with its port numbers
-        /// (ctl verify isolation interprets them).
-        pub async fn dump_flows(
-            &mut self,
-            request: impl tonic::IntoRequest<super::DumpFlowsRequest>,
-        ) -> std::result::Result<tonic::Response<super::FlowDump>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/DumpFlows",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "DumpFlows"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// Dependability experiments. A run lasts as long as this stream: its
-        /// progress comes down it, and when the caller goes away the run is
-        /// aborted and every fault it applied is healed.
-        pub async fn run_experiment(
-            &mut self,
-            request: impl tonic::IntoRequest<super::RunExperimentRequest>,
-        ) -> std::result::Result<
-            tonic::Response<tonic::codec::Streaming<super::RunEvent>>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/RunExperiment",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "RunExperiment"));
-            self.inner.server_streaming(req, path, codec).await
-        }
-        /// Aborts a run: its faults are healed, its verdict is "aborted".
-        pub async fn abort_run(
-            &mut self,
-            request: impl tonic::IntoRequest<super::RunRef>,
-        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/AbortRun",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "AbortRun"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// Answers a run's prompt step.
-        pub async fn continue_run(
-            &mut self,
-            request: impl tonic::IntoRequest<super::RunRef>,
-        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/ContinueRun",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "ContinueRun"));
-            self.inner.unary(req, path, codec).await
-        }
-        pub async fn list_runs(
-            &mut self,
-            request: impl tonic::IntoRequest<super::ListRunsRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListRunsResponse>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static(
-                "/dclab.v1.Topology/ListRuns",
-            );
-            let mut req = request.into_request();
-            req.extensions_mut()
-                .insert(GrpcMethod::new("dclab.v1.Topology", "ListRuns"));
-            self.inner.unary(req, path, codec).await
-        }
-        pub async fn get_run(
-            &mut self,
-            request: impl tonic::IntoRequest<super::RunRef>,
-        ) -> std::result::Result<tonic::Response<super::Run>, tonic::Status> {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Topology/GetRun");
-            let mut req = request.into_request();
-            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Topology", "GetRun"));
-            self.inner.unary(req, path, codec).await
-        }
-        /// A TCP connection to a port of a lab node, carried over this stream:
-        /// the first message opens it (TunnelOpen), then bytes go both ways
-        /// until either side closes. The coordinator asks the node's agent to
-        /// connect from inside the node's network namespace (container nodes)
-        /// and splices the agent's TunnelBack stream to this one. Labs have no
-        /// other path from the outside.
-        pub async fn tunnel(
-            &mut self,
-            request: impl tonic::IntoStreamingRequest<Message = super::TunnelData>,
-        ) -> std::result::Result<
-            tonic::Response<tonic::codec::Streaming<super::TunnelData>>,
-            tonic::Status,
-        > {
-            self.inner
-                .ready()
-                .await
-                .map_err(|e| {
-                    tonic::Status::unknown(
-                        format!("Service was not ready: {}", e.into()),
-                    )
-                })?;
-            let codec = crate::codec::StrictCodec::default();
-            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Topology/Tunnel");
-            let mut req = request.into_streaming_request();
-            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Topology", "Tunnel"));
-            self.inner.streaming(req, path, codec).await
-        }
     }
 }
 /// Generated server implementations.
@@ -2486,157 +2040,9 @@ pub mod topology_server {
             tonic::Response<super::CoordinatorStatus>,
             tonic::Status,
         >;
-        /// Where a lab's nodes would go on the registered hosts; writes nothing.
-        async fn plan_lab(
-            &self,
-            request: tonic::Request<super::PlanLabRequest>,
-        ) -> std::result::Result<tonic::Response<super::LabPlan>, tonic::Status>;
-        /// Creates a lab, or changes a running one to match the spec: new and
-        /// changed nodes are placed (pins first, then on the host with the most
-        /// free memory), and the lab's tenant, networks, ports and nodes are
-        /// written in one batch. Unchanged nodes keep their host and addresses.
-        async fn apply_lab(
-            &self,
-            request: tonic::Request<super::ApplyLabRequest>,
-        ) -> std::result::Result<tonic::Response<super::Lab>, tonic::Status>;
-        /// Removes the lab's nodes, ports, networks, tenant and snapshots, and
-        /// waits (up to a minute) until the agents confirm the nodes are gone.
-        async fn delete_lab(
-            &self,
-            request: tonic::Request<super::DeleteLabRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::DeleteLabResponse>,
-            tonic::Status,
-        >;
-        async fn list_labs(
-            &self,
-            request: tonic::Request<super::ListLabsRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListLabsResponse>,
-            tonic::Status,
-        >;
-        /// A lab with every node's host, addresses and state as its agent reports it.
-        async fn get_lab(
-            &self,
-            request: tonic::Request<super::GetLabRequest>,
-        ) -> std::result::Result<tonic::Response<super::Lab>, tonic::Status>;
-        /// Whole-lab snapshots: every node on every host is paused (or, cold,
-        /// shut down) before any is snapshotted or reverted, then all resume.
-        async fn create_snapshot(
-            &self,
-            request: tonic::Request<super::SnapshotRequest>,
-        ) -> std::result::Result<tonic::Response<super::Snapshot>, tonic::Status>;
-        async fn restore_snapshot(
-            &self,
-            request: tonic::Request<super::SnapshotRequest>,
-        ) -> std::result::Result<tonic::Response<super::Snapshot>, tonic::Status>;
-        async fn delete_snapshot(
-            &self,
-            request: tonic::Request<super::SnapshotRequest>,
-        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status>;
-        async fn list_snapshots(
-            &self,
-            request: tonic::Request<super::ListSnapshotsRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListSnapshotsResponse>,
-            tonic::Status,
-        >;
-        /// Runs a shell command in a node (a micro-VM over its serial console, a
-        /// container in its namespaces) by the agent of its host. The output kept
-        /// is bounded: see ExecNodeResponse.
-        async fn exec_node(
-            &self,
-            request: tonic::Request<super::ExecNodeRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ExecNodeResponse>,
-            tonic::Status,
-        >;
-        /// Server streaming response type for the ExecNodeStream method.
-        type ExecNodeStreamStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::ExecOutput, tonic::Status>,
-            >
-            + std::marker::Send
-            + 'static;
-        /// The same, with the output sent as the command writes it (all of it,
-        /// none kept): data messages, then one end message. A reader that is slow
-        /// slows the command down; one that goes away ends it (a container's
-        /// command is killed, a micro-VM's interrupted). A failure after the
-        /// stream began (a timeout) ends it with the same status ExecNode gives.
-        async fn exec_node_stream(
-            &self,
-            request: tonic::Request<super::ExecNodeRequest>,
-        ) -> std::result::Result<
-            tonic::Response<Self::ExecNodeStreamStream>,
-            tonic::Status,
-        >;
-        /// What OvS on one host really does with a packet: the host's agent runs
-        /// `ovs-appctl ofproto/trace` on its bridge (ctl trace follows the packet
-        /// across hosts with it).
-        async fn trace_flow(
-            &self,
-            request: tonic::Request<super::TraceFlowRequest>,
-        ) -> std::result::Result<tonic::Response<super::FlowTrace>, tonic::Status>;
-        /// The flows a host's bridge really has installed, with its port numbers
-        /// (ctl verify isolation interprets them).
-        async fn dump_flows(
-            &self,
-            request: tonic::Request<super::DumpFlowsRequest>,
-        ) -> std::result::Result<tonic::Response<super::FlowDump>, tonic::Status>;
-        /// Server streaming response type for the RunExperiment method.
-        type RunExperimentStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::RunEvent, tonic::Status>,
-            >
-            + std::marker::Send
-            + 'static;
-        /// Dependability experiments. A run lasts as long as this stream: its
-        /// progress comes down it, and when the caller goes away the run is
-        /// aborted and every fault it applied is healed.
-        async fn run_experiment(
-            &self,
-            request: tonic::Request<super::RunExperimentRequest>,
-        ) -> std::result::Result<
-            tonic::Response<Self::RunExperimentStream>,
-            tonic::Status,
-        >;
-        /// Aborts a run: its faults are healed, its verdict is "aborted".
-        async fn abort_run(
-            &self,
-            request: tonic::Request<super::RunRef>,
-        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status>;
-        /// Answers a run's prompt step.
-        async fn continue_run(
-            &self,
-            request: tonic::Request<super::RunRef>,
-        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status>;
-        async fn list_runs(
-            &self,
-            request: tonic::Request<super::ListRunsRequest>,
-        ) -> std::result::Result<
-            tonic::Response<super::ListRunsResponse>,
-            tonic::Status,
-        >;
-        async fn get_run(
-            &self,
-            request: tonic::Request<super::RunRef>,
-        ) -> std::result::Result<tonic::Response<super::Run>, tonic::Status>;
-        /// Server streaming response type for the Tunnel method.
-        type TunnelStream: tonic::codegen::tokio_stream::Stream<
-                Item = std::result::Result<super::TunnelData, tonic::Status>,
-            >
-            + std::marker::Send
-            + 'static;
-        /// A TCP connection to a port of a lab node, carried over this stream:
-        /// the first message opens it (TunnelOpen), then bytes go both ways
-        /// until either side closes. The coordinator asks the node's agent to
-        /// connect from inside the node's network namespace (container nodes)
-        /// and splices the agent's TunnelBack stream to this one. Labs have no
-        /// other path from the outside.
-        async fn tunnel(
-            &self,
-            request: tonic::Request<tonic::Streaming<super::TunnelData>>,
-        ) -> std::result::Result<tonic::Response<Self::TunnelStream>, tonic::Status>;
     }
-    /// Topology: what operators (ctl) read and change.
+    /// Topology: the hosts, tenants, networks and ports operators read and
+    /// change, the rules compiled from them, and the coordinator's status.
     #[derive(Debug)]
     pub struct TopologyServer<T> {
         inner: Arc<T>,
@@ -3382,10 +2788,564 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/PlanLab" => {
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for TopologyServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "dclab.v1.Topology";
+    impl<T> tonic::server::NamedService for TopologyServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// Generated client implementations.
+pub mod labs_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Labs: lab nodes placed on hosts, their snapshots, and commands in them.
+    #[derive(Debug, Clone)]
+    pub struct LabsClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl LabsClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> LabsClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> LabsClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            LabsClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Where a lab's nodes would go on the registered hosts; writes nothing.
+        pub async fn plan_lab(
+            &mut self,
+            request: impl tonic::IntoRequest<super::PlanLabRequest>,
+        ) -> std::result::Result<tonic::Response<super::LabPlan>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Labs/PlanLab");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Labs", "PlanLab"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Creates a lab, or changes a running one to match the spec: new and
+        /// changed nodes are placed (pins first, then on the host with the most
+        /// free memory), and the lab's tenant, networks, ports and nodes are
+        /// written in one batch. Unchanged nodes keep their host and addresses.
+        pub async fn apply_lab(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ApplyLabRequest>,
+        ) -> std::result::Result<tonic::Response<super::Lab>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Labs/ApplyLab");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Labs", "ApplyLab"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Removes the lab's nodes, ports, networks, tenant and snapshots, and
+        /// waits (up to a minute) until the agents confirm the nodes are gone.
+        pub async fn delete_lab(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DeleteLabRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteLabResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Labs/DeleteLab");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Labs", "DeleteLab"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_labs(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListLabsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListLabsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Labs/ListLabs");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Labs", "ListLabs"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// A lab with every node's host, addresses and state as its agent reports it.
+        pub async fn get_lab(
+            &mut self,
+            request: impl tonic::IntoRequest<super::GetLabRequest>,
+        ) -> std::result::Result<tonic::Response<super::Lab>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Labs/GetLab");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Labs", "GetLab"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Whole-lab snapshots: every node on every host is paused (or, cold,
+        /// shut down) before any is snapshotted or reverted, then all resume.
+        pub async fn create_snapshot(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SnapshotRequest>,
+        ) -> std::result::Result<tonic::Response<super::Snapshot>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Labs/CreateSnapshot",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Labs", "CreateSnapshot"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn restore_snapshot(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SnapshotRequest>,
+        ) -> std::result::Result<tonic::Response<super::Snapshot>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Labs/RestoreSnapshot",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Labs", "RestoreSnapshot"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn delete_snapshot(
+            &mut self,
+            request: impl tonic::IntoRequest<super::SnapshotRequest>,
+        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Labs/DeleteSnapshot",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Labs", "DeleteSnapshot"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_snapshots(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListSnapshotsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListSnapshotsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Labs/ListSnapshots",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Labs", "ListSnapshots"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Runs a shell command in a node (a micro-VM over its serial console, a
+        /// container in its namespaces) by the agent of its host. The output kept
+        /// is bounded: see ExecNodeResponse.
+        pub async fn exec_node(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ExecNodeRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ExecNodeResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Labs/ExecNode");
+            let mut req = request.into_request();
+            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Labs", "ExecNode"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The same, with the output sent as the command writes it (all of it,
+        /// none kept): data messages, then one end message. A reader that is slow
+        /// slows the command down; one that goes away ends it (a container's
+        /// command is killed, a micro-VM's interrupted). A failure after the
+        /// stream began (a timeout) ends it with the same status ExecNode gives.
+        pub async fn exec_node_stream(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ExecNodeRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::ExecOutput>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Labs/ExecNodeStream",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Labs", "ExecNodeStream"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod labs_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with LabsServer.
+    #[async_trait]
+    pub trait Labs: std::marker::Send + std::marker::Sync + 'static {
+        /// Where a lab's nodes would go on the registered hosts; writes nothing.
+        async fn plan_lab(
+            &self,
+            request: tonic::Request<super::PlanLabRequest>,
+        ) -> std::result::Result<tonic::Response<super::LabPlan>, tonic::Status>;
+        /// Creates a lab, or changes a running one to match the spec: new and
+        /// changed nodes are placed (pins first, then on the host with the most
+        /// free memory), and the lab's tenant, networks, ports and nodes are
+        /// written in one batch. Unchanged nodes keep their host and addresses.
+        async fn apply_lab(
+            &self,
+            request: tonic::Request<super::ApplyLabRequest>,
+        ) -> std::result::Result<tonic::Response<super::Lab>, tonic::Status>;
+        /// Removes the lab's nodes, ports, networks, tenant and snapshots, and
+        /// waits (up to a minute) until the agents confirm the nodes are gone.
+        async fn delete_lab(
+            &self,
+            request: tonic::Request<super::DeleteLabRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::DeleteLabResponse>,
+            tonic::Status,
+        >;
+        async fn list_labs(
+            &self,
+            request: tonic::Request<super::ListLabsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListLabsResponse>,
+            tonic::Status,
+        >;
+        /// A lab with every node's host, addresses and state as its agent reports it.
+        async fn get_lab(
+            &self,
+            request: tonic::Request<super::GetLabRequest>,
+        ) -> std::result::Result<tonic::Response<super::Lab>, tonic::Status>;
+        /// Whole-lab snapshots: every node on every host is paused (or, cold,
+        /// shut down) before any is snapshotted or reverted, then all resume.
+        async fn create_snapshot(
+            &self,
+            request: tonic::Request<super::SnapshotRequest>,
+        ) -> std::result::Result<tonic::Response<super::Snapshot>, tonic::Status>;
+        async fn restore_snapshot(
+            &self,
+            request: tonic::Request<super::SnapshotRequest>,
+        ) -> std::result::Result<tonic::Response<super::Snapshot>, tonic::Status>;
+        async fn delete_snapshot(
+            &self,
+            request: tonic::Request<super::SnapshotRequest>,
+        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status>;
+        async fn list_snapshots(
+            &self,
+            request: tonic::Request<super::ListSnapshotsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListSnapshotsResponse>,
+            tonic::Status,
+        >;
+        /// Runs a shell command in a node (a micro-VM over its serial console, a
+        /// container in its namespaces) by the agent of its host. The output kept
+        /// is bounded: see ExecNodeResponse.
+        async fn exec_node(
+            &self,
+            request: tonic::Request<super::ExecNodeRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ExecNodeResponse>,
+            tonic::Status,
+        >;
+        /// Server streaming response type for the ExecNodeStream method.
+        type ExecNodeStreamStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::ExecOutput, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// The same, with the output sent as the command writes it (all of it,
+        /// none kept): data messages, then one end message. A reader that is slow
+        /// slows the command down; one that goes away ends it (a container's
+        /// command is killed, a micro-VM's interrupted). A failure after the
+        /// stream began (a timeout) ends it with the same status ExecNode gives.
+        async fn exec_node_stream(
+            &self,
+            request: tonic::Request<super::ExecNodeRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::ExecNodeStreamStream>,
+            tonic::Status,
+        >;
+    }
+    /// Labs: lab nodes placed on hosts, their snapshots, and commands in them.
+    #[derive(Debug)]
+    pub struct LabsServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> LabsServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for LabsServer<T>
+    where
+        T: Labs,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/dclab.v1.Labs/PlanLab" => {
                     #[allow(non_camel_case_types)]
-                    struct PlanLabSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::PlanLabRequest>
+                    struct PlanLabSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::PlanLabRequest>
                     for PlanLabSvc<T> {
                         type Response = super::LabPlan;
                         type Future = BoxFuture<
@@ -3398,7 +3358,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::plan_lab(&inner, request).await
+                                <T as Labs>::plan_lab(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3425,10 +3385,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/ApplyLab" => {
+                "/dclab.v1.Labs/ApplyLab" => {
                     #[allow(non_camel_case_types)]
-                    struct ApplyLabSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::ApplyLabRequest>
+                    struct ApplyLabSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::ApplyLabRequest>
                     for ApplyLabSvc<T> {
                         type Response = super::Lab;
                         type Future = BoxFuture<
@@ -3441,7 +3401,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::apply_lab(&inner, request).await
+                                <T as Labs>::apply_lab(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3468,12 +3428,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/DeleteLab" => {
+                "/dclab.v1.Labs/DeleteLab" => {
                     #[allow(non_camel_case_types)]
-                    struct DeleteLabSvc<T: Topology>(pub Arc<T>);
-                    impl<
-                        T: Topology,
-                    > tonic::server::UnaryService<super::DeleteLabRequest>
+                    struct DeleteLabSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::DeleteLabRequest>
                     for DeleteLabSvc<T> {
                         type Response = super::DeleteLabResponse;
                         type Future = BoxFuture<
@@ -3486,7 +3444,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::delete_lab(&inner, request).await
+                                <T as Labs>::delete_lab(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3513,10 +3471,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/ListLabs" => {
+                "/dclab.v1.Labs/ListLabs" => {
                     #[allow(non_camel_case_types)]
-                    struct ListLabsSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::ListLabsRequest>
+                    struct ListLabsSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::ListLabsRequest>
                     for ListLabsSvc<T> {
                         type Response = super::ListLabsResponse;
                         type Future = BoxFuture<
@@ -3529,7 +3487,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::list_labs(&inner, request).await
+                                <T as Labs>::list_labs(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3556,10 +3514,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/GetLab" => {
+                "/dclab.v1.Labs/GetLab" => {
                     #[allow(non_camel_case_types)]
-                    struct GetLabSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::GetLabRequest>
+                    struct GetLabSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::GetLabRequest>
                     for GetLabSvc<T> {
                         type Response = super::Lab;
                         type Future = BoxFuture<
@@ -3572,7 +3530,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::get_lab(&inner, request).await
+                                <T as Labs>::get_lab(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3599,10 +3557,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/CreateSnapshot" => {
+                "/dclab.v1.Labs/CreateSnapshot" => {
                     #[allow(non_camel_case_types)]
-                    struct CreateSnapshotSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::SnapshotRequest>
+                    struct CreateSnapshotSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::SnapshotRequest>
                     for CreateSnapshotSvc<T> {
                         type Response = super::Snapshot;
                         type Future = BoxFuture<
@@ -3615,7 +3573,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::create_snapshot(&inner, request).await
+                                <T as Labs>::create_snapshot(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3642,10 +3600,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/RestoreSnapshot" => {
+                "/dclab.v1.Labs/RestoreSnapshot" => {
                     #[allow(non_camel_case_types)]
-                    struct RestoreSnapshotSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::SnapshotRequest>
+                    struct RestoreSnapshotSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::SnapshotRequest>
                     for RestoreSnapshotSvc<T> {
                         type Response = super::Snapshot;
                         type Future = BoxFuture<
@@ -3658,7 +3616,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::restore_snapshot(&inner, request).await
+                                <T as Labs>::restore_snapshot(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3685,10 +3643,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/DeleteSnapshot" => {
+                "/dclab.v1.Labs/DeleteSnapshot" => {
                     #[allow(non_camel_case_types)]
-                    struct DeleteSnapshotSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::SnapshotRequest>
+                    struct DeleteSnapshotSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::SnapshotRequest>
                     for DeleteSnapshotSvc<T> {
                         type Response = super::Empty;
                         type Future = BoxFuture<
@@ -3701,7 +3659,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::delete_snapshot(&inner, request).await
+                                <T as Labs>::delete_snapshot(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3728,11 +3686,11 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/ListSnapshots" => {
+                "/dclab.v1.Labs/ListSnapshots" => {
                     #[allow(non_camel_case_types)]
-                    struct ListSnapshotsSvc<T: Topology>(pub Arc<T>);
+                    struct ListSnapshotsSvc<T: Labs>(pub Arc<T>);
                     impl<
-                        T: Topology,
+                        T: Labs,
                     > tonic::server::UnaryService<super::ListSnapshotsRequest>
                     for ListSnapshotsSvc<T> {
                         type Response = super::ListSnapshotsResponse;
@@ -3746,7 +3704,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::list_snapshots(&inner, request).await
+                                <T as Labs>::list_snapshots(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3773,10 +3731,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/ExecNode" => {
+                "/dclab.v1.Labs/ExecNode" => {
                     #[allow(non_camel_case_types)]
-                    struct ExecNodeSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::ExecNodeRequest>
+                    struct ExecNodeSvc<T: Labs>(pub Arc<T>);
+                    impl<T: Labs> tonic::server::UnaryService<super::ExecNodeRequest>
                     for ExecNodeSvc<T> {
                         type Response = super::ExecNodeResponse;
                         type Future = BoxFuture<
@@ -3789,7 +3747,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::exec_node(&inner, request).await
+                                <T as Labs>::exec_node(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3816,11 +3774,11 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/ExecNodeStream" => {
+                "/dclab.v1.Labs/ExecNodeStream" => {
                     #[allow(non_camel_case_types)]
-                    struct ExecNodeStreamSvc<T: Topology>(pub Arc<T>);
+                    struct ExecNodeStreamSvc<T: Labs>(pub Arc<T>);
                     impl<
-                        T: Topology,
+                        T: Labs,
                     > tonic::server::ServerStreamingService<super::ExecNodeRequest>
                     for ExecNodeStreamSvc<T> {
                         type Response = super::ExecOutput;
@@ -3835,7 +3793,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::exec_node_stream(&inner, request).await
+                                <T as Labs>::exec_node_stream(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3862,11 +3820,296 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/TraceFlow" => {
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for LabsServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "dclab.v1.Labs";
+    impl<T> tonic::server::NamedService for LabsServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// Generated client implementations.
+pub mod diagnostics_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Diagnostics: what a host's bridge really does, asked of its agent.
+    #[derive(Debug, Clone)]
+    pub struct DiagnosticsClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl DiagnosticsClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> DiagnosticsClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> DiagnosticsClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            DiagnosticsClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// What OvS on one host really does with a packet: the host's agent runs
+        /// `ovs-appctl ofproto/trace` on its bridge (ctl trace follows the packet
+        /// across hosts with it).
+        pub async fn trace_flow(
+            &mut self,
+            request: impl tonic::IntoRequest<super::TraceFlowRequest>,
+        ) -> std::result::Result<tonic::Response<super::FlowTrace>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Diagnostics/TraceFlow",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Diagnostics", "TraceFlow"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// The flows a host's bridge really has installed, with its port numbers
+        /// (ctl verify isolation interprets them).
+        pub async fn dump_flows(
+            &mut self,
+            request: impl tonic::IntoRequest<super::DumpFlowsRequest>,
+        ) -> std::result::Result<tonic::Response<super::FlowDump>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Diagnostics/DumpFlows",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Diagnostics", "DumpFlows"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod diagnostics_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with DiagnosticsServer.
+    #[async_trait]
+    pub trait Diagnostics: std::marker::Send + std::marker::Sync + 'static {
+        /// What OvS on one host really does with a packet: the host's agent runs
+        /// `ovs-appctl ofproto/trace` on its bridge (ctl trace follows the packet
+        /// across hosts with it).
+        async fn trace_flow(
+            &self,
+            request: tonic::Request<super::TraceFlowRequest>,
+        ) -> std::result::Result<tonic::Response<super::FlowTrace>, tonic::Status>;
+        /// The flows a host's bridge really has installed, with its port numbers
+        /// (ctl verify isolation interprets them).
+        async fn dump_flows(
+            &self,
+            request: tonic::Request<super::DumpFlowsRequest>,
+        ) -> std::result::Result<tonic::Response<super::FlowDump>, tonic::Status>;
+    }
+    /// Diagnostics: what a host's bridge really does, asked of its agent.
+    #[derive(Debug)]
+    pub struct DiagnosticsServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> DiagnosticsServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for DiagnosticsServer<T>
+    where
+        T: Diagnostics,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/dclab.v1.Diagnostics/TraceFlow" => {
                     #[allow(non_camel_case_types)]
-                    struct TraceFlowSvc<T: Topology>(pub Arc<T>);
+                    struct TraceFlowSvc<T: Diagnostics>(pub Arc<T>);
                     impl<
-                        T: Topology,
+                        T: Diagnostics,
                     > tonic::server::UnaryService<super::TraceFlowRequest>
                     for TraceFlowSvc<T> {
                         type Response = super::FlowTrace;
@@ -3880,7 +4123,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::trace_flow(&inner, request).await
+                                <T as Diagnostics>::trace_flow(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3907,11 +4150,11 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/DumpFlows" => {
+                "/dclab.v1.Diagnostics/DumpFlows" => {
                     #[allow(non_camel_case_types)]
-                    struct DumpFlowsSvc<T: Topology>(pub Arc<T>);
+                    struct DumpFlowsSvc<T: Diagnostics>(pub Arc<T>);
                     impl<
-                        T: Topology,
+                        T: Diagnostics,
                     > tonic::server::UnaryService<super::DumpFlowsRequest>
                     for DumpFlowsSvc<T> {
                         type Response = super::FlowDump;
@@ -3925,7 +4168,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::dump_flows(&inner, request).await
+                                <T as Diagnostics>::dump_flows(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3952,11 +4195,389 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/RunExperiment" => {
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for DiagnosticsServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "dclab.v1.Diagnostics";
+    impl<T> tonic::server::NamedService for DiagnosticsServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// Generated client implementations.
+pub mod experiments_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Experiments: dependability experiment runs on labs.
+    #[derive(Debug, Clone)]
+    pub struct ExperimentsClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl ExperimentsClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> ExperimentsClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> ExperimentsClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            ExperimentsClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// Dependability experiments. A run lasts as long as this stream: its
+        /// progress comes down it, and when the caller goes away the run is
+        /// aborted and every fault it applied is healed.
+        pub async fn run_experiment(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RunExperimentRequest>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::RunEvent>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Experiments/RunExperiment",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Experiments", "RunExperiment"));
+            self.inner.server_streaming(req, path, codec).await
+        }
+        /// Aborts a run: its faults are healed, its verdict is "aborted".
+        pub async fn abort_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RunRef>,
+        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Experiments/AbortRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Experiments", "AbortRun"));
+            self.inner.unary(req, path, codec).await
+        }
+        /// Answers a run's prompt step.
+        pub async fn continue_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RunRef>,
+        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Experiments/ContinueRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Experiments", "ContinueRun"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn list_runs(
+            &mut self,
+            request: impl tonic::IntoRequest<super::ListRunsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRunsResponse>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Experiments/ListRuns",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Experiments", "ListRuns"));
+            self.inner.unary(req, path, codec).await
+        }
+        pub async fn get_run(
+            &mut self,
+            request: impl tonic::IntoRequest<super::RunRef>,
+        ) -> std::result::Result<tonic::Response<super::Run>, tonic::Status> {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static(
+                "/dclab.v1.Experiments/GetRun",
+            );
+            let mut req = request.into_request();
+            req.extensions_mut()
+                .insert(GrpcMethod::new("dclab.v1.Experiments", "GetRun"));
+            self.inner.unary(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod experiments_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with ExperimentsServer.
+    #[async_trait]
+    pub trait Experiments: std::marker::Send + std::marker::Sync + 'static {
+        /// Server streaming response type for the RunExperiment method.
+        type RunExperimentStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::RunEvent, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// Dependability experiments. A run lasts as long as this stream: its
+        /// progress comes down it, and when the caller goes away the run is
+        /// aborted and every fault it applied is healed.
+        async fn run_experiment(
+            &self,
+            request: tonic::Request<super::RunExperimentRequest>,
+        ) -> std::result::Result<
+            tonic::Response<Self::RunExperimentStream>,
+            tonic::Status,
+        >;
+        /// Aborts a run: its faults are healed, its verdict is "aborted".
+        async fn abort_run(
+            &self,
+            request: tonic::Request<super::RunRef>,
+        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status>;
+        /// Answers a run's prompt step.
+        async fn continue_run(
+            &self,
+            request: tonic::Request<super::RunRef>,
+        ) -> std::result::Result<tonic::Response<super::Empty>, tonic::Status>;
+        async fn list_runs(
+            &self,
+            request: tonic::Request<super::ListRunsRequest>,
+        ) -> std::result::Result<
+            tonic::Response<super::ListRunsResponse>,
+            tonic::Status,
+        >;
+        async fn get_run(
+            &self,
+            request: tonic::Request<super::RunRef>,
+        ) -> std::result::Result<tonic::Response<super::Run>, tonic::Status>;
+    }
+    /// Experiments: dependability experiment runs on labs.
+    #[derive(Debug)]
+    pub struct ExperimentsServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> ExperimentsServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for ExperimentsServer<T>
+    where
+        T: Experiments,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/dclab.v1.Experiments/RunExperiment" => {
                     #[allow(non_camel_case_types)]
-                    struct RunExperimentSvc<T: Topology>(pub Arc<T>);
+                    struct RunExperimentSvc<T: Experiments>(pub Arc<T>);
                     impl<
-                        T: Topology,
+                        T: Experiments,
                     > tonic::server::ServerStreamingService<super::RunExperimentRequest>
                     for RunExperimentSvc<T> {
                         type Response = super::RunEvent;
@@ -3971,7 +4592,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::run_experiment(&inner, request).await
+                                <T as Experiments>::run_experiment(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -3998,10 +4619,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/AbortRun" => {
+                "/dclab.v1.Experiments/AbortRun" => {
                     #[allow(non_camel_case_types)]
-                    struct AbortRunSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::RunRef>
+                    struct AbortRunSvc<T: Experiments>(pub Arc<T>);
+                    impl<T: Experiments> tonic::server::UnaryService<super::RunRef>
                     for AbortRunSvc<T> {
                         type Response = super::Empty;
                         type Future = BoxFuture<
@@ -4014,7 +4635,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::abort_run(&inner, request).await
+                                <T as Experiments>::abort_run(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -4041,10 +4662,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/ContinueRun" => {
+                "/dclab.v1.Experiments/ContinueRun" => {
                     #[allow(non_camel_case_types)]
-                    struct ContinueRunSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::RunRef>
+                    struct ContinueRunSvc<T: Experiments>(pub Arc<T>);
+                    impl<T: Experiments> tonic::server::UnaryService<super::RunRef>
                     for ContinueRunSvc<T> {
                         type Response = super::Empty;
                         type Future = BoxFuture<
@@ -4057,7 +4678,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::continue_run(&inner, request).await
+                                <T as Experiments>::continue_run(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -4084,10 +4705,12 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/ListRuns" => {
+                "/dclab.v1.Experiments/ListRuns" => {
                     #[allow(non_camel_case_types)]
-                    struct ListRunsSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::ListRunsRequest>
+                    struct ListRunsSvc<T: Experiments>(pub Arc<T>);
+                    impl<
+                        T: Experiments,
+                    > tonic::server::UnaryService<super::ListRunsRequest>
                     for ListRunsSvc<T> {
                         type Response = super::ListRunsResponse;
                         type Future = BoxFuture<
@@ -4100,7 +4723,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::list_runs(&inner, request).await
+                                <T as Experiments>::list_runs(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -4127,10 +4750,10 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/GetRun" => {
+                "/dclab.v1.Experiments/GetRun" => {
                     #[allow(non_camel_case_types)]
-                    struct GetRunSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::UnaryService<super::RunRef>
+                    struct GetRunSvc<T: Experiments>(pub Arc<T>);
+                    impl<T: Experiments> tonic::server::UnaryService<super::RunRef>
                     for GetRunSvc<T> {
                         type Response = super::Run;
                         type Future = BoxFuture<
@@ -4143,7 +4766,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::get_run(&inner, request).await
+                                <T as Experiments>::get_run(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -4170,10 +4793,278 @@ pub mod topology_server {
                     };
                     Box::pin(fut)
                 }
-                "/dclab.v1.Topology/Tunnel" => {
+                _ => {
+                    Box::pin(async move {
+                        let mut response = http::Response::new(
+                            tonic::body::Body::default(),
+                        );
+                        let headers = response.headers_mut();
+                        headers
+                            .insert(
+                                tonic::Status::GRPC_STATUS,
+                                (tonic::Code::Unimplemented as i32).into(),
+                            );
+                        headers
+                            .insert(
+                                http::header::CONTENT_TYPE,
+                                tonic::metadata::GRPC_CONTENT_TYPE,
+                            );
+                        Ok(response)
+                    })
+                }
+            }
+        }
+    }
+    impl<T> Clone for ExperimentsServer<T> {
+        fn clone(&self) -> Self {
+            let inner = self.inner.clone();
+            Self {
+                inner,
+                accept_compression_encodings: self.accept_compression_encodings,
+                send_compression_encodings: self.send_compression_encodings,
+                max_decoding_message_size: self.max_decoding_message_size,
+                max_encoding_message_size: self.max_encoding_message_size,
+            }
+        }
+    }
+    /// Generated gRPC service name
+    pub const SERVICE_NAME: &str = "dclab.v1.Experiments";
+    impl<T> tonic::server::NamedService for ExperimentsServer<T> {
+        const NAME: &'static str = SERVICE_NAME;
+    }
+}
+/// Generated client implementations.
+pub mod tunnels_client {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    use tonic::codegen::http::Uri;
+    /// Tunnels: TCP connections to ports of lab nodes.
+    #[derive(Debug, Clone)]
+    pub struct TunnelsClient<T> {
+        inner: tonic::client::Grpc<T>,
+    }
+    impl TunnelsClient<tonic::transport::Channel> {
+        /// Attempt to create a new client by connecting to a given endpoint.
+        pub async fn connect<D>(dst: D) -> Result<Self, tonic::transport::Error>
+        where
+            D: TryInto<tonic::transport::Endpoint>,
+            D::Error: Into<StdError>,
+        {
+            let conn = tonic::transport::Endpoint::new(dst)?.connect().await?;
+            Ok(Self::new(conn))
+        }
+    }
+    impl<T> TunnelsClient<T>
+    where
+        T: tonic::client::GrpcService<tonic::body::Body>,
+        T::Error: Into<StdError>,
+        T::ResponseBody: Body<Data = Bytes> + std::marker::Send + 'static,
+        <T::ResponseBody as Body>::Error: Into<StdError> + std::marker::Send,
+    {
+        pub fn new(inner: T) -> Self {
+            let inner = tonic::client::Grpc::new(inner);
+            Self { inner }
+        }
+        pub fn with_origin(inner: T, origin: Uri) -> Self {
+            let inner = tonic::client::Grpc::with_origin(inner, origin);
+            Self { inner }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> TunnelsClient<InterceptedService<T, F>>
+        where
+            F: tonic::service::Interceptor,
+            T::ResponseBody: Default,
+            T: tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<
+                    <T as tonic::client::GrpcService<tonic::body::Body>>::ResponseBody,
+                >,
+            >,
+            <T as tonic::codegen::Service<
+                http::Request<tonic::body::Body>,
+            >>::Error: Into<StdError> + std::marker::Send + std::marker::Sync,
+        {
+            TunnelsClient::new(InterceptedService::new(inner, interceptor))
+        }
+        /// Compress requests with the given encoding.
+        ///
+        /// This requires the server to support it otherwise it might respond with an
+        /// error.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.send_compressed(encoding);
+            self
+        }
+        /// Enable decompressing responses.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.inner = self.inner.accept_compressed(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_decoding_message_size(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.inner = self.inner.max_encoding_message_size(limit);
+            self
+        }
+        /// A TCP connection to a port of a lab node, carried over this stream:
+        /// the first message opens it (TunnelOpen), then bytes go both ways
+        /// until either side closes. The coordinator asks the node's agent to
+        /// connect from inside the node's network namespace (container nodes)
+        /// and splices the agent's TunnelBack stream to this one. Labs have no
+        /// other path from the outside.
+        pub async fn tunnel(
+            &mut self,
+            request: impl tonic::IntoStreamingRequest<Message = super::TunnelData>,
+        ) -> std::result::Result<
+            tonic::Response<tonic::codec::Streaming<super::TunnelData>>,
+            tonic::Status,
+        > {
+            self.inner
+                .ready()
+                .await
+                .map_err(|e| {
+                    tonic::Status::unknown(
+                        format!("Service was not ready: {}", e.into()),
+                    )
+                })?;
+            let codec = crate::codec::StrictCodec::default();
+            let path = http::uri::PathAndQuery::from_static("/dclab.v1.Tunnels/Tunnel");
+            let mut req = request.into_streaming_request();
+            req.extensions_mut().insert(GrpcMethod::new("dclab.v1.Tunnels", "Tunnel"));
+            self.inner.streaming(req, path, codec).await
+        }
+    }
+}
+/// Generated server implementations.
+pub mod tunnels_server {
+    #![allow(
+        unused_variables,
+        dead_code,
+        missing_docs,
+        clippy::wildcard_imports,
+        clippy::let_unit_value,
+    )]
+    use tonic::codegen::*;
+    /// Generated trait containing gRPC methods that should be implemented for use with TunnelsServer.
+    #[async_trait]
+    pub trait Tunnels: std::marker::Send + std::marker::Sync + 'static {
+        /// Server streaming response type for the Tunnel method.
+        type TunnelStream: tonic::codegen::tokio_stream::Stream<
+                Item = std::result::Result<super::TunnelData, tonic::Status>,
+            >
+            + std::marker::Send
+            + 'static;
+        /// A TCP connection to a port of a lab node, carried over this stream:
+        /// the first message opens it (TunnelOpen), then bytes go both ways
+        /// until either side closes. The coordinator asks the node's agent to
+        /// connect from inside the node's network namespace (container nodes)
+        /// and splices the agent's TunnelBack stream to this one. Labs have no
+        /// other path from the outside.
+        async fn tunnel(
+            &self,
+            request: tonic::Request<tonic::Streaming<super::TunnelData>>,
+        ) -> std::result::Result<tonic::Response<Self::TunnelStream>, tonic::Status>;
+    }
+    /// Tunnels: TCP connections to ports of lab nodes.
+    #[derive(Debug)]
+    pub struct TunnelsServer<T> {
+        inner: Arc<T>,
+        accept_compression_encodings: EnabledCompressionEncodings,
+        send_compression_encodings: EnabledCompressionEncodings,
+        max_decoding_message_size: Option<usize>,
+        max_encoding_message_size: Option<usize>,
+    }
+    impl<T> TunnelsServer<T> {
+        pub fn new(inner: T) -> Self {
+            Self::from_arc(Arc::new(inner))
+        }
+        pub fn from_arc(inner: Arc<T>) -> Self {
+            Self {
+                inner,
+                accept_compression_encodings: Default::default(),
+                send_compression_encodings: Default::default(),
+                max_decoding_message_size: None,
+                max_encoding_message_size: None,
+            }
+        }
+        pub fn with_interceptor<F>(
+            inner: T,
+            interceptor: F,
+        ) -> InterceptedService<Self, F>
+        where
+            F: tonic::service::Interceptor,
+        {
+            InterceptedService::new(Self::new(inner), interceptor)
+        }
+        /// Enable decompressing requests with the given encoding.
+        #[must_use]
+        pub fn accept_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.accept_compression_encodings.enable(encoding);
+            self
+        }
+        /// Compress responses with the given encoding, if the client supports it.
+        #[must_use]
+        pub fn send_compressed(mut self, encoding: CompressionEncoding) -> Self {
+            self.send_compression_encodings.enable(encoding);
+            self
+        }
+        /// Limits the maximum size of a decoded message.
+        ///
+        /// Default: `4MB`
+        #[must_use]
+        pub fn max_decoding_message_size(mut self, limit: usize) -> Self {
+            self.max_decoding_message_size = Some(limit);
+            self
+        }
+        /// Limits the maximum size of an encoded message.
+        ///
+        /// Default: `usize::MAX`
+        #[must_use]
+        pub fn max_encoding_message_size(mut self, limit: usize) -> Self {
+            self.max_encoding_message_size = Some(limit);
+            self
+        }
+    }
+    impl<T, B> tonic::codegen::Service<http::Request<B>> for TunnelsServer<T>
+    where
+        T: Tunnels,
+        B: Body + std::marker::Send + 'static,
+        B::Error: Into<StdError> + std::marker::Send + 'static,
+    {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = std::convert::Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+        fn poll_ready(
+            &mut self,
+            _cx: &mut Context<'_>,
+        ) -> Poll<std::result::Result<(), Self::Error>> {
+            Poll::Ready(Ok(()))
+        }
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
+            match req.uri().path() {
+                "/dclab.v1.Tunnels/Tunnel" => {
                     #[allow(non_camel_case_types)]
-                    struct TunnelSvc<T: Topology>(pub Arc<T>);
-                    impl<T: Topology> tonic::server::StreamingService<super::TunnelData>
+                    struct TunnelSvc<T: Tunnels>(pub Arc<T>);
+                    impl<T: Tunnels> tonic::server::StreamingService<super::TunnelData>
                     for TunnelSvc<T> {
                         type Response = super::TunnelData;
                         type ResponseStream = T::TunnelStream;
@@ -4187,7 +5078,7 @@ pub mod topology_server {
                         ) -> Self::Future {
                             let inner = Arc::clone(&self.0);
                             let fut = async move {
-                                <T as Topology>::tunnel(&inner, request).await
+                                <T as Tunnels>::tunnel(&inner, request).await
                             };
                             Box::pin(fut)
                         }
@@ -4236,7 +5127,7 @@ pub mod topology_server {
             }
         }
     }
-    impl<T> Clone for TopologyServer<T> {
+    impl<T> Clone for TunnelsServer<T> {
         fn clone(&self) -> Self {
             let inner = self.inner.clone();
             Self {
@@ -4249,8 +5140,8 @@ pub mod topology_server {
         }
     }
     /// Generated gRPC service name
-    pub const SERVICE_NAME: &str = "dclab.v1.Topology";
-    impl<T> tonic::server::NamedService for TopologyServer<T> {
+    pub const SERVICE_NAME: &str = "dclab.v1.Tunnels";
+    impl<T> tonic::server::NamedService for TunnelsServer<T> {
         const NAME: &'static str = SERVICE_NAME;
     }
 }

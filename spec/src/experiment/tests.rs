@@ -126,7 +126,10 @@ fn a_port_block_is_parsed_into_its_proto_message_and_a_bad_port_or_protocol_is_r
         port: 3306,
     };
     assert_eq!(fault, &Fault::PortBlock(want.clone()));
-    assert_eq!(fault.forwarded(), Some(dclab_proto::v1::fault::Kind::PortBlock(want)));
+    assert_eq!(
+        fault.forwarded(),
+        Some(dclab_proto::v1::fault::Kind::PortBlock(want))
+    );
     assert_eq!(fault.target(), FaultTarget::Nodes);
     // Stored with the run's record and read back.
     let json = serde_json::to_string(fault).unwrap();

@@ -12,7 +12,7 @@ use dclab_spec::experiment::record::{AwaitingHeal, EventKind, FaultLease, RunRec
 use tracing::Instrument;
 
 use super::{act, Active, Run};
-use crate::state::State;
+use crate::experiment::Experiments;
 
 /// A fault whose heal failed, and when.
 pub struct Unhealed {
@@ -25,9 +25,10 @@ impl Run {
     /// Heals `fault` and records how it went.
     pub(super) async fn heal(&mut self, stage: &str, fault: Active) {
         let at = self.ms();
-        let healed = act::heal(&self.state, &fault.hosts, &fault.lease)
+        let healed = act::heal(&self.experiments, &fault.hosts, &fault.lease)
             .instrument(tracing::info_span!("heal", fault = %fault.id))
-            .await;
+            .await
+            .map_err(|e| e.to_string());
         for h in &fault.hosts {
             self.renewals.remove(h, &fault.lease);
         }
@@ -63,7 +64,7 @@ impl Run {
             let f = &u.fault;
             let mut left = Vec::new();
             for host in &f.hosts {
-                match self.state.nodes.pending_heals(host) {
+                match self.experiments.nodes.pending_heals(host) {
                     // A report from after the failure says what is left.
                     Some((said, pending)) if said > u.at => left.extend(
                         pending
@@ -115,7 +116,7 @@ fn awaiting_of(fault: &str, kind: &str, host: &str, p: &v1::PendingHeal) -> Awai
 /// The faults of `record` awaiting their heal now, as the connected
 /// agents last reported; for a host whose agent is away, what the record
 /// says.
-pub fn awaiting_now(state: &State, record: &RunRecord) -> Vec<AwaitingHeal> {
+pub fn awaiting_now(experiments: &Experiments, record: &RunRecord) -> Vec<AwaitingHeal> {
     let mut now = Vec::new();
     for FaultLease {
         fault,
@@ -125,7 +126,7 @@ pub fn awaiting_now(state: &State, record: &RunRecord) -> Vec<AwaitingHeal> {
     } in &record.fault_leases
     {
         for host in hosts {
-            match state.nodes.pending_heals(host) {
+            match experiments.nodes.pending_heals(host) {
                 Some((_, pending)) => now.extend(
                     pending
                         .iter()
@@ -198,9 +199,16 @@ mod tests {
     #[test]
     fn what_awaits_heal_is_what_connected_agents_say_now() {
         let dir = tempfile::tempdir().unwrap();
-        let state = State::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap())).unwrap();
+        let experiments =
+            crate::coordinator::Coordinator::open(dir.path(), KeyRange("100.64.0.0/16".parse().unwrap()))
+                .unwrap()
+                .experiments();
         let r = record(vec![stored("h1"), stored("h2")]);
-        assert_eq!(awaiting_now(&state, &r), r.awaiting_heal, "no agent reported");
+        assert_eq!(
+            awaiting_now(&experiments, &r),
+            r.awaiting_heal,
+            "no agent reported"
+        );
 
         // h1's agent says: still failing, another lease beside it.
         let pending = |lease: &str| v1::PendingHeal {
@@ -212,12 +220,12 @@ mod tests {
             since_unix_ms: 5,
             next_attempt_unix_ms: 9,
         };
-        state.nodes.report(v1::NodeReport {
+        experiments.nodes.report(v1::NodeReport {
             host_id: "h1".into(),
             pending_heals: vec![pending("fault-1"), pending("fault-2")],
             ..Default::default()
         });
-        let now = awaiting_now(&state, &r);
+        let now = awaiting_now(&experiments, &r);
         assert_eq!(now.len(), 2, "{now:?}");
         assert_eq!(
             (now[0].host.as_str(), now[0].node.as_str(), now[0].failed_attempts),
@@ -228,11 +236,11 @@ mod tests {
 
         // Healed on h1 since; h2 reports nothing pending.
         for host in ["h1", "h2"] {
-            state.nodes.report(v1::NodeReport {
+            experiments.nodes.report(v1::NodeReport {
                 host_id: host.into(),
                 ..Default::default()
             });
         }
-        assert!(awaiting_now(&state, &r).is_empty());
+        assert!(awaiting_now(&experiments, &r).is_empty());
     }
 }

@@ -4,16 +4,16 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
-use dclab_runtime::net::Channel;
+use dclab_proto::v1;
 use tokio::time::Instant;
 
 use super::agents::{Board, SimAgents};
 use super::plan::{host_name, plan, port_ip, port_mac, Rng, TenantPlan};
 use crate::local::Cluster;
 
-pub type Client = TopologyClient<Channel>;
+pub type Client = Operator;
 
 /// Figures of one scale.
 #[derive(Debug, Default, Clone, serde::Serialize)]
@@ -176,8 +176,7 @@ async fn measure(
             ))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut c =
-        TopologyClient::new(cluster.client_config()?.connect().await?).max_decoding_message_size(256 << 20);
+    let mut c = Operator::new(cluster.client_config()?.connect().await?).max_decoding_message_size(256 << 20);
     eprintln!("starting {hosts} simulated agents");
     let agents = SimAgents::start(agent_configs);
     let result = async {
@@ -203,8 +202,8 @@ async fn measure(
         let restarted = Instant::now();
         let cl = &mut *cluster;
         tokio::task::block_in_place(|| cl.restart_coordinator())?;
-        let mut c = TopologyClient::new(cluster.client_config()?.connect().await?)
-            .max_decoding_message_size(256 << 20);
+        let mut c =
+            Operator::new(cluster.client_config()?.connect().await?).max_decoding_message_size(256 << 20);
         wait_converged(&mut c, Duration::from_secs(600)).await?;
         let reconverge_s = restarted.elapsed().as_secs_f64();
         let after = status(&mut c).await?;

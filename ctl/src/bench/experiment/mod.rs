@@ -11,8 +11,9 @@ mod wire;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use dclab_spec::experiment::record::{EventKind, RunRecord};
 use serde_json::json;
 use tonic::Streaming;
@@ -112,7 +113,7 @@ async fn measure(cluster: &mut Cluster, args: &ExperimentBenchArgs) -> anyhow::R
 }
 
 async fn connect(cluster: &Cluster) -> anyhow::Result<Client> {
-    Ok(TopologyClient::new(cluster.client_config()?.connect().await?))
+    Ok(Operator::new(cluster.client_config()?.connect().await?))
 }
 
 fn lab_spec() -> v1::LabSpec {

@@ -9,8 +9,9 @@ mod probe;
 
 use std::time::{Duration, Instant};
 
+use crate::client::Operator;
 use anyhow::{bail, Context};
-use dclab_proto::v1::{self, topology_client::TopologyClient};
+use dclab_proto::v1;
 use serde_json::json;
 
 use super::quantile;
@@ -165,7 +166,7 @@ fn measure(cluster: &mut Cluster, args: &OvsRestartArgs) -> anyhow::Result<Measu
         .enable_all()
         .build()?;
     let config = cluster.client_config()?;
-    let mut c = rt.block_on(config.connect()).map(TopologyClient::new)?;
+    let mut c = rt.block_on(config.connect()).map(Operator::new)?;
     rt.block_on(c.create_tenant(v1::CreateTenantRequest { name: "t".into() }))?;
     let net = v1::CreateNetworkRequest {
         tenant: "t".into(),
@@ -331,7 +332,7 @@ fn cpu_ticks(pid: i32) -> anyhow::Result<u64> {
     Ok(own + children)
 }
 
-type Client = TopologyClient<dclab_runtime::net::Channel>;
+type Client = Operator;
 
 fn host(rt: &tokio::runtime::Runtime, c: &mut Client) -> anyhow::Result<v1::Host> {
     let hosts = rt

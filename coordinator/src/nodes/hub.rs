@@ -12,7 +12,7 @@ use dclab_proto::ApiError;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
-use super::model::{NodeKind, APT_CACHE_ROLE};
+use crate::model::lab::{NodeKind, APT_CACHE_ROLE};
 use crate::model::Topology;
 
 /// A host's desired nodes, and the revision at which they last changed.
@@ -109,7 +109,7 @@ pub fn desired_by_host(topo: &Topology) -> BTreeMap<String, Vec<v1::DesiredNode>
     by_host
 }
 
-pub fn nic(n: &super::model::Nic) -> v1::NodeNic {
+pub fn nic(n: &crate::model::lab::Nic) -> v1::NodeNic {
     v1::NodeNic {
         network: n.network.clone(),
         ip: n.ip.clone(),
