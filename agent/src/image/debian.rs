@@ -453,6 +453,25 @@ mod tests {
         );
     }
 
+    /// The manifest gives every role the packages (and order) these
+    /// constants gave, so images built before it stay current.
+    #[test]
+    fn the_manifest_gives_the_same_packages_units_and_stamps_as_the_constants() {
+        assert_eq!(super::super::roles::leave_disabled(), UNCONFIGURED_UNITS);
+        let names: Vec<&str> = ROLES.iter().map(|(r, _)| *r).collect();
+        for role in names {
+            let from_manifest = super::super::roles::packages(role).unwrap();
+            assert_eq!(from_manifest, packages(role).unwrap(), "{role}");
+            assert_eq!(stamp(&from_manifest), stamp(&packages(role).unwrap()), "{role}");
+            assert_eq!(super::super::roles::role_of(&image_name(role)), Some(role));
+        }
+        assert!(super::super::roles::packages("nope")
+            .unwrap_err()
+            .to_string()
+            .contains("roles are base, controller, network, compute, object-storage, aptcache"));
+        println!("compute stamp: {}", stamp(&packages("compute").unwrap()));
+    }
+
     #[test]
     fn roles_name_images_and_add_to_the_base() {
         assert_eq!(image_name("base"), "debian");
