@@ -7,12 +7,16 @@
 //! live (a pyenv or venv python3 earlier on PATH would not see them); set
 //! DCLAB_PYTHON to choose another. A missing package fails the suite with
 //! its name, it is never skipped.
+//!
+//! Beside it, the suite of dclab_os, the helpers the OpenStack playbook
+//! installs on its nodes (`playbooks/openstack/tests`, no OpenStack needed).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
 const SUITE: &str = "neutron/networking-dclab/tests";
+const DCLAB_OS_SUITE: &str = "playbooks/openstack/tests";
 
 fn python() -> PathBuf {
     if let Some(chosen) = std::env::var_os("DCLAB_PYTHON") {
@@ -32,16 +36,14 @@ fn tests_run(line: &str) -> Option<u32> {
     count.parse().ok()
 }
 
-#[test]
-fn neutron_driver_python_suite_passes() {
+/// Runs `suite` with unittest from the repository root; fails with its
+/// report unless it ran tests and all passed.
+fn run_suite(suite: &str, envs: &[(&str, PathBuf)]) {
     let python = python();
     let out = Command::new(&python)
-        .args(["-m", "unittest", "discover", "-s", SUITE, "-v"])
+        .args(["-m", "unittest", "discover", "-s", suite, "-v"])
         .current_dir(REPO)
-        .env(
-            "DCLAB_TARGET_DIR",
-            dclab_integration::built_bins(&["coordinator", "ctl"]),
-        )
+        .envs(envs.iter().map(|(k, v)| (k, v)))
         .env("PYTHONDONTWRITEBYTECODE", "1")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {}: {e}", python.display()));
@@ -53,7 +55,7 @@ fn neutron_driver_python_suite_passes() {
     );
     assert!(
         out.status.success(),
-        "{} -m unittest discover -s {SUITE} failed:\n{report}",
+        "{} -m unittest discover -s {suite} failed:\n{report}",
         python.display()
     );
     let ran = report.lines().find_map(tests_run).unwrap_or(0);
@@ -62,4 +64,15 @@ fn neutron_driver_python_suite_passes() {
         report.lines().any(|l| l.starts_with("OK")),
         "no OK line:\n{report}"
     );
+}
+
+#[test]
+fn neutron_driver_python_suite_passes() {
+    let bins = dclab_integration::built_bins(&["coordinator", "ctl"]);
+    run_suite(SUITE, &[("DCLAB_TARGET_DIR", bins)]);
+}
+
+#[test]
+fn dclab_os_python_suite_passes() {
+    run_suite(DCLAB_OS_SUITE, &[]);
 }

@@ -20,7 +20,7 @@ const EXAMPLE: &str = include_str!("../../examples/openstack-identity.toml");
 fn failing_playbook(dir: &Path) -> String {
     let book = dir.join("books/broken");
     std::fs::create_dir_all(&book).unwrap();
-    std::fs::write(book.join("site.yml"), "- import_playbook: broken.yml\n").unwrap();
+    std::fs::write(book.join("manifest.toml"), "[[chapter]]\nname = \"broken\"\n").unwrap();
     std::fs::write(
         book.join("broken.yml"),
         "- name: \"broken | works\"\n  hosts: controller\n  gather_facts: false\n  tasks:\n\

@@ -14,54 +14,10 @@ use dclab_ctl::verify::{self, Checker, Kind};
 use dclab_proto::v1;
 use proptest::prelude::*;
 
-/// (tenant, network, host, last octet, router) per port, as the compiler's
-/// own property tests plan them.
-type PortPlan = (u8, u8, u8, u8, bool);
-
-fn topology(hosts: u8, plan: &[PortPlan]) -> Topology {
-    let mut topo = Topology::default();
-    let keys = KeyRange("100.64.0.0/16".parse().unwrap());
-    let apply = |topo: &mut Topology, ops: Vec<dclab_coordinator::record::Op>| {
-        ops.iter().for_each(|op| topo.apply(op))
-    };
-    for h in 0..hosts {
-        let ops = mutate::put_host(
-            &topo,
-            &format!("h{h}"),
-            "up0",
-            &format!("0a:00:00:00:00:{h:02x}"),
-            (0, 0),
-        )
-        .unwrap();
-        apply(&mut topo, ops);
-    }
-    let mut next_id = 1;
-    for (i, &(tenant, net, host, octet, router)) in plan.iter().enumerate() {
-        let (t, n) = (format!("t{tenant}"), format!("n{net}"));
-        if !topo.tenants.contains_key(&t) {
-            let ops = mutate::create_tenant(&topo, &t).unwrap();
-            apply(&mut topo, ops);
-        }
-        if topo.network_by_name(&t, &n).is_none() {
-            let ops = mutate::create_network(&topo, &t, &n, &format!("10.0.{net}.0/24"), next_id).unwrap();
-            next_id += 1;
-            apply(&mut topo, ops);
-        }
-        let spec = PortSpec {
-            name: &format!("p{i}"),
-            tenant: &t,
-            network: &n,
-            host: &format!("h{}", host % hosts),
-            mac: &format!("02:00:00:00:{tenant:02x}:{octet:02x}"),
-            ip: &format!("10.0.{net}.{octet}"),
-            kind: if router { PortKind::Router } else { PortKind::Vm },
-        };
-        if let Ok(ops) = mutate::create_port(&topo, &keys, &spec) {
-            apply(&mut topo, ops);
-        }
-    }
-    topo
-}
+/// The compiler's own property tests plan topologies the same way.
+#[path = "../../coordinator/src/compile/topology_plan.rs"]
+mod topology_plan;
+use topology_plan::{build as topology, PortPlan};
 
 /// What ctl would fetch from the coordinator, and what agents would dump.
 fn deployment(topo: &Topology) -> (Topo, Vec<v1::FlowDump>) {
@@ -151,8 +107,7 @@ fn violations(topo: &Topo, dumps: &[v1::FlowDump]) -> BTreeMap<Kind, Vec<String>
 }
 
 fn plan() -> impl Strategy<Value = (u8, Vec<PortPlan>)> {
-    let port = (0u8..3, 0u8..2, 0u8..4, 1u8..6, prop::bool::weighted(0.15));
-    (2u8..5, prop::collection::vec(port, 2..14))
+    topology_plan::plan(2..5, 2..14)
 }
 
 /// The OpenFlow port `simulated_dump` gave a dclab port.

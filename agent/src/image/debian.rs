@@ -1,6 +1,7 @@
 //! Debian images built here from Debian's packages with mmdebstrap: a
 //! rootfs with systemd, SSH and Python (what Ansible needs), plus the
-//! packages of a lab role. Used by container nodes as the shared
+//! packages of a lab role (playbooks/openstack/manifest.toml, see
+//! `roles`). Used by container nodes as the shared
 //! read-only lower layer, `<image_dir>/<name>.rootfs/`, with the list of
 //! every package and version in `<name>.packages`.
 //!
@@ -15,133 +16,15 @@ use std::process::{Command, Stdio};
 
 use anyhow::{bail, Context};
 
+pub use super::roles::{image_name, packages, role_of};
+
 pub const SUITE: &str = "bookworm";
 /// Bumped when what a build puts in an image changes: older ones are rebuilt.
-/// A changed package list of a role rebuilds its image too (`stamp`).
+/// A changed package list of a role (playbooks/openstack/manifest.toml)
+/// rebuilds its image too (`stamp`).
 const IMAGE_VERSION: &str = "3";
-/// Units a role's packages enable that run only once a playbook chapter
-/// has configured them: unconfigured, each would start at boot with
-/// Debian's default workers (one per core) and retry its database for ever,
-/// which filled a 4 GiB controller. The chapter enables what it configures.
-/// Open vSwitch's units too: Debian's ovs-vswitchd unit fails without the
-/// kernel module, and the dclab backend's chapter starts it its own way.
-const UNCONFIGURED_UNITS: &str = "keystone.service glance-*.service placement-api.service nova-*.service neutron-*.service swift-*.service apache2.service openvswitch-switch.service ovs-vswitchd.service ovsdb-server.service";
 const STAMP: &str = ".dclab-image";
 pub const MIRROR: &str = "http://deb.debian.org/debian";
-
-/// What every Debian image has: an init, SSH, Python for Ansible, and the
-/// tools the experiment checks use.
-const BASE: &[&str] = &[
-    "systemd",
-    "systemd-sysv",
-    "dbus",
-    "openssh-server",
-    "python3",
-    "python3-apt",
-    "sudo",
-    "iproute2",
-    "iputils-ping",
-    "netcat-openbsd",
-    "curl",
-    "ca-certificates",
-    "procps",
-    "netbase",
-    "less",
-];
-
-/// The roles of the HPI paper's architecture (examples/openstack-hpi.toml)
-/// and their packages beyond the base: Debian 12's OpenStack Zed.
-pub const ROLES: &[(&str, &[&str])] = &[
-    ("base", &[]),
-    (
-        "controller",
-        &[
-            "mariadb-server",
-            "python3-pymysql",
-            "rabbitmq-server",
-            "memcached",
-            "python3-memcache",
-            "keystone",
-            "apache2",
-            "libapache2-mod-wsgi-py3",
-            "glance",
-            "placement-api",
-            "nova-api",
-            "nova-conductor",
-            "nova-scheduler",
-            "nova-novncproxy",
-            "neutron-server",
-            "neutron-plugin-ml2",
-            "openstack-dashboard-apache",
-            "python3-openstackclient",
-            "swift-proxy",
-            // networking-dclab, the Neutron driver, and what builds it.
-            "python3-grpcio",
-            "python3-protobuf",
-            "protobuf-compiler",
-            "python3-pip",
-        ],
-    ),
-    (
-        "network",
-        &[
-            "neutron-linuxbridge-agent",
-            "neutron-l3-agent",
-            "neutron-dhcp-agent",
-            "neutron-metadata-agent",
-            // A dclab agent instead (neutron_backend = dclab).
-            "openvswitch-switch",
-            "libvirt0",
-        ],
-    ),
-    (
-        "compute",
-        &[
-            "nova-compute",
-            "qemu-system-x86",
-            "neutron-linuxbridge-agent",
-            // Config drives, and a dclab agent (neutron_backend = dclab).
-            "genisoimage",
-            "openvswitch-switch",
-        ],
-    ),
-    (
-        "object-storage",
-        &[
-            "swift-account",
-            "swift-container",
-            "swift-object",
-            "xfsprogs",
-            "rsync",
-        ],
-    ),
-    ("aptcache", &["apt-cacher-ng"]),
-];
-
-/// The image a role builds: `debian` for the base, `debian-<role>`.
-pub fn image_name(role: &str) -> String {
-    if role == "base" {
-        "debian".into()
-    } else {
-        format!("debian-{role}")
-    }
-}
-
-/// The role an image name stands for, if it is one of these.
-pub fn role_of(image: &str) -> Option<&'static str> {
-    ROLES
-        .iter()
-        .map(|(role, _)| *role)
-        .find(|role| image_name(role) == image)
-}
-
-pub fn packages(role: &str) -> anyhow::Result<Vec<&'static str>> {
-    let Some((_, extra)) = ROLES.iter().find(|(r, _)| *r == role) else {
-        let known: Vec<&str> = ROLES.iter().map(|(r, _)| *r).collect();
-        bail!("no role {role:?}; roles are {}", known.join(", "));
-    };
-    Ok(BASE.iter().chain(extra.iter()).copied().collect())
-}
 
 /// Stops what an interrupted build left running inside `dir` (a dpkg
 /// configuring packages in the chroot outlives the agent that started the
@@ -202,7 +85,11 @@ fn mounts_under(mountinfo: &str, dir: &Path) -> Vec<String> {
 /// What an image was built as: the build's version, the role's packages and
 /// the units left disabled.
 fn stamp(packages: &[&str]) -> String {
-    format!("{IMAGE_VERSION} {} / {UNCONFIGURED_UNITS}", packages.join(" "))
+    format!(
+        "{IMAGE_VERSION} {} / {}",
+        packages.join(" "),
+        super::roles::leave_disabled()
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -343,8 +230,9 @@ impl DebianBuild {
         // Made per node at its first start (the node's init runs ssh-keygen -A).
         .arg("--customize-hook=rm -f \"$1\"/etc/ssh/ssh_host_*")
         .arg(format!(
-            "--customize-hook=cd \"$1\"/lib/systemd/system && for u in {UNCONFIGURED_UNITS}; do \
-             if [ -e \"$u\" ]; then chroot \"$1\" systemctl disable --quiet \"$u\"; fi; done"
+            "--customize-hook=cd \"$1\"/lib/systemd/system && for u in {}; do \
+             if [ -e \"$u\" ]; then chroot \"$1\" systemctl disable --quiet \"$u\"; fi; done",
+            super::roles::leave_disabled()
         ))
         .args(hooks)
         .arg(SUITE)
@@ -450,6 +338,21 @@ mod tests {
                 "/var/lib/dclab/images/.debian.rootfs.tmp/proc",
                 "/var/lib/dclab/images/.debian.rootfs.tmp/dev",
             ]
+        );
+    }
+
+    /// The stamp of images built before the manifest (the role lists were
+    /// Rust constants then): the same, so those images stay current.
+    #[test]
+    fn the_compute_image_stamp_is_the_one_of_images_built_before_the_manifest() {
+        assert_eq!(
+            stamp(&packages("compute").unwrap()),
+            "3 systemd systemd-sysv dbus openssh-server python3 python3-apt sudo iproute2 \
+             iputils-ping netcat-openbsd curl ca-certificates procps netbase less nova-compute \
+             qemu-system-x86 neutron-linuxbridge-agent genisoimage openvswitch-switch / \
+             keystone.service glance-*.service placement-api.service nova-*.service \
+             neutron-*.service swift-*.service apache2.service openvswitch-switch.service \
+             ovs-vswitchd.service ovsdb-server.service"
         );
     }
 

@@ -55,6 +55,7 @@ mod cpio;
 pub mod debian;
 pub mod debian_vm;
 mod micro_rootfs;
+mod roles;
 pub mod seed;
 mod serial;
 mod serial_frame;

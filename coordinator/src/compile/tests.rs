@@ -12,57 +12,12 @@ use crate::keys::KeyRange;
 use crate::model::{PortKind, Topology};
 use crate::mutate::{self, PortSpec};
 
-/// One port to create: (tenant, network index, host index, last IP octet, router).
-pub(super) type PortPlan = (u8, u8, u8, u8, bool);
+#[path = "topology_plan.rs"]
+mod topology_plan;
+pub(super) use topology_plan::build;
 
-pub(super) fn build(hosts: u8, plan: &[PortPlan]) -> Topology {
-    let mut topo = Topology::default();
-    let keys = KeyRange("100.64.0.0/16".parse().unwrap());
-    let apply = |topo: &mut Topology, ops: Vec<crate::record::Op>| ops.iter().for_each(|op| topo.apply(op));
-    for h in 0..hosts {
-        let ops = mutate::put_host(
-            &topo,
-            &format!("h{h}"),
-            "up0",
-            &format!("0a:00:00:00:00:{h:02x}"),
-            (0, 0),
-        )
-        .unwrap();
-        apply(&mut topo, ops);
-    }
-    let mut next_id = 1;
-    for (i, &(tenant, net, host, octet, router)) in plan.iter().enumerate() {
-        let (t, n) = (format!("t{tenant}"), format!("n{net}"));
-        if !topo.tenants.contains_key(&t) {
-            let ops = mutate::create_tenant(&topo, &t).unwrap();
-            apply(&mut topo, ops);
-        }
-        if topo.network_by_name(&t, &n).is_none() {
-            // Every tenant uses the same address blocks: overlap across tenants.
-            let ops = mutate::create_network(&topo, &t, &n, &format!("10.0.{net}.0/24"), next_id).unwrap();
-            next_id += 1;
-            apply(&mut topo, ops);
-        }
-        let spec = PortSpec {
-            name: &format!("p{i}"),
-            tenant: &t,
-            network: &n,
-            host: &format!("h{}", host % hosts),
-            mac: &format!("02:00:00:00:{tenant:02x}:{octet:02x}"),
-            ip: &format!("10.0.{net}.{octet}"),
-            kind: if router { PortKind::Router } else { PortKind::Vm },
-        };
-        // Duplicates within a network are refused; the plan just skips them.
-        if let Ok(ops) = mutate::create_port(&topo, &keys, &spec) {
-            apply(&mut topo, ops);
-        }
-    }
-    topo
-}
-
-pub(super) fn plan() -> impl Strategy<Value = (u8, Vec<PortPlan>)> {
-    let port = (0u8..3, 0u8..2, 0u8..4, 1u8..6, prop::bool::weighted(0.15));
-    (1u8..5, prop::collection::vec(port, 0..14))
+pub(super) fn plan() -> impl Strategy<Value = (u8, Vec<topology_plan::PortPlan>)> {
+    topology_plan::plan(1..5, 0..14)
 }
 
 pub(super) fn ip_packet(topo: &Topology, from: &str, dst: Ipv4Addr) -> Packet {

@@ -103,10 +103,10 @@ pub enum LabCommand {
     /// chapter. A failed task names the node, the task and the log, and leaves the lab up.
     Install {
         lab: String,
-        /// A directory of the playbooks dir: its site.yml lists the chapters in order.
+        /// A directory of the playbooks dir: its manifest.toml lists the chapters in order.
         #[arg(long, default_value = "openstack")]
         playbook: String,
-        /// Only these chapters (comma-separated, e.g. environment,identity), in site.yml's order.
+        /// Only these chapters (comma-separated, e.g. environment,identity), in the manifest's order.
         #[arg(long, value_delimiter = ',')]
         chapters: Vec<String>,
         /// On success, take this whole-lab snapshot (the paper's "initial") unless it exists.

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use dclab_proto::v1::DesiredNode;
 
+use super::domains::Domains;
 use super::{
     dir_of, lxc_cgroups, lxc_exec, lxc_reap, DriverConfig, Leftovers, NodeDriver, NodeError, NodeResult,
     SHUTDOWN_GRACE,
@@ -18,7 +19,6 @@ use crate::aptcache::{self, NodePorts};
 use crate::exec_output::CommandOutput;
 use crate::libvirt::lxc_xml::ContainerNic;
 use crate::libvirt::{ContainerSpec, Hypervisor, SnapshotKind, VirtError, VmState};
-use crate::nodes::connection::Libvirt;
 use crate::nodes::layout::{domain_name, Layout};
 use crate::nodes::rootfs::{Overlay, RootfsImages};
 use crate::nodes::spec::{self, AppliedSpec, MICRO_IMAGE};
@@ -30,7 +30,7 @@ const CGROUP_INIT: &str = include_str!("../../image/container_cgroup_init.sh");
 const CGROUP_INIT_PATH: &str = "/.dclab/init";
 
 pub struct LxcDriver {
-    libvirt: Libvirt,
+    domains: Domains,
     images: RootfsImages,
     layout: Layout,
     apt: Option<Arc<NodePorts>>,
@@ -39,7 +39,7 @@ pub struct LxcDriver {
 impl LxcDriver {
     pub fn new(config: &DriverConfig) -> LxcDriver {
         LxcDriver {
-            libvirt: Libvirt::new(&config.lxc_uri),
+            domains: Domains::new(&config.lxc_uri, "container"),
             images: RootfsImages::new(
                 config.image_dir.clone(),
                 config.cache_dir.clone(),
@@ -51,7 +51,7 @@ impl LxcDriver {
     }
 
     fn hypervisor(&self) -> NodeResult<std::sync::Arc<Hypervisor>> {
-        Ok(self.libvirt.get()?)
+        self.domains.hypervisor()
     }
 
     fn domain(node: &DesiredNode) -> String {
@@ -59,7 +59,7 @@ impl LxcDriver {
     }
 
     fn defined_state(&self, node: &DesiredNode) -> NodeResult<VmState> {
-        super::defined_state(&*self.hypervisor()?, &Self::domain(node), "container")
+        self.domains.defined_state(node)
     }
 
     /// The node's layers; the image is resolved (built for micro) first.
@@ -237,7 +237,7 @@ fn hinted<T>(result: Result<T, VirtError>) -> NodeResult<T> {
 
 impl NodeDriver for LxcDriver {
     fn provision(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.libvirt.get()?;
+        self.domains.hypervisor()?;
         self.images.resolve(&node.image)?;
         Ok(())
     }
@@ -326,23 +326,15 @@ impl NodeDriver for LxcDriver {
     }
 
     fn reboot(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        let hv = self.hypervisor()?;
-        if Self::is_micro(node) {
-            Ok(hv.reset(&Self::domain(node))?)
-        } else {
-            Ok(hv.reboot(&Self::domain(node))?)
-        }
+        self.domains.reboot(node, Self::is_micro(node))
     }
 
     fn reset(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        Ok(self.hypervisor()?.reset(&Self::domain(node))?)
+        self.domains.reset(node)
     }
 
     fn pause(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        Ok(self.hypervisor()?.pause(&Self::domain(node))?)
+        self.domains.pause(node)
     }
 
     fn answers_while_paused(&self) -> bool {
@@ -350,8 +342,7 @@ impl NodeDriver for LxcDriver {
     }
 
     fn resume(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        Ok(self.hypervisor()?.resume(&Self::domain(node))?)
+        self.domains.resume(node)
     }
 
     fn snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()> {

@@ -5,6 +5,7 @@
 //!
 //! Adding a kind is one file here and one arm in `Drivers::for_kind`.
 
+mod domains;
 mod lxc;
 mod lxc_cgroups;
 mod lxc_exec;

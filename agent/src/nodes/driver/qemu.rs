@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use dclab_proto::v1::DesiredNode;
 
+use super::domains::Domains;
 use super::{dir_of, DriverConfig, Leftovers, NodeDriver, NodeError, NodeResult};
 use crate::exec_output::CommandOutput;
 use crate::image::SerialConsole;
 use crate::libvirt::{Hypervisor, SnapshotKind, VmState};
 use crate::nodes::build::{self, ImageRef, Images};
-use crate::nodes::connection::Libvirt;
 use crate::nodes::layout::{domain_name, Layout};
 use crate::nodes::spec::{self, AppliedSpec};
 
@@ -22,7 +22,7 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub struct QemuDriver {
-    libvirt: Libvirt,
+    domains: Domains,
     images: Images,
     layout: Layout,
     cache_dir: PathBuf,
@@ -32,7 +32,7 @@ pub struct QemuDriver {
 impl QemuDriver {
     pub fn new(config: DriverConfig) -> QemuDriver {
         QemuDriver {
-            libvirt: Libvirt::new(&config.libvirt_uri),
+            domains: Domains::new(&config.libvirt_uri, "domain"),
             images: Images::new(
                 config.image_dir,
                 config.cache_dir.clone(),
@@ -46,16 +46,15 @@ impl QemuDriver {
 
     /// The libvirt connection, for callers that need the domain itself.
     pub fn hypervisor(&self) -> NodeResult<std::sync::Arc<Hypervisor>> {
-        Ok(self.libvirt.get()?)
+        self.domains.hypervisor()
     }
 
     fn domain(node: &DesiredNode) -> String {
         domain_name(&node.lab, &node.name)
     }
 
-    /// The domain's state, or NotFound while it is not defined.
     fn defined_state(&self, node: &DesiredNode) -> NodeResult<VmState> {
-        super::defined_state(&*self.hypervisor()?, &Self::domain(node), "domain")
+        self.domains.defined_state(node)
     }
 
     /// A micro-VM ignores ACPI and writes its disk synchronously, so it is
@@ -76,7 +75,7 @@ fn is_micro(node: &DesiredNode) -> bool {
 impl NodeDriver for QemuDriver {
     fn provision(&self, node: &DesiredNode) -> NodeResult<()> {
         // Without libvirtd, say so rather than build an image for nothing.
-        self.libvirt.get()?;
+        self.domains.hypervisor()?;
         self.images.resolve(&node.image)?;
         Ok(())
     }
@@ -134,29 +133,19 @@ impl NodeDriver for QemuDriver {
     }
 
     fn reboot(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        let hv = self.hypervisor()?;
-        // A micro-VM has no ACPI: its reboot is a reset.
-        if is_micro(node) {
-            Ok(hv.reset(&Self::domain(node))?)
-        } else {
-            Ok(hv.reboot(&Self::domain(node))?)
-        }
+        self.domains.reboot(node, is_micro(node))
     }
 
     fn reset(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        Ok(self.hypervisor()?.reset(&Self::domain(node))?)
+        self.domains.reset(node)
     }
 
     fn pause(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        Ok(self.hypervisor()?.pause(&Self::domain(node))?)
+        self.domains.pause(node)
     }
 
     fn resume(&self, node: &DesiredNode) -> NodeResult<()> {
-        self.defined_state(node)?;
-        Ok(self.hypervisor()?.resume(&Self::domain(node))?)
+        self.domains.resume(node)
     }
 
     fn snapshot(&self, node: &DesiredNode, snapshot: &str) -> NodeResult<()> {

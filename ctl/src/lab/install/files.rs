@@ -1,7 +1,8 @@
 //! What `ctl lab install` writes into the lab's install directory: the
 //! inventory (from the lab: groups are roles, addresses per network), the
 //! SSH configuration that reaches every node through `ctl lab proxy`,
-//! ansible.cfg, the node key and the lab's generated passwords.
+//! ansible.cfg, the node key and the lab's generated passwords (named in
+//! the playbook's manifest).
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -10,27 +11,6 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use dclab_proto::v1;
 use serde_json::{json, Map, Value};
-
-/// The passwords the chapters use, generated once per lab and kept.
-pub const SECRETS: &[&str] = &[
-    "rabbit_password",
-    "keystone_db_password",
-    "admin_password",
-    "demo_password",
-    "glance_db_password",
-    "glance_password",
-    "placement_db_password",
-    "placement_password",
-    "nova_db_password",
-    "nova_password",
-    "neutron_db_password",
-    "neutron_password",
-    "metadata_secret",
-    "swift_password",
-    "swift_hash_prefix",
-    "swift_hash_suffix",
-    "horizon_secret_key",
-];
 
 /// Paths in the install directory.
 pub struct Layout {
@@ -131,16 +111,17 @@ pub fn ansible_cfg(layout: &Layout, playbooks: &Path) -> String {
     )
 }
 
-/// The lab's passwords: kept ones stay, missing ones are made (hex, so
-/// they need no quoting in URLs, INI files or shells).
-pub fn secrets(existing: Option<&str>) -> anyhow::Result<Map<String, Value>> {
+/// The lab's passwords (`names`, from the playbook's manifest): kept ones
+/// stay, missing ones are made (hex, so they need no quoting in URLs, INI
+/// files or shells).
+pub fn secrets(existing: Option<&str>, names: &[String]) -> anyhow::Result<Map<String, Value>> {
     let mut map: Map<String, Value> = match existing {
         Some(text) => serde_json::from_str(text).context("the lab's secrets.json is not a JSON object")?,
         None => Map::new(),
     };
-    for name in SECRETS {
-        if !map.get(*name).is_some_and(Value::is_string) {
-            map.insert((*name).to_string(), Value::String(random_hex(12)?));
+    for name in names {
+        if !map.get(name).is_some_and(Value::is_string) {
+            map.insert(name.clone(), Value::String(random_hex(12)?));
         }
     }
     Ok(map)

@@ -5,6 +5,7 @@
 
 mod ansible;
 mod files;
+mod manifest;
 mod progress;
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use super::remote::{status_error, take_initial, Client};
 use crate::output::{print, Format};
 use files::Layout;
+use manifest::Manifest;
 use progress::{Event, Progress, MARK};
 
 pub use ansible::ANSIBLE_CORE;
@@ -53,22 +55,14 @@ pub fn default_state_dir() -> PathBuf {
     Path::new(&home).join(".local/state/dclab")
 }
 
-/// The chapter files `site.yml` imports, in order.
-pub fn chapters(site: &str) -> Vec<String> {
-    site.lines()
-        .filter_map(|l| l.trim().strip_prefix("- import_playbook:"))
-        .map(|f| f.trim().trim_end_matches(".yml").to_string())
-        .collect()
-}
-
-fn pick_chapters(all: Vec<String>, wanted: &[String], site: &Path) -> anyhow::Result<Vec<String>> {
+fn pick_chapters(all: Vec<String>, wanted: &[String], manifest: &Path) -> anyhow::Result<Vec<String>> {
     if wanted.is_empty() {
         return Ok(all);
     }
     if let Some(bad) = wanted.iter().find(|w| !all.contains(w)) {
         bail!(
             "no chapter {bad:?} in {}; its chapters are {}",
-            site.display(),
+            manifest.display(),
             all.join(", ")
         );
     }
@@ -90,15 +84,16 @@ pub async fn install(
         );
     }
     let book = opts.playbooks.join(&opts.playbook);
-    let site = book.join("site.yml");
-    let site_text = std::fs::read_to_string(&site).with_context(|| {
+    let manifest_path = manifest::path(&book);
+    let manifest_text = std::fs::read_to_string(&manifest_path).with_context(|| {
         format!(
             "no playbook {:?}: cannot read {} (--playbooks DIR points elsewhere)",
             opts.playbook,
-            site.display()
+            manifest_path.display()
         )
     })?;
-    let chapters = pick_chapters(chapters(&site_text), &opts.chapters, &site)?;
+    let manifest = Manifest::parse(&manifest_text, &manifest_path)?;
+    let chapters = pick_chapters(manifest.chapter_names(), &opts.chapters, &manifest_path)?;
     let given_vars = files::parse_vars(&opts.vars)?;
     let status = client
         .get_lab(v1::GetLabRequest { name: lab.into() })
@@ -118,7 +113,7 @@ pub async fn install(
 
     let public_key = files::node_key(&layout)?;
     authorize(&mut client, lab, &status, &public_key).await?;
-    write_files(&layout, &status, &opts, lab)?;
+    write_files(&layout, &status, &opts, lab, &manifest.secrets())?;
     let remembered = std::fs::read_to_string(layout.vars()).ok();
     let vars = files::vars(remembered.as_deref(), &given_vars)?;
     files::write_file(&layout.vars(), &serde_json::to_string_pretty(&vars)?, 0o644)?;
@@ -255,7 +250,13 @@ async fn close_masters(layout: &Layout, status: &v1::Lab) {
     }
 }
 
-fn write_files(layout: &Layout, status: &v1::Lab, opts: &InstallOptions, lab: &str) -> anyhow::Result<()> {
+fn write_files(
+    layout: &Layout,
+    status: &v1::Lab,
+    opts: &InstallOptions,
+    lab: &str,
+    secret_names: &[String],
+) -> anyhow::Result<()> {
     let inventory = serde_json::to_string_pretty(&files::inventory(status))?;
     files::write_file(&layout.inventory(), &inventory, 0o644)?;
     let proxy: Vec<String> = opts
@@ -274,7 +275,7 @@ fn write_files(layout: &Layout, status: &v1::Lab, opts: &InstallOptions, lab: &s
         0o644,
     )?;
     let existing = std::fs::read_to_string(layout.secrets()).ok();
-    let secrets = files::secrets(existing.as_deref())?;
+    let secrets = files::secrets(existing.as_deref(), secret_names)?;
     files::write_file(&layout.secrets(), &serde_json::to_string_pretty(&secrets)?, 0o600)
 }
 

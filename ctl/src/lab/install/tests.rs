@@ -2,8 +2,9 @@ use dclab_proto::v1;
 use serde_json::json;
 
 use super::files::{self, Layout};
+use super::manifest::{self, Manifest};
 use super::progress::{chapter_of, Event, Progress};
-use super::{chapters, pick_chapters};
+use super::{pick_chapters, PLAYBOOKS};
 
 fn node(name: &str, role: &str, nics: &[(&str, &str)]) -> v1::LabNode {
     v1::LabNode {
@@ -80,18 +81,20 @@ fn ssh_goes_through_ctl_lab_proxy_with_the_install_key() {
 
 #[test]
 fn secrets_are_made_once_and_kept() {
-    let first = files::secrets(None).unwrap();
-    for name in files::SECRETS {
-        let v = first[*name].as_str().unwrap();
+    let names: Vec<String> = ["admin_password", "demo_password"].map(String::from).into();
+    let first = files::secrets(None, &names).unwrap();
+    assert_eq!(first.len(), 2);
+    for name in &names {
+        let v = first[name].as_str().unwrap();
         assert_eq!(v.len(), 24);
         assert!(v.chars().all(|c| c.is_ascii_hexdigit()));
     }
     let text = json!({"admin_password": "kept", "extra": "x"}).to_string();
-    let again = files::secrets(Some(&text)).unwrap();
+    let again = files::secrets(Some(&text), &names).unwrap();
     assert_eq!(again["admin_password"], "kept");
     assert_eq!(again["extra"], "x");
     assert_ne!(again["demo_password"], first["demo_password"]);
-    assert!(files::secrets(Some("[1]")).is_err());
+    assert!(files::secrets(Some("[1]"), &names).is_err());
 }
 
 #[test]
@@ -115,17 +118,65 @@ fn vars_are_checked_and_laid_over_the_remembered_ones() {
 }
 
 #[test]
-fn chapters_come_from_site_yml_and_unknown_ones_are_named() {
-    let site = "# intro\n- import_playbook: environment.yml\n- import_playbook: identity.yml\n";
-    let all = chapters(site);
+fn chapters_come_from_the_manifest_and_unknown_ones_are_named() {
+    let text = "[[chapter]]\nname = \"environment\"\nsecrets = [\"a\", \"b\"]\n\
+                [[chapter]]\nname = \"identity\"\nsecrets = [\"b\", \"c\"]\n";
+    let m = Manifest::parse(text, "m.toml".as_ref()).unwrap();
+    let all = m.chapter_names();
     assert_eq!(all, ["environment", "identity"]);
-    let only = pick_chapters(all.clone(), &["identity".into()], "s.yml".as_ref()).unwrap();
+    assert_eq!(m.secrets(), ["a", "b", "c"]);
+    let only = pick_chapters(all.clone(), &["identity".into()], "m.toml".as_ref()).unwrap();
     assert_eq!(only, ["identity"]);
-    let err = pick_chapters(all, &["compute".into()], "s.yml".as_ref()).unwrap_err();
+    let err = pick_chapters(all, &["compute".into()], "m.toml".as_ref()).unwrap_err();
     assert_eq!(
         err.to_string(),
-        "no chapter \"compute\" in s.yml; its chapters are environment, identity"
+        "no chapter \"compute\" in m.toml; its chapters are environment, identity"
     );
+    let err = Manifest::parse("[[chapter]]\nsecrets = []\n", "m.toml".as_ref()).unwrap_err();
+    assert!(format!("{err:#}").contains("m.toml does not parse"), "{err:#}");
+    assert!(Manifest::parse("", "m.toml".as_ref()).is_err());
+}
+
+/// The OpenStack manifest: the chapters site.yml imports (for Ansible run
+/// by hand), in its order, and every password labs installed before it got.
+#[test]
+fn the_openstack_manifest_agrees_with_site_yml_and_keeps_every_password() {
+    let book = std::path::Path::new(PLAYBOOKS).join("openstack");
+    let path = manifest::path(&book);
+    let m = Manifest::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap();
+    let site = std::fs::read_to_string(book.join("site.yml")).unwrap();
+    let imported: Vec<String> = site
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- import_playbook:"))
+        .map(|f| f.trim().trim_end_matches(".yml").to_string())
+        .collect();
+    assert_eq!(m.chapter_names(), imported);
+    for chapter in &imported {
+        assert!(book.join(format!("{chapter}.yml")).is_file(), "{chapter}");
+    }
+    let before = [
+        "rabbit_password",
+        "keystone_db_password",
+        "admin_password",
+        "demo_password",
+        "glance_db_password",
+        "glance_password",
+        "placement_db_password",
+        "placement_password",
+        "nova_db_password",
+        "nova_password",
+        "neutron_db_password",
+        "neutron_password",
+        "metadata_secret",
+        "swift_password",
+        "swift_hash_prefix",
+        "swift_hash_suffix",
+        "horizon_secret_key",
+    ];
+    let secrets = m.secrets();
+    for name in before {
+        assert!(secrets.iter().any(|s| s == name), "{name} is no longer generated");
+    }
 }
 
 fn event(json: serde_json::Value) -> Event {
