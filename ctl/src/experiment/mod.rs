@@ -136,7 +136,7 @@ pub async fn run(
             Ok(())
         }
         ExperimentCommand::Show { run } => {
-            let record = fetch(client.await?, &run).await?;
+            let record = fetch(&mut client.await?, &run).await?;
             if format == Format::Json {
                 println!("{}", serde_json::to_string_pretty(&record)?);
             } else {
@@ -145,8 +145,20 @@ pub async fn run(
             Ok(())
         }
         ExperimentCommand::Report { run, format: f, out } => {
-            let record = fetch(client.await?, &run).await?;
-            let body = report::render(&record, f);
+            let mut client = client.await?;
+            let record = fetch(&mut client, &run).await?;
+            // The lab's picture heads an HTML report while the lab exists.
+            let lab = match f {
+                report::ReportFormat::Html => client
+                    .get_lab(v1::GetLabRequest {
+                        name: record.lab.clone(),
+                    })
+                    .await
+                    .ok()
+                    .map(|l| l.into_inner()),
+                _ => None,
+            };
+            let body = report::render(&record, f, lab.as_ref());
             match out {
                 Some(path) => {
                     std::fs::write(&path, body).with_context(|| format!("writing {}", path.display()))?
@@ -159,7 +171,7 @@ pub async fn run(
 }
 
 /// The run `id` names; `last` is the newest run that started.
-async fn fetch(mut client: Client, id: &str) -> anyhow::Result<RunRecord> {
+async fn fetch(client: &mut Client, id: &str) -> anyhow::Result<RunRecord> {
     let id = if id == "last" {
         let runs = client
             .list_runs(v1::ListRunsRequest { lab: String::new() })

@@ -13,11 +13,13 @@ pub enum ReportFormat {
     Html,
 }
 
-pub fn render(r: &RunRecord, f: ReportFormat) -> String {
+/// The report of `r`; an HTML report opens with `lab`'s picture when the
+/// lab still exists.
+pub fn render(r: &RunRecord, f: ReportFormat, lab: Option<&dclab_proto::v1::Lab>) -> String {
     match f {
         ReportFormat::Json => serde_json::to_string_pretty(r).expect("records serialize") + "\n",
         ReportFormat::Junit => junit(r),
-        ReportFormat::Html => html(r),
+        ReportFormat::Html => html(r, lab),
     }
 }
 
@@ -198,7 +200,14 @@ fn junit(r: &RunRecord) -> String {
 
 const WIDTH: f64 = 960.0;
 
-fn html(r: &RunRecord) -> String {
+fn html(r: &RunRecord, lab: Option<&dclab_proto::v1::Lab>) -> String {
+    let picture = match lab {
+        Some(lab) => format!(
+            "<h2>The lab</h2><p>As it was when this report was written.</p>{}",
+            crate::lab::graph::svg(lab)
+        ),
+        None => String::new(),
+    };
     let span_ms = r
         .timeline
         .iter()
@@ -378,6 +387,7 @@ svg .s0{{fill:#e8eef7}} svg .s1{{fill:#f3f3f3}} svg .f{{fill:#e57373}} svg .ok{{
 </style></head><body>
 <h1>{exp} on lab {lab} <span class="verdict">{verdict}</span></h1>
 <p>{title}<br>run {id}, started {started} UTC, {took:.1} s, seed {seed}{trace}</p>
+{picture}
 <h2>Targets</h2><ul>{targets}</ul>
 <h2>Timeline</h2>
 <svg width="{w}" height="{h}" viewBox="0 0 {w} {h}" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="timeline of stages, faults, probe samples and checks">{svg}{axis}</svg>
