@@ -92,36 +92,37 @@ fn lab_steps(cluster: &str, file: &Path, out_dir: &Path) -> anyhow::Result<bool>
     let picture = out_dir.join("dclab-demo-lab.html");
     step(cluster, &["lab", "graph", LAB, "--out", path(&picture)?])?;
     println!("\n== break it on purpose: the {EXPERIMENT} experiment splits two nodes, checks, heals, checks");
-    let as_expected = step(
-        cluster,
-        &["experiment", "run", EXPERIMENT, "--lab", LAB, "--seed", "1"],
-    )?;
-    let run = newest_run(cluster, LAB)?;
     let report = out_dir.join("dclab-demo-report.html");
+    let run = ["experiment", "run", EXPERIMENT, "--lab", LAB, "--seed", "1"];
+    run_and_report(cluster, LAB, &run, &report, &picture)
+}
+
+/// Runs the experiment `run_args` names, writes the newest run's HTML
+/// report to `report`, and prints the verdict and where both pages are.
+pub fn run_and_report(
+    cluster: &str,
+    lab: &str,
+    run_args: &[&str],
+    report: &Path,
+    picture: &Path,
+) -> anyhow::Result<bool> {
+    let as_expected = step(cluster, run_args)?;
+    let run = newest_run(cluster, lab)?;
+    let out = path(report)?;
     step(
         cluster,
-        &[
-            "experiment",
-            "report",
-            &run,
-            "--format",
-            "html",
-            "--out",
-            path(&report)?,
-        ],
+        &["experiment", "report", &run, "--format", "html", "--out", out],
     )?;
-    println!(
-        "\nthe experiment {}",
-        if as_expected {
-            "went as expected"
-        } else {
-            "DEVIATED from what it expected"
-        }
-    );
+    let verdict = if as_expected {
+        "went as expected"
+    } else {
+        "DEVIATED from what it expected"
+    };
+    println!("\nthe experiment {verdict}");
     println!("report: {}\nlab picture: {}", report.display(), picture.display());
     Ok(as_expected)
 }
 
-fn path(p: &Path) -> anyhow::Result<&str> {
+pub fn path(p: &Path) -> anyhow::Result<&str> {
     p.to_str().context("a path that is not UTF-8")
 }

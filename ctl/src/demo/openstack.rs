@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context};
 
-use super::lab::{newest_run, step};
+use super::lab::{path, run_and_report, step};
 use crate::local::libvirtd::Libvirtd;
 use crate::local::{Cluster, UpOptions};
 
@@ -58,9 +58,7 @@ pub fn run(out_dir: &Path, keep: bool) -> anyhow::Result<bool> {
 }
 
 fn steps(file: &str, out_dir: &Path) -> anyhow::Result<bool> {
-    println!(
-        "\n(role images are built on first use, a few minutes each; lab up shows each build's progress)"
-    );
+    println!("\n(role images are built on first use, a few minutes each)");
     if !step(CLUSTER, &["lab", "up", file, "--timeout", "1800"])? {
         bail!("the OpenStack lab did not come up; `DCLAB_LOCAL_CLUSTER={CLUSTER} ctl lab status {LAB}` shows why");
     }
@@ -71,33 +69,7 @@ fn steps(file: &str, out_dir: &Path) -> anyhow::Result<bool> {
         bail!("the install failed; the line above names the node, task and log");
     }
     println!("\n== the paper's experiment: compute nodes unreachable");
-    let as_expected = step(CLUSTER, &["experiment", "run", EXPERIMENT, "--lab", LAB, "--yes"])?;
-    let run = newest_run(CLUSTER, LAB)?;
     let report = out_dir.join("dclab-demo-openstack-report.html");
-    step(
-        CLUSTER,
-        &[
-            "experiment",
-            "report",
-            &run,
-            "--format",
-            "html",
-            "--out",
-            path(&report)?,
-        ],
-    )?;
-    println!(
-        "\nthe experiment {}",
-        if as_expected {
-            "went as expected"
-        } else {
-            "DEVIATED from what it expected"
-        }
-    );
-    println!("report: {}\nlab picture: {}", report.display(), picture.display());
-    Ok(as_expected)
-}
-
-fn path(p: &Path) -> anyhow::Result<&str> {
-    p.to_str().context("a path that is not UTF-8")
+    let run = ["experiment", "run", EXPERIMENT, "--lab", LAB, "--yes"];
+    run_and_report(CLUSTER, LAB, &run, &report, &picture)
 }
